@@ -1,0 +1,36 @@
+//! Command-line interface: one submodule per `serin` subcommand; does I/O (files, stdout, network).
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+pub mod cluster;
+pub mod crds;
+pub mod validate;
+
+/// Serin: progressive delivery for Kubernetes, API-compatible with Flagger.
+#[derive(Debug, Parser)]
+#[command(name = "serin", version, about, long_about = None)]
+pub struct Cli {
+    /// The subcommand to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Lint Canary, MetricTemplate and AlertProvider manifests offline.
+    Validate(validate::ValidateArgs),
+    /// Print the CustomResourceDefinitions Serin serves (flagger.app/v1beta1).
+    Crds(crds::CrdsArgs),
+    /// Run the embedded Kubernetes-compatible API server with simulated workloads.
+    Cluster(cluster::ClusterArgs),
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Crds(args) => crds::run(args),
+        Command::Cluster(args) => cluster::run(args),
+    }
+}

@@ -1,0 +1,3 @@
+//! Serin: a progressive-delivery operator for Kubernetes, API-compatible with Flagger.
+pub mod api;
+pub mod cli;
