@@ -8,5 +8,14 @@ pub struct CrdsArgs {}
 
 /// Runs `serin crds`.
 pub fn run(_args: CrdsArgs) -> ExitCode {
-    ExitCode::FAILURE
+    match crate::api::crd::to_yaml() {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("serin crds: cannot render YAML: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

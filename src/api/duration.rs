@@ -1,0 +1,128 @@
+//! Parsing of Go-style durations (`30s`, `1m30s`, `500ms`) as used by Flagger's fields; pure.
+use std::time::Duration;
+
+/// The schema pattern Flagger puts on `analysis.interval`, metric `interval` and webhook `timeout`.
+/// It is a prefix match (not anchored at the end), so `1m30s` passes it.
+pub const INTERVAL_PATTERN: &str = "^[0-9]+(m|s)";
+
+/// Why a duration string was rejected.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DurationError {
+    /// The string is empty.
+    #[error("empty duration")]
+    Empty,
+    /// The string is not a Go duration.
+    #[error(
+        "invalid duration {0:?}: expected a number followed by a unit (ns, us, ms, s, m, h), e.g. 30s or 1m30s"
+    )]
+    Invalid(String),
+}
+
+/// Parses a Go `time.ParseDuration` string (without sign): a sequence of decimal numbers, each with
+/// a unit among `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`. `0` alone is accepted, as in Go.
+pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(DurationError::Empty);
+    }
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let invalid = || DurationError::Invalid(input.to_string());
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return Err(invalid());
+        }
+        let value: f64 = rest[..num_len].parse().map_err(|_| invalid())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit_secs = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(invalid()),
+        };
+        rest = &rest[unit_len..];
+        total += value * unit_secs;
+    }
+    if !total.is_finite() || total > 1e12 {
+        return Err(invalid());
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Formats a duration the way Prometheus range selectors accept it (`90s`, `5m`, `1h`).
+pub fn format_prometheus(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_millis() != 0 || secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// True when `s` matches Flagger's schema pattern `^[0-9]+(m|s)`.
+pub fn matches_interval_pattern(s: &str) -> bool {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0 && matches!(s.as_bytes().get(digits), Some(b'm' | b's'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse() {
+        let cases = [
+            ("30s", 30_000),
+            ("1m", 60_000),
+            ("1m30s", 90_000),
+            ("500ms", 500),
+            ("2h", 7_200_000),
+            ("1.5s", 1_500),
+            ("0", 0),
+        ];
+        for (s, ms) in cases {
+            assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        }
+    }
+
+    #[test]
+    fn malformed_durations_are_rejected() {
+        for s in ["", "10", "s", "10x", "1m30", "-5s", "ten seconds"] {
+            assert!(parse_duration(s).is_err(), "{s:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn interval_pattern_is_a_prefix_match_like_flaggers() {
+        assert!(matches_interval_pattern("1m"));
+        assert!(matches_interval_pattern("1m30s"));
+        assert!(matches_interval_pattern("500ms"));
+        assert!(!matches_interval_pattern("1h"));
+        assert!(!matches_interval_pattern("m"));
+    }
+
+    #[test]
+    fn prometheus_format_uses_the_largest_whole_unit() {
+        assert_eq!(format_prometheus(Duration::from_secs(60)), "1m");
+        assert_eq!(format_prometheus(Duration::from_secs(90)), "90s");
+        assert_eq!(format_prometheus(Duration::from_secs(7200)), "2h");
+        assert_eq!(format_prometheus(Duration::from_millis(1500)), "1500ms");
+    }
+}
