@@ -158,6 +158,11 @@ fn finish(
     }
     if let Some(schema) = value.pointer_mut("/spec/versions/0/schema/openAPIV3Schema") {
         strip_derived(schema);
+        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            props.insert("apiVersion".into(), json!({"type": "string"}));
+            props.insert("kind".into(), json!({"type": "string"}));
+            props.insert("metadata".into(), json!({"type": "object"}));
+        }
         edit(schema);
     }
     serde_json::from_value(value).unwrap_or(crd)

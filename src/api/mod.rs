@@ -5,6 +5,7 @@ pub mod canary;
 pub mod crd;
 pub mod defaults;
 pub mod duration;
+pub mod manifest;
 pub mod metric_template;
 pub mod phase;
 pub mod provider;

@@ -1,1 +1,980 @@
-//! x
+//! Semantic validation rules for Canary, MetricTemplate and AlertProvider specs; pure.
+//!
+//! These are the checks the schema cannot express. `serin validate` and the controller call the
+//! same functions, so a manifest that lints clean is one the controller accepts.
+use std::fmt;
+
+use super::alert_provider::{ALERT_PROVIDER_TYPES, AlertProviderSpec};
+use super::canary::{CanaryAnalysis, CanarySpec, HttpMatchRequest, StringMatch};
+use super::defaults::MIN_INTERVAL;
+use super::duration::{matches_interval_pattern, parse_duration};
+use super::metric_template::{METRIC_PROVIDER_TYPES, MetricTemplateSpec};
+use super::provider::Provider;
+use super::webhook_type::WebhookType;
+
+/// How serious a problem is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// The controller would refuse the object.
+    Error,
+    /// The object works, but probably not as intended.
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Error => "error",
+            Self::Warning => "warning",
+        })
+    }
+}
+
+/// One finding, located by a dotted field path such as `spec.analysis.metrics[0].interval`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Error or warning.
+    pub severity: Severity,
+    /// Where in the object.
+    pub path: String,
+    /// What is wrong, in words a user can act on.
+    pub message: String,
+}
+
+impl Problem {
+    fn error(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+    fn warning(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// What the rules need to know about the controller's configuration.
+#[derive(Clone, Debug)]
+pub struct ValidationContext {
+    /// The provider used when `spec.provider` is empty (`--mesh-provider`).
+    pub default_provider: String,
+    /// The smallest analysis interval the controller runs (`--min-interval`).
+    pub min_interval: std::time::Duration,
+}
+
+impl Default for ValidationContext {
+    fn default() -> Self {
+        Self {
+            default_provider: "istio".to_string(),
+            min_interval: MIN_INTERVAL,
+        }
+    }
+}
+
+/// True when any problem is an error.
+pub fn has_errors(problems: &[Problem]) -> bool {
+    problems.iter().any(|p| p.severity == Severity::Error)
+}
+
+const BUILTIN_METRICS: [&str; 2] = ["request-success-rate", "request-duration"];
+const SEVERITIES: [&str; 4] = ["", "info", "warn", "error"];
+
+/// Checks a Canary spec. An empty result means the controller accepts it.
+pub fn validate_canary(spec: &CanarySpec, ctx: &ValidationContext) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let provider_field = spec.provider.as_deref().filter(|p| !p.is_empty());
+    let provider = match spec.provider(&ctx.default_provider) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            let path = if provider_field.is_some() {
+                "spec.provider"
+            } else {
+                "--mesh-provider"
+            };
+            out.push(Problem::error(path, e.to_string()));
+            None
+        }
+    };
+
+    check_target(spec, provider, &mut out);
+    check_service(spec, provider, &mut out);
+    check_refs(spec, provider, &mut out);
+
+    if let Some(d) = spec.progress_deadline_seconds {
+        if d <= 0 {
+            out.push(Problem::error(
+                "spec.progressDeadlineSeconds",
+                format!("must be positive, got {d}"),
+            ));
+        }
+    }
+
+    match &spec.analysis {
+        Some(a) => check_analysis(spec, a, provider, ctx, &mut out),
+        None => out.push(Problem::error(
+            "spec.analysis",
+            "analysis is required (use skipAnalysis: true to promote without checks)",
+        )),
+    }
+    out
+}
+
+fn check_target(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Problem>) {
+    let Some(t) = &spec.target_ref else {
+        out.push(Problem::error("spec.targetRef", "targetRef is required"));
+        return;
+    };
+    if t.name.is_empty() {
+        out.push(Problem::error("spec.targetRef.name", "name is required"));
+    }
+    let knative = t.kind == "Service" && t.api_version.starts_with("serving.knative.dev/");
+    match t.kind.as_str() {
+        "Deployment" | "DaemonSet" if t.api_version != "apps/v1" => out.push(Problem::error(
+            "spec.targetRef.apiVersion",
+            format!(
+                "a {} target must be apps/v1, got {:?}",
+                t.kind, t.api_version
+            ),
+        )),
+        "Deployment" | "DaemonSet" | "Service" => {}
+        other => out.push(Problem::error(
+            "spec.targetRef.kind",
+            format!("unsupported target kind {other:?}; expected Deployment, DaemonSet or Service"),
+        )),
+    }
+    if let Some(p) = provider {
+        if knative && p != Provider::Knative {
+            out.push(Problem::error(
+                "spec.provider",
+                "a Knative Service target needs provider: knative",
+            ));
+        }
+        if p == Provider::Knative && !knative {
+            out.push(Problem::error(
+                "spec.targetRef",
+                "provider knative needs a serving.knative.dev/v1 Service target",
+            ));
+        }
+    }
+    if knative && spec.autoscaler_ref.is_some() {
+        out.push(Problem::error(
+            "spec.autoscalerRef",
+            "Knative targets scale themselves; remove autoscalerRef",
+        ));
+    }
+    if let Some(a) = &spec.autoscaler_ref {
+        if !matches!(a.kind.as_str(), "HorizontalPodAutoscaler" | "ScaledObject") {
+            out.push(Problem::error(
+                "spec.autoscalerRef.kind",
+                format!("unsupported autoscaler kind {:?}; expected HorizontalPodAutoscaler or ScaledObject", a.kind),
+            ));
+        }
+        if let Some(r) = &a.primary_scaler_replicas {
+            if let (Some(min), Some(max)) = (r.min_replicas, r.max_replicas) {
+                if min > max {
+                    out.push(Problem::error(
+                        "spec.autoscalerRef.primaryScalerReplicas",
+                        format!("minReplicas {min} is greater than maxReplicas {max}"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn check_service(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Problem>) {
+    let Some(s) = &spec.service else {
+        if !spec
+            .target_ref
+            .as_ref()
+            .is_some_and(|t| t.kind == "Service")
+        {
+            out.push(Problem::error(
+                "spec.service",
+                "service is required (at least service.port)",
+            ));
+        }
+        return;
+    };
+    if !(1..=65535).contains(&s.port) {
+        out.push(Problem::error(
+            "spec.service.port",
+            format!("must be a port number between 1 and 65535, got {}", s.port),
+        ));
+    }
+    for (field, value) in [
+        ("timeout", &s.timeout),
+        ("backendTimeout", &s.backend_timeout),
+    ] {
+        if let Some(v) = value {
+            if let Err(e) = parse_duration(v) {
+                out.push(Problem::error(
+                    format!("spec.service.{field}"),
+                    e.to_string(),
+                ));
+            }
+        }
+    }
+    if let Some(p) = provider {
+        let refs = s.gateway_refs.as_deref().unwrap_or_default();
+        if p.is_gateway_api() && refs.is_empty() {
+            out.push(Problem::error(
+                "spec.service.gatewayRefs",
+                format!(
+                    "provider {p} needs at least one gatewayRefs entry (the HTTPRoute's parents)"
+                ),
+            ));
+        }
+        if p == Provider::Istio && s.delegation.unwrap_or(false) {
+            let has_hosts = s.hosts.as_ref().is_some_and(|h| !h.is_empty());
+            let has_gateways = s.gateways.as_ref().is_some_and(|g| !g.is_empty());
+            if has_hosts || has_gateways {
+                out.push(Problem::error(
+                    "spec.service.delegation",
+                    "a delegate VirtualService cannot also set hosts or gateways",
+                ));
+            }
+        }
+    }
+    for (i, m) in s.match_.iter().flatten().enumerate() {
+        check_match(&format!("spec.service.match[{i}]"), m, out);
+    }
+}
+
+fn check_refs(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Problem>) {
+    let Some(p) = provider else { return };
+    if matches!(p, Provider::Nginx | Provider::Skipper) && spec.ingress_ref.is_none() {
+        out.push(Problem::error(
+            "spec.ingressRef",
+            format!("provider {p} needs ingressRef (the Ingress to clone for the canary)"),
+        ));
+    }
+    if p == Provider::Apisix && spec.route_ref.is_none() {
+        out.push(Problem::error(
+            "spec.routeRef",
+            "provider apisix needs routeRef (the ApisixRoute to clone for the canary)",
+        ));
+    }
+}
+
+fn check_match(path: &str, m: &HttpMatchRequest, out: &mut Vec<Problem>) {
+    let single = |p: String, sm: &StringMatch, out: &mut Vec<Problem>| {
+        let set = [&sm.exact, &sm.prefix, &sm.suffix, &sm.regex]
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+        if set > 1 {
+            out.push(Problem::error(
+                p.clone(),
+                "set only one of exact, prefix, suffix or regex",
+            ));
+        }
+        if let Some(re) = &sm.regex {
+            if let Err(e) = regex::Regex::new(re) {
+                out.push(Problem::error(p, format!("invalid regex {re:?}: {e}")));
+            }
+        }
+    };
+    for (name, sm) in [
+        ("uri", &m.uri),
+        ("scheme", &m.scheme),
+        ("method", &m.method),
+        ("authority", &m.authority),
+    ] {
+        if let Some(sm) = sm {
+            single(format!("{path}.{name}"), sm, out);
+        }
+    }
+    for (field, map) in [
+        ("headers", &m.headers),
+        ("queryParams", &m.query_params),
+        ("withoutHeaders", &m.without_headers),
+    ] {
+        for (k, sm) in map.iter().flatten() {
+            single(format!("{path}.{field}.{k}"), sm, out);
+        }
+    }
+}
+
+fn check_analysis(
+    spec: &CanarySpec,
+    a: &CanaryAnalysis,
+    provider: Option<Provider>,
+    ctx: &ValidationContext,
+    out: &mut Vec<Problem>,
+) {
+    const P: &str = "spec.analysis";
+    match a.interval.as_deref() {
+        None => out.push(Problem::error(
+            format!("{P}.interval"),
+            "interval is required",
+        )),
+        Some(i) => match parse_duration(i) {
+            Err(e) => out.push(Problem::error(format!("{P}.interval"), e.to_string())),
+            Ok(_) if !matches_interval_pattern(i) => out.push(Problem::error(
+                format!("{P}.interval"),
+                format!("{i:?} must be written in seconds or minutes (e.g. 30s, 1m)"),
+            )),
+            Ok(d) if d < ctx.min_interval => out.push(Problem::warning(
+                format!("{P}.interval"),
+                format!(
+                    "{i} is below the controller's minimum of {}s and will run every {}s",
+                    ctx.min_interval.as_secs_f64(),
+                    ctx.min_interval.as_secs_f64()
+                ),
+            )),
+            Ok(_) => {}
+        },
+    }
+    if a.threshold.is_none() {
+        out.push(Problem::error(
+            format!("{P}.threshold"),
+            "threshold is required",
+        ));
+    }
+
+    let modes = [
+        a.iterations.is_some(),
+        a.step_weight.is_some(),
+        a.step_weights.is_some(),
+    ];
+    let mode_count = modes.iter().filter(|m| **m).count();
+    let both_weights =
+        a.step_weight.is_some() && a.step_weights.is_some() && a.iterations.is_none();
+    if mode_count == 0 {
+        out.push(Problem::error(
+            P.to_string(),
+            "set exactly one of iterations (A/B, blue/green), stepWeight or stepWeights",
+        ));
+    } else if mode_count > 1 && !both_weights {
+        out.push(Problem::error(
+            P.to_string(),
+            "set only one of iterations, stepWeight or stepWeights",
+        ));
+    } else if both_weights {
+        out.push(Problem::error(
+            format!("{P}.stepWeights"),
+            "stepWeight and stepWeights are both set; stepWeight would win, remove one",
+        ));
+    }
+
+    if let Some(i) = a.iterations {
+        if i < 1 {
+            out.push(Problem::error(
+                format!("{P}.iterations"),
+                format!("must be at least 1, got {i}"),
+            ));
+        }
+    }
+    if let Some(max) = a.max_weight {
+        if !(1..=100).contains(&max) {
+            out.push(Problem::error(
+                format!("{P}.maxWeight"),
+                format!("must be between 1 and 100, got {max}"),
+            ));
+        }
+    }
+    if let Some(step) = a.step_weight {
+        if step < 1 {
+            out.push(Problem::error(
+                format!("{P}.stepWeight"),
+                format!("must be at least 1, got {step}"),
+            ));
+        } else if step > spec.max_weight() {
+            out.push(Problem::error(
+                format!("{P}.stepWeight"),
+                format!(
+                    "stepWeight {step} is greater than maxWeight {}",
+                    spec.max_weight()
+                ),
+            ));
+        }
+    }
+    if let Some(ladder) = &a.step_weights {
+        if ladder.is_empty() {
+            out.push(Problem::error(
+                format!("{P}.stepWeights"),
+                "must not be empty",
+            ));
+        }
+        for (i, w) in ladder.iter().enumerate() {
+            if !(1..=100).contains(w) {
+                out.push(Problem::error(
+                    format!("{P}.stepWeights[{i}]"),
+                    format!("{w} is outside 1..100"),
+                ));
+            }
+        }
+        if let Some(i) = ladder.windows(2).position(|w| w[1] <= w[0]) {
+            out.push(Problem::error(
+                format!("{P}.stepWeights[{}]", i + 1),
+                format!(
+                    "stepWeights must be strictly increasing: {} follows {}",
+                    ladder[i + 1],
+                    ladder[i]
+                ),
+            ));
+        }
+        if a.max_weight.is_some() {
+            out.push(Problem::warning(
+                format!("{P}.maxWeight"),
+                "maxWeight is ignored when stepWeights is set (the last step is the maximum)",
+            ));
+        }
+    }
+    if let Some(s) = a.step_weight_promotion {
+        if !(0..=100).contains(&s) {
+            out.push(Problem::error(
+                format!("{P}.stepWeightPromotion"),
+                format!("must be between 0 and 100, got {s}"),
+            ));
+        }
+    }
+    if let Some(m) = a.mirror_weight {
+        if !(0..=100).contains(&m) {
+            out.push(Problem::error(
+                format!("{P}.mirrorWeight"),
+                format!("must be between 0 and 100, got {m}"),
+            ));
+        }
+    }
+    for (field, v) in [
+        ("primaryReadyThreshold", a.primary_ready_threshold),
+        ("canaryReadyThreshold", a.canary_ready_threshold),
+    ] {
+        if let Some(v) = v {
+            if !(0..=100).contains(&v) {
+                out.push(Problem::error(
+                    format!("{P}.{field}"),
+                    format!("must be a percentage (0-100), got {v}"),
+                ));
+            }
+        }
+    }
+
+    let has_match = a.match_.as_ref().is_some_and(|m| !m.is_empty());
+    if let Some(p) = provider {
+        if has_match && !p.supports_ab_testing() {
+            out.push(Problem::error(
+                format!("{P}.match"),
+                format!("A/B testing is not supported by the {p} provider"),
+            ));
+        }
+        if has_match && p.supports_ab_testing() && a.iterations.is_none() {
+            out.push(Problem::warning(
+                format!("{P}.match"),
+                "match is ignored without iterations (A/B testing needs iterations)",
+            ));
+        }
+        if a.mirror.unwrap_or(false) {
+            if !p.supports_mirroring() {
+                out.push(Problem::error(
+                    format!("{P}.mirror"),
+                    format!("traffic mirroring is not supported by the {p} provider"),
+                ));
+            } else if p.is_gateway_api() && a.iterations.is_none() {
+                out.push(Problem::error(
+                    format!("{P}.mirror"),
+                    format!("with provider {p}, mirroring needs iterations (blue/green)"),
+                ));
+            }
+        }
+        if a.session_affinity.is_some() && !p.supports_session_affinity() {
+            out.push(Problem::error(
+                format!("{P}.sessionAffinity"),
+                format!("session affinity is not supported by the {p} provider"),
+            ));
+        }
+    }
+    for (i, m) in a.match_.iter().flatten().enumerate() {
+        check_match(&format!("{P}.match[{i}]"), m, out);
+    }
+
+    if let Some(sa) = &a.session_affinity {
+        if sa.cookie_name.is_empty() {
+            out.push(Problem::error(
+                format!("{P}.sessionAffinity.cookieName"),
+                "cookieName is required",
+            ));
+        } else if sa.primary_cookie_name.as_deref() == Some(sa.cookie_name.as_str()) {
+            out.push(Problem::error(
+                format!("{P}.sessionAffinity.primaryCookieName"),
+                format!(
+                    "primaryCookieName must differ from cookieName (both are {:?})",
+                    sa.cookie_name
+                ),
+            ));
+        }
+        if let Some(same_site) = &sa.same_site {
+            if !matches!(same_site.as_str(), "Strict" | "Lax" | "None") {
+                out.push(Problem::error(
+                    format!("{P}.sessionAffinity.sameSite"),
+                    format!("unknown sameSite {same_site:?}; expected Strict, Lax or None"),
+                ));
+            }
+        }
+    }
+
+    check_metrics(a, out);
+    check_webhooks(a, out);
+    check_alerts(a, out);
+}
+
+fn check_metrics(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
+    let mut seen = std::collections::HashSet::new();
+    for (i, m) in a.metrics.iter().flatten().enumerate() {
+        let path = format!("spec.analysis.metrics[{i}]");
+        if m.name.is_empty() {
+            out.push(Problem::error(format!("{path}.name"), "name is required"));
+        } else if !seen.insert(m.name.as_str()) {
+            out.push(Problem::error(
+                format!("{path}.name"),
+                format!("duplicate metric name {:?}", m.name),
+            ));
+        }
+        let builtin = BUILTIN_METRICS.contains(&m.name.as_str());
+        let has_query = m.query.as_ref().is_some_and(|q| !q.trim().is_empty());
+        if !builtin && !has_query && m.template_ref.is_none() {
+            out.push(Problem::error(
+                path.clone(),
+                format!(
+                    "metric {:?} is not builtin (request-success-rate, request-duration) and has neither templateRef nor query",
+                    m.name
+                ),
+            ));
+        }
+        if let Some(t) = &m.template_ref {
+            if t.name.is_empty() {
+                out.push(Problem::error(
+                    format!("{path}.templateRef.name"),
+                    "name is required",
+                ));
+            }
+        }
+        if has_query {
+            out.push(Problem::warning(
+                format!("{path}.query"),
+                "inline query is deprecated; use a MetricTemplate and templateRef",
+            ));
+        }
+        if let Some(iv) = &m.interval {
+            if let Err(e) = parse_duration(iv) {
+                out.push(Problem::error(format!("{path}.interval"), e.to_string()));
+            }
+        }
+        if let Some(r) = &m.threshold_range {
+            if let (Some(min), Some(max)) = (r.min, r.max) {
+                if min > max {
+                    out.push(Problem::error(
+                        format!("{path}.thresholdRange"),
+                        format!("min {min} is greater than max {max}: no value can pass"),
+                    ));
+                }
+            }
+        }
+        if m.threshold.is_some() && m.threshold_range.is_none() {
+            out.push(Problem::warning(
+                format!("{path}.threshold"),
+                "threshold is deprecated; use thresholdRange",
+            ));
+        }
+        if m.threshold.is_none()
+            && m.threshold_range
+                .as_ref()
+                .is_none_or(|r| r.min.is_none() && r.max.is_none())
+        {
+            out.push(Problem::warning(
+                path.clone(),
+                "no thresholdRange: every value passes this check",
+            ));
+        }
+    }
+}
+
+fn check_webhooks(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
+    for (i, w) in a.webhooks.iter().flatten().enumerate() {
+        let path = format!("spec.analysis.webhooks[{i}]");
+        if w.name.is_empty() {
+            out.push(Problem::error(format!("{path}.name"), "name is required"));
+        }
+        if let Some(t) = &w.type_ {
+            if let Err(e) = t.parse::<WebhookType>() {
+                out.push(Problem::error(format!("{path}.type"), e.to_string()));
+            }
+        }
+        match url::Url::parse(&w.url) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty()) => {}
+            Ok(u) => out.push(Problem::error(
+                format!("{path}.url"),
+                format!(
+                    "{:?} is not an http(s) URL with a host (scheme {:?})",
+                    w.url,
+                    u.scheme()
+                ),
+            )),
+            Err(e) => out.push(Problem::error(
+                format!("{path}.url"),
+                format!("invalid URL {:?}: {e}", w.url),
+            )),
+        }
+        if let Some(t) = &w.timeout {
+            match parse_duration(t) {
+                Err(e) => out.push(Problem::error(format!("{path}.timeout"), e.to_string())),
+                Ok(_) if t.len() < 2 => out.push(Problem::warning(
+                    format!("{path}.timeout"),
+                    format!("{t:?} is too short to be read and will be replaced by 10s"),
+                )),
+                Ok(_) => {}
+            }
+        }
+        if let Some(r) = w.retries {
+            if r < 0 {
+                out.push(Problem::error(
+                    format!("{path}.retries"),
+                    format!("must not be negative, got {r}"),
+                ));
+            }
+        }
+    }
+}
+
+fn check_alerts(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
+    for (i, al) in a.alerts.iter().flatten().enumerate() {
+        let path = format!("spec.analysis.alerts[{i}]");
+        if al.name.is_empty() {
+            out.push(Problem::error(format!("{path}.name"), "name is required"));
+        }
+        if let Some(s) = &al.severity {
+            if !SEVERITIES.contains(&s.as_str()) {
+                out.push(Problem::error(
+                    format!("{path}.severity"),
+                    format!("unknown severity {s:?}; expected info, warn or error"),
+                ));
+            }
+        }
+        if al.provider_ref.name.is_empty() {
+            out.push(Problem::error(
+                format!("{path}.providerRef.name"),
+                "name is required",
+            ));
+        }
+    }
+}
+
+/// Checks a MetricTemplate spec.
+pub fn validate_metric_template(spec: &MetricTemplateSpec) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let t = spec.provider.type_.as_str();
+    if t.is_empty() {
+        out.push(Problem::error("spec.provider.type", "type is required"));
+    } else if !METRIC_PROVIDER_TYPES.contains(&t) {
+        out.push(Problem::error(
+            "spec.provider.type",
+            format!(
+                "unknown metric provider {t:?}; expected one of: {}",
+                METRIC_PROVIDER_TYPES.join(", ")
+            ),
+        ));
+    }
+    if let Some(addr) = &spec.provider.address {
+        if let Err(msg) = check_http_url(addr) {
+            out.push(Problem::error("spec.provider.address", msg));
+        }
+    }
+    if t == "cloudwatch" && spec.provider.region.as_deref().is_none_or(str::is_empty) {
+        out.push(Problem::error(
+            "spec.provider.region",
+            "the cloudwatch provider needs a region",
+        ));
+    }
+    if spec.query.trim().is_empty() {
+        out.push(Problem::error("spec.query", "query is required"));
+    }
+    out
+}
+
+/// Checks an AlertProvider spec.
+pub fn validate_alert_provider(spec: &AlertProviderSpec) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let t = spec.type_.as_str();
+    if t.is_empty() {
+        out.push(Problem::error("spec.type", "type is required"));
+    } else if !ALERT_PROVIDER_TYPES.contains(&t) {
+        out.push(Problem::error(
+            "spec.type",
+            format!(
+                "unknown alert provider type {t:?}; expected one of: {}",
+                ALERT_PROVIDER_TYPES.join(", ")
+            ),
+        ));
+    }
+    match (&spec.address, &spec.secret_ref) {
+        (None, None) => out.push(Problem::error(
+            "spec",
+            "set address or secretRef (a Secret with key address)",
+        )),
+        (Some(addr), _) => {
+            if let Err(msg) = check_http_url(addr) {
+                out.push(Problem::error("spec.address", msg));
+            }
+        }
+        _ => {}
+    }
+    if let Some(proxy) = &spec.proxy {
+        if let Err(msg) = check_http_url(proxy) {
+            out.push(Problem::error("spec.proxy", msg));
+        }
+    }
+    out
+}
+
+fn check_http_url(s: &str) -> Result<(), String> {
+    match url::Url::parse(s) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            Ok(())
+        }
+        Ok(u) => Err(format!(
+            "{s:?} is not an http(s) URL with a host (scheme {:?})",
+            u.scheme()
+        )),
+        Err(e) => Err(format!("invalid URL {s:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::canary::*;
+
+    fn base() -> CanarySpec {
+        CanarySpec {
+            provider: Some("istio".into()),
+            target_ref: Some(TargetRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: "podinfo".into(),
+            }),
+            service: Some(CanaryService {
+                port: 9898,
+                ..Default::default()
+            }),
+            analysis: Some(CanaryAnalysis {
+                interval: Some("1m".into()),
+                threshold: Some(5),
+                step_weight: Some(10),
+                max_weight: Some(50),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn errors(spec: &CanarySpec) -> Vec<String> {
+        validate_canary(spec, &ValidationContext::default())
+            .into_iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    fn analysis(spec: &mut CanarySpec) -> &mut CanaryAnalysis {
+        spec.analysis.get_or_insert_with(Default::default)
+    }
+
+    #[test]
+    fn a_well_formed_canary_has_no_errors() {
+        assert_eq!(errors(&base()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_rule_reports_one_precise_error() {
+        type Edit = fn(&mut CanarySpec);
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                |s| analysis(s).step_weight = Some(60),
+                "spec.analysis.stepWeight: stepWeight 60 is greater than maxWeight 50",
+            ),
+            (
+                |s| {
+                    let a = analysis(s);
+                    a.step_weight = None;
+                    a.max_weight = None;
+                    a.step_weights = Some(vec![10, 5, 20]);
+                },
+                "spec.analysis.stepWeights[1]: stepWeights must be strictly increasing: 5 follows 10",
+            ),
+            (
+                |s| {
+                    let a = analysis(s);
+                    a.step_weight = None;
+                    a.max_weight = None;
+                    a.step_weights = Some(vec![10, 150]);
+                },
+                "spec.analysis.stepWeights[1]: 150 is outside 1..100",
+            ),
+            (
+                |s| s.provider = Some("envoy".into()),
+                "spec.provider: unknown provider \"envoy\"",
+            ),
+            (
+                |s| analysis(s).interval = Some("1mx".into()),
+                "spec.analysis.interval: invalid duration \"1mx\"",
+            ),
+            (
+                |s| {
+                    s.provider = Some("kubernetes".into());
+                    let a = analysis(s);
+                    a.step_weight = None;
+                    a.max_weight = None;
+                    a.iterations = Some(5);
+                    a.match_ = Some(vec![HttpMatchRequest::default()]);
+                },
+                "spec.analysis.match: A/B testing is not supported by the kubernetes provider",
+            ),
+            (
+                |s| {
+                    analysis(s).metrics = Some(vec![CanaryMetric {
+                        name: "error-budget".into(),
+                        ..Default::default()
+                    }])
+                },
+                "spec.analysis.metrics[0]: metric \"error-budget\" is not builtin",
+            ),
+            (
+                |s| {
+                    analysis(s).metrics = Some(vec![CanaryMetric {
+                        name: "request-success-rate".into(),
+                        threshold_range: Some(ThresholdRange {
+                            min: Some(99.0),
+                            max: Some(90.0),
+                        }),
+                        ..Default::default()
+                    }])
+                },
+                "spec.analysis.metrics[0].thresholdRange: min 99 is greater than max 90",
+            ),
+            (
+                |s| {
+                    analysis(s).session_affinity = Some(SessionAffinity {
+                        cookie_name: "c".into(),
+                        primary_cookie_name: Some("c".into()),
+                        ..Default::default()
+                    })
+                },
+                "spec.analysis.sessionAffinity.primaryCookieName: primaryCookieName must differ",
+            ),
+            (
+                |s| s.provider = Some("gatewayapi:v1".into()),
+                "spec.service.gatewayRefs: provider gatewayapi:v1 needs at least one gatewayRefs entry",
+            ),
+            (
+                |s| s.provider = Some("nginx".into()),
+                "spec.ingressRef: provider nginx needs ingressRef",
+            ),
+            (
+                |s| {
+                    analysis(s).webhooks = Some(vec![CanaryWebhook {
+                        name: "w".into(),
+                        url: "not a url".into(),
+                        ..Default::default()
+                    }])
+                },
+                "spec.analysis.webhooks[0].url: invalid URL \"not a url\"",
+            ),
+            (
+                |s| {
+                    analysis(s).alerts = Some(vec![CanaryAlert {
+                        name: "a".into(),
+                        severity: Some("critical".into()),
+                        provider_ref: CrossNamespaceRef {
+                            name: "slack".into(),
+                            namespace: None,
+                        },
+                    }])
+                },
+                "spec.analysis.alerts[0].severity: unknown severity \"critical\"",
+            ),
+        ];
+        for (edit, want) in cases {
+            let mut s = base();
+            edit(&mut s);
+            let got = errors(&s);
+            assert_eq!(
+                got.len(),
+                1,
+                "want exactly one error starting {want:?}, got {got:#?}"
+            );
+            assert!(got[0].starts_with(want), "want {want:?}, got {:?}", got[0]);
+        }
+    }
+
+    #[test]
+    fn interval_below_the_minimum_is_a_warning_not_an_error() {
+        let mut s = base();
+        analysis(&mut s).interval = Some("5s".into());
+        let problems = validate_canary(&s, &ValidationContext::default());
+        assert!(!has_errors(&problems));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "spec.analysis.interval" && p.severity == Severity::Warning)
+        );
+    }
+
+    #[test]
+    fn missing_analysis_mode_is_reported() {
+        let mut s = base();
+        let a = analysis(&mut s);
+        a.step_weight = None;
+        assert_eq!(
+            errors(&s),
+            vec![
+                "spec.analysis: set exactly one of iterations (A/B, blue/green), stepWeight or stepWeights"
+            ]
+        );
+    }
+
+    #[test]
+    fn alert_provider_needs_an_address_or_secret() {
+        let spec = AlertProviderSpec {
+            type_: "slack".into(),
+            ..Default::default()
+        };
+        let p = validate_alert_provider(&spec);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].path, "spec");
+    }
+
+    #[test]
+    fn metric_template_rejects_unknown_provider_types() {
+        let spec = MetricTemplateSpec {
+            provider: crate::api::metric_template::MetricProvider {
+                type_: "graphana".into(),
+                ..Default::default()
+            },
+            query: "up".into(),
+        };
+        let p = validate_metric_template(&spec);
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].message
+                .starts_with("unknown metric provider \"graphana\"")
+        );
+    }
+}
