@@ -4,6 +4,9 @@
 //! parse unchanged. Enumerated strings (provider, kinds, webhook types, severities) stay `String` in
 //! Rust and carry their enum in the schema: a bad value must surface as a precise validation message
 //! (see [`crate::api::validation`]), never as a deserialization failure that would stall a watch.
+// The derive takes one `printcolumn(...)` per column; clippy reads the repeated keys as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;

@@ -116,7 +116,7 @@ pub fn lint(doc: &Value, ctx: &ValidationContext) -> Option<ObjectReport> {
             }
         }
     }
-    problems.sort_by(|a, b| a.severity.cmp(&b.severity));
+    problems.sort_by_key(|p| p.severity);
     problems.dedup();
     Some(ObjectReport {
         kind: kind.to_string(),

@@ -76,33 +76,33 @@ fn walk(schema: &Value, value: &Value, path: &str, out: &mut Vec<Problem>) {
             return;
         }
     }
-    if let Some(allowed) = s.get("enum").and_then(Value::as_array) {
-        if !allowed.contains(value) {
-            let list: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
-            push(
-                out,
-                Severity::Error,
-                path,
-                format!(
-                    "unsupported value {value}; expected one of: {}",
-                    list.join(", ")
-                ),
-            );
-        }
+    if let Some(allowed) = s.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        let list: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
+        push(
+            out,
+            Severity::Error,
+            path,
+            format!(
+                "unsupported value {value}; expected one of: {}",
+                list.join(", ")
+            ),
+        );
     }
     match value {
         Value::String(text) => check_string(s, text, path, out),
         Value::Number(n) => check_number(s, n.as_f64().unwrap_or(0.0), path, out),
         Value::Array(items) => {
-            if let Some(max) = s.get("maxItems").and_then(Value::as_u64) {
-                if items.len() as u64 > max {
-                    push(
-                        out,
-                        Severity::Error,
-                        path,
-                        format!("must have at most {max} items, got {}", items.len()),
-                    );
-                }
+            if let Some(max) = s.get("maxItems").and_then(Value::as_u64)
+                && items.len() as u64 > max
+            {
+                push(
+                    out,
+                    Severity::Error,
+                    path,
+                    format!("must have at most {max} items, got {}", items.len()),
+                );
             }
             if let Some(item_schema) = s.get("items") {
                 for (i, item) in items.iter().enumerate() {
@@ -118,25 +118,25 @@ fn walk(schema: &Value, value: &Value, path: &str, out: &mut Vec<Problem>) {
 
 fn check_string(s: &Map<String, Value>, text: &str, path: &str, out: &mut Vec<Problem>) {
     let len = text.chars().count() as u64;
-    if let Some(min) = s.get("minLength").and_then(Value::as_u64) {
-        if len < min {
-            push(
-                out,
-                Severity::Error,
-                path,
-                format!("must be at least {min} characters long"),
-            );
-        }
+    if let Some(min) = s.get("minLength").and_then(Value::as_u64)
+        && len < min
+    {
+        push(
+            out,
+            Severity::Error,
+            path,
+            format!("must be at least {min} characters long"),
+        );
     }
-    if let Some(max) = s.get("maxLength").and_then(Value::as_u64) {
-        if len > max {
-            push(
-                out,
-                Severity::Error,
-                path,
-                format!("must be at most {max} characters long"),
-            );
-        }
+    if let Some(max) = s.get("maxLength").and_then(Value::as_u64)
+        && len > max
+    {
+        push(
+            out,
+            Severity::Error,
+            path,
+            format!("must be at most {max} characters long"),
+        );
     }
     if let Some(pattern) = s.get("pattern").and_then(Value::as_str) {
         match regex::Regex::new(pattern) {
@@ -154,25 +154,25 @@ fn check_string(s: &Map<String, Value>, text: &str, path: &str, out: &mut Vec<Pr
 }
 
 fn check_number(s: &Map<String, Value>, n: f64, path: &str, out: &mut Vec<Problem>) {
-    if let Some(min) = s.get("minimum").and_then(Value::as_f64) {
-        if n < min {
-            push(
-                out,
-                Severity::Error,
-                path,
-                format!("must be at least {min}, got {n}"),
-            );
-        }
+    if let Some(min) = s.get("minimum").and_then(Value::as_f64)
+        && n < min
+    {
+        push(
+            out,
+            Severity::Error,
+            path,
+            format!("must be at least {min}, got {n}"),
+        );
     }
-    if let Some(max) = s.get("maximum").and_then(Value::as_f64) {
-        if n > max {
-            push(
-                out,
-                Severity::Error,
-                path,
-                format!("must be at most {max}, got {n}"),
-            );
-        }
+    if let Some(max) = s.get("maximum").and_then(Value::as_f64)
+        && n > max
+    {
+        push(
+            out,
+            Severity::Error,
+            path,
+            format!("must be at most {max}, got {n}"),
+        );
     }
 }
 
@@ -234,28 +234,28 @@ fn check_combinators(s: &Map<String, Value>, value: &Value, path: &str, out: &mu
             push(out, Severity::Error, path, message);
         }
     }
-    if let Some(branches) = s.get("anyOf").and_then(Value::as_array) {
-        if !branches.iter().any(matches) {
-            push(
-                out,
-                Severity::Error,
-                path,
-                format!(
-                    "must satisfy at least one of: {}",
-                    describe_branches(branches)
-                ),
-            );
-        }
+    if let Some(branches) = s.get("anyOf").and_then(Value::as_array)
+        && !branches.iter().any(matches)
+    {
+        push(
+            out,
+            Severity::Error,
+            path,
+            format!(
+                "must satisfy at least one of: {}",
+                describe_branches(branches)
+            ),
+        );
     }
-    if let Some(not) = s.get("not") {
-        if matches(not) {
-            push(
-                out,
-                Severity::Error,
-                path,
-                "matches a forbidden combination of fields".to_string(),
-            );
-        }
+    if let Some(not) = s.get("not")
+        && matches(not)
+    {
+        push(
+            out,
+            Severity::Error,
+            path,
+            "matches a forbidden combination of fields".to_string(),
+        );
     }
 }
 

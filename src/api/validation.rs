@@ -111,13 +111,13 @@ pub fn validate_canary(spec: &CanarySpec, ctx: &ValidationContext) -> Vec<Proble
     check_service(spec, provider, &mut out);
     check_refs(spec, provider, &mut out);
 
-    if let Some(d) = spec.progress_deadline_seconds {
-        if d <= 0 {
-            out.push(Problem::error(
-                "spec.progressDeadlineSeconds",
-                format!("must be positive, got {d}"),
-            ));
-        }
+    if let Some(d) = spec.progress_deadline_seconds
+        && d <= 0
+    {
+        out.push(Problem::error(
+            "spec.progressDeadlineSeconds",
+            format!("must be positive, got {d}"),
+        ));
     }
 
     match &spec.analysis {
@@ -180,26 +180,21 @@ fn check_target(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Pro
                 format!("unsupported autoscaler kind {:?}; expected HorizontalPodAutoscaler or ScaledObject", a.kind),
             ));
         }
-        if let Some(r) = &a.primary_scaler_replicas {
-            if let (Some(min), Some(max)) = (r.min_replicas, r.max_replicas) {
-                if min > max {
-                    out.push(Problem::error(
-                        "spec.autoscalerRef.primaryScalerReplicas",
-                        format!("minReplicas {min} is greater than maxReplicas {max}"),
-                    ));
-                }
-            }
+        if let Some(r) = &a.primary_scaler_replicas
+            && let (Some(min), Some(max)) = (r.min_replicas, r.max_replicas)
+            && min > max
+        {
+            out.push(Problem::error(
+                "spec.autoscalerRef.primaryScalerReplicas",
+                format!("minReplicas {min} is greater than maxReplicas {max}"),
+            ));
         }
     }
 }
 
 fn check_service(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Problem>) {
     let Some(s) = &spec.service else {
-        if !spec
-            .target_ref
-            .as_ref()
-            .is_some_and(|t| t.kind == "Service")
-        {
+        if spec.target_ref.as_ref().is_none_or(|t| t.kind != "Service") {
             out.push(Problem::error(
                 "spec.service",
                 "service is required (at least service.port)",
@@ -217,13 +212,13 @@ fn check_service(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Pr
         ("timeout", &s.timeout),
         ("backendTimeout", &s.backend_timeout),
     ] {
-        if let Some(v) = value {
-            if let Err(e) = parse_duration(v) {
-                out.push(Problem::error(
-                    format!("spec.service.{field}"),
-                    e.to_string(),
-                ));
-            }
+        if let Some(v) = value
+            && let Err(e) = parse_duration(v)
+        {
+            out.push(Problem::error(
+                format!("spec.service.{field}"),
+                e.to_string(),
+            ));
         }
     }
     if let Some(p) = provider {
@@ -280,10 +275,10 @@ fn check_match(path: &str, m: &HttpMatchRequest, out: &mut Vec<Problem>) {
                 "set only one of exact, prefix, suffix or regex",
             ));
         }
-        if let Some(re) = &sm.regex {
-            if let Err(e) = regex::Regex::new(re) {
-                out.push(Problem::error(p, format!("invalid regex {re:?}: {e}")));
-            }
+        if let Some(re) = &sm.regex
+            && let Err(e) = regex::Regex::new(re)
+        {
+            out.push(Problem::error(p, format!("invalid regex {re:?}: {e}")));
         }
     };
     for (name, sm) in [
@@ -369,21 +364,21 @@ fn check_analysis(
         ));
     }
 
-    if let Some(i) = a.iterations {
-        if i < 1 {
-            out.push(Problem::error(
-                format!("{P}.iterations"),
-                format!("must be at least 1, got {i}"),
-            ));
-        }
+    if let Some(i) = a.iterations
+        && i < 1
+    {
+        out.push(Problem::error(
+            format!("{P}.iterations"),
+            format!("must be at least 1, got {i}"),
+        ));
     }
-    if let Some(max) = a.max_weight {
-        if !(1..=100).contains(&max) {
-            out.push(Problem::error(
-                format!("{P}.maxWeight"),
-                format!("must be between 1 and 100, got {max}"),
-            ));
-        }
+    if let Some(max) = a.max_weight
+        && !(1..=100).contains(&max)
+    {
+        out.push(Problem::error(
+            format!("{P}.maxWeight"),
+            format!("must be between 1 and 100, got {max}"),
+        ));
     }
     if let Some(step) = a.step_weight {
         if step < 1 {
@@ -433,33 +428,33 @@ fn check_analysis(
             ));
         }
     }
-    if let Some(s) = a.step_weight_promotion {
-        if !(0..=100).contains(&s) {
-            out.push(Problem::error(
-                format!("{P}.stepWeightPromotion"),
-                format!("must be between 0 and 100, got {s}"),
-            ));
-        }
+    if let Some(s) = a.step_weight_promotion
+        && !(0..=100).contains(&s)
+    {
+        out.push(Problem::error(
+            format!("{P}.stepWeightPromotion"),
+            format!("must be between 0 and 100, got {s}"),
+        ));
     }
-    if let Some(m) = a.mirror_weight {
-        if !(0..=100).contains(&m) {
-            out.push(Problem::error(
-                format!("{P}.mirrorWeight"),
-                format!("must be between 0 and 100, got {m}"),
-            ));
-        }
+    if let Some(m) = a.mirror_weight
+        && !(0..=100).contains(&m)
+    {
+        out.push(Problem::error(
+            format!("{P}.mirrorWeight"),
+            format!("must be between 0 and 100, got {m}"),
+        ));
     }
     for (field, v) in [
         ("primaryReadyThreshold", a.primary_ready_threshold),
         ("canaryReadyThreshold", a.canary_ready_threshold),
     ] {
-        if let Some(v) = v {
-            if !(0..=100).contains(&v) {
-                out.push(Problem::error(
-                    format!("{P}.{field}"),
-                    format!("must be a percentage (0-100), got {v}"),
-                ));
-            }
+        if let Some(v) = v
+            && !(0..=100).contains(&v)
+        {
+            out.push(Problem::error(
+                format!("{P}.{field}"),
+                format!("must be a percentage (0-100), got {v}"),
+            ));
         }
     }
 
@@ -516,13 +511,13 @@ fn check_analysis(
                 ),
             ));
         }
-        if let Some(same_site) = &sa.same_site {
-            if !matches!(same_site.as_str(), "Strict" | "Lax" | "None") {
-                out.push(Problem::error(
-                    format!("{P}.sessionAffinity.sameSite"),
-                    format!("unknown sameSite {same_site:?}; expected Strict, Lax or None"),
-                ));
-            }
+        if let Some(same_site) = &sa.same_site
+            && !matches!(same_site.as_str(), "Strict" | "Lax" | "None")
+        {
+            out.push(Problem::error(
+                format!("{P}.sessionAffinity.sameSite"),
+                format!("unknown sameSite {same_site:?}; expected Strict, Lax or None"),
+            ));
         }
     }
 
@@ -554,13 +549,13 @@ fn check_metrics(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
                 ),
             ));
         }
-        if let Some(t) = &m.template_ref {
-            if t.name.is_empty() {
-                out.push(Problem::error(
-                    format!("{path}.templateRef.name"),
-                    "name is required",
-                ));
-            }
+        if let Some(t) = &m.template_ref
+            && t.name.is_empty()
+        {
+            out.push(Problem::error(
+                format!("{path}.templateRef.name"),
+                "name is required",
+            ));
         }
         if has_query {
             out.push(Problem::warning(
@@ -568,20 +563,19 @@ fn check_metrics(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
                 "inline query is deprecated; use a MetricTemplate and templateRef",
             ));
         }
-        if let Some(iv) = &m.interval {
-            if let Err(e) = parse_duration(iv) {
-                out.push(Problem::error(format!("{path}.interval"), e.to_string()));
-            }
+        if let Some(iv) = &m.interval
+            && let Err(e) = parse_duration(iv)
+        {
+            out.push(Problem::error(format!("{path}.interval"), e.to_string()));
         }
-        if let Some(r) = &m.threshold_range {
-            if let (Some(min), Some(max)) = (r.min, r.max) {
-                if min > max {
-                    out.push(Problem::error(
-                        format!("{path}.thresholdRange"),
-                        format!("min {min} is greater than max {max}: no value can pass"),
-                    ));
-                }
-            }
+        if let Some(r) = &m.threshold_range
+            && let (Some(min), Some(max)) = (r.min, r.max)
+            && min > max
+        {
+            out.push(Problem::error(
+                format!("{path}.thresholdRange"),
+                format!("min {min} is greater than max {max}: no value can pass"),
+            ));
         }
         if m.threshold.is_some() && m.threshold_range.is_none() {
             out.push(Problem::warning(
@@ -608,10 +602,10 @@ fn check_webhooks(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
         if w.name.is_empty() {
             out.push(Problem::error(format!("{path}.name"), "name is required"));
         }
-        if let Some(t) = &w.type_ {
-            if let Err(e) = t.parse::<WebhookType>() {
-                out.push(Problem::error(format!("{path}.type"), e.to_string()));
-            }
+        if let Some(t) = &w.type_
+            && let Err(e) = t.parse::<WebhookType>()
+        {
+            out.push(Problem::error(format!("{path}.type"), e.to_string()));
         }
         match url::Url::parse(&w.url) {
             Ok(u)
@@ -640,13 +634,13 @@ fn check_webhooks(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
                 Ok(_) => {}
             }
         }
-        if let Some(r) = w.retries {
-            if r < 0 {
-                out.push(Problem::error(
-                    format!("{path}.retries"),
-                    format!("must not be negative, got {r}"),
-                ));
-            }
+        if let Some(r) = w.retries
+            && r < 0
+        {
+            out.push(Problem::error(
+                format!("{path}.retries"),
+                format!("must not be negative, got {r}"),
+            ));
         }
     }
 }
@@ -657,13 +651,13 @@ fn check_alerts(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
         if al.name.is_empty() {
             out.push(Problem::error(format!("{path}.name"), "name is required"));
         }
-        if let Some(s) = &al.severity {
-            if !SEVERITIES.contains(&s.as_str()) {
-                out.push(Problem::error(
-                    format!("{path}.severity"),
-                    format!("unknown severity {s:?}; expected info, warn or error"),
-                ));
-            }
+        if let Some(s) = &al.severity
+            && !SEVERITIES.contains(&s.as_str())
+        {
+            out.push(Problem::error(
+                format!("{path}.severity"),
+                format!("unknown severity {s:?}; expected info, warn or error"),
+            ));
         }
         if al.provider_ref.name.is_empty() {
             out.push(Problem::error(
@@ -689,10 +683,10 @@ pub fn validate_metric_template(spec: &MetricTemplateSpec) -> Vec<Problem> {
             ),
         ));
     }
-    if let Some(addr) = &spec.provider.address {
-        if let Err(msg) = check_http_url(addr) {
-            out.push(Problem::error("spec.provider.address", msg));
-        }
+    if let Some(addr) = &spec.provider.address
+        && let Err(msg) = check_http_url(addr)
+    {
+        out.push(Problem::error("spec.provider.address", msg));
     }
     if t == "cloudwatch" && spec.provider.region.as_deref().is_none_or(str::is_empty) {
         out.push(Problem::error(
@@ -733,10 +727,10 @@ pub fn validate_alert_provider(spec: &AlertProviderSpec) -> Vec<Problem> {
         }
         _ => {}
     }
-    if let Some(proxy) = &spec.proxy {
-        if let Err(msg) = check_http_url(proxy) {
-            out.push(Problem::error("spec.proxy", msg));
-        }
+    if let Some(proxy) = &spec.proxy
+        && let Err(msg) = check_http_url(proxy)
+    {
+        out.push(Problem::error("spec.proxy", msg));
     }
     out
 }

@@ -1,0 +1,257 @@
+//! Foundation tests: examples validate and round-trip, broken fixtures fail precisely, CRDs match.
+use serde_json::Value;
+use serin::api::validation::{Severity, ValidationContext};
+use serin::cli::validate::{Summary, lint_paths};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn serin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_serin"))
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("readable dir") {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn lint(path: &Path) -> Summary {
+    lint_paths(&[path.display().to_string()], &ValidationContext::default())
+}
+
+#[test]
+fn every_example_validates_without_errors() {
+    let summary = lint(&root().join("examples"));
+    let errors: Vec<String> = summary
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| f.line())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "examples have errors:\n{}",
+        errors.join("\n")
+    );
+    assert!(
+        summary.objects.len() >= 40,
+        "expected the full example set, got {}",
+        summary.objects.len()
+    );
+}
+
+#[test]
+fn the_binary_accepts_the_examples_and_exits_zero() {
+    let out = serin()
+        .arg("validate")
+        .arg(root().join("examples"))
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_example_document_round_trips_without_loss() {
+    let mut checked = 0;
+    for file in yaml_files(&root().join("examples")) {
+        let text = std::fs::read_to_string(&file).expect("readable");
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let original: Value = serde::Deserialize::deserialize(doc).expect("valid yaml");
+            let kind = original.get("kind").and_then(Value::as_str).unwrap_or("");
+            let again = match kind {
+                "Canary" => round_trip::<serin::api::Canary>(&original),
+                "MetricTemplate" => round_trip::<serin::api::MetricTemplate>(&original),
+                "AlertProvider" => round_trip::<serin::api::AlertProvider>(&original),
+                _ => continue,
+            };
+            assert_eq!(
+                normalize(again),
+                normalize(original),
+                "{} lost data in a round trip",
+                file.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "only {checked} documents checked");
+}
+
+/// Numbers compare by value: `99` in YAML and `99.0` from an f64 field are the same number.
+fn normalize(v: Value) -> Value {
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::Number(n)),
+        Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, normalize(v))).collect()),
+        other => other,
+    }
+}
+
+/// parse → serialize → parse → serialize: both serializations must equal the input.
+fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) -> Value {
+    let typed: T = serde_json::from_value(v.clone()).expect("decodes");
+    let first = serde_json::to_value(&typed).expect("encodes");
+    let typed2: T = serde_json::from_value(first.clone()).expect("decodes again");
+    let second = serde_json::to_value(&typed2).expect("encodes again");
+    assert_eq!(first, second);
+    second
+}
+
+#[test]
+fn every_broken_fixture_yields_exactly_its_expected_error() {
+    let files = yaml_files(&root().join("tests/fixtures/broken"));
+    assert!(files.len() >= 14);
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let expect = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} has no '# expect:' line", file.display()));
+        let summary = lint(&file);
+        let errors: Vec<String> = summary
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| format!("{}: {}", f.path, f.message))
+            .collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "{}: want one error, got {errors:#?}",
+            file.display()
+        );
+        assert!(
+            errors[0].starts_with(expect),
+            "{}:\n want {expect}\n  got {}",
+            file.display(),
+            errors[0]
+        );
+        let out = serin().arg("validate").arg(&file).output().expect("runs");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{} should exit 1",
+            file.display()
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = format!("{}:1: ", file.display());
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&line) && l.contains(expect)),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn flagger_documentation_canaries_validate_unchanged() {
+    let dir = root().join("tests/fixtures/flagger-docs");
+    let summary = lint(&dir);
+    let canaries = summary
+        .objects
+        .iter()
+        .filter(|(_, _, r)| r.kind == "Canary")
+        .count();
+    assert!(canaries >= 1, "no Flagger documentation canaries found");
+    // A documentation page may leave a placeholder (`<REALM>`) to fill in; such files say which
+    // single error they must produce in an `# expect:` header line.
+    for file in yaml_files(&dir) {
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let expect = text.lines().find_map(|l| l.strip_prefix("# expect: "));
+        let errors: Vec<String> = lint(&file)
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| format!("{}: {}", f.path, f.message))
+            .collect();
+        match expect {
+            None => assert!(errors.is_empty(), "{}: {errors:#?}", file.display()),
+            Some(e) => {
+                let want = e.split(" (the documentation").next().unwrap_or(e);
+                assert_eq!(errors.len(), 1, "{}: {errors:#?}", file.display());
+                assert!(
+                    errors[0].starts_with(want),
+                    "{}: {errors:#?}",
+                    file.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn committed_crds_match_the_generated_ones() {
+    let committed =
+        std::fs::read_to_string(root().join("crds/flagger.yaml")).expect("crds/flagger.yaml");
+    let generated = serin::api::crd::to_yaml().expect("renders");
+    assert!(
+        committed == generated,
+        "crds/flagger.yaml is stale: run `cargo run -- crds > crds/flagger.yaml`"
+    );
+    let out = serin().arg("crds").output().expect("runs");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
+}
+
+#[test]
+fn stdin_and_json_output_report_the_same_findings() {
+    use std::io::Write;
+    let broken =
+        std::fs::read(root().join("tests/fixtures/broken/unknown-provider.yaml")).expect("fixture");
+    let mut child = serin()
+        .args(["validate", "-", "--output", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&broken)
+        .expect("writes");
+    let out = child.wait_with_output().expect("finishes");
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json output");
+    assert_eq!(report["errors"], 1);
+    assert_eq!(report["findings"][0]["file"], "-");
+    assert_eq!(report["findings"][0]["path"], "spec.provider");
+    assert_eq!(report["findings"][0]["object"], "Canary/unknown-provider");
+}
+
+#[test]
+fn other_kinds_and_multi_document_files_are_handled() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\n---\napiVersion: flagger.app/v1beta1\nkind: AlertProvider\nmetadata: {name: a}\nspec: {type: slack, address: 'https://hooks.slack.com/x'}\n";
+    let mut summary = Summary::default();
+    serin::cli::validate::lint_text("mem", text, &ValidationContext::default(), &mut summary);
+    assert_eq!(summary.objects.len(), 1);
+    assert_eq!(
+        summary.objects[0].1, 3,
+        "document numbers count every document"
+    );
+    assert!(summary.findings.is_empty(), "{:?}", summary.findings);
+}
