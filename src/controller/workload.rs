@@ -1,0 +1,77 @@
+//! Target and primary workloads (Deployment or DaemonSet) behind one type, plus the pure builders
+//! that derive the primary from the target; no I/O.
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+
+/// Node selector key that keeps a scaled-to-zero DaemonSet off every node, as Flagger does.
+pub const SCALE_TO_ZERO_SELECTOR: &str = "flagger.app/scale-to-zero";
+/// Annotation forcing a rollout of the primary on each promotion.
+pub const FLAGGER_ID_ANNOTATION: &str = "flagger-id";
+
+/// A workload Serin can canary.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Workload {
+    /// An apps/v1 Deployment.
+    Deployment(Deployment),
+    /// An apps/v1 DaemonSet.
+    DaemonSet(DaemonSet),
+}
+
+impl Workload {
+    /// The kind, as in `targetRef.kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Deployment(_) => "Deployment",
+            Self::DaemonSet(_) => "DaemonSet",
+        }
+    }
+
+    /// Object metadata.
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Self::Deployment(d) => &d.metadata,
+            Self::DaemonSet(d) => &d.metadata,
+        }
+    }
+
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        self.metadata().name.as_deref().unwrap_or_default()
+    }
+
+    /// The pod template, if the spec has one.
+    pub fn template(&self) -> Option<&PodTemplateSpec> {
+        match self {
+            Self::Deployment(d) => d.spec.as_ref().map(|s| &s.template),
+            Self::DaemonSet(d) => d.spec.as_ref().map(|s| &s.template),
+        }
+    }
+
+    /// `spec.selector.matchLabels`.
+    pub fn match_labels(&self) -> BTreeMap<String, String> {
+        let sel = match self {
+            Self::Deployment(d) => d.spec.as_ref().map(|s| &s.selector),
+            Self::DaemonSet(d) => d.spec.as_ref().map(|s| &s.selector),
+        };
+        sel.and_then(|s| s.match_labels.clone()).unwrap_or_default()
+    }
+
+    /// Desired replicas: `spec.replicas` (default 1) for a Deployment; for a DaemonSet, 0 when
+    /// it is scaled to zero by node selector, else 1 (meaning "scheduled").
+    pub fn desired_replicas(&self) -> i32 {
+        match self {
+            Self::Deployment(d) => d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+            Self::DaemonSet(d) => {
+                let zero = d
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.template.spec.as_ref())
+                    .and_then(|p| p.node_selector.as_ref())
+                    .is_some_and(|n| n.contains_key(SCALE_TO_ZERO_SELECTOR));
+                if zero { 0 } else { 1 }
+            }
+        }
+    }
+}
