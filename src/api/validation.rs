@@ -590,7 +590,7 @@ fn check_metrics(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
         {
             out.push(Problem::warning(
                 path.clone(),
-                "no thresholdRange: every value passes this check",
+                "no thresholdRange (or threshold): set the range this metric must stay in",
             ));
         }
     }
