@@ -1,3 +1,13 @@
 //! Serin: a progressive-delivery operator for Kubernetes, API-compatible with Flagger.
 pub mod api;
 pub mod cli;
+pub mod controller;
+pub mod metrics;
+pub mod router;
+pub mod webhook;
+
+/// Installs ring as the process-wide rustls provider (kube and reqwest both use rustls); safe to
+/// call more than once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -2,6 +2,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = serin::cli::Cli::parse();
+    let args = serin::cli::controller::normalize_flagger_flags(std::env::args());
+    let cli = serin::cli::Cli::parse_from(args);
     serin::cli::run(cli)
 }

@@ -784,9 +784,20 @@ pub struct CanaryStatus {
     /// Session affinity cookie of the previous run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_session_affinity_cookie: Option<String>,
-    /// Conditions; Flagger writes one, of type `Promoted`.
+    /// Conditions: `Promoted` (as Flagger writes it) and, from Serin, `Ready` (False with the precise
+    /// reason when the spec or target is unusable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<CanaryCondition>>,
+    /// Serin: when the last analysis tick ran; the next one is due an interval later, so a restarted
+    /// controller keeps the schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analysis_time: Option<Time>,
+    /// Serin: when the current run started (the canary's progress deadline counts from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_start_time: Option<Time>,
+    /// Serin: why the last run failed, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
 }
 
 /// A status condition.

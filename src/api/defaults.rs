@@ -226,6 +226,14 @@ impl CanarySpec {
             .unwrap_or_default()
     }
 
+    /// The webhooks of one type (an empty type means `rollout`); unknown types are left out.
+    pub fn webhooks_of(&self, kind: super::webhook_type::WebhookType) -> Vec<&CanaryWebhook> {
+        self.webhooks()
+            .iter()
+            .filter(|w| w.type_.as_deref().unwrap_or("").parse() == Ok(kind))
+            .collect()
+    }
+
     /// The alerts, or none.
     pub fn alerts(&self) -> &[CanaryAlert] {
         self.analysis

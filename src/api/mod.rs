@@ -10,6 +10,7 @@ pub mod metric_template;
 pub mod phase;
 pub mod provider;
 pub mod schema;
+pub mod time;
 mod schema_util;
 pub mod validation;
 pub mod webhook_type;

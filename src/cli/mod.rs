@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod cluster;
+pub mod controller;
 pub mod crds;
 pub mod validate;
 
@@ -24,6 +25,8 @@ pub enum Command {
     Crds(crds::CrdsArgs),
     /// Run the embedded Kubernetes-compatible API server with simulated workloads.
     Cluster(cluster::ClusterArgs),
+    /// Run the canary controller against a cluster.
+    Controller(controller::ControllerArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -32,5 +35,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Crds(args) => crds::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Controller(args) => controller::run(args),
     }
 }

@@ -1,0 +1,155 @@
+//! `serin controller`: runs the operator against a cluster (network I/O).
+use clap::{Args, ValueEnum};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::controller::builders::BuildConfig;
+use crate::controller::observe::ObserveConfig;
+
+/// Arguments of `serin controller`. Flagger's single-dash spellings (`-mesh-provider`) work too.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Path to a kubeconfig (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Namespace to watch (default: all).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Default traffic provider for Canaries without spec.provider.
+    #[arg(long, default_value = "istio")]
+    pub mesh_provider: String,
+    /// Default Prometheus address.
+    #[arg(long, default_value = "http://prometheus:9090")]
+    pub metrics_server: String,
+    /// Labels that may carry the workload selector, in order of preference.
+    #[arg(long, default_value = "app,name,app.kubernetes.io/name", value_delimiter = ',')]
+    pub selector_labels: Vec<String>,
+    /// Label prefixes copied to primaries (`*` = all).
+    #[arg(long, default_value = "", value_delimiter = ',')]
+    pub include_label_prefix: Vec<String>,
+    /// Track ConfigMaps and Secrets referenced by targets.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_config_tracking: bool,
+    /// Cluster name shown in alerts.
+    #[arg(long, default_value = "")]
+    pub cluster_name: String,
+    /// Port for /healthz, /readyz and /metrics (0 disables the server).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Smallest analysis interval, in seconds (Flagger: 10). Lower it for tests and demos.
+    #[arg(long, default_value_t = 10.0)]
+    pub min_interval: f64,
+    /// Log level (trace, debug, info, warn, error).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sets up tracing once per process.
+pub fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("serin={level},kube=warn,warn")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Builds a client from an explicit kubeconfig path, or infers one.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    crate::install_crypto_provider();
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| anyhow::anyhow!("cannot read kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Runs `serin controller`.
+pub fn run(args: ControllerArgs) -> ExitCode {
+    init_logging(&args.log_level, args.log_format);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("serin controller: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = rt.block_on(async {
+        if let Err(e) = args.mesh_provider.parse::<crate::api::Provider>() {
+            anyhow::bail!("--mesh-provider: {e}");
+        }
+        if !(args.min_interval > 0.0 && args.min_interval.is_finite()) {
+            anyhow::bail!("--min-interval must be a positive number of seconds");
+        }
+        let client = client(args.kubeconfig.as_deref()).await?;
+        let config = crate::controller::Config {
+            observe: ObserveConfig {
+                mesh_provider: args.mesh_provider.clone(),
+                min_interval: Duration::from_secs_f64(args.min_interval),
+                build: BuildConfig {
+                    selector_labels: args.selector_labels.clone(),
+                    include_label_prefix: args.include_label_prefix.iter().filter(|p| !p.is_empty()).cloned().collect(),
+                },
+                config_tracking: args.enable_config_tracking,
+            },
+            namespace: args.namespace.clone(),
+            listen: (args.port != 0).then(|| std::net::SocketAddr::from(([0, 0, 0, 0], args.port))),
+        };
+        tracing::info!(provider = args.mesh_provider, "starting serin controller");
+        crate::controller::run(client, config).await?;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("serin controller: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Rewrites Flagger's single-dash long flags (`-mesh-provider=x`) to clap's `--mesh-provider=x`.
+pub fn normalize_flagger_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    const LONG: [&str; 13] = [
+        "kubeconfig", "namespace", "mesh-provider", "metrics-server", "selector-labels",
+        "include-label-prefix", "enable-config-tracking", "cluster-name", "port", "log-level",
+        "log-format", "min-interval", "version",
+    ];
+    args.into_iter()
+        .map(|a| {
+            let name = a.strip_prefix('-').filter(|r| !r.starts_with('-'));
+            match name {
+                Some(rest) if LONG.contains(&rest.split('=').next().unwrap_or_default()) => format!("-{a}"),
+                _ => a,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flagger_single_dash_flags_become_double_dash() {
+        let got = normalize_flagger_flags(["serin", "controller", "-mesh-provider=kubernetes", "-port", "9090", "-v"].map(String::from));
+        assert_eq!(got, vec!["serin", "controller", "--mesh-provider=kubernetes", "--port", "9090", "-v"]);
+    }
+}

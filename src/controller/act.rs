@@ -1,0 +1,193 @@
+//! Executes a [`Plan`]'s actions and records its status and events; does API I/O.
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+use super::Error;
+use super::observe::FINALIZER;
+use super::plan::{Action, AlertSeverity, EventType, Plan};
+use super::workload::{SCALE_TO_ZERO_SELECTOR, Workload};
+use crate::api::Canary;
+use crate::api::webhook_type::WebhookType;
+use crate::router::TrafficRouter;
+use crate::webhook::Webhooks;
+
+/// Field manager for everything Serin writes with server-side apply.
+pub const FIELD_MANAGER: &str = "serin";
+
+/// What `act` needs.
+pub struct Actuator<'a> {
+    /// API client.
+    pub client: &'a kube::Client,
+    /// Event recorder.
+    pub recorder: &'a Recorder,
+    /// The canary's router.
+    pub router: Arc<dyn TrafficRouter>,
+    /// Webhooks.
+    pub webhooks: Arc<dyn Webhooks>,
+    /// The selector label and its value (to restore the apex Service).
+    pub label: Option<(String, String)>,
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+impl Actuator<'_> {
+    /// Runs the plan's actions in order, then writes the status. Stops at the first failure, so
+    /// nothing after a failed step is done; the next reconcile plans again from what is live.
+    pub async fn execute(&self, canary: &Canary, plan: &Plan) -> Result<(), Error> {
+        for action in &plan.actions {
+            self.run(canary, action).await?;
+        }
+        if let Some(status) = &plan.status {
+            let api: Api<Canary> = Api::namespaced(self.client.clone(), &ns(canary));
+            let patch = json!({
+                "apiVersion": "flagger.app/v1beta1",
+                "kind": "Canary",
+                "status": status,
+            });
+            api.patch_status(&canary.name_any(), &apply_params(), &Patch::Apply(&patch))
+                .await
+                .map_err(Error::PatchStatus)?;
+        }
+        Ok(())
+    }
+
+    async fn run(&self, canary: &Canary, action: &Action) -> Result<(), Error> {
+        let ns = ns(canary);
+        match action {
+            Action::AddFinalizer | Action::RemoveFinalizer => {
+                let mut finalizers: Vec<String> =
+                    canary.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+                if matches!(action, Action::AddFinalizer) {
+                    finalizers.push(FINALIZER.to_string());
+                }
+                let api: Api<Canary> = Api::namespaced(self.client.clone(), &ns);
+                let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}});
+                api.patch(&canary.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::PatchFinalizer)?;
+            }
+            Action::Apply(obj) => self.apply_json(&ns, obj).await?,
+            Action::CreatePrimary(w) | Action::PromotePrimary(w) => {
+                let obj = match w {
+                    Workload::Deployment(d) => serde_json::to_value(d),
+                    Workload::DaemonSet(d) => serde_json::to_value(d),
+                }
+                .map_err(Error::Encode)?;
+                self.apply_json(&ns, &obj).await?;
+            }
+            Action::ScaleTarget(n) => self.scale_target(canary, &ns, *n).await?,
+            Action::ReconcileRouter => self.router.reconcile(canary).await?,
+            Action::SetRoutes(r) => self.router.set_routes(canary, *r).await?,
+            Action::FinalizeRouter => self.router.finalize(canary).await?,
+            Action::RestoreApexService => {
+                if let Some((key, value)) = &self.label {
+                    let api: Api<Service> = Api::namespaced(self.client.clone(), &ns);
+                    let name = canary.spec.service_name();
+                    // Orphan the apex so garbage collection keeps it, and select the target's pods.
+                    let patch = json!({"metadata": {"ownerReferences": null}, "spec": {"selector": {key: value}}});
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map_err(Error::Apply)?;
+                }
+            }
+            Action::PostRollout(phase) => {
+                let webhooks = self.webhooks.clone();
+                let canary = canary.clone();
+                let phase = Some(*phase);
+                // Post-rollout hooks never block the canary; their failures are logged.
+                tokio::spawn(async move {
+                    if let Err(e) = webhooks.run(&canary, WebhookType::PostRollout, phase).await {
+                        tracing::warn!(canary = canary.name_any(), "post-rollout hook failed: {e}");
+                    }
+                });
+            }
+            Action::Event(t, msg) => {
+                let ev = Event {
+                    type_: match t {
+                        EventType::Normal => KubeEventType::Normal,
+                        EventType::Warning => KubeEventType::Warning,
+                    },
+                    reason: "Synced".into(),
+                    note: Some(msg.clone()),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                };
+                match t {
+                    EventType::Normal => tracing::info!(canary = canary.name_any(), namespace = ns, "{msg}"),
+                    EventType::Warning => tracing::warn!(canary = canary.name_any(), namespace = ns, "{msg}"),
+                }
+                // An event that cannot be recorded must not stop the canary.
+                if let Err(e) = self.recorder.publish(&ev, &canary.object_ref(&())).await {
+                    tracing::warn!("cannot record event: {e}");
+                }
+            }
+            Action::Alert(sev, msg) => {
+                let sev = match sev {
+                    AlertSeverity::Info => "info",
+                    AlertSeverity::Warn => "warn",
+                    AlertSeverity::Error => "error",
+                };
+                tracing::info!(canary = canary.name_any(), severity = sev, "alert: {msg}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_json(&self, ns: &str, obj: &Value) -> Result<(), Error> {
+        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
+        let mut body = obj.clone();
+        // Server-side apply bodies must not carry server-owned metadata.
+        if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+            for key in ["resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"] {
+                meta.remove(key);
+            }
+        }
+        if let Some(o) = body.as_object_mut() {
+            o.remove("status");
+        }
+        api.patch(name, &apply_params(), &Patch::Apply(&body)).await.map_err(Error::Apply)?;
+        Ok(())
+    }
+
+    async fn scale_target(&self, canary: &Canary, ns: &str, replicas: i32) -> Result<(), Error> {
+        let Some(t) = &canary.spec.target_ref else { return Ok(()) };
+        match t.kind.as_str() {
+            "DaemonSet" => {
+                let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);
+                let value = if replicas == 0 { json!("true") } else { Value::Null };
+                let patch = json!({"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_SELECTOR: value}}}}});
+                api.patch(&t.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::Scale)?;
+            }
+            _ => {
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                let patch = json!({"spec": {"replicas": replicas}});
+                api.patch(&t.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::Scale)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn ns(canary: &Canary) -> String {
+    canary.namespace().unwrap_or_default()
+}

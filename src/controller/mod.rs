@@ -1,0 +1,332 @@
+//! The canary controller: watches Canaries and their workloads, and reconciles them by
+//! observe → plan → act → record. This module wires kube-runtime and does the I/O.
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{Action as KubeAction, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::Canary;
+use crate::api::webhook_type::WebhookType;
+use crate::metrics::MetricsChecker;
+use crate::webhook::Webhooks;
+
+pub mod act;
+pub mod builders;
+pub mod configs;
+pub mod fingerprint;
+pub mod observe;
+pub mod plan;
+pub mod readiness;
+pub mod telemetry;
+pub mod workload;
+
+use observe::{ObserveConfig, Stores};
+use plan::{CheckRequest, Checks, Requeue, Step};
+
+/// Controller errors. Variants name the action that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Writing the Canary status failed.
+    #[error("cannot patch canary status: {0}")]
+    PatchStatus(#[source] kube::Error),
+    /// Adding or removing the finalizer failed.
+    #[error("cannot patch canary finalizers: {0}")]
+    PatchFinalizer(#[source] kube::Error),
+    /// Applying a generated object failed.
+    #[error("cannot apply a generated object: {0}")]
+    Apply(#[source] kube::Error),
+    /// Scaling the target failed.
+    #[error("cannot scale the target: {0}")]
+    Scale(#[source] kube::Error),
+    /// A router call failed.
+    #[error(transparent)]
+    Router(#[from] crate::router::Error),
+    /// An object could not be encoded.
+    #[error("cannot encode an object: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The Flagger CRDs are not installed.
+    #[error("the flagger.app CRDs are not installed (kubectl apply -f crds/): {0}")]
+    CrdsMissing(#[source] kube::Error),
+}
+
+impl Error {
+    /// A short label for metrics and event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::PatchStatus(_) => "PatchStatus",
+            Self::PatchFinalizer(_) => "PatchFinalizer",
+            Self::Apply(_) => "Apply",
+            Self::Scale(_) => "Scale",
+            Self::Router(_) => "Router",
+            Self::Encode(_) => "Encode",
+            Self::CrdsMissing(_) => "CrdsMissing",
+        }
+    }
+}
+
+/// Settings of a controller run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// What observation needs (provider default, minimum interval, labels, config tracking).
+    pub observe: ObserveConfig,
+    /// Namespace to watch; all when `None`.
+    pub namespace: Option<String>,
+    /// Address for /healthz, /readyz and /metrics; none when `None`.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    /// API client.
+    pub client: kube::Client,
+    /// Settings.
+    pub config: Config,
+    /// Caches.
+    pub stores: Stores,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metric checks.
+    pub metrics: Arc<dyn MetricsChecker>,
+    /// Webhooks.
+    pub webhooks: Arc<dyn Webhooks>,
+    /// Prometheus metrics of the controller.
+    pub telemetry: telemetry::Telemetry,
+}
+
+fn api<K>(client: &kube::Client, ns: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until the process is stopped.
+pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
+    run_with(client, config, Arc::new(crate::metrics::NoMetrics), Arc::new(crate::webhook::NoWebhooks)).await
+}
+
+/// Runs the controller with the given metrics checker and webhooks.
+pub async fn run_with(
+    client: kube::Client,
+    config: Config,
+    metrics: Arc<dyn MetricsChecker>,
+    webhooks: Arc<dyn Webhooks>,
+) -> Result<(), Error> {
+    let canaries: Api<Canary> = api(&client, &config.namespace);
+    canaries.list(&ListParams::default().limit(1)).await.map_err(Error::CrdsMissing)?;
+    for kind in ["metrictemplates", "alertproviders"] {
+        let ar = kube::core::ApiResource {
+            group: "flagger.app".into(),
+            version: "v1beta1".into(),
+            api_version: "flagger.app/v1beta1".into(),
+            kind: String::new(),
+            plural: kind.into(),
+        };
+        let dynapi: Api<kube::api::DynamicObject> = match &config.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        dynapi.list(&ListParams::default().limit(1)).await.map_err(Error::CrdsMissing)?;
+    }
+
+    let wc = watcher::Config::default();
+    let (deploy_reader, deploy_writer) = reflector::store::<Deployment>();
+    let (ds_reader, ds_writer) = reflector::store::<DaemonSet>();
+    let (svc_reader, svc_writer) = reflector::store::<Service>();
+    let (cm_reader, cm_writer) = reflector::store::<ConfigMap>();
+    let (secret_reader, secret_writer) = reflector::store::<Secret>();
+    let (hpa_reader, hpa_writer) = reflector::store::<HorizontalPodAutoscaler>();
+    let stores = Stores {
+        deployments: deploy_reader,
+        daemonsets: ds_reader,
+        services: svc_reader,
+        configmaps: cm_reader,
+        secrets: secret_reader,
+        hpas: hpa_reader,
+    };
+
+    let telemetry = telemetry::Telemetry::new(&config.observe.mesh_provider);
+    if let Some(addr) = config.listen {
+        let t = telemetry.clone();
+        tokio::spawn(async move {
+            if let Err(e) = telemetry::serve(addr, t).await {
+                tracing::error!("metrics server stopped: {e}");
+            }
+        });
+    }
+    let reporter = Reporter { controller: "serin".into(), instance: std::env::var("POD_NAME").ok() };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config: config.clone(),
+        stores: stores.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics,
+        webhooks,
+        telemetry,
+    });
+
+    let controller = Controller::new(canaries, wc.clone());
+    let canary_store = controller.store();
+    let ns = config.namespace.clone();
+    let deploy_stream = watcher(api::<Deployment>(&client, &ns), wc.clone()).default_backoff().reflect(deploy_writer).touched_objects();
+    let ds_stream = watcher(api::<DaemonSet>(&client, &ns), wc.clone()).default_backoff().reflect(ds_writer).touched_objects();
+    let svc_stream = watcher(api::<Service>(&client, &ns), wc.clone()).default_backoff().reflect(svc_writer).touched_objects();
+    let cm_stream = watcher(api::<ConfigMap>(&client, &ns), wc.clone()).default_backoff().reflect(cm_writer).touched_objects();
+    let secret_stream = watcher(api::<Secret>(&client, &ns), wc.clone()).default_backoff().reflect(secret_writer).touched_objects();
+    let hpa_stream = watcher(api::<HorizontalPodAutoscaler>(&client, &ns), wc.clone()).default_backoff().reflect(hpa_writer).touched_objects();
+
+    let by_workload = {
+        let store = canary_store.clone();
+        move |name: String, ns: Option<String>| -> Vec<ObjectRef<Canary>> {
+            store
+                .state()
+                .iter()
+                .filter(|c| c.namespace() == ns)
+                .filter(|c| {
+                    c.spec.target_ref.as_ref().is_some_and(|t| {
+                        t.name == name || format!("{}-primary", t.name) == name
+                    }) || c.spec.autoscaler_ref.as_ref().is_some_and(|a| a.name == name || format!("{}-primary", a.name) == name)
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect()
+        }
+    };
+    let in_namespace = {
+        let store = canary_store.clone();
+        move |ns: Option<String>| -> Vec<ObjectRef<Canary>> {
+            store.state().iter().filter(|c| c.namespace() == ns).map(|c| ObjectRef::from_obj(c.as_ref())).collect()
+        }
+    };
+    let m1 = by_workload.clone();
+    let m2 = by_workload.clone();
+    let m3 = by_workload.clone();
+    let n1 = in_namespace.clone();
+    let n2 = in_namespace.clone();
+    let svc_store = canary_store.clone();
+
+    controller
+        .watches_stream(deploy_stream, move |d| m1(d.name_any(), d.namespace()))
+        .watches_stream(ds_stream, move |d| m2(d.name_any(), d.namespace()))
+        .watches_stream(hpa_stream, move |h| m3(h.name_any(), h.namespace()))
+        .watches_stream(svc_stream, move |s| {
+            // Generated Services are owned by their Canary; others may be a pre-existing apex.
+            let ns = s.namespace();
+            let name = s.name_any();
+            svc_store
+                .state()
+                .iter()
+                .filter(|c| c.namespace() == ns)
+                .filter(|c| {
+                    let svc = c.spec.service_name();
+                    name == svc || name == format!("{svc}-primary") || name == format!("{svc}-canary")
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(cm_stream, move |c| n1(c.namespace()))
+        .watches_stream(secret_stream, move |s| n2(s.namespace()))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!("reconcile: {e}");
+            }
+        })
+        .await;
+    Ok(())
+}
+
+/// One reconcile: observe from caches, plan (asking checks as needed), act, record.
+#[tracing::instrument(skip(canary, ctx), fields(namespace = canary.namespace().unwrap_or_default(), name = canary.name_any()))]
+pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAction, Error> {
+    let _timer = ctx.telemetry.reconcile_timer();
+    let now = Utc::now();
+    let observed = observe::observe(&ctx.config.observe, &ctx.stores, &canary, now);
+    let mut checks = Checks::default();
+    let plan = loop {
+        match plan::plan(&observed, &checks, now) {
+            Step::Done(p) => break p,
+            Step::Need(req) => answer(&ctx, &canary, req, &mut checks).await,
+        }
+    };
+    let router = match observed.provider.map(crate::router::for_provider) {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            // An unsupported provider never gets past validation, except for providers whose
+            // router is not built yet: report and wait for a change.
+            tracing::warn!("{e}");
+            if plan.actions.iter().any(|a| matches!(a, plan::Action::SetRoutes(_) | plan::Action::ReconcileRouter)) {
+                return Err(Error::Router(e));
+            }
+            Arc::new(crate::router::kubernetes::KubernetesRouter)
+        }
+        None => Arc::new(crate::router::kubernetes::KubernetesRouter),
+    };
+    let label = observed.target.as_ref().ok().map(|t| t.selector.clone());
+    let actuator = act::Actuator {
+        client: &ctx.client,
+        recorder: &ctx.recorder,
+        router,
+        webhooks: ctx.webhooks.clone(),
+        label,
+    };
+    actuator.execute(&canary, &plan).await?;
+    if let Some(status) = &plan.status {
+        ctx.telemetry.observe_status(&canary, status);
+    }
+    Ok(match plan.requeue {
+        Requeue::AwaitChange => KubeAction::await_change(),
+        Requeue::After(d) => KubeAction::requeue(d.max(Duration::from_millis(100))),
+    })
+}
+
+async fn answer(ctx: &Context, canary: &Canary, req: CheckRequest, checks: &mut Checks) {
+    let phase = canary.status.as_ref().and_then(|s| s.phase);
+    let hooks = &ctx.webhooks;
+    match req {
+        CheckRequest::ConfirmRollout => {
+            checks.confirm_rollout = Some(hooks.gate(canary, WebhookType::ConfirmRollout, phase).await)
+        }
+        CheckRequest::Rollback => checks.rollback = Some(hooks.rollback_requested(canary, phase).await),
+        CheckRequest::PreRollout => {
+            checks.pre_rollout = Some(hooks.run(canary, WebhookType::PreRollout, phase).await)
+        }
+        CheckRequest::Analysis => {
+            let mut result = hooks.run(canary, WebhookType::Rollout, phase).await;
+            if result.is_ok() {
+                result = ctx.metrics.check(canary).await;
+            }
+            checks.analysis = Some(result);
+        }
+        CheckRequest::ConfirmTrafficIncrease => {
+            checks.confirm_traffic_increase =
+                Some(hooks.gate(canary, WebhookType::ConfirmTrafficIncrease, phase).await)
+        }
+        CheckRequest::ConfirmPromotion => {
+            checks.confirm_promotion = Some(hooks.gate(canary, WebhookType::ConfirmPromotion, phase).await)
+        }
+    }
+}
+
+/// Transient failures retry with a short backoff; every failure is counted by category.
+pub fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> KubeAction {
+    tracing::warn!(canary = canary.name_any(), category = error.category(), "reconcile failed: {error}");
+    ctx.telemetry.reconcile_failure(error.category());
+    KubeAction::requeue(Duration::from_secs(2))
+}
+
