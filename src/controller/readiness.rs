@@ -1,0 +1,190 @@
+//! Whether a Deployment or DaemonSet has finished rolling out, by Flagger's rules and with
+//! Flagger's messages; pure (the clock is the `now` argument).
+//!
+//! `Waiting` is Flagger's retriable error (try again next tick, no failed check), `Failed` its
+//! non-retriable one (the rollout is stuck past its deadline: roll back).
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::controller::workload::Workload;
+
+/// The outcome of a readiness check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Rolled out and available enough.
+    Ready,
+    /// Still rolling out; check again later.
+    Waiting(String),
+    /// Stuck past the progress deadline.
+    Failed(String),
+}
+
+impl Readiness {
+    /// Whether the workload is ready.
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Self::Ready)
+    }
+}
+
+fn to_chrono(t: &Time) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(t.0.as_millisecond())
+}
+
+/// Whether `since + deadline` lies strictly before `now` (Go's `from.Add(delta).Before(now)`).
+fn past_deadline(since: DateTime<Utc>, deadline: Duration, now: DateTime<Utc>) -> bool {
+    let delta = TimeDelta::from_std(deadline).unwrap_or(TimeDelta::MAX);
+    since.checked_add_signed(delta).is_some_and(|end| end < now)
+}
+
+/// `count × percent / 100`, truncated, computed in 32-bit floats as Flagger does
+/// (`int32(float32(count) * float32(percent)/100)`) so that edge cases round identically.
+#[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+fn threshold_count(count: i32, percent: i32) -> i32 {
+    let ratio = percent as f32 / 100.0;
+    (count as f32 * ratio) as i32
+}
+
+fn condition<'a>(d: &'a Deployment, type_: &str) -> Option<&'a DeploymentCondition> {
+    d.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_.as_deref() == Some(type_)))
+}
+
+/// Readiness of a Deployment (Flagger's `isDeploymentReady`).
+///
+/// * `metadata.generation > status.observedGeneration`: waiting.
+/// * condition `Progressing` with reason `ProgressDeadlineExceeded`: failed.
+/// * otherwise waiting while updated < `spec.replicas`, old replicas remain, or available <
+///   `updated × threshold_percent / 100`; these become failed when the `Available` condition is
+///   `False`/`MinimumReplicasUnavailable` and its `lastUpdateTime + deadline` is before `now`.
+///
+/// `deadline` is the Canary's `progressDeadlineSeconds` ([`crate::api::CanarySpec::progress_deadline`]).
+pub fn deployment_readiness(
+    d: &Deployment,
+    threshold_percent: i32,
+    deadline: Duration,
+    now: DateTime<Utc>,
+) -> Readiness {
+    let status = d.status.clone().unwrap_or_default();
+    let generation = d.metadata.generation.unwrap_or(0);
+    if generation > status.observed_generation.unwrap_or(0) {
+        return Readiness::Waiting(
+            "waiting for rollout to finish: observed deployment generation less than desired generation"
+                .into(),
+        );
+    }
+    let progress = condition(d, "Progressing");
+    let mut retriable = true;
+    if progress.is_some()
+        && let Some(available) = condition(d, "Available")
+        && available.status.as_deref() == Some("False")
+        && available.reason.as_deref() == Some("MinimumReplicasUnavailable")
+        && let Some(from) = available.last_update_time.as_ref().and_then(to_chrono)
+    {
+        retriable = !past_deadline(from, deadline, now);
+    }
+    let not_ready = |msg: String| {
+        if retriable {
+            Readiness::Waiting(msg)
+        } else {
+            Readiness::Failed(msg)
+        }
+    };
+    let updated = status.updated_replicas.unwrap_or(0);
+    let replicas = status.replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    let needed = threshold_count(updated, threshold_percent);
+    if progress.and_then(|p| p.reason.as_deref()) == Some("ProgressDeadlineExceeded") {
+        let name = d.metadata.name.as_deref().unwrap_or_default();
+        return Readiness::Failed(format!(
+            "deployment {name:?} exceeded its progress deadline"
+        ));
+    }
+    if let Some(desired) = d.spec.replicas
+        && updated < desired
+    {
+        return not_ready(format!(
+            "waiting for rollout to finish: {updated} out of {desired} new replicas have been updated"
+        ));
+    }
+    if replicas > updated {
+        return not_ready(format!(
+            "waiting for rollout to finish: {} old replicas are pending termination",
+            replicas - updated
+        ));
+    }
+    if available < needed {
+        return not_ready(format!(
+            "waiting for rollout to finish: {available} of {needed} (readyThreshold {threshold_percent}%) updated replicas are available"
+        ));
+    }
+    Readiness::Ready
+}
+
+/// Readiness of a DaemonSet (Flagger's `isDaemonSetReady`).
+///
+/// * `metadata.generation > status.observedGeneration`: waiting.
+/// * ready when updated ≥ desired and available ≥ `desired × threshold_percent / 100`;
+/// * otherwise failed once `since + deadline` is before `now`, else waiting.
+///
+/// Flagger measures the deadline from the Canary's `status.lastTransitionTime`; pass that as
+/// `since`. Without it (`None`) the check never fails, only waits (Go's zero time would fail at
+/// once).
+pub fn daemonset_readiness(
+    d: &DaemonSet,
+    threshold_percent: i32,
+    deadline: Duration,
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Readiness {
+    let status = d.status.clone().unwrap_or_default();
+    let generation = d.metadata.generation.unwrap_or(0);
+    if generation > status.observed_generation.unwrap_or(0) {
+        return Readiness::Waiting(
+            "waiting for rollout to finish: observed daemonset generation less than desired generation"
+                .into(),
+        );
+    }
+    let desired = status.desired_number_scheduled;
+    let updated = status.updated_number_scheduled.unwrap_or(0);
+    let available = status.number_available.unwrap_or(0);
+    let needed = threshold_count(desired, threshold_percent);
+    let not_updated = updated < desired;
+    let not_available = available < needed;
+    if !not_updated && !not_available {
+        return Readiness::Ready;
+    }
+    if since.is_some_and(|s| past_deadline(s, deadline, now)) {
+        return Readiness::Failed(format!(
+            "exceeded its progressDeadlineSeconds: {}",
+            deadline.as_secs()
+        ));
+    }
+    if not_updated {
+        Readiness::Waiting(format!(
+            "waiting for rollout to finish: {updated} out of {desired} new pods have been updated"
+        ))
+    } else {
+        Readiness::Waiting(format!(
+            "waiting for rollout to finish: {available} of {needed} (readyThreshold {threshold_percent}%) updated pods are available"
+        ))
+    }
+}
+
+/// Readiness of either workload kind; `since` is only used for DaemonSets.
+pub fn workload_readiness(
+    w: &Workload,
+    threshold_percent: i32,
+    deadline: Duration,
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Readiness {
+    match w {
+        Workload::Deployment(d) => deployment_readiness(d, threshold_percent, deadline, now),
+        Workload::DaemonSet(d) => daemonset_readiness(d, threshold_percent, deadline, since, now),
+    }
+}
