@@ -188,3 +188,251 @@ pub fn workload_readiness(
         Workload::DaemonSet(d) => daemonset_readiness(d, threshold_percent, deadline, since, now),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{
+        DaemonSetSpec, DaemonSetStatus, DeploymentSpec, DeploymentStatus,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    const DEADLINE: Duration = Duration::from_secs(600);
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    fn time(secs_ago: i64) -> Time {
+        let ts = k8s_openapi::jiff::Timestamp::from_second(now().timestamp() - secs_ago).unwrap();
+        Time(ts)
+    }
+
+    fn cond(type_: &str, status: &str, reason: &str, updated_secs_ago: i64) -> DeploymentCondition {
+        DeploymentCondition {
+            type_: Some(type_.into()),
+            status: Some(status.into()),
+            reason: Some(reason.into()),
+            last_update_time: Some(time(updated_secs_ago)),
+            ..Default::default()
+        }
+    }
+
+    /// A Deployment with `spec.replicas`, and status (replicas, updated, available).
+    fn deploy(
+        generation: i64,
+        observed: i64,
+        desired: i32,
+        (replicas, updated, available): (i32, i32, i32),
+        conditions: Vec<DeploymentCondition>,
+    ) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                name: Some("podinfo".into()),
+                generation: Some(generation),
+                ..Default::default()
+            },
+            spec: DeploymentSpec {
+                replicas: Some(desired),
+                ..Default::default()
+            },
+            status: Some(DeploymentStatus {
+                observed_generation: Some(observed),
+                replicas: Some(replicas),
+                updated_replicas: Some(updated),
+                available_replicas: Some(available),
+                conditions: Some(conditions),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn progressing() -> DeploymentCondition {
+        cond("Progressing", "True", "ReplicaSetUpdated", 0)
+    }
+
+    #[test]
+    fn deployment_readiness_follows_flagger_rules_and_messages() {
+        let stuck = |ago| {
+            vec![
+                progressing(),
+                cond("Available", "False", "MinimumReplicasUnavailable", ago),
+            ]
+        };
+        let cases: Vec<(&str, Deployment, i32, Readiness)> = vec![
+            (
+                "fully rolled out",
+                deploy(2, 2, 3, (3, 3, 3), vec![progressing()]),
+                100,
+                Readiness::Ready,
+            ),
+            (
+                "generation not observed yet",
+                deploy(3, 2, 3, (3, 3, 3), vec![progressing()]),
+                100,
+                Readiness::Waiting("waiting for rollout to finish: observed deployment generation less than desired generation".into()),
+            ),
+            (
+                "own progress deadline exceeded",
+                deploy(2, 2, 3, (3, 1, 1), vec![cond("Progressing", "False", "ProgressDeadlineExceeded", 0)]),
+                100,
+                Readiness::Failed("deployment \"podinfo\" exceeded its progress deadline".into()),
+            ),
+            (
+                "new replicas still being created",
+                deploy(2, 2, 3, (3, 1, 1), vec![progressing()]),
+                100,
+                Readiness::Waiting("waiting for rollout to finish: 1 out of 3 new replicas have been updated".into()),
+            ),
+            (
+                "old replicas terminating",
+                deploy(2, 2, 3, (5, 3, 3), vec![progressing()]),
+                100,
+                Readiness::Waiting("waiting for rollout to finish: 2 old replicas are pending termination".into()),
+            ),
+            (
+                "updated but not available",
+                deploy(2, 2, 4, (4, 4, 2), vec![progressing()]),
+                100,
+                Readiness::Waiting("waiting for rollout to finish: 2 of 4 (readyThreshold 100%) updated replicas are available".into()),
+            ),
+            (
+                "threshold lets a partly available rollout pass",
+                deploy(2, 2, 4, (4, 4, 2), vec![progressing()]),
+                50,
+                Readiness::Ready,
+            ),
+            (
+                "threshold count is truncated: 3 × 70% needs 2",
+                deploy(2, 2, 3, (3, 3, 1), vec![progressing()]),
+                70,
+                Readiness::Waiting("waiting for rollout to finish: 1 of 2 (readyThreshold 70%) updated replicas are available".into()),
+            ),
+            (
+                "unavailable within the deadline keeps waiting",
+                deploy(2, 2, 3, (3, 1, 1), stuck(599)),
+                100,
+                Readiness::Waiting("waiting for rollout to finish: 1 out of 3 new replicas have been updated".into()),
+            ),
+            (
+                "unavailable past the deadline fails",
+                deploy(2, 2, 3, (3, 1, 1), stuck(601)),
+                100,
+                Readiness::Failed("waiting for rollout to finish: 1 out of 3 new replicas have been updated".into()),
+            ),
+            (
+                "unavailable past the deadline but ready enough is ready",
+                deploy(2, 2, 3, (3, 3, 3), stuck(601)),
+                100,
+                Readiness::Ready,
+            ),
+        ];
+        for (name, d, threshold, want) in cases {
+            assert_eq!(
+                deployment_readiness(&d, threshold, DEADLINE, now()),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_threshold_accepts_a_primary_with_no_available_pods() {
+        let d = deploy(1, 1, 2, (2, 2, 0), vec![progressing()]);
+        assert_eq!(
+            deployment_readiness(&d, 0, DEADLINE, now()),
+            Readiness::Ready
+        );
+    }
+
+    fn ds(generation: i64, observed: i64, desired: i32, updated: i32, available: i32) -> DaemonSet {
+        DaemonSet {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..Default::default()
+            },
+            spec: DaemonSetSpec::default(),
+            status: Some(DaemonSetStatus {
+                observed_generation: Some(observed),
+                desired_number_scheduled: desired,
+                updated_number_scheduled: Some(updated),
+                number_available: Some(available),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn daemonset_readiness_follows_flagger_rules_and_messages() {
+        let recent = Some(now() - TimeDelta::seconds(10));
+        let old = Some(now() - TimeDelta::seconds(601));
+        let cases: Vec<(&str, DaemonSet, i32, Option<DateTime<Utc>>, Readiness)> = vec![
+            ("rolled out", ds(1, 1, 3, 3, 3), 100, recent, Readiness::Ready),
+            (
+                "generation not observed",
+                ds(2, 1, 3, 3, 3),
+                100,
+                recent,
+                Readiness::Waiting("waiting for rollout to finish: observed daemonset generation less than desired generation".into()),
+            ),
+            (
+                "pods being updated",
+                ds(1, 1, 3, 1, 1),
+                100,
+                recent,
+                Readiness::Waiting("waiting for rollout to finish: 1 out of 3 new pods have been updated".into()),
+            ),
+            (
+                "updated pods not available",
+                ds(1, 1, 3, 3, 2),
+                100,
+                recent,
+                Readiness::Waiting("waiting for rollout to finish: 2 of 3 (readyThreshold 100%) updated pods are available".into()),
+            ),
+            ("threshold met", ds(1, 1, 4, 4, 2), 50, recent, Readiness::Ready),
+            (
+                "past the deadline",
+                ds(1, 1, 3, 1, 1),
+                100,
+                old,
+                Readiness::Failed("exceeded its progressDeadlineSeconds: 600".into()),
+            ),
+            (
+                "no start time never fails",
+                ds(1, 1, 3, 1, 1),
+                100,
+                None,
+                Readiness::Waiting("waiting for rollout to finish: 1 out of 3 new pods have been updated".into()),
+            ),
+        ];
+        for (name, d, threshold, since, want) in cases {
+            assert_eq!(
+                daemonset_readiness(&d, threshold, DEADLINE, since, now()),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn workload_readiness_dispatches_on_kind() {
+        let d = Workload::Deployment(deploy(1, 1, 2, (2, 1, 1), vec![progressing()]));
+        assert!(
+            matches!(workload_readiness(&d, 100, DEADLINE, None, now()), Readiness::Waiting(m) if m.contains("new replicas"))
+        );
+        let s = Workload::DaemonSet(ds(1, 1, 2, 1, 1));
+        assert!(
+            matches!(workload_readiness(&s, 100, DEADLINE, None, now()), Readiness::Waiting(m) if m.contains("new pods"))
+        );
+        assert!(
+            workload_readiness(
+                &Workload::DaemonSet(ds(1, 1, 2, 2, 2)),
+                100,
+                DEADLINE,
+                None,
+                now()
+            )
+            .is_ready()
+        );
+    }
+}
