@@ -366,7 +366,14 @@ mod tests {
     fn daemonset_readiness_follows_flagger_rules_and_messages() {
         let recent = Some(now() - TimeDelta::seconds(10));
         let old = Some(now() - TimeDelta::seconds(601));
-        let cases: Vec<(&str, DaemonSet, i32, Option<DateTime<Utc>>, Readiness)> = vec![
+        type Case = (
+            &'static str,
+            DaemonSet,
+            i32,
+            Option<DateTime<Utc>>,
+            Readiness,
+        );
+        let cases: Vec<Case> = vec![
             ("rolled out", ds(1, 1, 3, 3, 3), 100, recent, Readiness::Ready),
             (
                 "generation not observed",
