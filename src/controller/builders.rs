@@ -604,3 +604,695 @@ pub fn scale_from_zero_replicas(
         Some(h) => h.spec.min_replicas.filter(|m| *m > 1).unwrap_or(1),
     }
 }
+
+/// Realistic targets shared by the tests of this module and of the fingerprint.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+    use crate::api::canary::{CanaryService, TargetRef};
+    use k8s_openapi::api::apps::v1::DeploymentStrategy;
+    use k8s_openapi::api::core::v1::{
+        Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource, PodAffinityTerm,
+        PodAntiAffinity, SecretEnvSource, TopologySpreadConstraint, Volume,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub fn canary() -> Canary {
+        let mut c = Canary::new(
+            "podinfo",
+            crate::api::CanarySpec {
+                target_ref: Some(TargetRef {
+                    api_version: "apps/v1".into(),
+                    kind: "Deployment".into(),
+                    name: "podinfo".into(),
+                }),
+                service: Some(CanaryService {
+                    port: 9898,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        c.metadata.namespace = Some("test".into());
+        c.metadata.uid = Some("4f1c-uid".into());
+        c
+    }
+
+    pub fn label() -> (String, String) {
+        ("app".to_string(), "podinfo".to_string())
+    }
+
+    /// The pod template of podinfo: a config map volume, secrets via envFrom, anti-affinity and a
+    /// spread constraint selecting its own pods, a Flux annotation and a pod annotation.
+    pub fn template() -> PodTemplateSpec {
+        let self_selector = || LabelSelector {
+            match_labels: Some(map(&[("app", "podinfo")])),
+            match_expressions: None,
+        };
+        PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(map(&[("app", "podinfo"), ("version", "6.0.0")])),
+                annotations: Some(map(&[
+                    ("prometheus.io/scrape", "true"),
+                    ("kustomize.toolkit.fluxcd.io/checksum", "abc"),
+                ])),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                containers: vec![
+                    Container {
+                        name: "podinfod".into(),
+                        image: Some("ghcr.io/stefanprodan/podinfo:6.0.0".into()),
+                        ports: Some(vec![
+                            ContainerPort {
+                                name: Some("http".into()),
+                                container_port: 9898,
+                                ..Default::default()
+                            },
+                            ContainerPort {
+                                name: Some("http-metrics".into()),
+                                container_port: 9797,
+                                ..Default::default()
+                            },
+                            ContainerPort {
+                                container_port: 9999,
+                                ..Default::default()
+                            },
+                        ]),
+                        env_from: Some(vec![EnvFromSource {
+                            secret_ref: Some(SecretEnvSource {
+                                name: "podinfo-secret-env".into(),
+                                optional: None,
+                            }),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    },
+                    Container {
+                        name: "istio-proxy".into(),
+                        ports: Some(vec![ContainerPort {
+                            name: Some("http-envoy-prom".into()),
+                            container_port: 15090,
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    },
+                ],
+                volumes: Some(vec![Volume {
+                    name: "config".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: "podinfo-config-vol".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                affinity: Some(Affinity {
+                    pod_anti_affinity: Some(PodAntiAffinity {
+                        required_during_scheduling_ignored_during_execution: Some(vec![
+                            PodAffinityTerm {
+                                label_selector: Some(LabelSelector {
+                                    match_labels: None,
+                                    match_expressions: Some(vec![LabelSelectorRequirement {
+                                        key: "app".into(),
+                                        operator: "In".into(),
+                                        values: Some(vec!["podinfo".into(), "other".into()]),
+                                    }]),
+                                }),
+                                topology_key: "kubernetes.io/hostname".into(),
+                                ..Default::default()
+                            },
+                        ]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                topology_spread_constraints: Some(vec![TopologySpreadConstraint {
+                    label_selector: Some(self_selector()),
+                    max_skew: 1,
+                    topology_key: "topology.kubernetes.io/zone".into(),
+                    when_unsatisfiable: "ScheduleAnyway".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        }
+    }
+
+    pub fn deployment(replicas: Option<i32>) -> Workload {
+        Workload::Deployment(Deployment {
+            metadata: ObjectMeta {
+                name: Some("podinfo".into()),
+                namespace: Some("test".into()),
+                labels: Some(map(&[
+                    ("app", "podinfo"),
+                    ("team", "a"),
+                    ("team.example.com/owner", "b"),
+                    ("kustomize.toolkit.fluxcd.io/name", "apps"),
+                ])),
+                annotations: Some(map(&[
+                    ("note", "keep"),
+                    ("kustomize.toolkit.fluxcd.io/checksum", "x"),
+                ])),
+                ..Default::default()
+            },
+            spec: DeploymentSpec {
+                replicas,
+                progress_deadline_seconds: Some(60),
+                min_ready_seconds: Some(5),
+                revision_history_limit: Some(3),
+                strategy: Some(DeploymentStrategy {
+                    type_: Some("Recreate".into()),
+                    rolling_update: None,
+                }),
+                selector: LabelSelector {
+                    match_labels: Some(map(&[("app", "podinfo")])),
+                    match_expressions: None,
+                },
+                template: template(),
+                paused: None,
+            },
+            status: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+    use crate::api::canary::{AutoscalerRef, ScalerReplicas};
+    use crate::controller::configs::{renames_for, tracked_refs};
+    use k8s_openapi::api::apps::v1::DaemonSetUpdateStrategy;
+
+    fn renames() -> ConfigRenames {
+        renames_for(&tracked_refs(template().spec.as_ref().unwrap()))
+    }
+
+    #[test]
+    fn selector_label_is_the_first_configured_label_present() {
+        let cfg = BuildConfig::default();
+        assert_eq!(selector_label(&deployment(None), &cfg), Ok(label()));
+        let Workload::Deployment(mut d) = deployment(None) else {
+            unreachable!()
+        };
+        d.spec.selector.match_labels = Some(map(&[
+            ("app.kubernetes.io/name", "web"),
+            ("name", "podinfo-name"),
+        ]));
+        assert_eq!(
+            selector_label(&Workload::Deployment(d.clone()), &cfg),
+            Ok(("name".into(), "podinfo-name".into()))
+        );
+        d.spec.selector.match_labels = Some(map(&[("component", "web")]));
+        let err = selector_label(&Workload::Deployment(d), &cfg).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "deployment podinfo.test spec.selector.matchLabels must contain one of [app name app.kubernetes.io/name]"
+        );
+    }
+
+    #[test]
+    fn owner_reference_points_at_the_canary_as_controller() {
+        let o = owner_reference(&canary());
+        assert_eq!(o.api_version, "flagger.app/v1beta1");
+        assert_eq!(o.kind, "Canary");
+        assert_eq!(o.name, "podinfo");
+        assert_eq!(o.uid, "4f1c-uid");
+        assert_eq!(o.controller, Some(true));
+        assert_eq!(o.block_owner_deletion, Some(true));
+    }
+
+    #[test]
+    fn include_label_prefix_selects_object_labels_but_never_toolkit_keys() {
+        let labels = map(&[
+            ("app", "podinfo"),
+            ("team", "a"),
+            ("kustomize.toolkit.fluxcd.io/name", "apps"),
+        ]);
+        let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cases = [
+            (p(&[]), map(&[])),
+            (p(&[""]), map(&[])),
+            (p(&["*"]), map(&[("app", "podinfo"), ("team", "a")])),
+            (p(&["te"]), map(&[("team", "a")])),
+            (p(&["kustomize"]), map(&[])),
+        ];
+        for (prefixes, want) in cases {
+            assert_eq!(
+                include_labels_by_prefix(&labels, &prefixes),
+                want,
+                "{prefixes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn primary_deployment_is_derived_from_the_target() {
+        let cfg = BuildConfig {
+            include_label_prefix: vec!["team".into()],
+            ..Default::default()
+        };
+        let Workload::Deployment(p) = primary_workload(
+            &canary(),
+            &deployment(Some(3)),
+            &label(),
+            &renames(),
+            &cfg,
+            "id-1",
+            true,
+        ) else {
+            panic!("kind changed")
+        };
+        assert_eq!(p.metadata.name.as_deref(), Some("podinfo-primary"));
+        assert_eq!(p.metadata.namespace.as_deref(), Some("test"));
+        assert_eq!(
+            p.metadata.labels,
+            Some(map(&[
+                ("app", "podinfo-primary"),
+                ("team", "a"),
+                ("team.example.com/owner", "b"),
+            ]))
+        );
+        assert_eq!(p.metadata.annotations, Some(map(&[("note", "keep")])));
+        assert_eq!(
+            p.metadata.owner_references.as_ref().unwrap()[0].kind,
+            "Canary"
+        );
+        assert_eq!(
+            p.spec.selector.match_labels,
+            Some(map(&[("app", "podinfo-primary")]))
+        );
+        assert_eq!(p.spec.replicas, Some(3));
+        assert_eq!(p.spec.progress_deadline_seconds, Some(60));
+        assert_eq!(p.spec.min_ready_seconds, Some(5));
+        assert_eq!(p.spec.revision_history_limit, Some(3));
+        assert_eq!(
+            p.spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+            Some("Recreate")
+        );
+
+        let meta = p.spec.template.metadata.as_ref().unwrap();
+        assert_eq!(
+            meta.labels,
+            Some(map(&[("app", "podinfo-primary"), ("version", "6.0.0")]))
+        );
+        assert_eq!(
+            meta.annotations,
+            Some(map(&[
+                ("flagger-id", "id-1"),
+                ("prometheus.io/scrape", "true")
+            ]))
+        );
+        let spec = p.spec.template.spec.as_ref().unwrap();
+        let names: Vec<String> = tracked_refs(spec).into_iter().map(|r| r.name).collect();
+        assert_eq!(
+            names,
+            vec!["podinfo-config-vol-primary", "podinfo-secret-env-primary"]
+        );
+        let anti = spec
+            .affinity
+            .as_ref()
+            .unwrap()
+            .pod_anti_affinity
+            .as_ref()
+            .unwrap();
+        let expr = &anti
+            .required_during_scheduling_ignored_during_execution
+            .as_ref()
+            .unwrap()[0]
+            .label_selector
+            .as_ref()
+            .unwrap()
+            .match_expressions
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(
+            expr.values,
+            Some(vec!["podinfo-primary".to_string(), "other".to_string()])
+        );
+        let spread = &spec.topology_spread_constraints.as_ref().unwrap()[0];
+        assert_eq!(
+            spread.label_selector.as_ref().unwrap().match_labels,
+            Some(map(&[("app", "podinfo-primary")]))
+        );
+        // The image and everything else are copied as they are.
+        assert_eq!(
+            spec.containers[0].image,
+            template().spec.unwrap().containers[0].image
+        );
+    }
+
+    #[test]
+    fn primary_replicas_follow_with_replicas_and_are_at_least_one() {
+        let cfg = BuildConfig::default();
+        let replicas = |target: Option<i32>, with: bool| {
+            let w = primary_workload(
+                &canary(),
+                &deployment(target),
+                &label(),
+                &renames(),
+                &cfg,
+                "id",
+                with,
+            );
+            match w {
+                Workload::Deployment(d) => d.spec.replicas,
+                Workload::DaemonSet(_) => panic!("kind changed"),
+            }
+        };
+        assert_eq!(replicas(Some(4), true), Some(4));
+        assert_eq!(replicas(Some(0), true), Some(1));
+        assert_eq!(replicas(None, true), Some(1));
+        assert_eq!(replicas(Some(4), false), None);
+    }
+
+    #[test]
+    fn primary_daemonset_copies_update_strategy_and_drops_scale_to_zero() {
+        let Workload::Deployment(d) = deployment(None) else {
+            unreachable!()
+        };
+        let mut template = d.spec.template.clone();
+        template.spec.as_mut().unwrap().node_selector = Some(map(&[
+            (SCALE_TO_ZERO_SELECTOR, "true"),
+            ("kubernetes.io/os", "linux"),
+        ]));
+        let target = Workload::DaemonSet(DaemonSet {
+            metadata: d.metadata.clone(),
+            spec: DaemonSetSpec {
+                min_ready_seconds: Some(7),
+                revision_history_limit: Some(2),
+                update_strategy: Some(DaemonSetUpdateStrategy {
+                    type_: Some("RollingUpdate".into()),
+                    rolling_update: None,
+                }),
+                selector: d.spec.selector.clone(),
+                template,
+            },
+            status: None,
+        });
+        let Workload::DaemonSet(p) = primary_workload(
+            &canary(),
+            &target,
+            &label(),
+            &renames(),
+            &BuildConfig::default(),
+            "id",
+            true,
+        ) else {
+            panic!("kind changed")
+        };
+        assert_eq!(p.metadata.name.as_deref(), Some("podinfo-primary"));
+        assert_eq!(p.spec.min_ready_seconds, Some(7));
+        assert_eq!(p.spec.revision_history_limit, Some(2));
+        assert_eq!(
+            p.spec.update_strategy.and_then(|s| s.type_),
+            Some("RollingUpdate".into())
+        );
+        assert_eq!(
+            p.spec.template.spec.unwrap().node_selector,
+            Some(map(&[("kubernetes.io/os", "linux")]))
+        );
+    }
+
+    #[test]
+    fn services_select_primary_and_canary_pods() {
+        let [apex, primary, canary_svc] =
+            canary_services(&canary(), &label(), &template()).unwrap();
+        let cases = [
+            (&apex, "podinfo", "podinfo-primary"),
+            (&primary, "podinfo-primary", "podinfo-primary"),
+            (&canary_svc, "podinfo-canary", "podinfo"),
+        ];
+        for (svc, name, selects) in cases {
+            assert_eq!(svc.metadata.name.as_deref(), Some(name));
+            assert_eq!(svc.metadata.namespace.as_deref(), Some("test"));
+            let spec = svc.spec.as_ref().unwrap();
+            assert_eq!(spec.selector, Some(map(&[("app", selects)])), "{name}");
+            assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+            assert_eq!(spec.cluster_ip, None);
+            let ports = spec.ports.as_ref().unwrap();
+            assert_eq!(ports.len(), 1, "no port discovery");
+            assert_eq!(ports[0].name.as_deref(), Some("http"));
+            assert_eq!(ports[0].port, 9898);
+            assert_eq!(ports[0].target_port, Some(IntOrString::Int(9898)));
+            assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+            assert_eq!(svc.metadata.labels, Some(map(&[("app", name)])));
+            assert_eq!(
+                svc.metadata.annotations,
+                Some(map(&[
+                    (HELM_DRIFT_DETECTION_ANNOTATION, "disabled"),
+                    (KUSTOMIZE_RECONCILE_ANNOTATION, "disabled"),
+                ]))
+            );
+            assert_eq!(
+                svc.metadata.owner_references.as_ref().unwrap()[0].name,
+                "podinfo"
+            );
+        }
+    }
+
+    #[test]
+    fn service_options_shape_ports_and_metadata() {
+        let mut c = canary();
+        let service = c.spec.service.as_mut().unwrap();
+        service.name = Some("web".into());
+        service.port_name = Some("grpc".into());
+        service.target_port = Some(IntOrString::String("http".into()));
+        service.app_protocol = Some("kubernetes.io/h2c".into());
+        service.headless = Some(true);
+        service.port_discovery = Some(true);
+        service.traffic_distribution = Some("PreferClose".into());
+        service.canary = Some(CustomMetadata {
+            labels: Some(map(&[("role", "canary")])),
+            annotations: Some(map(&[("a", "b")])),
+        });
+        let [apex, _, canary_svc] = canary_services(&c, &label(), &template()).unwrap();
+        assert_eq!(apex.metadata.name.as_deref(), Some("web"));
+        assert_eq!(canary_svc.metadata.name.as_deref(), Some("web-canary"));
+        let spec = canary_svc.spec.as_ref().unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(spec.traffic_distribution.as_deref(), Some("PreferClose"));
+        type Row<'a> = (Option<&'a str>, i32, Option<IntOrString>, Option<&'a str>);
+        let ports: Vec<Row> = spec
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p.name.as_deref(),
+                    p.port,
+                    p.target_port.clone(),
+                    p.app_protocol.as_deref(),
+                )
+            })
+            .collect();
+        // The main port's target is the port named http, so discovery skips it; the sidecar's
+        // port is skipped; an unnamed port is named tcp-<container>-<index>.
+        assert_eq!(
+            ports,
+            vec![
+                (
+                    Some("grpc"),
+                    9898,
+                    Some(IntOrString::String("http".into())),
+                    Some("kubernetes.io/h2c")
+                ),
+                (
+                    Some("http-metrics"),
+                    9797,
+                    Some(IntOrString::Int(9797)),
+                    None
+                ),
+                (
+                    Some("tcp-podinfod-2"),
+                    9999,
+                    Some(IntOrString::Int(9999)),
+                    None
+                ),
+            ]
+        );
+        assert_eq!(
+            canary_svc.metadata.labels,
+            Some(map(&[("app", "web-canary"), ("role", "canary")]))
+        );
+        assert_eq!(
+            canary_svc
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap()
+                .get("a")
+                .map(String::as_str),
+            Some("b")
+        );
+    }
+
+    #[test]
+    fn a_canary_without_service_cannot_have_services() {
+        let mut c = canary();
+        c.spec.service = None;
+        assert!(matches!(
+            canary_services(&c, &label(), &template()),
+            Err(BuildError::MissingService { .. })
+        ));
+    }
+
+    #[test]
+    fn existing_apex_keeps_its_metadata_and_node_ports() {
+        let [desired, _, _] = canary_services(&canary(), &label(), &template()).unwrap();
+        let existing = Service {
+            metadata: ObjectMeta {
+                name: Some("podinfo".into()),
+                labels: Some(map(&[("owner", "helm")])),
+                annotations: Some(map(&[("meta.helm.sh/release-name", "podinfo")])),
+                resource_version: Some("42".into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("NodePort".into()),
+                cluster_ip: Some("10.0.0.7".into()),
+                selector: Some(map(&[("app", "podinfo")])),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".into()),
+                    port: 80,
+                    node_port: Some(30080),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let merged = merge_existing_apex(&desired, &existing);
+        let spec = merged.spec.as_ref().unwrap();
+        assert_eq!(spec.selector, Some(map(&[("app", "podinfo-primary")])));
+        let port = &spec.ports.as_ref().unwrap()[0];
+        assert_eq!((port.port, port.node_port), (9898, Some(30080)));
+        assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.0.0.7"));
+        assert_eq!(merged.metadata.labels, existing.metadata.labels);
+        assert_eq!(merged.metadata.resource_version.as_deref(), Some("42"));
+        assert_eq!(merged.metadata.owner_references, None);
+        let annotations = merged.metadata.annotations.unwrap();
+        assert_eq!(
+            annotations
+                .get("meta.helm.sh/release-name")
+                .map(String::as_str),
+            Some("podinfo")
+        );
+        assert_eq!(
+            annotations
+                .get(KUSTOMIZE_RECONCILE_ANNOTATION)
+                .map(String::as_str),
+            Some("disabled")
+        );
+    }
+
+    fn hpa(min: Option<i32>, max: i32) -> HorizontalPodAutoscaler {
+        HorizontalPodAutoscaler {
+            metadata: ObjectMeta {
+                name: Some("podinfo-hpa".into()),
+                labels: Some(map(&[
+                    ("app", "podinfo"),
+                    ("helm.toolkit.fluxcd.io/name", "x"),
+                ])),
+                ..Default::default()
+            },
+            spec: HorizontalPodAutoscalerSpec {
+                scale_target_ref: CrossVersionObjectReference {
+                    api_version: Some("apps/v1".into()),
+                    kind: "Deployment".into(),
+                    name: "podinfo".into(),
+                },
+                min_replicas: min,
+                max_replicas: max,
+                metrics: None,
+                behavior: None,
+            },
+            status: None,
+        }
+    }
+
+    #[test]
+    fn primary_hpa_scales_the_primary_with_optional_overrides() {
+        let p = primary_hpa(&canary(), &hpa(Some(2), 4));
+        assert_eq!(p.metadata.name.as_deref(), Some("podinfo-hpa-primary"));
+        assert_eq!(p.metadata.namespace.as_deref(), Some("test"));
+        assert_eq!(p.metadata.labels, Some(map(&[("app", "podinfo")])));
+        assert_eq!(p.spec.scale_target_ref.name, "podinfo-primary");
+        assert_eq!(p.spec.scale_target_ref.kind, "Deployment");
+        assert_eq!((p.spec.min_replicas, p.spec.max_replicas), (Some(2), 4));
+        assert_eq!(p.metadata.owner_references.unwrap()[0].kind, "Canary");
+
+        let mut c = canary();
+        c.spec.autoscaler_ref = Some(AutoscalerRef {
+            api_version: "autoscaling/v2".into(),
+            kind: "HorizontalPodAutoscaler".into(),
+            name: "podinfo-hpa".into(),
+            primary_scaler_queries: None,
+            primary_scaler_replicas: Some(ScalerReplicas {
+                min_replicas: Some(3),
+                max_replicas: Some(9),
+            }),
+        });
+        let p = primary_hpa(&c, &hpa(Some(2), 4));
+        assert_eq!((p.spec.min_replicas, p.spec.max_replicas), (Some(3), 9));
+    }
+
+    #[test]
+    fn scale_from_zero_follows_flagger_precedence() {
+        let hpa_min = |m| hpa(Some(m), 10);
+        let cases = [
+            (
+                "target replicas win",
+                deployment(Some(3)),
+                Some(deployment(Some(5))),
+                None,
+                3,
+            ),
+            (
+                "else the primary's without autoscaler",
+                deployment(Some(0)),
+                Some(deployment(Some(5))),
+                None,
+                5,
+            ),
+            (
+                "primary at zero means one",
+                deployment(Some(0)),
+                Some(deployment(Some(0))),
+                None,
+                1,
+            ),
+            ("no primary means one", deployment(None), None, None, 1),
+            (
+                "hpa minimum above one",
+                deployment(Some(0)),
+                Some(deployment(Some(5))),
+                Some(hpa_min(4)),
+                4,
+            ),
+            (
+                "hpa minimum of one",
+                deployment(Some(0)),
+                Some(deployment(Some(5))),
+                Some(hpa_min(1)),
+                1,
+            ),
+        ];
+        for (name, target, primary, hpa, want) in cases {
+            assert_eq!(
+                scale_from_zero_replicas(&target, primary.as_ref(), hpa.as_ref()),
+                want,
+                "{name}"
+            );
+        }
+    }
+}
