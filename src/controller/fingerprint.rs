@@ -153,3 +153,196 @@ pub fn unprimary_template(
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::builders::fixtures::{label, map, template};
+    use crate::controller::builders::primary_template;
+    use crate::controller::configs::{renames_for, tracked_refs};
+    use k8s_openapi::api::core::v1::EnvVar;
+
+    fn configs() -> BTreeMap<String, String> {
+        map(&[
+            ("configmap/podinfo-config-vol", "0123456789abcdef"),
+            ("secret/podinfo-secret-env", "fedcba9876543210"),
+        ])
+    }
+
+    fn renames() -> ConfigRenames {
+        renames_for(&tracked_refs(template().spec.as_ref().unwrap()))
+    }
+
+    fn sha_prefix(canonical: &str) -> String {
+        let d = Sha256::digest(canonical.as_bytes());
+        let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("v1:{hex}")
+    }
+
+    #[test]
+    fn fingerprint_hashes_canonical_json_of_template_and_configs() {
+        // Pins the format: sorted keys, no whitespace, empty values dropped, configs beside the
+        // template. Changing any of this would restart every canary on upgrade.
+        let t: PodTemplateSpec = serde_json::from_str(
+            r#"{"metadata":{"labels":{"app":"a"},"annotations":{}},
+                "spec":{"containers":[{"name":"a","image":"b","env":[]}]}}"#,
+        )
+        .unwrap();
+        let fp = template_fingerprint(&t, &map(&[("configmap/c", "01")]));
+        assert_eq!(
+            fp,
+            sha_prefix(
+                r#"{"configs":{"configmap/c":"01"},"template":{"metadata":{"labels":{"app":"a"}},"spec":{"containers":[{"image":"b","name":"a"}]}}}"#
+            )
+        );
+        assert_eq!(
+            template_fingerprint(&PodTemplateSpec::default(), &BTreeMap::new()),
+            sha_prefix("{}")
+        );
+        assert_eq!(fp.len(), 3 + 32);
+    }
+
+    #[test]
+    fn fingerprint_ignores_field_order_and_empty_collections() {
+        let a: PodTemplateSpec = serde_yaml_ng::from_str(
+            "metadata: {labels: {app: podinfo, version: '1'}}\n\
+             spec: {containers: [{name: app, image: 'podinfo:1', ports: [{containerPort: 80, name: http}]}]}",
+        )
+        .unwrap();
+        let b: PodTemplateSpec = serde_yaml_ng::from_str(
+            "spec:\n  volumes: []\n  containers:\n  - ports: [{name: http, containerPort: 80}]\n    image: 'podinfo:1'\n    name: app\n    env: []\n\
+             metadata: {annotations: {}, labels: {version: '1', app: podinfo}}",
+        )
+        .unwrap();
+        assert_eq!(
+            template_fingerprint(&a, &BTreeMap::new()),
+            template_fingerprint(&b, &BTreeMap::new())
+        );
+    }
+
+    #[test]
+    fn fingerprint_ignores_what_serin_and_flux_write() {
+        let base = template_fingerprint(&template(), &configs());
+        let mut t = template();
+        let meta = t.metadata.as_mut().unwrap();
+        meta.annotations
+            .as_mut()
+            .unwrap()
+            .insert("flagger-id".into(), "random".into());
+        meta.annotations.as_mut().unwrap().insert(
+            "kustomize.toolkit.fluxcd.io/checksum".into(),
+            "changed".into(),
+        );
+        meta.labels
+            .as_mut()
+            .unwrap()
+            .insert("kustomize.toolkit.fluxcd.io/name".into(), "apps".into());
+        t.spec.as_mut().unwrap().node_selector = Some(map(&[(SCALE_TO_ZERO_SELECTOR, "true")]));
+        assert_eq!(template_fingerprint(&t, &configs()), base);
+    }
+
+    #[test]
+    fn any_change_to_the_revision_changes_the_fingerprint() {
+        let base = template_fingerprint(&template(), &configs());
+        type Edit = fn(&mut PodTemplateSpec, &mut BTreeMap<String, String>);
+        let edits: [(&str, Edit); 6] = [
+            ("image", |t, _| {
+                t.spec.as_mut().unwrap().containers[0].image = Some("podinfo:6.0.1".into())
+            }),
+            ("env value", |t, _| {
+                t.spec.as_mut().unwrap().containers[0].env = Some(vec![EnvVar {
+                    name: "LOG".into(),
+                    value: Some("debug".into()),
+                    ..Default::default()
+                }])
+            }),
+            ("config contents", |_, c| {
+                c.insert(
+                    "configmap/podinfo-config-vol".into(),
+                    "1111111111111111".into(),
+                );
+            }),
+            ("config added", |_, c| {
+                c.insert("secret/new".into(), "2222222222222222".into());
+            }),
+            ("pod label", |t, _| {
+                t.metadata
+                    .as_mut()
+                    .unwrap()
+                    .labels
+                    .as_mut()
+                    .unwrap()
+                    .insert("version".into(), "7".into());
+            }),
+            ("pod annotation", |t, _| {
+                t.metadata
+                    .as_mut()
+                    .unwrap()
+                    .annotations
+                    .as_mut()
+                    .unwrap()
+                    .insert("restartedAt".into(), "now".into());
+            }),
+        ];
+        for (name, edit) in edits {
+            let (mut t, mut c) = (template(), configs());
+            edit(&mut t, &mut c);
+            assert_ne!(template_fingerprint(&t, &c), base, "{name}");
+        }
+    }
+
+    #[test]
+    fn unprimary_of_the_primary_has_the_target_fingerprint() {
+        let mut with_scale_to_zero = template();
+        with_scale_to_zero.spec.as_mut().unwrap().node_selector =
+            Some(map(&[(SCALE_TO_ZERO_SELECTOR, "true"), ("os", "linux")]));
+        // A template always carries the selector label (the API server requires the selector to
+        // match it); annotations are optional.
+        let mut no_annotations = template();
+        no_annotations.metadata.as_mut().unwrap().annotations = None;
+        for target in [template(), with_scale_to_zero, no_annotations] {
+            let primary = primary_template(&target, &label(), &renames(), "c0ffee");
+            assert_ne!(primary, target);
+            let back = unprimary_template(&primary, &label(), &renames());
+            assert_eq!(
+                template_fingerprint(&back, &configs()),
+                template_fingerprint(&target, &configs())
+            );
+        }
+    }
+
+    #[test]
+    fn unprimary_of_an_older_primary_differs_from_the_new_target() {
+        let old = template();
+        let primary = primary_template(&old, &label(), &renames(), "id");
+        let mut new = template();
+        new.spec.as_mut().unwrap().containers[0].image = Some("podinfo:6.0.1".into());
+        let back = unprimary_template(&primary, &label(), &renames());
+        assert_ne!(
+            template_fingerprint(&back, &configs()),
+            template_fingerprint(&new, &configs())
+        );
+        // Same template, but the primary's config copies hold older contents.
+        let mut older = configs();
+        older.insert(
+            "configmap/podinfo-config-vol".into(),
+            "aaaaaaaaaaaaaaaa".into(),
+        );
+        assert_ne!(
+            template_fingerprint(&back, &older),
+            template_fingerprint(&old, &configs())
+        );
+    }
+
+    #[test]
+    fn serin_fingerprints_are_told_apart_from_flagger_hashes() {
+        let cases = [
+            (template_fingerprint(&template(), &configs()), true),
+            ("85d557f47b".to_string(), false),
+            (String::new(), false),
+        ];
+        for (s, want) in cases {
+            assert_eq!(is_serin_fingerprint(&s), want, "{s}");
+        }
+    }
+}
