@@ -10,8 +10,8 @@ pub mod metric_template;
 pub mod phase;
 pub mod provider;
 pub mod schema;
-pub mod time;
 mod schema_util;
+pub mod time;
 pub mod validation;
 pub mod webhook_type;
 

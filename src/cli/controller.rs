@@ -22,7 +22,11 @@ pub struct ControllerArgs {
     #[arg(long, default_value = "http://prometheus:9090")]
     pub metrics_server: String,
     /// Labels that may carry the workload selector, in order of preference.
-    #[arg(long, default_value = "app,name,app.kubernetes.io/name", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "app,name,app.kubernetes.io/name",
+        value_delimiter = ','
+    )]
     pub selector_labels: Vec<String>,
     /// Label prefixes copied to primaries (`*` = all).
     #[arg(long, default_value = "", value_delimiter = ',')]
@@ -58,9 +62,12 @@ pub enum LogFormat {
 
 /// Sets up tracing once per process.
 pub fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("serin={level},kube=warn,warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("serin={level},kube=warn,warn"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -74,7 +81,8 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| anyhow::anyhow!("cannot read kubeconfig {}: {e}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?
         }
         None => kube::Config::infer().await?,
     };
@@ -105,7 +113,12 @@ pub fn run(args: ControllerArgs) -> ExitCode {
                 min_interval: Duration::from_secs_f64(args.min_interval),
                 build: BuildConfig {
                     selector_labels: args.selector_labels.clone(),
-                    include_label_prefix: args.include_label_prefix.iter().filter(|p| !p.is_empty()).cloned().collect(),
+                    include_label_prefix: args
+                        .include_label_prefix
+                        .iter()
+                        .filter(|p| !p.is_empty())
+                        .cloned()
+                        .collect(),
                 },
                 config_tracking: args.enable_config_tracking,
             },
@@ -128,15 +141,27 @@ pub fn run(args: ControllerArgs) -> ExitCode {
 /// Rewrites Flagger's single-dash long flags (`-mesh-provider=x`) to clap's `--mesh-provider=x`.
 pub fn normalize_flagger_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
     const LONG: [&str; 13] = [
-        "kubeconfig", "namespace", "mesh-provider", "metrics-server", "selector-labels",
-        "include-label-prefix", "enable-config-tracking", "cluster-name", "port", "log-level",
-        "log-format", "min-interval", "version",
+        "kubeconfig",
+        "namespace",
+        "mesh-provider",
+        "metrics-server",
+        "selector-labels",
+        "include-label-prefix",
+        "enable-config-tracking",
+        "cluster-name",
+        "port",
+        "log-level",
+        "log-format",
+        "min-interval",
+        "version",
     ];
     args.into_iter()
         .map(|a| {
             let name = a.strip_prefix('-').filter(|r| !r.starts_with('-'));
             match name {
-                Some(rest) if LONG.contains(&rest.split('=').next().unwrap_or_default()) => format!("-{a}"),
+                Some(rest) if LONG.contains(&rest.split('=').next().unwrap_or_default()) => {
+                    format!("-{a}")
+                }
                 _ => a,
             }
         })
@@ -149,7 +174,27 @@ mod tests {
 
     #[test]
     fn flagger_single_dash_flags_become_double_dash() {
-        let got = normalize_flagger_flags(["serin", "controller", "-mesh-provider=kubernetes", "-port", "9090", "-v"].map(String::from));
-        assert_eq!(got, vec!["serin", "controller", "--mesh-provider=kubernetes", "--port", "9090", "-v"]);
+        let got = normalize_flagger_flags(
+            [
+                "serin",
+                "controller",
+                "-mesh-provider=kubernetes",
+                "-port",
+                "9090",
+                "-v",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(
+            got,
+            vec![
+                "serin",
+                "controller",
+                "--mesh-provider=kubernetes",
+                "--port",
+                "9090",
+                "-v"
+            ]
+        );
     }
 }

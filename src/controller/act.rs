@@ -63,16 +63,24 @@ impl Actuator<'_> {
         let ns = ns(canary);
         match action {
             Action::AddFinalizer | Action::RemoveFinalizer => {
-                let mut finalizers: Vec<String> =
-                    canary.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+                let mut finalizers: Vec<String> = canary
+                    .finalizers()
+                    .iter()
+                    .filter(|f| *f != FINALIZER)
+                    .cloned()
+                    .collect();
                 if matches!(action, Action::AddFinalizer) {
                     finalizers.push(FINALIZER.to_string());
                 }
                 let api: Api<Canary> = Api::namespaced(self.client.clone(), &ns);
                 let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}});
-                api.patch(&canary.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(Error::PatchFinalizer)?;
+                api.patch(
+                    &canary.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map_err(Error::PatchFinalizer)?;
             }
             Action::Apply(obj) => self.apply_json(&ns, obj).await?,
             Action::CreatePrimary(w) | Action::PromotePrimary(w) => {
@@ -121,8 +129,12 @@ impl Actuator<'_> {
                     secondary: None,
                 };
                 match t {
-                    EventType::Normal => tracing::info!(canary = canary.name_any(), namespace = ns, "{msg}"),
-                    EventType::Warning => tracing::warn!(canary = canary.name_any(), namespace = ns, "{msg}"),
+                    EventType::Normal => {
+                        tracing::info!(canary = canary.name_any(), namespace = ns, "{msg}")
+                    }
+                    EventType::Warning => {
+                        tracing::warn!(canary = canary.name_any(), namespace = ns, "{msg}")
+                    }
                 }
                 // An event that cannot be recorded must not stop the canary.
                 if let Err(e) = self.recorder.publish(&ev, &canary.object_ref(&())).await {
@@ -142,9 +154,15 @@ impl Actuator<'_> {
     }
 
     async fn apply_json(&self, ns: &str, obj: &Value) -> Result<(), Error> {
-        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let (group, version) = match api_version.split_once('/') {
             Some((g, v)) => (g, v),
             None => ("", api_version),
@@ -154,23 +172,37 @@ impl Actuator<'_> {
         let mut body = obj.clone();
         // Server-side apply bodies must not carry server-owned metadata.
         if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-            for key in ["resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"] {
+            for key in [
+                "resourceVersion",
+                "uid",
+                "creationTimestamp",
+                "managedFields",
+                "generation",
+            ] {
                 meta.remove(key);
             }
         }
         if let Some(o) = body.as_object_mut() {
             o.remove("status");
         }
-        api.patch(name, &apply_params(), &Patch::Apply(&body)).await.map_err(Error::Apply)?;
+        api.patch(name, &apply_params(), &Patch::Apply(&body))
+            .await
+            .map_err(Error::Apply)?;
         Ok(())
     }
 
     async fn scale_target(&self, canary: &Canary, ns: &str, replicas: i32) -> Result<(), Error> {
-        let Some(t) = &canary.spec.target_ref else { return Ok(()) };
+        let Some(t) = &canary.spec.target_ref else {
+            return Ok(());
+        };
         match t.kind.as_str() {
             "DaemonSet" => {
                 let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);
-                let value = if replicas == 0 { json!("true") } else { Value::Null };
+                let value = if replicas == 0 {
+                    json!("true")
+                } else {
+                    Value::Null
+                };
                 let patch = json!({"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_SELECTOR: value}}}}});
                 api.patch(&t.name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await

@@ -117,7 +117,13 @@ where
 
 /// Runs the controller until the process is stopped.
 pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
-    run_with(client, config, Arc::new(crate::metrics::NoMetrics), Arc::new(crate::webhook::NoWebhooks)).await
+    run_with(
+        client,
+        config,
+        Arc::new(crate::metrics::NoMetrics),
+        Arc::new(crate::webhook::NoWebhooks),
+    )
+    .await
 }
 
 /// Runs the controller with the given metrics checker and webhooks.
@@ -128,7 +134,10 @@ pub async fn run_with(
     webhooks: Arc<dyn Webhooks>,
 ) -> Result<(), Error> {
     let canaries: Api<Canary> = api(&client, &config.namespace);
-    canaries.list(&ListParams::default().limit(1)).await.map_err(Error::CrdsMissing)?;
+    canaries
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(Error::CrdsMissing)?;
     for kind in ["metrictemplates", "alertproviders"] {
         let ar = kube::core::ApiResource {
             group: "flagger.app".into(),
@@ -141,7 +150,10 @@ pub async fn run_with(
             Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
             None => Api::all_with(client.clone(), &ar),
         };
-        dynapi.list(&ListParams::default().limit(1)).await.map_err(Error::CrdsMissing)?;
+        dynapi
+            .list(&ListParams::default().limit(1))
+            .await
+            .map_err(Error::CrdsMissing)?;
     }
 
     let wc = watcher::Config::default();
@@ -169,7 +181,10 @@ pub async fn run_with(
             }
         });
     }
-    let reporter = Reporter { controller: "serin".into(), instance: std::env::var("POD_NAME").ok() };
+    let reporter = Reporter {
+        controller: "serin".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: config.clone(),
@@ -183,33 +198,59 @@ pub async fn run_with(
     let controller = Controller::new(canaries, wc.clone());
     let canary_store = controller.store();
     let ns = config.namespace.clone();
-    let deploy_stream = watcher(api::<Deployment>(&client, &ns), wc.clone()).default_backoff().reflect(deploy_writer).touched_objects();
-    let ds_stream = watcher(api::<DaemonSet>(&client, &ns), wc.clone()).default_backoff().reflect(ds_writer).touched_objects();
-    let svc_stream = watcher(api::<Service>(&client, &ns), wc.clone()).default_backoff().reflect(svc_writer).touched_objects();
-    let cm_stream = watcher(api::<ConfigMap>(&client, &ns), wc.clone()).default_backoff().reflect(cm_writer).touched_objects();
-    let secret_stream = watcher(api::<Secret>(&client, &ns), wc.clone()).default_backoff().reflect(secret_writer).touched_objects();
-    let hpa_stream = watcher(api::<HorizontalPodAutoscaler>(&client, &ns), wc.clone()).default_backoff().reflect(hpa_writer).touched_objects();
+    let deploy_stream = watcher(api::<Deployment>(&client, &ns), wc.clone())
+        .default_backoff()
+        .reflect(deploy_writer)
+        .touched_objects();
+    let ds_stream = watcher(api::<DaemonSet>(&client, &ns), wc.clone())
+        .default_backoff()
+        .reflect(ds_writer)
+        .touched_objects();
+    let svc_stream = watcher(api::<Service>(&client, &ns), wc.clone())
+        .default_backoff()
+        .reflect(svc_writer)
+        .touched_objects();
+    let cm_stream = watcher(api::<ConfigMap>(&client, &ns), wc.clone())
+        .default_backoff()
+        .reflect(cm_writer)
+        .touched_objects();
+    let secret_stream = watcher(api::<Secret>(&client, &ns), wc.clone())
+        .default_backoff()
+        .reflect(secret_writer)
+        .touched_objects();
+    let hpa_stream = watcher(api::<HorizontalPodAutoscaler>(&client, &ns), wc.clone())
+        .default_backoff()
+        .reflect(hpa_writer)
+        .touched_objects();
 
-    let by_workload = {
+    let by_workload =
+        {
+            let store = canary_store.clone();
+            move |name: String, ns: Option<String>| -> Vec<ObjectRef<Canary>> {
+                store
+                    .state()
+                    .iter()
+                    .filter(|c| c.namespace() == ns)
+                    .filter(|c| {
+                        c.spec.target_ref.as_ref().is_some_and(|t| {
+                            t.name == name || format!("{}-primary", t.name) == name
+                        }) || c.spec.autoscaler_ref.as_ref().is_some_and(|a| {
+                            a.name == name || format!("{}-primary", a.name) == name
+                        })
+                    })
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect()
+            }
+        };
+    let in_namespace = {
         let store = canary_store.clone();
-        move |name: String, ns: Option<String>| -> Vec<ObjectRef<Canary>> {
+        move |ns: Option<String>| -> Vec<ObjectRef<Canary>> {
             store
                 .state()
                 .iter()
                 .filter(|c| c.namespace() == ns)
-                .filter(|c| {
-                    c.spec.target_ref.as_ref().is_some_and(|t| {
-                        t.name == name || format!("{}-primary", t.name) == name
-                    }) || c.spec.autoscaler_ref.as_ref().is_some_and(|a| a.name == name || format!("{}-primary", a.name) == name)
-                })
                 .map(|c| ObjectRef::from_obj(c.as_ref()))
                 .collect()
-        }
-    };
-    let in_namespace = {
-        let store = canary_store.clone();
-        move |ns: Option<String>| -> Vec<ObjectRef<Canary>> {
-            store.state().iter().filter(|c| c.namespace() == ns).map(|c| ObjectRef::from_obj(c.as_ref())).collect()
         }
     };
     let m1 = by_workload.clone();
@@ -233,7 +274,9 @@ pub async fn run_with(
                 .filter(|c| c.namespace() == ns)
                 .filter(|c| {
                     let svc = c.spec.service_name();
-                    name == svc || name == format!("{svc}-primary") || name == format!("{svc}-canary")
+                    name == svc
+                        || name == format!("{svc}-primary")
+                        || name == format!("{svc}-canary")
                 })
                 .map(|c| ObjectRef::from_obj(c.as_ref()))
                 .collect::<Vec<_>>()
@@ -260,7 +303,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
     let mut checks = Checks::default();
     let plan = loop {
         match plan::plan(&observed, &checks, now) {
-            Step::Done(p) => break p,
+            Step::Done(p) => break *p,
             Step::Need(req) => answer(&ctx, &canary, req, &mut checks).await,
         }
     };
@@ -270,7 +313,12 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
             // An unsupported provider never gets past validation, except for providers whose
             // router is not built yet: report and wait for a change.
             tracing::warn!("{e}");
-            if plan.actions.iter().any(|a| matches!(a, plan::Action::SetRoutes(_) | plan::Action::ReconcileRouter)) {
+            if plan.actions.iter().any(|a| {
+                matches!(
+                    a,
+                    plan::Action::SetRoutes(_) | plan::Action::ReconcileRouter
+                )
+            }) {
                 return Err(Error::Router(e));
             }
             Arc::new(crate::router::kubernetes::KubernetesRouter)
@@ -300,9 +348,12 @@ async fn answer(ctx: &Context, canary: &Canary, req: CheckRequest, checks: &mut 
     let hooks = &ctx.webhooks;
     match req {
         CheckRequest::ConfirmRollout => {
-            checks.confirm_rollout = Some(hooks.gate(canary, WebhookType::ConfirmRollout, phase).await)
+            checks.confirm_rollout =
+                Some(hooks.gate(canary, WebhookType::ConfirmRollout, phase).await)
         }
-        CheckRequest::Rollback => checks.rollback = Some(hooks.rollback_requested(canary, phase).await),
+        CheckRequest::Rollback => {
+            checks.rollback = Some(hooks.rollback_requested(canary, phase).await)
+        }
         CheckRequest::PreRollout => {
             checks.pre_rollout = Some(hooks.run(canary, WebhookType::PreRollout, phase).await)
         }
@@ -314,19 +365,29 @@ async fn answer(ctx: &Context, canary: &Canary, req: CheckRequest, checks: &mut 
             checks.analysis = Some(result);
         }
         CheckRequest::ConfirmTrafficIncrease => {
-            checks.confirm_traffic_increase =
-                Some(hooks.gate(canary, WebhookType::ConfirmTrafficIncrease, phase).await)
+            checks.confirm_traffic_increase = Some(
+                hooks
+                    .gate(canary, WebhookType::ConfirmTrafficIncrease, phase)
+                    .await,
+            )
         }
         CheckRequest::ConfirmPromotion => {
-            checks.confirm_promotion = Some(hooks.gate(canary, WebhookType::ConfirmPromotion, phase).await)
+            checks.confirm_promotion = Some(
+                hooks
+                    .gate(canary, WebhookType::ConfirmPromotion, phase)
+                    .await,
+            )
         }
     }
 }
 
 /// Transient failures retry with a short backoff; every failure is counted by category.
 pub fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> KubeAction {
-    tracing::warn!(canary = canary.name_any(), category = error.category(), "reconcile failed: {error}");
+    tracing::warn!(
+        canary = canary.name_any(),
+        category = error.category(),
+        "reconcile failed: {error}"
+    );
     ctx.telemetry.reconcile_failure(error.category());
     KubeAction::requeue(Duration::from_secs(2))
 }
-

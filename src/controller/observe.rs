@@ -66,7 +66,9 @@ fn get<K>(store: &Store<K>, name: &str, ns: &str) -> Option<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone,
 {
-    store.get(&ObjectRef::new(name).within(ns)).map(|a| (*a).clone())
+    store
+        .get(&ObjectRef::new(name).within(ns))
+        .map(|a| (*a).clone())
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
@@ -77,18 +79,28 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
 /// the same length and match element-wise): the drift notion of server-side apply.
 pub fn contains(live: &Value, desired: &Value) -> bool {
     match (live, desired) {
-        (Value::Object(l), Value::Object(d)) => {
-            d.iter().all(|(k, dv)| l.get(k).is_some_and(|lv| contains(lv, dv)) || dv.is_null())
+        (Value::Object(l), Value::Object(d)) => d
+            .iter()
+            .all(|(k, dv)| l.get(k).is_some_and(|lv| contains(lv, dv)) || dv.is_null()),
+        (Value::Array(l), Value::Array(d)) => {
+            l.len() == d.len() && l.iter().zip(d).all(|(a, b)| contains(a, b))
         }
-        (Value::Array(l), Value::Array(d)) => l.len() == d.len() && l.iter().zip(d).all(|(a, b)| contains(a, b)),
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         (a, b) => a == b,
     }
 }
 
 /// Builds the snapshot. `now` only feeds readiness deadlines.
-pub fn observe(cfg: &ObserveConfig, stores: &Stores, canary: &Canary, now: DateTime<Utc>) -> Observed {
-    let ctx = ValidationContext { default_provider: cfg.mesh_provider.clone(), min_interval: cfg.min_interval };
+pub fn observe(
+    cfg: &ObserveConfig,
+    stores: &Stores,
+    canary: &Canary,
+    now: DateTime<Utc>,
+) -> Observed {
+    let ctx = ValidationContext {
+        default_provider: cfg.mesh_provider.clone(),
+        min_interval: cfg.min_interval,
+    };
     let problems = validation::validate_canary(&canary.spec, &ctx);
     let provider: Option<Provider> = canary.spec.provider(&cfg.mesh_provider).ok();
     let interval = canary.spec.interval(cfg.min_interval);
@@ -137,13 +149,17 @@ fn observe_workloads(
             tref.kind
         )));
     }
-    let target = lookup(&tref.name)
-        .ok_or_else(|| TargetProblem::Missing(format!("{} {}.{ns} not found", tref.kind, tref.name)))?;
-    let label = builders::selector_label(&target, &cfg.build).map_err(|e| TargetProblem::Invalid(e.to_string()))?;
-    let template = target
-        .template()
-        .cloned()
-        .ok_or_else(|| TargetProblem::Invalid(format!("{} {}.{ns} has no pod template", tref.kind, tref.name)))?;
+    let target = lookup(&tref.name).ok_or_else(|| {
+        TargetProblem::Missing(format!("{} {}.{ns} not found", tref.kind, tref.name))
+    })?;
+    let label = builders::selector_label(&target, &cfg.build)
+        .map_err(|e| TargetProblem::Invalid(e.to_string()))?;
+    let template = target.template().cloned().ok_or_else(|| {
+        TargetProblem::Invalid(format!(
+            "{} {}.{ns} has no pod template",
+            tref.kind, tref.name
+        ))
+    })?;
 
     // Tracked configs: checksums of the target's and of the primary's copies.
     let mut target_configs = BTreeMap::new();
@@ -156,34 +172,75 @@ fn observe_workloads(
             let copy_name = configs::primary_name(&r.name);
             match r.kind {
                 ConfigKind::ConfigMap => {
-                    let Some(cm) = get(&stores.configmaps, &r.name, &ns).filter(configs::is_tracked_configmap) else { continue };
-                    target_configs.insert(configs::status_key(r.kind, &r.name), configs::checksum_configmap(&cm));
+                    let Some(cm) =
+                        get(&stores.configmaps, &r.name, &ns).filter(configs::is_tracked_configmap)
+                    else {
+                        continue;
+                    };
+                    target_configs.insert(
+                        configs::status_key(r.kind, &r.name),
+                        configs::checksum_configmap(&cm),
+                    );
                     let copy = get(&stores.configmaps, &copy_name, &ns);
                     if let Some(c) = &copy {
-                        primary_configs.insert(configs::status_key(r.kind, &r.name), configs::checksum_configmap(c));
+                        primary_configs.insert(
+                            configs::status_key(r.kind, &r.name),
+                            configs::checksum_configmap(c),
+                        );
                     }
-                    copies.push((to_json(&configs::primary_configmap(&cm, canary)), copy.is_some()));
+                    copies.push((
+                        to_json(&configs::primary_configmap(&cm, canary)),
+                        copy.is_some(),
+                    ));
                 }
                 ConfigKind::Secret => {
-                    let Some(s) = get(&stores.secrets, &r.name, &ns).filter(configs::is_tracked_secret) else { continue };
-                    target_configs.insert(configs::status_key(r.kind, &r.name), configs::checksum_secret(&s));
+                    let Some(s) =
+                        get(&stores.secrets, &r.name, &ns).filter(configs::is_tracked_secret)
+                    else {
+                        continue;
+                    };
+                    target_configs.insert(
+                        configs::status_key(r.kind, &r.name),
+                        configs::checksum_secret(&s),
+                    );
                     let copy = get(&stores.secrets, &copy_name, &ns);
                     if let Some(c) = &copy {
-                        primary_configs.insert(configs::status_key(r.kind, &r.name), configs::checksum_secret(c));
+                        primary_configs.insert(
+                            configs::status_key(r.kind, &r.name),
+                            configs::checksum_secret(c),
+                        );
                     }
-                    copies.push((to_json(&configs::primary_secret(&s, canary)), copy.is_some()));
+                    copies.push((
+                        to_json(&configs::primary_secret(&s, canary)),
+                        copy.is_some(),
+                    ));
                 }
             }
             tracked.push(r);
         }
     }
     let renames: ConfigRenames = configs::renames_for(tracked.iter());
-    let target_fp = fingerprint::template_fingerprint(&without_scale_to_zero(&template), &target_configs);
+    let target_fp = fingerprint::template_fingerprint(&template, &target_configs);
 
     let primary_name = format!("{}-primary", target.name());
     let primary = lookup(&primary_name);
-    let hpa_ref = canary.spec.autoscaler_ref.as_ref().filter(|a| a.kind == "HorizontalPodAutoscaler");
+    let hpa_ref = canary
+        .spec
+        .autoscaler_ref
+        .as_ref()
+        .filter(|a| a.kind == "HorizontalPodAutoscaler");
     let target_hpa = hpa_ref.and_then(|a| get(&stores.hpas, &a.name, &ns));
+    // DaemonSets have no progress condition: their deadline counts from the run start.
+    let deadline = canary.spec.progress_deadline();
+    let since = canary
+        .status
+        .as_ref()
+        .and_then(|s| {
+            s.run_start_time
+                .as_ref()
+                .or(s.last_transition_time.as_ref())
+        })
+        .map(crate::api::time::from_time);
     let primary_obs = primary.as_ref().map(|p| {
         let fp = p
             .template()
@@ -192,7 +249,13 @@ fn observe_workloads(
             .unwrap_or_default();
         PrimaryObs {
             fingerprint: fp,
-            readiness: readiness::workload_readiness(p, canary.spec.primary_ready_threshold(), now),
+            readiness: readiness::workload_readiness(
+                p,
+                canary.spec.primary_ready_threshold(),
+                deadline,
+                since,
+                now,
+            ),
             replicas: p.desired_replicas(),
         }
     });
@@ -203,8 +266,18 @@ fn observe_workloads(
         fingerprint: target_fp.clone(),
         tracked_configs: target_configs,
         replicas: target.desired_replicas(),
-        scale_up_replicas: builders::scale_from_zero_replicas(&target, primary.as_ref(), target_hpa.as_ref()),
-        readiness: readiness::workload_readiness(&target, canary.spec.canary_ready_threshold(), now),
+        scale_up_replicas: builders::scale_from_zero_replicas(
+            &target,
+            primary.as_ref(),
+            target_hpa.as_ref(),
+        ),
+        readiness: readiness::workload_readiness(
+            &target,
+            canary.spec.canary_ready_threshold(),
+            deadline,
+            since,
+            now,
+        ),
     };
 
     // Desired generated objects.
@@ -218,7 +291,10 @@ fn observe_workloads(
         &flagger_id,
         canary.spec.autoscaler_ref.is_none(),
     );
-    let mut generated = Generated { primary: Some(desired_primary), ..Default::default() };
+    let mut generated = Generated {
+        primary: Some(desired_primary),
+        ..Default::default()
+    };
     if let Ok(services) = builders::canary_services(canary, &label, &template) {
         for desired in services {
             let name = desired.metadata.name.clone().unwrap_or_default();
@@ -228,7 +304,9 @@ fn observe_workloads(
                 _ => desired,
             };
             let desired_json = to_json(&desired);
-            let in_sync = live.as_ref().is_some_and(|l| contains(&to_json(l), &desired_json));
+            let in_sync = live
+                .as_ref()
+                .is_some_and(|l| contains(&to_json(l), &desired_json));
             if !in_sync {
                 generated.services_to_apply.push(desired_json);
             }
@@ -248,21 +326,6 @@ fn observe_workloads(
         generated.promoted_hpa = Some(desired);
     }
     Ok((target_obs, primary_obs, generated))
-}
-
-/// The template without the DaemonSet scale-to-zero node selector, which Serin itself adds and
-/// which is therefore not part of the user's revision.
-fn without_scale_to_zero(t: &k8s_openapi::api::core::v1::PodTemplateSpec) -> k8s_openapi::api::core::v1::PodTemplateSpec {
-    let mut t = t.clone();
-    if let Some(spec) = t.spec.as_mut() {
-        if let Some(sel) = spec.node_selector.as_mut() {
-            sel.remove(super::workload::SCALE_TO_ZERO_SELECTOR);
-            if sel.is_empty() {
-                spec.node_selector = None;
-            }
-        }
-    }
-    t
 }
 
 fn is_owned_by<K: kube::Resource>(obj: &K, canary: &Canary) -> bool {

@@ -222,7 +222,7 @@ pub enum Step {
     /// Ask this, fill in [`Checks`], and call `plan` again.
     Need(CheckRequest),
     /// The decision.
-    Done(Plan),
+    Done(Box<Plan>),
 }
 
 /// Decides the next step for one Canary.
@@ -245,7 +245,13 @@ type Flow = Result<(), Step>;
 impl<'a> Machine<'a> {
     fn new(o: &'a Observed, checks: &'a Checks, now: DateTime<Utc>) -> Self {
         let status = o.canary.status.clone().unwrap_or_default();
-        Self { o, checks, now, status, actions: Vec::new() }
+        Self {
+            o,
+            checks,
+            now,
+            status,
+            actions: Vec::new(),
+        }
     }
 
     fn run(mut self) -> Step {
@@ -263,15 +269,35 @@ impl<'a> Machine<'a> {
         format!(
             "{}.{}",
             self.o.canary.metadata.name.as_deref().unwrap_or_default(),
-            self.o.canary.metadata.namespace.as_deref().unwrap_or_default()
+            self.o
+                .canary
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or_default()
         )
     }
 
     fn target_id(&self) -> String {
-        let ns = self.o.canary.metadata.namespace.as_deref().unwrap_or_default();
-        let name = self.o.target.as_ref().map(|t| t.name.clone()).unwrap_or_else(|_| {
-            self.spec().target_ref.as_ref().map(|t| t.name.clone()).unwrap_or_default()
-        });
+        let ns = self
+            .o
+            .canary
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or_default();
+        let name = self
+            .o
+            .target
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|_| {
+                self.spec()
+                    .target_ref
+                    .as_ref()
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default()
+            });
         format!("{name}.{ns}")
     }
 
@@ -304,7 +330,11 @@ impl<'a> Machine<'a> {
         } else {
             None
         };
-        Step::Done(Plan { actions: std::mem::take(&mut self.actions), status, requeue })
+        Step::Done(Box::new(Plan {
+            actions: std::mem::take(&mut self.actions),
+            status,
+            requeue,
+        }))
     }
 
     fn done(self, requeue: Requeue) -> Flow {
@@ -330,7 +360,10 @@ impl<'a> Machine<'a> {
         let now = to_time(self.now);
         let conditions = self.status.conditions.get_or_insert_with(Vec::new);
         match conditions.iter_mut().find(|c| c.type_ == type_) {
-            Some(c) if c.status == value && c.reason == reason && c.message.as_deref() == Some(message) => {}
+            Some(c)
+                if c.status == value
+                    && c.reason == reason
+                    && c.message.as_deref() == Some(message) => {}
             Some(c) => {
                 if c.status != value {
                     c.last_transition_time = Some(now.clone());
@@ -352,13 +385,21 @@ impl<'a> Machine<'a> {
     }
 
     fn ready_condition(&self) -> Option<&CanaryCondition> {
-        self.status.conditions.as_ref()?.iter().find(|c| c.type_ == READY_CONDITION)
+        self.status
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == READY_CONDITION)
     }
 
     fn tick_due(&self) -> Option<Duration> {
         let last = from_time(self.status.last_analysis_time.as_ref()?);
         let next = last + chrono::Duration::from_std(self.o.interval).ok()?;
-        if next <= self.now { None } else { (next - self.now).to_std().ok() }
+        if next <= self.now {
+            None
+        } else {
+            (next - self.now).to_std().ok()
+        }
     }
 
     fn interval(&self) -> Requeue {
@@ -380,13 +421,29 @@ impl<'a> Machine<'a> {
         if let Some(reason) = self.refuse_input() {
             return self.reject(reason.0, &reason.1);
         }
-        self.set_condition(READY_CONDITION, "True", "Valid", "Canary spec and target are valid.");
+        self.set_condition(
+            READY_CONDITION,
+            "True",
+            "Valid",
+            "Canary spec and target are valid.",
+        );
 
         if self.spec().is_suspended() {
-            if self.ready_condition().is_some_and(|c| c.reason != "Suspended") {
-                self.event(EventType::Normal, "skipping canary run as object is suspended");
+            if self
+                .ready_condition()
+                .is_some_and(|c| c.reason != "Suspended")
+            {
+                self.event(
+                    EventType::Normal,
+                    "skipping canary run as object is suspended",
+                );
             }
-            self.set_condition(READY_CONDITION, "True", "Suspended", "Canary is suspended; no runs start or advance.");
+            self.set_condition(
+                READY_CONDITION,
+                "True",
+                "Suspended",
+                "Canary is suspended; no runs start or advance.",
+            );
             return self.clone_done(Requeue::AwaitChange);
         }
 
@@ -397,7 +454,9 @@ impl<'a> Machine<'a> {
 
         match self.phase() {
             None | Some(CanaryPhase::Initializing) => self.initialize(),
-            Some(CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed) => self.steady(),
+            Some(CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed) => {
+                self.steady()
+            }
             Some(CanaryPhase::Waiting) => self.waiting(),
             Some(CanaryPhase::Progressing | CanaryPhase::WaitingPromotion) => self.progressing(),
             Some(CanaryPhase::Promoting) => self.promoting(),
@@ -419,7 +478,12 @@ impl<'a> Machine<'a> {
 
     /// Bad input: the first error, as (reason, message).
     fn refuse_input(&self) -> Option<(&'static str, String)> {
-        if let Some(p) = self.o.problems.iter().find(|p| p.severity == crate::api::validation::Severity::Error) {
+        if let Some(p) = self
+            .o
+            .problems
+            .iter()
+            .find(|p| p.severity == crate::api::validation::Severity::Error)
+        {
             return Some(("InvalidSpec", format!("{}: {}", p.path, p.message)));
         }
         match &self.o.target {
@@ -431,9 +495,9 @@ impl<'a> Machine<'a> {
 
     /// Reports bad input once (condition + event) and changes nothing else.
     fn reject(&mut self, reason: &'static str, message: &str) -> Flow {
-        let same = self
-            .ready_condition()
-            .is_some_and(|c| c.status == "False" && c.reason == reason && c.message.as_deref() == Some(message));
+        let same = self.ready_condition().is_some_and(|c| {
+            c.status == "False" && c.reason == reason && c.message.as_deref() == Some(message)
+        });
         if !same {
             self.event(EventType::Warning, format!("{} {message}", self.id()));
         }
@@ -470,12 +534,20 @@ impl<'a> Machine<'a> {
         if !self.spec().skips_analysis() {
             match &primary.readiness {
                 Readiness::Ready => {}
-                Readiness::Waiting(_) => return self.clone_done(Requeue::After(short(self.o.interval))),
+                Readiness::Waiting(_) => {
+                    return self.clone_done(Requeue::After(short(self.o.interval)));
+                }
                 Readiness::Failed(msg) => {
                     let msg = msg.clone();
-                    self.event(EventType::Warning, format!("{} primary is not ready: {msg}", self.id()));
+                    self.event(
+                        EventType::Warning,
+                        format!("{} primary is not ready: {msg}", self.id()),
+                    );
                     self.status.failure_reason = Some(format!("primary not ready: {msg}"));
-                    self.set_phase(CanaryPhase::Failed, Some(&format!("Primary not ready: {msg}")));
+                    self.set_phase(
+                        CanaryPhase::Failed,
+                        Some(&format!("Primary not ready: {msg}")),
+                    );
                     return self.clone_done(Requeue::AwaitChange);
                 }
             }
@@ -492,7 +564,10 @@ impl<'a> Machine<'a> {
         self.status.iterations = 0;
         self.status.failed_checks = 0;
         self.set_phase(CanaryPhase::Initialized, None);
-        self.event(EventType::Normal, format!("Initialization done! {}", self.id()));
+        self.event(
+            EventType::Normal,
+            format!("Initialization done! {}", self.id()),
+        );
         self.actions.push(Action::Alert(
             AlertSeverity::Info,
             format!("New {} detected, initialization completed.", t.kind),
@@ -505,7 +580,9 @@ impl<'a> Machine<'a> {
     /// Whether the target runs a revision that a run should analyse.
     fn new_revision(&self) -> bool {
         let t = self.target();
-        let Some(primary) = &self.o.primary else { return false };
+        let Some(primary) = &self.o.primary else {
+            return false;
+        };
         if t.fingerprint == primary.fingerprint {
             return false;
         }
@@ -521,7 +598,10 @@ impl<'a> Machine<'a> {
             if let Some(p) = self.o.generated.primary.clone() {
                 self.actions.push(Action::CreatePrimary(p));
             }
-            self.event(EventType::Warning, format!("{} primary is missing; re-initialising", self.id()));
+            self.event(
+                EventType::Warning,
+                format!("{} primary is missing; re-initialising", self.id()),
+            );
             self.set_phase(CanaryPhase::Initializing, None);
             return self.clone_done(Requeue::After(short(self.o.interval)));
         }
@@ -552,13 +632,26 @@ impl<'a> Machine<'a> {
 
     /// Asks the confirm-rollout gate, then starts a run or waits.
     fn gate_and_start(&mut self) -> Flow {
-        if !self.spec().webhooks_of(crate::api::webhook_type::WebhookType::ConfirmRollout).is_empty() {
+        if !self
+            .spec()
+            .webhooks_of(crate::api::webhook_type::WebhookType::ConfirmRollout)
+            .is_empty()
+        {
             match self.checks.confirm_rollout {
                 None => return self.need(CheckRequest::ConfirmRollout),
                 Some(false) => {
                     if self.phase() != Some(CanaryPhase::Waiting) {
-                        self.event(EventType::Normal, format!("Waiting for approval: confirm-rollout gate is closed for {}", self.id()));
-                        self.actions.push(Action::Alert(AlertSeverity::Warn, "Canary is waiting for approval.".into()));
+                        self.event(
+                            EventType::Normal,
+                            format!(
+                                "Waiting for approval: confirm-rollout gate is closed for {}",
+                                self.id()
+                            ),
+                        );
+                        self.actions.push(Action::Alert(
+                            AlertSeverity::Warn,
+                            "Canary is waiting for approval.".into(),
+                        ));
                         self.set_phase(CanaryPhase::Waiting, None);
                     }
                     self.status.last_analysis_time = Some(to_time(self.now));
@@ -574,7 +667,8 @@ impl<'a> Machine<'a> {
         let t = self.target().clone();
         self.actions.push(Action::ReconcileRouter);
         if t.replicas == 0 {
-            self.actions.push(Action::ScaleTarget(t.scale_up_replicas.max(1)));
+            self.actions
+                .push(Action::ScaleTarget(t.scale_up_replicas.max(1)));
         }
         self.event(EventType::Normal, format!("{what} {}", self.target_id()));
         self.actions.push(Action::Alert(
@@ -604,10 +698,20 @@ impl<'a> Machine<'a> {
                     // Nothing runs yet in Waiting: mark this revision failed so it is not retried.
                     let fp = self.target().fingerprint.clone();
                     self.status.last_applied_spec = Some(fp);
-                    self.event(EventType::Warning, format!("Rolling back {} manual webhook invoked", self.id()));
-                    self.actions.push(Action::Alert(AlertSeverity::Warn, "Rolling back manual webhook invoked".into()));
-                    self.status.failure_reason = Some("rollback webhook invoked while waiting for approval".into());
-                    self.set_phase(CanaryPhase::Failed, Some("Rollback webhook invoked while waiting for approval."));
+                    self.event(
+                        EventType::Warning,
+                        format!("Rolling back {} manual webhook invoked", self.id()),
+                    );
+                    self.actions.push(Action::Alert(
+                        AlertSeverity::Warn,
+                        "Rolling back manual webhook invoked".into(),
+                    ));
+                    self.status.failure_reason =
+                        Some("rollback webhook invoked while waiting for approval".into());
+                    self.set_phase(
+                        CanaryPhase::Failed,
+                        Some("Rollback webhook invoked while waiting for approval."),
+                    );
                     self.actions.push(Action::PostRollout(CanaryPhase::Failed));
                     return self.clone_done(Requeue::AwaitChange);
                 }
@@ -626,12 +730,17 @@ impl<'a> Machine<'a> {
     fn progressing(&mut self) -> Flow {
         let t = self.target().clone();
         if self.status.last_applied_spec.as_deref() != Some(t.fingerprint.as_str()) {
-            self.actions.push(Action::SetRoutes(Routes { primary: 100, canary: 0, mirrored: false }));
+            self.actions.push(Action::SetRoutes(Routes {
+                primary: 100,
+                canary: 0,
+                mirrored: false,
+            }));
             return self.start_run("New revision detected! Restarting analysis for");
         }
         if t.replicas == 0 {
             // Someone scaled the canary down mid-run (e.g. a GitOps sync): bring it back.
-            self.actions.push(Action::ScaleTarget(t.scale_up_replicas.max(1)));
+            self.actions
+                .push(Action::ScaleTarget(t.scale_up_replicas.max(1)));
         }
         // The canary must be ready before any analysis tick; a canary that never becomes ready
         // fails after the progress deadline instead of hanging in Progressing.
@@ -642,8 +751,15 @@ impl<'a> Machine<'a> {
                 return self.rollback(&msg, &format!("Progress deadline exceeded {msg}"));
             }
             Readiness::Waiting(msg) => {
-                let started = self.status.run_start_time.as_ref().map(from_time).unwrap_or(self.now);
-                let deadline = started + chrono::Duration::from_std(self.spec().progress_deadline()).unwrap_or_default();
+                let started = self
+                    .status
+                    .run_start_time
+                    .as_ref()
+                    .map(from_time)
+                    .unwrap_or(self.now);
+                let deadline = started
+                    + chrono::Duration::from_std(self.spec().progress_deadline())
+                        .unwrap_or_default();
                 if self.now >= deadline {
                     let msg = format!(
                         "canary not ready after progressDeadlineSeconds ({}s): {msg}",
@@ -655,13 +771,12 @@ impl<'a> Machine<'a> {
                 return self.clone_done(Requeue::After(wait.min(short(self.o.interval))));
             }
         }
-        if !self.spec().skips_analysis() {
-            if let Some(p) = &self.o.primary {
-                if let Readiness::Failed(msg) = &p.readiness {
-                    let msg = format!("primary not ready: {msg}");
-                    return self.rollback(&msg, &msg);
-                }
-            }
+        if !self.spec().skips_analysis()
+            && let Some(p) = &self.o.primary
+            && let Readiness::Failed(msg) = &p.readiness
+        {
+            let msg = format!("primary not ready: {msg}");
+            return self.rollback(&msg, &msg);
         }
         if self.spec().skips_analysis() {
             return self.skip_to_promotion();
@@ -673,7 +788,10 @@ impl<'a> Machine<'a> {
             match self.checks.rollback {
                 None => return self.need(CheckRequest::Rollback),
                 Some(true) => {
-                    self.actions.push(Action::Alert(AlertSeverity::Warn, "Rolling back manual webhook invoked".into()));
+                    self.actions.push(Action::Alert(
+                        AlertSeverity::Warn,
+                        "Rolling back manual webhook invoked".into(),
+                    ));
                     return self.rollback(
                         "rollback webhook invoked",
                         &format!("Rolling back {} manual webhook invoked", self.id()),
@@ -684,8 +802,17 @@ impl<'a> Machine<'a> {
         }
         let threshold = self.spec().threshold();
         if self.status.failed_checks >= threshold {
-            let msg = format!("failed checks threshold reached {}", self.status.failed_checks);
-            self.actions.push(Action::Alert(AlertSeverity::Error, format!("Failed checks threshold reached {}", self.status.failed_checks)));
+            let msg = format!(
+                "failed checks threshold reached {}",
+                self.status.failed_checks
+            );
+            self.actions.push(Action::Alert(
+                AlertSeverity::Error,
+                format!(
+                    "Failed checks threshold reached {}",
+                    self.status.failed_checks
+                ),
+            ));
             return self.rollback(&msg, &format!("Rolling back {} {msg}", self.id()));
         }
 
@@ -702,7 +829,10 @@ impl<'a> Machine<'a> {
                 }
                 _ => {}
             }
-            self.event(EventType::Normal, format!("Starting canary analysis for {}", self.target_id()));
+            self.event(
+                EventType::Normal,
+                format!("Starting canary analysis for {}", self.target_id()),
+            );
         } else {
             match &self.checks.analysis {
                 None => return self.need(CheckRequest::Analysis),
@@ -741,9 +871,16 @@ impl<'a> Machine<'a> {
                 }
             }
             let next = self.spec().next_weight(weight).unwrap_or(max);
-            self.actions.push(Action::SetRoutes(Routes { primary: 100 - next, canary: next, mirrored: false }));
+            self.actions.push(Action::SetRoutes(Routes {
+                primary: 100 - next,
+                canary: next,
+                mirrored: false,
+            }));
             self.status.canary_weight = next;
-            self.event(EventType::Normal, format!("Advance {} canary weight {next}", self.id()));
+            self.event(
+                EventType::Normal,
+                format!("Advance {} canary weight {next}", self.id()),
+            );
             return self.clone_done(self.interval());
         }
         self.confirm_and_promote()
@@ -755,12 +892,25 @@ impl<'a> Machine<'a> {
         let ab = self.spec().strategy(provider) == Strategy::AbTesting;
         if i < n && self.phase() == Some(CanaryPhase::Progressing) {
             if ab {
-                self.actions.push(Action::SetRoutes(Routes { primary: 0, canary: 100, mirrored: false }));
-            } else if provider != Provider::Kubernetes && self.spec().analysis_or_default().mirror.unwrap_or(false) {
-                self.actions.push(Action::SetRoutes(Routes { primary: 100, canary: 0, mirrored: true }));
+                self.actions.push(Action::SetRoutes(Routes {
+                    primary: 0,
+                    canary: 100,
+                    mirrored: false,
+                }));
+            } else if provider != Provider::Kubernetes
+                && self.spec().analysis_or_default().mirror.unwrap_or(false)
+            {
+                self.actions.push(Action::SetRoutes(Routes {
+                    primary: 100,
+                    canary: 0,
+                    mirrored: true,
+                }));
             }
             self.status.iterations = i + 1;
-            self.event(EventType::Normal, format!("Advance {} canary iteration {}/{n}", self.id(), i + 1));
+            self.event(
+                EventType::Normal,
+                format!("Advance {} canary iteration {}/{n}", self.id(), i + 1),
+            );
             return self.clone_done(self.interval());
         }
         if !ab && provider != Provider::Kubernetes && i == n {
@@ -770,9 +920,16 @@ impl<'a> Machine<'a> {
                 Ok(false) => return self.clone_done(self.interval()),
                 Err(step) => return Err(step),
             }
-            self.actions.push(Action::SetRoutes(Routes { primary: 0, canary: 100, mirrored: false }));
+            self.actions.push(Action::SetRoutes(Routes {
+                primary: 0,
+                canary: 100,
+                mirrored: false,
+            }));
             self.status.iterations = n + 1;
-            self.event(EventType::Normal, format!("Routing all traffic to canary {}", self.id()));
+            self.event(
+                EventType::Normal,
+                format!("Routing all traffic to canary {}", self.id()),
+            );
             return self.clone_done(self.interval());
         }
         if !ab && provider != Provider::Kubernetes {
@@ -792,8 +949,17 @@ impl<'a> Machine<'a> {
             Some(true) => Ok(true),
             Some(false) => {
                 if self.phase() != Some(CanaryPhase::WaitingPromotion) {
-                    self.event(EventType::Normal, format!("Waiting for approval: confirm-promotion gate is closed for {}", self.id()));
-                    self.actions.push(Action::Alert(AlertSeverity::Warn, "Canary promotion is waiting for approval.".into()));
+                    self.event(
+                        EventType::Normal,
+                        format!(
+                            "Waiting for approval: confirm-promotion gate is closed for {}",
+                            self.id()
+                        ),
+                    );
+                    self.actions.push(Action::Alert(
+                        AlertSeverity::Warn,
+                        "Canary promotion is waiting for approval.".into(),
+                    ));
                     // Unlike Flagger, the status weight keeps reading the traffic actually routed.
                     let weight = self.status.canary_weight;
                     self.set_phase(CanaryPhase::WaitingPromotion, None);
@@ -817,7 +983,15 @@ impl<'a> Machine<'a> {
         self.push_promotion_actions();
         self.event(
             EventType::Normal,
-            format!("Copying {} template spec to {}-primary", self.target_id(), self.target_id().replacen('.', "-primary.", 1).split("-primary.").next().unwrap_or_default()),
+            format!(
+                "Copying {} template spec to {}-primary",
+                self.target_id(),
+                self.target_id()
+                    .replacen('.', "-primary.", 1)
+                    .split("-primary.")
+                    .next()
+                    .unwrap_or_default()
+            ),
         );
         self.set_phase(CanaryPhase::Promoting, None);
         self.status.canary_weight = self.status.canary_weight.max(0);
@@ -837,7 +1011,11 @@ impl<'a> Machine<'a> {
     }
 
     fn skip_to_promotion(&mut self) -> Flow {
-        self.actions.push(Action::SetRoutes(Routes { primary: 100, canary: 0, mirrored: false }));
+        self.actions.push(Action::SetRoutes(Routes {
+            primary: 100,
+            canary: 0,
+            mirrored: false,
+        }));
         self.push_promotion_actions();
         self.actions.push(Action::ScaleTarget(0));
         self.status.canary_weight = 0;
@@ -845,19 +1023,39 @@ impl<'a> Machine<'a> {
         self.status.run_start_time = None;
         self.status.last_promoted_spec = self.status.last_applied_spec.clone();
         self.set_phase(CanaryPhase::Succeeded, None);
-        self.event(EventType::Normal, format!("Promotion completed! Canary analysis was skipped for {}", self.target_id()));
-        self.actions.push(Action::Alert(AlertSeverity::Info, "Canary analysis was skipped, promotion finished.".into()));
-        self.actions.push(Action::PostRollout(CanaryPhase::Succeeded));
+        self.event(
+            EventType::Normal,
+            format!(
+                "Promotion completed! Canary analysis was skipped for {}",
+                self.target_id()
+            ),
+        );
+        self.actions.push(Action::Alert(
+            AlertSeverity::Info,
+            "Canary analysis was skipped, promotion finished.".into(),
+        ));
+        self.actions
+            .push(Action::PostRollout(CanaryPhase::Succeeded));
         self.clone_done(Requeue::AwaitChange)
     }
 
     fn rollback(&mut self, why: &str, event: &str) -> Flow {
         self.event(EventType::Warning, event.to_string());
-        self.actions.push(Action::SetRoutes(Routes { primary: 100, canary: 0, mirrored: false }));
+        self.actions.push(Action::SetRoutes(Routes {
+            primary: 100,
+            canary: 0,
+            mirrored: false,
+        }));
         self.actions.push(Action::ScaleTarget(0));
-        self.event(EventType::Warning, format!("Canary failed! Scaling down {}", self.target_id()));
+        self.event(
+            EventType::Warning,
+            format!("Canary failed! Scaling down {}", self.target_id()),
+        );
         if why.starts_with("progress deadline") || why.starts_with("canary not ready") {
-            self.actions.push(Action::Alert(AlertSeverity::Error, format!("Progress deadline exceeded {why}")));
+            self.actions.push(Action::Alert(
+                AlertSeverity::Error,
+                format!("Progress deadline exceeded {why}"),
+            ));
         }
         self.status.canary_weight = 0;
         self.status.iterations = 0;
@@ -884,26 +1082,49 @@ impl<'a> Machine<'a> {
         }
         match &primary.readiness {
             Readiness::Ready => {}
-            Readiness::Waiting(_) => return self.clone_done(Requeue::After(short(self.o.interval))),
+            Readiness::Waiting(_) => {
+                return self.clone_done(Requeue::After(short(self.o.interval)));
+            }
             Readiness::Failed(msg) => {
                 // The new primary cannot become ready: keep traffic on the canary, which is.
                 let msg = format!("primary not ready: {msg}");
-                self.actions.push(Action::SetRoutes(Routes { primary: 0, canary: 100, mirrored: false }));
+                self.actions.push(Action::SetRoutes(Routes {
+                    primary: 0,
+                    canary: 100,
+                    mirrored: false,
+                }));
                 self.event(EventType::Warning, format!("Promotion failed, {msg}"));
-                self.actions.push(Action::Alert(AlertSeverity::Error, format!("Promotion failed, primary not ready: {msg}")));
+                self.actions.push(Action::Alert(
+                    AlertSeverity::Error,
+                    format!("Promotion failed, primary not ready: {msg}"),
+                ));
                 self.status.canary_weight = 100;
                 self.status.failure_reason = Some(format!("promotion failed: {msg}"));
-                self.set_phase(CanaryPhase::Failed, Some(&format!("Reason: promotion failed, {msg}.")));
+                self.set_phase(
+                    CanaryPhase::Failed,
+                    Some(&format!("Reason: promotion failed, {msg}.")),
+                );
                 self.actions.push(Action::PostRollout(CanaryPhase::Failed));
                 return self.clone_done(Requeue::AwaitChange);
             }
         }
         let provider = self.o.provider.unwrap_or(Provider::Kubernetes);
-        let step = self.spec().analysis_or_default().step_weight_promotion.unwrap_or(0);
+        let step = self
+            .spec()
+            .analysis_or_default()
+            .step_weight_promotion
+            .unwrap_or(0);
         if provider == Provider::Kubernetes || step <= 0 || self.status.canary_weight <= 0 {
             if provider != Provider::Kubernetes {
-                self.actions.push(Action::SetRoutes(Routes { primary: 100, canary: 0, mirrored: false }));
-                self.event(EventType::Normal, format!("Routing all traffic to primary {}", self.id()));
+                self.actions.push(Action::SetRoutes(Routes {
+                    primary: 100,
+                    canary: 0,
+                    mirrored: false,
+                }));
+                self.event(
+                    EventType::Normal,
+                    format!("Routing all traffic to primary {}", self.id()),
+                );
             }
             self.status.canary_weight = 0;
             self.set_phase(CanaryPhase::Finalising, None);
@@ -913,10 +1134,17 @@ impl<'a> Machine<'a> {
             return self.clone_done(Requeue::After(wait));
         }
         let canary = (self.status.canary_weight - step).max(0);
-        self.actions.push(Action::SetRoutes(Routes { primary: 100 - canary, canary, mirrored: false }));
+        self.actions.push(Action::SetRoutes(Routes {
+            primary: 100 - canary,
+            canary,
+            mirrored: false,
+        }));
         self.status.canary_weight = canary;
         self.status.last_analysis_time = Some(to_time(self.now));
-        self.event(EventType::Normal, format!("Advance {} primary weight {}", self.id(), 100 - canary));
+        self.event(
+            EventType::Normal,
+            format!("Advance {} primary weight {}", self.id(), 100 - canary),
+        );
         if canary == 0 {
             self.set_phase(CanaryPhase::Finalising, None);
             return self.clone_done(Requeue::After(Duration::ZERO));
@@ -933,12 +1161,16 @@ impl<'a> Machine<'a> {
         self.status.run_start_time = None;
         self.status.last_promoted_spec = self.status.last_applied_spec.clone();
         self.set_phase(CanaryPhase::Succeeded, None);
-        self.event(EventType::Normal, format!("Promotion completed! Scaling down {}", self.target_id()));
+        self.event(
+            EventType::Normal,
+            format!("Promotion completed! Scaling down {}", self.target_id()),
+        );
         self.actions.push(Action::Alert(
             AlertSeverity::Info,
             "Canary analysis completed successfully, promotion finished.".into(),
         ));
-        self.actions.push(Action::PostRollout(CanaryPhase::Succeeded));
+        self.actions
+            .push(Action::PostRollout(CanaryPhase::Succeeded));
         self.clone_done(Requeue::AwaitChange)
     }
 
@@ -952,7 +1184,10 @@ impl<'a> Machine<'a> {
         }
         if self.phase() != Some(CanaryPhase::Terminating) {
             self.set_phase(CanaryPhase::Terminating, None);
-            self.event(EventType::Normal, format!("Terminating canary {}", self.id()));
+            self.event(
+                EventType::Normal,
+                format!("Terminating canary {}", self.id()),
+            );
         }
         let Ok(t) = self.o.target.clone() else {
             // Nothing to restore.
@@ -960,7 +1195,13 @@ impl<'a> Machine<'a> {
             return self.clone_done(Requeue::AwaitChange);
         };
         if t.replicas == 0 {
-            let replicas = self.o.primary.as_ref().map(|p| p.replicas).filter(|r| *r > 0).unwrap_or(t.scale_up_replicas.max(1));
+            let replicas = self
+                .o
+                .primary
+                .as_ref()
+                .map(|p| p.replicas)
+                .filter(|r| *r > 0)
+                .unwrap_or(t.scale_up_replicas.max(1));
             self.actions.push(Action::ScaleTarget(replicas));
             return self.clone_done(Requeue::After(short(self.o.interval)));
         }
@@ -970,7 +1211,10 @@ impl<'a> Machine<'a> {
         self.actions.push(Action::RestoreApexService);
         self.actions.push(Action::FinalizeRouter);
         self.actions.push(Action::RemoveFinalizer);
-        self.event(EventType::Normal, format!("Terminated canary {}", self.id()));
+        self.event(
+            EventType::Normal,
+            format!("Terminated canary {}", self.id()),
+        );
         self.clone_done(Requeue::AwaitChange)
     }
 }
@@ -980,7 +1224,9 @@ fn short(interval: Duration) -> Duration {
     interval.min(Duration::from_secs(5))
 }
 
-fn non_empty(m: std::collections::BTreeMap<String, String>) -> Option<std::collections::BTreeMap<String, String>> {
+fn non_empty(
+    m: std::collections::BTreeMap<String, String>,
+) -> Option<std::collections::BTreeMap<String, String>> {
     if m.is_empty() { None } else { Some(m) }
 }
 

@@ -7,7 +7,9 @@ use chrono::TimeZone;
 const T0: i64 = 1_800_000_000;
 
 fn at(secs: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(T0 + secs, 0).single().expect("valid time")
+    Utc.timestamp_opt(T0 + secs, 0)
+        .single()
+        .expect("valid time")
 }
 
 fn target(fp: &str) -> TargetObs {
@@ -24,7 +26,11 @@ fn target(fp: &str) -> TargetObs {
 }
 
 fn primary(fp: &str) -> PrimaryObs {
-    PrimaryObs { fingerprint: fp.into(), readiness: Readiness::Ready, replicas: 2 }
+    PrimaryObs {
+        fingerprint: fp.into(),
+        readiness: Readiness::Ready,
+        replicas: 2,
+    }
 }
 
 /// A kubernetes-provider canary with 3 blue/green iterations and a 10s interval, initialised.
@@ -33,8 +39,15 @@ fn fx() -> Observed {
         "podinfo",
         crate::api::CanarySpec {
             provider: Some("kubernetes".into()),
-            target_ref: Some(TargetRef { api_version: "apps/v1".into(), kind: "Deployment".into(), name: "podinfo".into() }),
-            service: Some(CanaryService { port: 9898, ..Default::default() }),
+            target_ref: Some(TargetRef {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: "podinfo".into(),
+            }),
+            service: Some(CanaryService {
+                port: 9898,
+                ..Default::default()
+            }),
             analysis: Some(CanaryAnalysis {
                 interval: Some("10s".into()),
                 threshold: Some(2),
@@ -49,6 +62,13 @@ fn fx() -> Observed {
         phase: Some(CanaryPhase::Initialized),
         last_applied_spec: Some("v1:a".into()),
         last_promoted_spec: Some("v1:a".into()),
+        conditions: Some(vec![CanaryCondition {
+            type_: READY_CONDITION.into(),
+            status: "True".into(),
+            reason: "Valid".into(),
+            message: Some("Canary spec and target are valid.".into()),
+            ..Default::default()
+        }]),
         ..Default::default()
     });
     Observed {
@@ -74,7 +94,10 @@ fn with_status(mut o: Observed, f: impl FnOnce(&mut CanaryStatus)) -> Observed {
 /// A run in progress: Progressing on revision b, last tick at `last`.
 fn progressing(iterations: i32, last: i64) -> Observed {
     let mut o = fx();
-    o.target = Ok(TargetObs { replicas: 2, ..target("v1:b") });
+    o.target = Ok(TargetObs {
+        replicas: 2,
+        ..target("v1:b")
+    });
     with_status(o, |s| {
         s.phase = Some(CanaryPhase::Progressing);
         s.last_applied_spec = Some("v1:b".into());
@@ -89,13 +112,15 @@ fn decide_with(o: &Observed, checks: Checks, now: DateTime<Utc>) -> Plan {
     let mut checks = checks;
     for _ in 0..10 {
         match plan(o, &checks, now) {
-            Step::Done(p) => return p,
+            Step::Done(p) => return *p,
             Step::Need(r) => match r {
                 CheckRequest::ConfirmRollout => checks.confirm_rollout = Some(true),
                 CheckRequest::Rollback => checks.rollback = Some(false),
                 CheckRequest::PreRollout => checks.pre_rollout = Some(Ok(())),
                 CheckRequest::Analysis => checks.analysis = Some(Ok(())),
-                CheckRequest::ConfirmTrafficIncrease => checks.confirm_traffic_increase = Some(true),
+                CheckRequest::ConfirmTrafficIncrease => {
+                    checks.confirm_traffic_increase = Some(true)
+                }
                 CheckRequest::ConfirmPromotion => checks.confirm_promotion = Some(true),
             },
         }
@@ -122,7 +147,12 @@ fn events(p: &Plan) -> Vec<String> {
 }
 
 fn hook(kind: &str) -> CanaryWebhook {
-    CanaryWebhook { name: kind.into(), type_: Some(kind.into()), url: "http://gate.test/".into(), ..Default::default() }
+    CanaryWebhook {
+        name: kind.into(),
+        type_: Some(kind.into()),
+        url: "http://gate.test/".into(),
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -140,39 +170,56 @@ fn a_new_canary_starts_initializing_and_creates_the_primary() {
 #[test]
 fn initialization_waits_for_the_primary_to_be_ready() {
     let mut o = with_status(fx(), |s| s.phase = Some(CanaryPhase::Initializing));
-    o.target = Ok(TargetObs { replicas: 2, ..target("v1:a") });
-    o.primary = Some(PrimaryObs { readiness: Readiness::Waiting("0 of 2 ready".into()), ..primary("v1:a") });
+    o.target = Ok(TargetObs {
+        replicas: 2,
+        ..target("v1:a")
+    });
+    o.primary = Some(PrimaryObs {
+        readiness: Readiness::Waiting("0 of 2 ready".into()),
+        ..primary("v1:a")
+    });
     let p = decide(&o, at(0));
-    assert!(!p.actions.contains(&Action::ScaleTarget(0)), "the target must keep serving until the primary is ready");
+    assert!(
+        !p.actions.contains(&Action::ScaleTarget(0)),
+        "the target must keep serving until the primary is ready"
+    );
     assert_eq!(p.status, None);
 }
 
 #[test]
 fn a_ready_primary_completes_initialization_and_scales_the_target_to_zero() {
     let mut o = with_status(fx(), |s| s.phase = Some(CanaryPhase::Initializing));
-    o.target = Ok(TargetObs { replicas: 2, ..target("v1:a") });
+    o.target = Ok(TargetObs {
+        replicas: 2,
+        ..target("v1:a")
+    });
     let p = decide(&o, at(0));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Initialized));
     assert!(p.actions.contains(&Action::ScaleTarget(0)));
     assert_eq!(events(&p), vec!["Initialization done! podinfo.test"]);
-    let promoted = p.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "Promoted").cloned());
-    assert_eq!(promoted.map(|c| (c.status, c.reason)), Some(("True".into(), "Initialized".into())));
+    let promoted = p
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Promoted").cloned());
+    assert_eq!(
+        promoted.map(|c| (c.status, c.reason)),
+        Some(("True".into(), "Initialized".into()))
+    );
 }
 
 #[test]
 fn an_idle_canary_plans_nothing_and_waits_for_a_change() {
-    let o = with_status(fx(), |s| {
-        s.conditions = Some(vec![CanaryCondition {
-            type_: READY_CONDITION.into(),
-            status: "True".into(),
-            reason: "Valid".into(),
-            message: Some("Canary spec and target are valid.".into()),
-            ..Default::default()
-        }]);
-        s.phase = Some(CanaryPhase::Succeeded);
-    });
+    let o = with_status(fx(), |s| s.phase = Some(CanaryPhase::Succeeded));
     let p = decide(&o, at(1000));
-    assert_eq!(p, Plan { actions: vec![], status: None, requeue: Requeue::AwaitChange });
+    assert_eq!(
+        p,
+        Plan {
+            actions: vec![],
+            status: None,
+            requeue: Requeue::AwaitChange
+        }
+    );
 }
 
 #[test]
@@ -182,7 +229,10 @@ fn a_new_revision_scales_the_canary_up_and_starts_progressing() {
     let p = decide(&o, at(0));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Progressing));
     assert!(p.actions.contains(&Action::ScaleTarget(2)));
-    assert_eq!(events(&p), vec!["New revision detected! Scaling up podinfo.test"]);
+    assert_eq!(
+        events(&p),
+        vec!["New revision detected! Scaling up podinfo.test"]
+    );
     let s = p.status.expect("status");
     assert_eq!(s.last_applied_spec.as_deref(), Some("v1:b"));
     assert_eq!((s.canary_weight, s.iterations, s.failed_checks), (0, 0, 0));
@@ -198,7 +248,10 @@ fn a_failed_revision_is_not_retried_until_it_changes() {
     o.target = Ok(target("v1:b"));
     let p = decide(&o, at(0));
     assert!(p.actions.is_empty(), "{:?}", p.actions);
-    assert_eq!(phase_of(&p).or(Some(CanaryPhase::Failed)), Some(CanaryPhase::Failed));
+    assert_eq!(
+        phase_of(&p).or(Some(CanaryPhase::Failed)),
+        Some(CanaryPhase::Failed)
+    );
     o.target = Ok(target("v1:c"));
     assert_eq!(phase_of(&decide(&o, at(0))), Some(CanaryPhase::Progressing));
 }
@@ -211,8 +264,15 @@ fn a_canary_flagger_left_failed_is_adopted_without_a_new_run() {
     });
     o.target = Ok(target("v1:b"));
     let p = decide(&o, at(0));
-    assert!(!p.actions.iter().any(|a| matches!(a, Action::ScaleTarget(_))));
-    assert_eq!(p.status.and_then(|s| s.last_applied_spec).as_deref(), Some("v1:b"));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::ScaleTarget(_)))
+    );
+    assert_eq!(
+        p.status.and_then(|s| s.last_applied_spec).as_deref(),
+        Some("v1:b")
+    );
 }
 
 #[test]
@@ -241,7 +301,13 @@ fn blue_green_iterations_advance_once_per_interval_then_promote() {
     let mut o = progressing(0, 0);
     o.generated.primary = Some(w.clone());
     let p = decide(&o, at(10));
-    assert_eq!(events(&p), vec!["Starting canary analysis for podinfo.test", "Advance podinfo.test canary iteration 1/3"]);
+    assert_eq!(
+        events(&p),
+        vec![
+            "Starting canary analysis for podinfo.test",
+            "Advance podinfo.test canary iteration 1/3"
+        ]
+    );
     assert_eq!(p.status.as_ref().map(|s| s.iterations), Some(1));
 
     let mut o = progressing(3, 0);
@@ -256,7 +322,10 @@ fn a_restarted_controller_resumes_at_the_same_iteration() {
     // Status says: 2 iterations done, last tick at t=20. A fresh process planning at t=25 waits,
     // and at t=30 performs iteration 3: nothing is repeated or skipped.
     let o = progressing(2, 20);
-    assert_eq!(decide(&o, at(25)).requeue, Requeue::After(Duration::from_secs(5)));
+    assert_eq!(
+        decide(&o, at(25)).requeue,
+        Requeue::After(Duration::from_secs(5))
+    );
     let p = decide(&o, at(30));
     assert_eq!(p.status.map(|s| s.iterations), Some(3));
 }
@@ -290,38 +359,82 @@ fn canary_weights_step_up_to_max_weight_then_promote() {
 #[test]
 fn failed_checks_count_up_and_past_the_threshold_roll_back() {
     let o = progressing(1, 0);
-    let p = decide_with(&o, Checks { analysis: Some(Err("Halt podinfo.test advancement success rate 90.00% < 99%".into())), ..Default::default() }, at(10));
+    let p = decide_with(
+        &o,
+        Checks {
+            analysis: Some(Err(
+                "Halt podinfo.test advancement success rate 90.00% < 99%".into(),
+            )),
+            ..Default::default()
+        },
+        at(10),
+    );
     assert_eq!(p.status.as_ref().map(|s| s.failed_checks), Some(1));
-    assert_eq!(events(&p), vec!["Halt podinfo.test advancement success rate 90.00% < 99%"]);
+    assert_eq!(
+        events(&p),
+        vec!["Halt podinfo.test advancement success rate 90.00% < 99%"]
+    );
 
     let o = with_status(progressing(1, 0), |s| s.failed_checks = 2);
     let p = decide(&o, at(10));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
-    assert!(p.actions.contains(&Action::SetRoutes(Routes { primary: 100, canary: 0, mirrored: false })));
+    assert!(p.actions.contains(&Action::SetRoutes(Routes {
+        primary: 100,
+        canary: 0,
+        mirrored: false
+    })));
     assert!(p.actions.contains(&Action::ScaleTarget(0)));
-    assert!(events(&p).contains(&"Rolling back podinfo.test failed checks threshold reached 2".to_string()));
+    assert!(
+        events(&p)
+            .contains(&"Rolling back podinfo.test failed checks threshold reached 2".to_string())
+    );
     let s = p.status.expect("status");
-    assert_eq!(s.failure_reason.as_deref(), Some("failed checks threshold reached 2"));
-    let msg = s.conditions.and_then(|c| c.into_iter().find(|c| c.type_ == "Promoted")).and_then(|c| c.message);
-    assert_eq!(msg.as_deref(), Some("Canary analysis failed, Deployment scaled to zero. Reason: failed checks threshold reached 2."));
+    assert_eq!(
+        s.failure_reason.as_deref(),
+        Some("failed checks threshold reached 2")
+    );
+    let msg = s
+        .conditions
+        .and_then(|c| c.into_iter().find(|c| c.type_ == "Promoted"))
+        .and_then(|c| c.message);
+    assert_eq!(
+        msg.as_deref(),
+        Some(
+            "Canary analysis failed, Deployment scaled to zero. Reason: failed checks threshold reached 2."
+        )
+    );
 }
 
 #[test]
 fn an_unready_canary_waits_without_failed_checks_until_the_progress_deadline() {
     let mut o = progressing(0, 0);
-    o.target = Ok(TargetObs { replicas: 2, readiness: Readiness::Waiting("0 of 2 updated replicas are available".into()), ..target("v1:b") });
+    o.target = Ok(TargetObs {
+        replicas: 2,
+        readiness: Readiness::Waiting("0 of 2 updated replicas are available".into()),
+        ..target("v1:b")
+    });
     let p = decide(&o, at(30));
     assert_eq!(p.status, None);
     assert!(p.actions.is_empty());
     let p = decide(&o, at(601));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
-    assert!(p.status.and_then(|s| s.failure_reason).is_some_and(|r| r.contains("progressDeadlineSeconds (600s)")));
+    assert!(
+        p.status
+            .and_then(|s| s.failure_reason)
+            .is_some_and(|r| r.contains("progressDeadlineSeconds (600s)"))
+    );
 }
 
 #[test]
 fn a_deployment_that_exceeded_its_deadline_rolls_back_at_once() {
     let mut o = progressing(1, 0);
-    o.target = Ok(TargetObs { replicas: 2, readiness: Readiness::Failed("deployment \"podinfo\" exceeded its progress deadline".into()), ..target("v1:b") });
+    o.target = Ok(TargetObs {
+        replicas: 2,
+        readiness: Readiness::Failed(
+            "deployment \"podinfo\" exceeded its progress deadline".into(),
+        ),
+        ..target("v1:b")
+    });
     let p = decide(&o, at(5));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
 }
@@ -329,20 +442,37 @@ fn a_deployment_that_exceeded_its_deadline_rolls_back_at_once() {
 #[test]
 fn a_new_revision_mid_run_restarts_the_analysis() {
     let mut o = progressing(2, 0);
-    o.target = Ok(TargetObs { replicas: 2, ..target("v1:c") });
+    o.target = Ok(TargetObs {
+        replicas: 2,
+        ..target("v1:c")
+    });
     let p = decide(&o, at(3));
-    assert_eq!(events(&p), vec!["New revision detected! Restarting analysis for podinfo.test"]);
+    assert_eq!(
+        events(&p),
+        vec!["New revision detected! Restarting analysis for podinfo.test"]
+    );
     let s = p.status.expect("status");
-    assert_eq!((s.iterations, s.last_applied_spec.as_deref()), (0, Some("v1:c")));
+    assert_eq!(
+        (s.iterations, s.last_applied_spec.as_deref()),
+        (0, Some("v1:c"))
+    );
 }
 
 #[test]
 fn promotion_waits_for_the_new_primary_then_finalises_and_succeeds() {
-    let mut o = with_status(progressing(3, 0), |s| s.phase = Some(CanaryPhase::Promoting));
+    let mut o = with_status(progressing(3, 0), |s| {
+        s.phase = Some(CanaryPhase::Promoting)
+    });
     o.primary = Some(primary("v1:a"));
     let p = decide(&o, at(20));
-    assert_eq!(p.status, None, "the primary does not run the new revision yet");
-    o.primary = Some(PrimaryObs { readiness: Readiness::Waiting("1 of 2".into()), ..primary("v1:b") });
+    assert_eq!(
+        p.status, None,
+        "the primary does not run the new revision yet"
+    );
+    o.primary = Some(PrimaryObs {
+        readiness: Readiness::Waiting("1 of 2".into()),
+        ..primary("v1:b")
+    });
     assert_eq!(decide(&o, at(21)).status, None);
     o.primary = Some(primary("v1:b"));
     let p = decide(&o, at(22));
@@ -352,16 +482,28 @@ fn promotion_waits_for_the_new_primary_then_finalises_and_succeeds() {
     assert_eq!(phase_of(&p), Some(CanaryPhase::Succeeded));
     assert!(p.actions.contains(&Action::ScaleTarget(0)));
     assert!(events(&p).contains(&"Promotion completed! Scaling down podinfo.test".to_string()));
-    assert_eq!(p.status.and_then(|s| s.last_promoted_spec).as_deref(), Some("v1:b"));
+    assert_eq!(
+        p.status.and_then(|s| s.last_promoted_spec).as_deref(),
+        Some("v1:b")
+    );
 }
 
 #[test]
 fn a_primary_that_fails_during_promotion_keeps_traffic_on_the_canary() {
-    let mut o = with_status(progressing(3, 0), |s| s.phase = Some(CanaryPhase::Promoting));
-    o.primary = Some(PrimaryObs { readiness: Readiness::Failed("exceeded its progress deadline".into()), ..primary("v1:b") });
+    let mut o = with_status(progressing(3, 0), |s| {
+        s.phase = Some(CanaryPhase::Promoting)
+    });
+    o.primary = Some(PrimaryObs {
+        readiness: Readiness::Failed("exceeded its progress deadline".into()),
+        ..primary("v1:b")
+    });
     let p = decide(&o, at(20));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
-    assert!(p.actions.contains(&Action::SetRoutes(Routes { primary: 0, canary: 100, mirrored: false })));
+    assert!(p.actions.contains(&Action::SetRoutes(Routes {
+        primary: 0,
+        canary: 100,
+        mirrored: false
+    })));
     assert_eq!(p.status.map(|s| s.canary_weight), Some(100));
 }
 
@@ -369,12 +511,31 @@ fn a_primary_that_fails_during_promotion_keeps_traffic_on_the_canary() {
 fn a_closed_confirm_rollout_gate_holds_the_canary_in_waiting() {
     let mut o = fx();
     o.target = Ok(target("v1:b"));
-    o.canary.spec.analysis.as_mut().expect("analysis").webhooks = Some(vec![hook("confirm-rollout")]);
-    let p = decide_with(&o, Checks { confirm_rollout: Some(false), ..Default::default() }, at(0));
+    o.canary.spec.analysis.as_mut().expect("analysis").webhooks =
+        Some(vec![hook("confirm-rollout")]);
+    let p = decide_with(
+        &o,
+        Checks {
+            confirm_rollout: Some(false),
+            ..Default::default()
+        },
+        at(0),
+    );
     assert_eq!(phase_of(&p), Some(CanaryPhase::Waiting));
-    assert!(!p.actions.iter().any(|a| matches!(a, Action::ScaleTarget(_))));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::ScaleTarget(_)))
+    );
     o.canary.status = p.status;
-    let p = decide_with(&o, Checks { confirm_rollout: Some(true), ..Default::default() }, at(10));
+    let p = decide_with(
+        &o,
+        Checks {
+            confirm_rollout: Some(true),
+            ..Default::default()
+        },
+        at(10),
+    );
     assert_eq!(phase_of(&p), Some(CanaryPhase::Progressing));
 }
 
@@ -382,14 +543,26 @@ fn a_closed_confirm_rollout_gate_holds_the_canary_in_waiting() {
 fn a_rollback_webhook_is_heard_while_waiting() {
     let mut o = fx();
     o.target = Ok(target("v1:b"));
-    o.canary.spec.analysis.as_mut().expect("analysis").webhooks = Some(vec![hook("confirm-rollout"), hook("rollback")]);
+    o.canary.spec.analysis.as_mut().expect("analysis").webhooks =
+        Some(vec![hook("confirm-rollout"), hook("rollback")]);
     let o = with_status(o, |s| {
         s.phase = Some(CanaryPhase::Waiting);
         s.last_analysis_time = Some(to_time(at(0)));
     });
-    let p = decide_with(&o, Checks { rollback: Some(true), confirm_rollout: Some(false), ..Default::default() }, at(10));
+    let p = decide_with(
+        &o,
+        Checks {
+            rollback: Some(true),
+            confirm_rollout: Some(false),
+            ..Default::default()
+        },
+        at(10),
+    );
     assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
-    assert_eq!(p.status.and_then(|s| s.last_applied_spec).as_deref(), Some("v1:b"));
+    assert_eq!(
+        p.status.and_then(|s| s.last_applied_spec).as_deref(),
+        Some("v1:b")
+    );
 }
 
 #[test]
@@ -403,7 +576,14 @@ fn a_closed_confirm_promotion_gate_holds_in_waiting_promotion_with_the_real_weig
     a.max_weight = Some(50);
     a.webhooks = Some(vec![hook("confirm-promotion")]);
     let o = with_status(o, |s| s.canary_weight = 50);
-    let p = decide_with(&o, Checks { confirm_promotion: Some(false), ..Default::default() }, at(10));
+    let p = decide_with(
+        &o,
+        Checks {
+            confirm_promotion: Some(false),
+            ..Default::default()
+        },
+        at(10),
+    );
     assert_eq!(phase_of(&p), Some(CanaryPhase::WaitingPromotion));
     assert_eq!(p.status.map(|s| s.canary_weight), Some(50));
 }
@@ -412,28 +592,60 @@ fn a_closed_confirm_promotion_gate_holds_in_waiting_promotion_with_the_real_weig
 fn bad_input_is_reported_once_and_changes_nothing() {
     let mut o = fx();
     o.target = Ok(target("v1:b"));
-    o.problems = vec![Problem { severity: Severity::Error, path: "spec.analysis.stepWeight".into(), message: "stepWeight 60 is greater than maxWeight 50".into() }];
+    o.problems = vec![Problem {
+        severity: Severity::Error,
+        path: "spec.analysis.stepWeight".into(),
+        message: "stepWeight 60 is greater than maxWeight 50".into(),
+    }];
     let p = decide(&o, at(0));
     assert_eq!(p.actions.len(), 1, "only the event: {:?}", p.actions);
-    assert_eq!(events(&p), vec!["podinfo.test spec.analysis.stepWeight: stepWeight 60 is greater than maxWeight 50"]);
+    assert_eq!(
+        events(&p),
+        vec!["podinfo.test spec.analysis.stepWeight: stepWeight 60 is greater than maxWeight 50"]
+    );
     assert_eq!(p.requeue, Requeue::AwaitChange);
-    let ready = p.status.clone().and_then(|s| s.conditions).and_then(|c| c.into_iter().find(|c| c.type_ == READY_CONDITION)).expect("Ready condition");
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "InvalidSpec"));
+    let ready = p
+        .status
+        .clone()
+        .and_then(|s| s.conditions)
+        .and_then(|c| c.into_iter().find(|c| c.type_ == READY_CONDITION))
+        .expect("Ready condition");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InvalidSpec")
+    );
     // The next reconcile sees its own condition: no new event, no status write.
     o.canary.status = p.status;
     let p = decide(&o, at(5));
-    assert_eq!(p, Plan { actions: vec![], status: None, requeue: Requeue::AwaitChange });
+    assert_eq!(
+        p,
+        Plan {
+            actions: vec![],
+            status: None,
+            requeue: Requeue::AwaitChange
+        }
+    );
 }
 
 #[test]
 fn a_missing_target_is_reported_and_nothing_is_created() {
     let mut o = with_status(fx(), |s| *s = CanaryStatus::default());
-    o.target = Err(TargetProblem::Missing("Deployment podinfo.test not found".into()));
+    o.target = Err(TargetProblem::Missing(
+        "Deployment podinfo.test not found".into(),
+    ));
     o.primary = None;
     o.generated.primary = Some(Workload::Deployment(Default::default()));
     let p = decide(&o, at(0));
-    assert!(!p.actions.iter().any(|a| matches!(a, Action::CreatePrimary(_) | Action::Apply(_))));
-    let ready = p.status.and_then(|s| s.conditions).and_then(|c| c.into_iter().find(|c| c.type_ == READY_CONDITION)).expect("Ready");
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::CreatePrimary(_) | Action::Apply(_)))
+    );
+    let ready = p
+        .status
+        .and_then(|s| s.conditions)
+        .and_then(|c| c.into_iter().find(|c| c.type_ == READY_CONDITION))
+        .expect("Ready");
     assert_eq!(ready.reason, "TargetNotFound");
 }
 
@@ -454,7 +666,11 @@ fn a_suspended_canary_does_not_start_runs() {
     o.target = Ok(target("v1:b"));
     o.canary.spec.suspend = Some(true);
     let p = decide(&o, at(0));
-    assert!(!p.actions.iter().any(|a| matches!(a, Action::ScaleTarget(_))));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::ScaleTarget(_)))
+    );
     assert_ne!(phase_of(&p), Some(CanaryPhase::Progressing));
 }
 
@@ -469,14 +685,27 @@ fn revert_on_deletion_restores_the_target_before_letting_go() {
     let p = decide(&o, at(0));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Terminating));
     assert!(p.actions.contains(&Action::ScaleTarget(2)));
-    assert!(!p.actions.contains(&Action::RemoveFinalizer), "the target is not ready yet");
+    assert!(
+        !p.actions.contains(&Action::RemoveFinalizer),
+        "the target is not ready yet"
+    );
 
     o.canary.status = p.status;
-    o.target = Ok(TargetObs { replicas: 2, readiness: Readiness::Waiting("1 of 2".into()), ..target("v1:a") });
+    o.target = Ok(TargetObs {
+        replicas: 2,
+        readiness: Readiness::Waiting("1 of 2".into()),
+        ..target("v1:a")
+    });
     assert!(!decide(&o, at(1)).actions.contains(&Action::RemoveFinalizer));
-    o.target = Ok(TargetObs { replicas: 2, ..target("v1:a") });
+    o.target = Ok(TargetObs {
+        replicas: 2,
+        ..target("v1:a")
+    });
     let p = decide(&o, at(2));
-    let restore = p.actions.iter().position(|a| *a == Action::RestoreApexService);
+    let restore = p
+        .actions
+        .iter()
+        .position(|a| *a == Action::RestoreApexService);
     let release = p.actions.iter().position(|a| *a == Action::RemoveFinalizer);
     assert!(restore.is_some() && restore < release, "{:?}", p.actions);
 }

@@ -62,7 +62,11 @@ impl Telemetry {
             status.clone(),
         );
         let weight = Family::<WeightLabels, Gauge>::default();
-        registry.register("flagger_canary_weight", "Traffic weight per workload", weight.clone());
+        registry.register(
+            "flagger_canary_weight",
+            "Traffic weight per workload",
+            weight.clone(),
+        );
         let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
         registry.register(
             "serin_reconcile_duration_seconds",
@@ -70,34 +74,69 @@ impl Telemetry {
             reconcile_duration.clone(),
         );
         let failures = Family::<ErrorLabels, Counter>::default();
-        registry.register("serin_reconcile_failures", "Failed reconciles by category", failures.clone());
-        Self { registry: Arc::new(registry), status, weight, reconcile_duration, failures }
+        registry.register(
+            "serin_reconcile_failures",
+            "Failed reconciles by category",
+            failures.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            status,
+            weight,
+            reconcile_duration,
+            failures,
+        }
     }
 
     /// Times a reconcile until the guard drops.
     pub fn reconcile_timer(&self) -> ReconcileTimer {
-        ReconcileTimer { start: Instant::now(), histogram: self.reconcile_duration.clone() }
+        ReconcileTimer {
+            start: Instant::now(),
+            histogram: self.reconcile_duration.clone(),
+        }
     }
 
     /// Counts a failed reconcile.
     pub fn reconcile_failure(&self, category: &str) {
-        self.failures.get_or_create(&ErrorLabels { category: category.to_string() }).inc();
+        self.failures
+            .get_or_create(&ErrorLabels {
+                category: category.to_string(),
+            })
+            .inc();
     }
 
     /// Updates the per-canary gauges from a status just written.
     pub fn observe_status(&self, canary: &Canary, status: &CanaryStatus) {
         let ns = canary.metadata.namespace.clone().unwrap_or_default();
-        let target = canary.spec.target_ref.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+        let target = canary
+            .spec
+            .target_ref
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
         let value = match status.phase {
             Some(CanaryPhase::Progressing) => 0,
             Some(CanaryPhase::Failed) => 2,
             _ => 1,
         };
-        self.status.get_or_create(&CanaryLabels { name: target.clone(), namespace: ns.clone() }).set(value);
+        self.status
+            .get_or_create(&CanaryLabels {
+                name: target.clone(),
+                namespace: ns.clone(),
+            })
+            .set(value);
         let w = i64::from(status.canary_weight);
-        self.weight.get_or_create(&WeightLabels { workload: target.clone(), namespace: ns.clone() }).set(w);
         self.weight
-            .get_or_create(&WeightLabels { workload: format!("{target}-primary"), namespace: ns })
+            .get_or_create(&WeightLabels {
+                workload: target.clone(),
+                namespace: ns.clone(),
+            })
+            .set(w);
+        self.weight
+            .get_or_create(&WeightLabels {
+                workload: format!("{target}-primary"),
+                namespace: ns,
+            })
             .set(100 - w);
     }
 
@@ -129,10 +168,13 @@ pub async fn serve(addr: std::net::SocketAddr, telemetry: Telemetry) -> std::io:
     let app = Router::new()
         .route("/healthz", get(|| async { "OK" }))
         .route("/readyz", get(|| async { "OK" }))
-        .route("/metrics", get(move || {
-            let t = telemetry.clone();
-            async move { t.encode() }
-        }));
+        .route(
+            "/metrics",
+            get(move || {
+                let t = telemetry.clone();
+                async move { t.encode() }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
 }

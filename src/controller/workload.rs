@@ -44,30 +44,31 @@ impl Workload {
     /// The pod template, if the spec has one.
     pub fn template(&self) -> Option<&PodTemplateSpec> {
         match self {
-            Self::Deployment(d) => d.spec.as_ref().map(|s| &s.template),
-            Self::DaemonSet(d) => d.spec.as_ref().map(|s| &s.template),
+            Self::Deployment(d) => Some(&d.spec.template),
+            Self::DaemonSet(d) => Some(&d.spec.template),
         }
     }
 
     /// `spec.selector.matchLabels`.
     pub fn match_labels(&self) -> BTreeMap<String, String> {
         let sel = match self {
-            Self::Deployment(d) => d.spec.as_ref().map(|s| &s.selector),
-            Self::DaemonSet(d) => d.spec.as_ref().map(|s| &s.selector),
+            Self::Deployment(d) => &d.spec.selector,
+            Self::DaemonSet(d) => &d.spec.selector,
         };
-        sel.and_then(|s| s.match_labels.clone()).unwrap_or_default()
+        sel.match_labels.clone().unwrap_or_default()
     }
 
     /// Desired replicas: `spec.replicas` (default 1) for a Deployment; for a DaemonSet, 0 when
     /// it is scaled to zero by node selector, else 1 (meaning "scheduled").
     pub fn desired_replicas(&self) -> i32 {
         match self {
-            Self::Deployment(d) => d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+            Self::Deployment(d) => d.spec.replicas.unwrap_or(1),
             Self::DaemonSet(d) => {
                 let zero = d
                     .spec
+                    .template
+                    .spec
                     .as_ref()
-                    .and_then(|s| s.template.spec.as_ref())
                     .and_then(|p| p.node_selector.as_ref())
                     .is_some_and(|n| n.contains_key(SCALE_TO_ZERO_SELECTOR));
                 if zero { 0 } else { 1 }

@@ -19,7 +19,11 @@ impl TrafficRouter for KubernetesRouter {
         Ok(())
     }
     async fn routes(&self, _canary: &Canary) -> Result<Routes, Error> {
-        Ok(Routes { primary: 100, canary: 0, mirrored: false })
+        Ok(Routes {
+            primary: 100,
+            canary: 0,
+            mirrored: false,
+        })
     }
     async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
         Ok(())

@@ -1,0 +1,1298 @@
+//! Desired objects the controller owns: the `<target>-primary` workload, the apex/primary/canary
+//! Services, the primary HPA and owner references, derived from the target as Flagger does; pure.
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec,
+};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::api::Canary;
+use crate::api::canary::CustomMetadata;
+use crate::controller::configs::{ConfigRenames, rename_refs};
+use crate::controller::workload::{FLAGGER_ID_ANNOTATION, SCALE_TO_ZERO_SELECTOR, Workload};
+
+/// Marker of Flux toolkit keys; Flagger never copies them, so Flux does not adopt or prune copies.
+pub const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";
+/// Annotation telling Flux's kustomize-controller to leave an object alone.
+pub const KUSTOMIZE_RECONCILE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/reconcile";
+/// Annotation telling Flux's helm-controller not to revert drift on an object.
+pub const HELM_DRIFT_DETECTION_ANNOTATION: &str = "helm.toolkit.fluxcd.io/driftDetection";
+/// Sidecar containers whose ports port discovery skips.
+pub const SIDECAR_CONTAINERS: [&str; 2] = ["istio-proxy", "envoy"];
+
+/// Controller-wide settings that shape the objects built here (Flagger's command-line flags).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildConfig {
+    /// Candidate selector labels, in order (`-selector-labels`).
+    pub selector_labels: Vec<String>,
+    /// Prefixes of target labels copied to the primary (`-include-label-prefix`); `*` copies all,
+    /// an empty list copies none.
+    pub include_label_prefix: Vec<String>,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        Self {
+            selector_labels: ["app", "name", "app.kubernetes.io/name"]
+                .map(String::from)
+                .to_vec(),
+            include_label_prefix: Vec::new(),
+        }
+    }
+}
+
+/// Why a desired object could not be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    /// The target's selector has none of the configured labels.
+    #[error(
+        "{kind} {name}.{namespace} spec.selector.matchLabels must contain one of [{labels}]",
+        labels = .labels.join(" ")
+    )]
+    NoSelectorLabel {
+        /// Lower-case kind, as in Flagger's message (`deployment`, `daemonset`).
+        kind: String,
+        /// Target name.
+        name: String,
+        /// Target namespace.
+        namespace: String,
+        /// The labels looked for.
+        labels: Vec<String>,
+    },
+    /// The Canary has no `spec.service`.
+    #[error("canary {name}.{namespace} has no spec.service")]
+    MissingService {
+        /// Canary name.
+        name: String,
+        /// Canary namespace.
+        namespace: String,
+    },
+}
+
+/// The selector label Flagger uses: the first of `cfg.selector_labels` present in the target's
+/// `spec.selector.matchLabels`, with its value.
+pub fn selector_label(
+    target: &Workload,
+    cfg: &BuildConfig,
+) -> Result<(String, String), BuildError> {
+    let labels = target.match_labels();
+    cfg.selector_labels
+        .iter()
+        .find_map(|l| labels.get(l).map(|v| (l.clone(), v.clone())))
+        .ok_or_else(|| BuildError::NoSelectorLabel {
+            kind: target.kind().to_lowercase(),
+            name: target.name().to_string(),
+            namespace: target.metadata().namespace.clone().unwrap_or_default(),
+            labels: cfg.selector_labels.clone(),
+        })
+}
+
+/// The controller owner reference to a Canary, so that deleting it garbage-collects what it owns.
+pub fn owner_reference(canary: &Canary) -> OwnerReference {
+    OwnerReference {
+        api_version: "flagger.app/v1beta1".into(),
+        kind: "Canary".into(),
+        name: canary.metadata.name.clone().unwrap_or_default(),
+        uid: canary.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// A copy of `map` without Flux toolkit keys.
+pub fn drop_toolkit_keys(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    map.iter()
+        .filter(|(k, _)| !k.contains(TOOLKIT_MARKER))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Flagger's `includeLabelsByPrefix`: keys matching one of the prefixes (`*` matches all, an
+/// empty prefix nothing), never Flux toolkit keys.
+pub fn include_labels_by_prefix(
+    labels: &BTreeMap<String, String>,
+    prefixes: &[String],
+) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .filter(|(k, _)| !k.contains(TOOLKIT_MARKER))
+        .filter(|(k, _)| {
+            prefixes
+                .iter()
+                .any(|p| p == "*" || (!p.is_empty() && k.starts_with(p.as_str())))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The value the primary's selector label carries.
+pub fn primary_value(value: &str) -> String {
+    format!("{value}-primary")
+}
+
+/// Labels minus toolkit keys, with the selector label set to `value` (Flagger's
+/// `makePrimaryLabels`).
+fn with_selector_label(
+    labels: &BTreeMap<String, String>,
+    key: &str,
+    value: &str,
+) -> BTreeMap<String, String> {
+    let mut out = drop_toolkit_keys(labels);
+    out.insert(key.to_string(), value.to_string());
+    out
+}
+
+/// Rewrites, in pod anti-affinity terms and topology spread constraints, selector values `from`
+/// of the key `key` to `to`. The primary's pods carry `<value>-primary`, so a target that spreads
+/// away from its own pods must do the same for the primary.
+pub(crate) fn rewrite_self_selectors(spec: &mut PodSpec, key: &str, from: &str, to: &str) {
+    let rewrite = |sel: Option<&mut LabelSelector>| {
+        let Some(sel) = sel else { return };
+        if let Some(v) = sel.match_labels.as_mut().and_then(|m| m.get_mut(key))
+            && v == from
+        {
+            *v = to.to_string();
+        }
+        for expr in sel.match_expressions.iter_mut().flatten() {
+            if expr.key == key {
+                for v in expr.values.iter_mut().flatten() {
+                    if v == from {
+                        *v = to.to_string();
+                    }
+                }
+            }
+        }
+    };
+    for c in spec.topology_spread_constraints.iter_mut().flatten() {
+        rewrite(c.label_selector.as_mut());
+    }
+    if let Some(anti) = spec
+        .affinity
+        .as_mut()
+        .and_then(|a| a.pod_anti_affinity.as_mut())
+    {
+        for term in anti
+            .preferred_during_scheduling_ignored_during_execution
+            .iter_mut()
+            .flatten()
+        {
+            rewrite(term.pod_affinity_term.label_selector.as_mut());
+        }
+        for term in anti
+            .required_during_scheduling_ignored_during_execution
+            .iter_mut()
+            .flatten()
+        {
+            rewrite(term.label_selector.as_mut());
+        }
+    }
+}
+
+/// The primary's pod template derived from the target's (see [`primary_workload`]).
+pub fn primary_template(
+    target: &PodTemplateSpec,
+    label: &(String, String),
+    renames: &ConfigRenames,
+    flagger_id: &str,
+) -> PodTemplateSpec {
+    let (key, value) = label;
+    let pv = primary_value(value);
+    let meta = target.metadata.clone().unwrap_or_default();
+    let mut annotations = meta
+        .annotations
+        .as_ref()
+        .map(drop_toolkit_keys)
+        .unwrap_or_default();
+    annotations.insert(FLAGGER_ID_ANNOTATION.to_string(), flagger_id.to_string());
+    let labels = with_selector_label(&meta.labels.unwrap_or_default(), key, &pv);
+    let spec = target.spec.clone().map(|mut spec| {
+        rename_refs(&mut spec, renames);
+        rewrite_self_selectors(&mut spec, key, value, &pv);
+        spec
+    });
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        }),
+        spec,
+    }
+}
+
+/// Removes the scale-to-zero node selector (and the node selector itself if nothing else is
+/// left), so the primary DaemonSet runs everywhere the target was meant to.
+pub(crate) fn strip_scale_to_zero(spec: &mut PodSpec) {
+    if let Some(ns) = spec.node_selector.as_mut() {
+        ns.remove(SCALE_TO_ZERO_SELECTOR);
+        if ns.is_empty() {
+            spec.node_selector = None;
+        }
+    }
+}
+
+/// The desired `<target>-primary` workload.
+///
+/// Object labels are the target's filtered by `cfg.include_label_prefix` plus the selector label
+/// set to `<value>-primary`; annotations the target's minus Flux toolkit keys; the Canary is the
+/// controller owner. The selector is `{label: <value>-primary}`; the template comes from
+/// [`primary_template`] (config references renamed per `renames`, self-referencing anti-affinity
+/// and spread selectors rewritten, `flagger-id` set). Deployments copy `progressDeadlineSeconds`,
+/// `minReadySeconds`, `revisionHistoryLimit`, `strategy`, and, when `with_replicas` (on creation,
+/// or on promotion without an autoscaler), `replicas` = the target's (at least 1). DaemonSets copy
+/// `updateStrategy`, `minReadySeconds`, `revisionHistoryLimit` and lose the scale-to-zero node
+/// selector.
+pub fn primary_workload(
+    canary: &Canary,
+    target: &Workload,
+    label: &(String, String),
+    renames: &ConfigRenames,
+    cfg: &BuildConfig,
+    flagger_id: &str,
+    with_replicas: bool,
+) -> Workload {
+    let (key, value) = label;
+    let pv = primary_value(value);
+    let tmeta = target.metadata();
+    let metadata = ObjectMeta {
+        name: Some(primary_value(target.name())),
+        namespace: canary
+            .metadata
+            .namespace
+            .clone()
+            .or_else(|| tmeta.namespace.clone()),
+        labels: Some(with_selector_label(
+            &include_labels_by_prefix(
+                &tmeta.labels.clone().unwrap_or_default(),
+                &cfg.include_label_prefix,
+            ),
+            key,
+            &pv,
+        )),
+        annotations: Some(
+            tmeta
+                .annotations
+                .as_ref()
+                .map(drop_toolkit_keys)
+                .unwrap_or_default(),
+        ),
+        owner_references: Some(vec![owner_reference(canary)]),
+        ..Default::default()
+    };
+    let selector = LabelSelector {
+        match_labels: Some(BTreeMap::from([(key.clone(), pv.clone())])),
+        match_expressions: None,
+    };
+    let empty = PodTemplateSpec::default();
+    let template = primary_template(
+        target.template().unwrap_or(&empty),
+        label,
+        renames,
+        flagger_id,
+    );
+    match target {
+        Workload::Deployment(d) => {
+            let ts = d.spec.clone();
+            let replicas = with_replicas.then(|| ts.replicas.filter(|r| *r > 0).unwrap_or(1));
+            Workload::Deployment(Deployment {
+                metadata,
+                spec: DeploymentSpec {
+                    progress_deadline_seconds: ts.progress_deadline_seconds,
+                    min_ready_seconds: ts.min_ready_seconds,
+                    revision_history_limit: ts.revision_history_limit,
+                    strategy: ts.strategy,
+                    replicas,
+                    selector,
+                    template,
+                    paused: None,
+                },
+                status: None,
+            })
+        }
+        Workload::DaemonSet(d) => {
+            let ts = d.spec.clone();
+            let mut template = template;
+            if let Some(spec) = template.spec.as_mut() {
+                strip_scale_to_zero(spec);
+            }
+            Workload::DaemonSet(DaemonSet {
+                metadata,
+                spec: DaemonSetSpec {
+                    min_ready_seconds: ts.min_ready_seconds,
+                    revision_history_limit: ts.revision_history_limit,
+                    update_strategy: ts.update_strategy,
+                    selector,
+                    template,
+                },
+                status: None,
+            })
+        }
+    }
+}
+
+/// The canary's effective target port: `service.targetPort` unless unset, `0` or empty, else the
+/// service port.
+fn effective_target_port(canary: &Canary, port: i32) -> IntOrString {
+    let tp = canary
+        .spec
+        .service
+        .as_ref()
+        .and_then(|s| s.target_port.clone());
+    match tp {
+        Some(IntOrString::Int(0)) | None => IntOrString::Int(port),
+        Some(IntOrString::String(s)) if s.is_empty() => IntOrString::Int(port),
+        Some(tp) => tp,
+    }
+}
+
+/// Ports found by `portDiscovery`: every container port except sidecars' and the main one,
+/// named by the port's name or `tcp-<container>-<index>`, sorted by name (Flagger's order is a
+/// Go map's; one name wins per name).
+fn discovered_ports(canary: &Canary, template: &PodTemplateSpec) -> BTreeMap<String, i32> {
+    let mut ports = BTreeMap::new();
+    let Some(service) = canary.spec.service.as_ref() else {
+        return ports;
+    };
+    let main_target = effective_target_port(canary, service.port);
+    let containers = template.spec.iter().flat_map(|s| s.containers.iter());
+    for c in containers.filter(|c| !SIDECAR_CONTAINERS.contains(&c.name.as_str())) {
+        for (i, p) in c.ports.iter().flatten().enumerate() {
+            let is_main = match &main_target {
+                IntOrString::Int(n) => p.container_port == *n,
+                IntOrString::String(s) => p.name.as_deref() == Some(s.as_str()),
+            };
+            if is_main {
+                continue;
+            }
+            let name = p
+                .name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| format!("tcp-{}-{i}", c.name));
+            ports.insert(name, p.container_port);
+        }
+    }
+    ports
+}
+
+fn service_metadata(
+    canary: &Canary,
+    name: &str,
+    selector_key: &str,
+    custom: Option<&CustomMetadata>,
+) -> ObjectMeta {
+    let mut labels = custom.and_then(|m| m.labels.clone()).unwrap_or_default();
+    labels.insert(selector_key.to_string(), name.to_string());
+    let mut annotations = custom
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    add_flux_opt_out(&mut annotations);
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: canary.metadata.namespace.clone(),
+        labels: Some(labels),
+        annotations: Some(annotations),
+        owner_references: Some(vec![owner_reference(canary)]),
+        ..Default::default()
+    }
+}
+
+/// Adds the annotations that stop Flux from reverting what Serin manages.
+pub fn add_flux_opt_out(annotations: &mut BTreeMap<String, String>) {
+    annotations.insert(KUSTOMIZE_RECONCILE_ANNOTATION.into(), "disabled".into());
+    annotations.insert(HELM_DRIFT_DETECTION_ANNOTATION.into(), "disabled".into());
+}
+
+/// The desired apex `<svc>`, `<svc>-primary` and `<svc>-canary` Services, in that order.
+///
+/// Apex and primary select `{label: <value>-primary}`, canary `{label: <value>}`. The main port is
+/// `service.portName` (default `http`), TCP, `service.port` → `service.targetPort` (default the
+/// port), with `appProtocol`; with `portDiscovery` the other container ports of
+/// `target_template` follow. Labels are `service.<role>.labels` plus `{label: <service name>}`;
+/// annotations `service.<role>.annotations` plus the Flux opt-outs; owner is the Canary.
+pub fn canary_services(
+    canary: &Canary,
+    label: &(String, String),
+    target_template: &PodTemplateSpec,
+) -> Result<[Service; 3], BuildError> {
+    let service = canary
+        .spec
+        .service
+        .as_ref()
+        .ok_or_else(|| BuildError::MissingService {
+            name: canary.metadata.name.clone().unwrap_or_default(),
+            namespace: canary.metadata.namespace.clone().unwrap_or_default(),
+        })?;
+    let (key, value) = label;
+    let mut ports = vec![ServicePort {
+        name: Some(canary.spec.port_name()),
+        protocol: Some("TCP".into()),
+        port: service.port,
+        target_port: Some(effective_target_port(canary, service.port)),
+        app_protocol: service.app_protocol.clone().filter(|p| !p.is_empty()),
+        node_port: None,
+    }];
+    if service.port_discovery.unwrap_or(false) {
+        ports.extend(
+            discovered_ports(canary, target_template)
+                .into_iter()
+                .map(|(name, port)| ServicePort {
+                    name: Some(name),
+                    protocol: Some("TCP".into()),
+                    port,
+                    target_port: Some(IntOrString::Int(port)),
+                    ..Default::default()
+                }),
+        );
+    }
+    let spec = |selector: String| ServiceSpec {
+        type_: Some("ClusterIP".into()),
+        cluster_ip: service
+            .headless
+            .unwrap_or(false)
+            .then(|| "None".to_string()),
+        selector: Some(BTreeMap::from([(key.clone(), selector)])),
+        ports: Some(ports.clone()),
+        traffic_distribution: service
+            .traffic_distribution
+            .clone()
+            .filter(|t| !t.is_empty()),
+        ..Default::default()
+    };
+    let apex = canary.spec.service_name();
+    let primary = format!("{apex}-primary");
+    let canary_name = format!("{apex}-canary");
+    Ok([
+        Service {
+            metadata: service_metadata(canary, &apex, key, service.apex.as_ref()),
+            spec: Some(spec(primary_value(value))),
+            status: None,
+        },
+        Service {
+            metadata: service_metadata(canary, &primary, key, service.primary.as_ref()),
+            spec: Some(spec(primary_value(value))),
+            status: None,
+        },
+        Service {
+            metadata: service_metadata(canary, &canary_name, key, service.canary.as_ref()),
+            spec: Some(spec(value.clone())),
+            status: None,
+        },
+    ])
+}
+
+/// An existing apex Service the Canary does not own, updated as Flagger does: ports and selector
+/// come from `desired` (keeping node ports of same-named existing ports), everything else is
+/// kept, plus the Flux opt-out annotations Flagger adds on every update (otherwise Flux would
+/// revert the selector).
+pub fn merge_existing_apex(desired: &Service, existing: &Service) -> Service {
+    let mut out = existing.clone();
+    let existing_ports = existing
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
+    let mut ports = desired
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
+    for port in &mut ports {
+        if let Some(old) = existing_ports
+            .iter()
+            .find(|o| o.name == port.name && o.node_port.is_some_and(|n| n > 0))
+        {
+            port.node_port = old.node_port;
+        }
+    }
+    let spec = out.spec.get_or_insert_with(Default::default);
+    spec.ports = Some(ports);
+    spec.selector = desired.spec.as_ref().and_then(|s| s.selector.clone());
+    add_flux_opt_out(
+        out.metadata
+            .annotations
+            .get_or_insert_with(Default::default),
+    );
+    out
+}
+
+/// The desired `<hpa>-primary` (autoscaling/v2) scaling `<target>-primary`: the target HPA's
+/// metrics, behavior and min/max, with `autoscalerRef.primaryScalerReplicas` overriding min/max;
+/// labels and annotations copied minus Flux toolkit keys; owner is the Canary.
+pub fn primary_hpa(
+    canary: &Canary,
+    target_hpa: &HorizontalPodAutoscaler,
+) -> HorizontalPodAutoscaler {
+    let spec = target_hpa.spec.clone();
+    let target_name = canary
+        .spec
+        .target_ref
+        .as_ref()
+        .map(|t| t.name.clone())
+        .unwrap_or_else(|| spec.scale_target_ref.name.clone());
+    let overrides = canary
+        .spec
+        .autoscaler_ref
+        .as_ref()
+        .and_then(|a| a.primary_scaler_replicas.as_ref());
+    let min_replicas = overrides.and_then(|o| o.min_replicas).or(spec.min_replicas);
+    let max_replicas = overrides
+        .and_then(|o| o.max_replicas)
+        .unwrap_or(spec.max_replicas);
+    HorizontalPodAutoscaler {
+        metadata: ObjectMeta {
+            name: Some(primary_value(
+                target_hpa.metadata.name.as_deref().unwrap_or_default(),
+            )),
+            namespace: canary
+                .metadata
+                .namespace
+                .clone()
+                .or_else(|| target_hpa.metadata.namespace.clone()),
+            labels: target_hpa.metadata.labels.as_ref().map(drop_toolkit_keys),
+            annotations: target_hpa
+                .metadata
+                .annotations
+                .as_ref()
+                .map(drop_toolkit_keys),
+            owner_references: Some(vec![owner_reference(canary)]),
+            ..Default::default()
+        },
+        spec: HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                name: primary_value(&target_name),
+                kind: spec.scale_target_ref.kind.clone(),
+                api_version: spec.scale_target_ref.api_version.clone(),
+            },
+            min_replicas,
+            max_replicas,
+            metrics: spec.metrics,
+            behavior: spec.behavior,
+        },
+        status: None,
+    }
+}
+
+/// Replicas to give a scaled-to-zero Deployment target when a run starts (Flagger's
+/// `ScaleFromZero`): its own `spec.replicas` if > 0; else, without an autoscaler (`hpa` is
+/// `None`), the primary's replicas if > 0; with an HPA its `minReplicas` if > 1; else 1.
+/// DaemonSets are scaled by node selector, not replicas, and always get 1.
+///
+/// A KEDA ScaledObject target is not modelled here: pass `None` for `hpa` and no primary to get 1,
+/// or compute `max(minReplicaCount, 1)` at the call site.
+pub fn scale_from_zero_replicas(
+    target: &Workload,
+    primary: Option<&Workload>,
+    hpa: Option<&HorizontalPodAutoscaler>,
+) -> i32 {
+    let replicas = |w: &Workload| match w {
+        Workload::Deployment(d) => d.spec.replicas,
+        Workload::DaemonSet(_) => None,
+    };
+    if matches!(target, Workload::DaemonSet(_)) {
+        return 1;
+    }
+    if let Some(r) = replicas(target).filter(|r| *r > 0) {
+        return r;
+    }
+    match hpa {
+        None => primary.and_then(replicas).filter(|r| *r > 0).unwrap_or(1),
+        Some(h) => h.spec.min_replicas.filter(|m| *m > 1).unwrap_or(1),
+    }
+}
+
+/// Realistic targets shared by the tests of this module and of the fingerprint.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+    use crate::api::canary::{CanaryService, TargetRef};
+    use k8s_openapi::api::apps::v1::DeploymentStrategy;
+    use k8s_openapi::api::core::v1::{
+        Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource, PodAffinityTerm,
+        PodAntiAffinity, SecretEnvSource, TopologySpreadConstraint, Volume,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub fn canary() -> Canary {
+        let mut c = Canary::new(
+            "podinfo",
+            crate::api::CanarySpec {
+                target_ref: Some(TargetRef {
+                    api_version: "apps/v1".into(),
+                    kind: "Deployment".into(),
+                    name: "podinfo".into(),
+                }),
+                service: Some(CanaryService {
+                    port: 9898,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        c.metadata.namespace = Some("test".into());
+        c.metadata.uid = Some("4f1c-uid".into());
+        c
+    }
+
+    pub fn label() -> (String, String) {
+        ("app".to_string(), "podinfo".to_string())
+    }
+
+    /// The pod template of podinfo: a config map volume, secrets via envFrom, anti-affinity and a
+    /// spread constraint selecting its own pods, a Flux annotation and a pod annotation.
+    pub fn template() -> PodTemplateSpec {
+        let self_selector = || LabelSelector {
+            match_labels: Some(map(&[("app", "podinfo")])),
+            match_expressions: None,
+        };
+        PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(map(&[("app", "podinfo"), ("version", "6.0.0")])),
+                annotations: Some(map(&[
+                    ("prometheus.io/scrape", "true"),
+                    ("kustomize.toolkit.fluxcd.io/checksum", "abc"),
+                ])),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                containers: vec![
+                    Container {
+                        name: "podinfod".into(),
+                        image: Some("ghcr.io/stefanprodan/podinfo:6.0.0".into()),
+                        ports: Some(vec![
+                            ContainerPort {
+                                name: Some("http".into()),
+                                container_port: 9898,
+                                ..Default::default()
+                            },
+                            ContainerPort {
+                                name: Some("http-metrics".into()),
+                                container_port: 9797,
+                                ..Default::default()
+                            },
+                            ContainerPort {
+                                container_port: 9999,
+                                ..Default::default()
+                            },
+                        ]),
+                        env_from: Some(vec![EnvFromSource {
+                            secret_ref: Some(SecretEnvSource {
+                                name: "podinfo-secret-env".into(),
+                                optional: None,
+                            }),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    },
+                    Container {
+                        name: "istio-proxy".into(),
+                        ports: Some(vec![ContainerPort {
+                            name: Some("http-envoy-prom".into()),
+                            container_port: 15090,
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    },
+                ],
+                volumes: Some(vec![Volume {
+                    name: "config".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: "podinfo-config-vol".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                affinity: Some(Affinity {
+                    pod_anti_affinity: Some(PodAntiAffinity {
+                        required_during_scheduling_ignored_during_execution: Some(vec![
+                            PodAffinityTerm {
+                                label_selector: Some(LabelSelector {
+                                    match_labels: None,
+                                    match_expressions: Some(vec![LabelSelectorRequirement {
+                                        key: "app".into(),
+                                        operator: "In".into(),
+                                        values: Some(vec!["podinfo".into(), "other".into()]),
+                                    }]),
+                                }),
+                                topology_key: "kubernetes.io/hostname".into(),
+                                ..Default::default()
+                            },
+                        ]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                topology_spread_constraints: Some(vec![TopologySpreadConstraint {
+                    label_selector: Some(self_selector()),
+                    max_skew: 1,
+                    topology_key: "topology.kubernetes.io/zone".into(),
+                    when_unsatisfiable: "ScheduleAnyway".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+        }
+    }
+
+    pub fn deployment(replicas: Option<i32>) -> Workload {
+        Workload::Deployment(Deployment {
+            metadata: ObjectMeta {
+                name: Some("podinfo".into()),
+                namespace: Some("test".into()),
+                labels: Some(map(&[
+                    ("app", "podinfo"),
+                    ("team", "a"),
+                    ("team.example.com/owner", "b"),
+                    ("kustomize.toolkit.fluxcd.io/name", "apps"),
+                ])),
+                annotations: Some(map(&[
+                    ("note", "keep"),
+                    ("kustomize.toolkit.fluxcd.io/checksum", "x"),
+                ])),
+                ..Default::default()
+            },
+            spec: DeploymentSpec {
+                replicas,
+                progress_deadline_seconds: Some(60),
+                min_ready_seconds: Some(5),
+                revision_history_limit: Some(3),
+                strategy: Some(DeploymentStrategy {
+                    type_: Some("Recreate".into()),
+                    rolling_update: None,
+                }),
+                selector: LabelSelector {
+                    match_labels: Some(map(&[("app", "podinfo")])),
+                    match_expressions: None,
+                },
+                template: template(),
+                paused: None,
+            },
+            status: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+    use crate::api::canary::{AutoscalerRef, ScalerReplicas};
+    use crate::controller::configs::{renames_for, tracked_refs};
+    use k8s_openapi::api::apps::v1::DaemonSetUpdateStrategy;
+
+    fn renames() -> ConfigRenames {
+        renames_for(&tracked_refs(template().spec.as_ref().unwrap()))
+    }
+
+    #[test]
+    fn selector_label_is_the_first_configured_label_present() {
+        let cfg = BuildConfig::default();
+        assert_eq!(selector_label(&deployment(None), &cfg), Ok(label()));
+        let Workload::Deployment(mut d) = deployment(None) else {
+            unreachable!()
+        };
+        d.spec.selector.match_labels = Some(map(&[
+            ("app.kubernetes.io/name", "web"),
+            ("name", "podinfo-name"),
+        ]));
+        assert_eq!(
+            selector_label(&Workload::Deployment(d.clone()), &cfg),
+            Ok(("name".into(), "podinfo-name".into()))
+        );
+        d.spec.selector.match_labels = Some(map(&[("component", "web")]));
+        let err = selector_label(&Workload::Deployment(d), &cfg).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "deployment podinfo.test spec.selector.matchLabels must contain one of [app name app.kubernetes.io/name]"
+        );
+    }
+
+    #[test]
+    fn owner_reference_points_at_the_canary_as_controller() {
+        let o = owner_reference(&canary());
+        assert_eq!(o.api_version, "flagger.app/v1beta1");
+        assert_eq!(o.kind, "Canary");
+        assert_eq!(o.name, "podinfo");
+        assert_eq!(o.uid, "4f1c-uid");
+        assert_eq!(o.controller, Some(true));
+        assert_eq!(o.block_owner_deletion, Some(true));
+    }
+
+    #[test]
+    fn include_label_prefix_selects_object_labels_but_never_toolkit_keys() {
+        let labels = map(&[
+            ("app", "podinfo"),
+            ("team", "a"),
+            ("kustomize.toolkit.fluxcd.io/name", "apps"),
+        ]);
+        let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cases = [
+            (p(&[]), map(&[])),
+            (p(&[""]), map(&[])),
+            (p(&["*"]), map(&[("app", "podinfo"), ("team", "a")])),
+            (p(&["te"]), map(&[("team", "a")])),
+            (p(&["kustomize"]), map(&[])),
+        ];
+        for (prefixes, want) in cases {
+            assert_eq!(
+                include_labels_by_prefix(&labels, &prefixes),
+                want,
+                "{prefixes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn primary_deployment_is_derived_from_the_target() {
+        let cfg = BuildConfig {
+            include_label_prefix: vec!["team".into()],
+            ..Default::default()
+        };
+        let Workload::Deployment(p) = primary_workload(
+            &canary(),
+            &deployment(Some(3)),
+            &label(),
+            &renames(),
+            &cfg,
+            "id-1",
+            true,
+        ) else {
+            panic!("kind changed")
+        };
+        assert_eq!(p.metadata.name.as_deref(), Some("podinfo-primary"));
+        assert_eq!(p.metadata.namespace.as_deref(), Some("test"));
+        assert_eq!(
+            p.metadata.labels,
+            Some(map(&[
+                ("app", "podinfo-primary"),
+                ("team", "a"),
+                ("team.example.com/owner", "b"),
+            ]))
+        );
+        assert_eq!(p.metadata.annotations, Some(map(&[("note", "keep")])));
+        assert_eq!(
+            p.metadata.owner_references.as_ref().unwrap()[0].kind,
+            "Canary"
+        );
+        assert_eq!(
+            p.spec.selector.match_labels,
+            Some(map(&[("app", "podinfo-primary")]))
+        );
+        assert_eq!(p.spec.replicas, Some(3));
+        assert_eq!(p.spec.progress_deadline_seconds, Some(60));
+        assert_eq!(p.spec.min_ready_seconds, Some(5));
+        assert_eq!(p.spec.revision_history_limit, Some(3));
+        assert_eq!(
+            p.spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+            Some("Recreate")
+        );
+
+        let meta = p.spec.template.metadata.as_ref().unwrap();
+        assert_eq!(
+            meta.labels,
+            Some(map(&[("app", "podinfo-primary"), ("version", "6.0.0")]))
+        );
+        assert_eq!(
+            meta.annotations,
+            Some(map(&[
+                ("flagger-id", "id-1"),
+                ("prometheus.io/scrape", "true")
+            ]))
+        );
+        let spec = p.spec.template.spec.as_ref().unwrap();
+        let names: Vec<String> = tracked_refs(spec).into_iter().map(|r| r.name).collect();
+        assert_eq!(
+            names,
+            vec!["podinfo-config-vol-primary", "podinfo-secret-env-primary"]
+        );
+        let anti = spec
+            .affinity
+            .as_ref()
+            .unwrap()
+            .pod_anti_affinity
+            .as_ref()
+            .unwrap();
+        let expr = &anti
+            .required_during_scheduling_ignored_during_execution
+            .as_ref()
+            .unwrap()[0]
+            .label_selector
+            .as_ref()
+            .unwrap()
+            .match_expressions
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!(
+            expr.values,
+            Some(vec!["podinfo-primary".to_string(), "other".to_string()])
+        );
+        let spread = &spec.topology_spread_constraints.as_ref().unwrap()[0];
+        assert_eq!(
+            spread.label_selector.as_ref().unwrap().match_labels,
+            Some(map(&[("app", "podinfo-primary")]))
+        );
+        // The image and everything else are copied as they are.
+        assert_eq!(
+            spec.containers[0].image,
+            template().spec.unwrap().containers[0].image
+        );
+    }
+
+    #[test]
+    fn primary_replicas_follow_with_replicas_and_are_at_least_one() {
+        let cfg = BuildConfig::default();
+        let replicas = |target: Option<i32>, with: bool| {
+            let w = primary_workload(
+                &canary(),
+                &deployment(target),
+                &label(),
+                &renames(),
+                &cfg,
+                "id",
+                with,
+            );
+            match w {
+                Workload::Deployment(d) => d.spec.replicas,
+                Workload::DaemonSet(_) => panic!("kind changed"),
+            }
+        };
+        assert_eq!(replicas(Some(4), true), Some(4));
+        assert_eq!(replicas(Some(0), true), Some(1));
+        assert_eq!(replicas(None, true), Some(1));
+        assert_eq!(replicas(Some(4), false), None);
+    }
+
+    #[test]
+    fn primary_daemonset_copies_update_strategy_and_drops_scale_to_zero() {
+        let Workload::Deployment(d) = deployment(None) else {
+            unreachable!()
+        };
+        let mut template = d.spec.template.clone();
+        template.spec.as_mut().unwrap().node_selector = Some(map(&[
+            (SCALE_TO_ZERO_SELECTOR, "true"),
+            ("kubernetes.io/os", "linux"),
+        ]));
+        let target = Workload::DaemonSet(DaemonSet {
+            metadata: d.metadata.clone(),
+            spec: DaemonSetSpec {
+                min_ready_seconds: Some(7),
+                revision_history_limit: Some(2),
+                update_strategy: Some(DaemonSetUpdateStrategy {
+                    type_: Some("RollingUpdate".into()),
+                    rolling_update: None,
+                }),
+                selector: d.spec.selector.clone(),
+                template,
+            },
+            status: None,
+        });
+        let Workload::DaemonSet(p) = primary_workload(
+            &canary(),
+            &target,
+            &label(),
+            &renames(),
+            &BuildConfig::default(),
+            "id",
+            true,
+        ) else {
+            panic!("kind changed")
+        };
+        assert_eq!(p.metadata.name.as_deref(), Some("podinfo-primary"));
+        assert_eq!(p.spec.min_ready_seconds, Some(7));
+        assert_eq!(p.spec.revision_history_limit, Some(2));
+        assert_eq!(
+            p.spec.update_strategy.and_then(|s| s.type_),
+            Some("RollingUpdate".into())
+        );
+        assert_eq!(
+            p.spec.template.spec.unwrap().node_selector,
+            Some(map(&[("kubernetes.io/os", "linux")]))
+        );
+    }
+
+    #[test]
+    fn services_select_primary_and_canary_pods() {
+        let [apex, primary, canary_svc] =
+            canary_services(&canary(), &label(), &template()).unwrap();
+        let cases = [
+            (&apex, "podinfo", "podinfo-primary"),
+            (&primary, "podinfo-primary", "podinfo-primary"),
+            (&canary_svc, "podinfo-canary", "podinfo"),
+        ];
+        for (svc, name, selects) in cases {
+            assert_eq!(svc.metadata.name.as_deref(), Some(name));
+            assert_eq!(svc.metadata.namespace.as_deref(), Some("test"));
+            let spec = svc.spec.as_ref().unwrap();
+            assert_eq!(spec.selector, Some(map(&[("app", selects)])), "{name}");
+            assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+            assert_eq!(spec.cluster_ip, None);
+            let ports = spec.ports.as_ref().unwrap();
+            assert_eq!(ports.len(), 1, "no port discovery");
+            assert_eq!(ports[0].name.as_deref(), Some("http"));
+            assert_eq!(ports[0].port, 9898);
+            assert_eq!(ports[0].target_port, Some(IntOrString::Int(9898)));
+            assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+            assert_eq!(svc.metadata.labels, Some(map(&[("app", name)])));
+            assert_eq!(
+                svc.metadata.annotations,
+                Some(map(&[
+                    (HELM_DRIFT_DETECTION_ANNOTATION, "disabled"),
+                    (KUSTOMIZE_RECONCILE_ANNOTATION, "disabled"),
+                ]))
+            );
+            assert_eq!(
+                svc.metadata.owner_references.as_ref().unwrap()[0].name,
+                "podinfo"
+            );
+        }
+    }
+
+    #[test]
+    fn service_options_shape_ports_and_metadata() {
+        let mut c = canary();
+        let service = c.spec.service.as_mut().unwrap();
+        service.name = Some("web".into());
+        service.port_name = Some("grpc".into());
+        service.target_port = Some(IntOrString::String("http".into()));
+        service.app_protocol = Some("kubernetes.io/h2c".into());
+        service.headless = Some(true);
+        service.port_discovery = Some(true);
+        service.traffic_distribution = Some("PreferClose".into());
+        service.canary = Some(CustomMetadata {
+            labels: Some(map(&[("role", "canary")])),
+            annotations: Some(map(&[("a", "b")])),
+        });
+        let [apex, _, canary_svc] = canary_services(&c, &label(), &template()).unwrap();
+        assert_eq!(apex.metadata.name.as_deref(), Some("web"));
+        assert_eq!(canary_svc.metadata.name.as_deref(), Some("web-canary"));
+        let spec = canary_svc.spec.as_ref().unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(spec.traffic_distribution.as_deref(), Some("PreferClose"));
+        type Row<'a> = (Option<&'a str>, i32, Option<IntOrString>, Option<&'a str>);
+        let ports: Vec<Row> = spec
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p.name.as_deref(),
+                    p.port,
+                    p.target_port.clone(),
+                    p.app_protocol.as_deref(),
+                )
+            })
+            .collect();
+        // The main port's target is the port named http, so discovery skips it; the sidecar's
+        // port is skipped; an unnamed port is named tcp-<container>-<index>.
+        assert_eq!(
+            ports,
+            vec![
+                (
+                    Some("grpc"),
+                    9898,
+                    Some(IntOrString::String("http".into())),
+                    Some("kubernetes.io/h2c")
+                ),
+                (
+                    Some("http-metrics"),
+                    9797,
+                    Some(IntOrString::Int(9797)),
+                    None
+                ),
+                (
+                    Some("tcp-podinfod-2"),
+                    9999,
+                    Some(IntOrString::Int(9999)),
+                    None
+                ),
+            ]
+        );
+        assert_eq!(
+            canary_svc.metadata.labels,
+            Some(map(&[("app", "web-canary"), ("role", "canary")]))
+        );
+        assert_eq!(
+            canary_svc
+                .metadata
+                .annotations
+                .as_ref()
+                .unwrap()
+                .get("a")
+                .map(String::as_str),
+            Some("b")
+        );
+    }
+
+    #[test]
+    fn a_canary_without_service_cannot_have_services() {
+        let mut c = canary();
+        c.spec.service = None;
+        assert!(matches!(
+            canary_services(&c, &label(), &template()),
+            Err(BuildError::MissingService { .. })
+        ));
+    }
+
+    #[test]
+    fn existing_apex_keeps_its_metadata_and_node_ports() {
+        let [desired, _, _] = canary_services(&canary(), &label(), &template()).unwrap();
+        let existing = Service {
+            metadata: ObjectMeta {
+                name: Some("podinfo".into()),
+                labels: Some(map(&[("owner", "helm")])),
+                annotations: Some(map(&[("meta.helm.sh/release-name", "podinfo")])),
+                resource_version: Some("42".into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("NodePort".into()),
+                cluster_ip: Some("10.0.0.7".into()),
+                selector: Some(map(&[("app", "podinfo")])),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".into()),
+                    port: 80,
+                    node_port: Some(30080),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let merged = merge_existing_apex(&desired, &existing);
+        let spec = merged.spec.as_ref().unwrap();
+        assert_eq!(spec.selector, Some(map(&[("app", "podinfo-primary")])));
+        let port = &spec.ports.as_ref().unwrap()[0];
+        assert_eq!((port.port, port.node_port), (9898, Some(30080)));
+        assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.0.0.7"));
+        assert_eq!(merged.metadata.labels, existing.metadata.labels);
+        assert_eq!(merged.metadata.resource_version.as_deref(), Some("42"));
+        assert_eq!(merged.metadata.owner_references, None);
+        let annotations = merged.metadata.annotations.unwrap();
+        assert_eq!(
+            annotations
+                .get("meta.helm.sh/release-name")
+                .map(String::as_str),
+            Some("podinfo")
+        );
+        assert_eq!(
+            annotations
+                .get(KUSTOMIZE_RECONCILE_ANNOTATION)
+                .map(String::as_str),
+            Some("disabled")
+        );
+    }
+
+    fn hpa(min: Option<i32>, max: i32) -> HorizontalPodAutoscaler {
+        HorizontalPodAutoscaler {
+            metadata: ObjectMeta {
+                name: Some("podinfo-hpa".into()),
+                labels: Some(map(&[
+                    ("app", "podinfo"),
+                    ("helm.toolkit.fluxcd.io/name", "x"),
+                ])),
+                ..Default::default()
+            },
+            spec: HorizontalPodAutoscalerSpec {
+                scale_target_ref: CrossVersionObjectReference {
+                    api_version: Some("apps/v1".into()),
+                    kind: "Deployment".into(),
+                    name: "podinfo".into(),
+                },
+                min_replicas: min,
+                max_replicas: max,
+                metrics: None,
+                behavior: None,
+            },
+            status: None,
+        }
+    }
+
+    #[test]
+    fn primary_hpa_scales_the_primary_with_optional_overrides() {
+        let p = primary_hpa(&canary(), &hpa(Some(2), 4));
+        assert_eq!(p.metadata.name.as_deref(), Some("podinfo-hpa-primary"));
+        assert_eq!(p.metadata.namespace.as_deref(), Some("test"));
+        assert_eq!(p.metadata.labels, Some(map(&[("app", "podinfo")])));
+        assert_eq!(p.spec.scale_target_ref.name, "podinfo-primary");
+        assert_eq!(p.spec.scale_target_ref.kind, "Deployment");
+        assert_eq!((p.spec.min_replicas, p.spec.max_replicas), (Some(2), 4));
+        assert_eq!(p.metadata.owner_references.unwrap()[0].kind, "Canary");
+
+        let mut c = canary();
+        c.spec.autoscaler_ref = Some(AutoscalerRef {
+            api_version: "autoscaling/v2".into(),
+            kind: "HorizontalPodAutoscaler".into(),
+            name: "podinfo-hpa".into(),
+            primary_scaler_queries: None,
+            primary_scaler_replicas: Some(ScalerReplicas {
+                min_replicas: Some(3),
+                max_replicas: Some(9),
+            }),
+        });
+        let p = primary_hpa(&c, &hpa(Some(2), 4));
+        assert_eq!((p.spec.min_replicas, p.spec.max_replicas), (Some(3), 9));
+    }
+
+    #[test]
+    fn scale_from_zero_follows_flagger_precedence() {
+        let hpa_min = |m| hpa(Some(m), 10);
+        let cases = [
+            (
+                "target replicas win",
+                deployment(Some(3)),
+                Some(deployment(Some(5))),
+                None,
+                3,
+            ),
+            (
+                "else the primary's without autoscaler",
+                deployment(Some(0)),
+                Some(deployment(Some(5))),
+                None,
+                5,
+            ),
+            (
+                "primary at zero means one",
+                deployment(Some(0)),
+                Some(deployment(Some(0))),
+                None,
+                1,
+            ),
+            ("no primary means one", deployment(None), None, None, 1),
+            (
+                "hpa minimum above one",
+                deployment(Some(0)),
+                Some(deployment(Some(5))),
+                Some(hpa_min(4)),
+                4,
+            ),
+            (
+                "hpa minimum of one",
+                deployment(Some(0)),
+                Some(deployment(Some(5))),
+                Some(hpa_min(1)),
+                1,
+            ),
+        ];
+        for (name, target, primary, hpa, want) in cases {
+            assert_eq!(
+                scale_from_zero_replicas(&target, primary.as_ref(), hpa.as_ref()),
+                want,
+                "{name}"
+            );
+        }
+    }
+}
