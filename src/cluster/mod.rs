@@ -1,0 +1,2 @@
+//! The embedded Kubernetes-compatible cluster: simulated workload controllers (the API server lands separately).
+pub mod sim;
