@@ -294,9 +294,9 @@ pub fn plan(ds: &DaemonSet, nodes: &[Node], pods: &[Pod], manage: bool, now: Tim
         desired_number_scheduled: desired,
         number_ready: ready,
         observed_generation: ds.metadata.generation,
-        updated_number_scheduled: Some(updated),
-        number_available: Some(available),
-        number_unavailable: Some(desired - available),
+        updated_number_scheduled: util::nz(updated),
+        number_available: util::nz(available),
+        number_unavailable: util::nz(desired - available),
         collision_count: ds.status.as_ref().and_then(|s| s.collision_count),
         conditions: ds.status.as_ref().and_then(|s| s.conditions.clone()),
     };
@@ -496,7 +496,10 @@ mod tests {
         assert!(plan.create_on.is_empty());
         let status = plan.status.unwrap_or_default();
         assert_eq!(status.desired_number_scheduled, 0);
-        assert_eq!(status.number_unavailable, Some(0));
+        assert_eq!(
+            status.number_unavailable, None,
+            "zero is omitted like Go's omitempty"
+        );
     }
 
     #[test]
@@ -529,7 +532,7 @@ mod tests {
         let plan = plan(&d, &nodes, &pods, true, Timestamp::UNIX_EPOCH);
         assert_eq!(plan.delete.len(), 1);
         let status = plan.status.unwrap_or_default();
-        assert_eq!(status.updated_number_scheduled, Some(0));
+        assert_eq!(status.updated_number_scheduled, None);
         assert_eq!(status.number_ready, 3);
     }
 }

@@ -1069,11 +1069,11 @@ impl Work {
         let current = self.current_status();
         let mut status = DeploymentStatus {
             observed_generation: self.d.metadata.generation,
-            replicas: Some(rss.iter().map(|rs| rs_status_replicas(rs)).sum()),
-            updated_replicas: Some(new.map_or(0, |n| rs_status_replicas(&self.rss[n]))),
-            ready_replicas: Some(rss.iter().map(|rs| rs_ready(rs)).sum()),
-            available_replicas: Some(available),
-            unavailable_replicas: Some((total - available).max(0)),
+            replicas: util::nz(rss.iter().map(|rs| rs_status_replicas(rs)).sum()),
+            updated_replicas: util::nz(new.map_or(0, |n| rs_status_replicas(&self.rss[n]))),
+            ready_replicas: util::nz(rss.iter().map(|rs| rs_ready(rs)).sum()),
+            available_replicas: util::nz(available),
+            unavailable_replicas: util::nz((total - available).max(0)),
             terminating_replicas: terminating,
             collision_count: current.collision_count,
             conditions: current.conditions.clone(),

@@ -93,7 +93,7 @@ pub fn plan(hpa: &HorizontalPodAutoscaler, current: i32, now: Timestamp) -> Plan
         );
         status.last_scale_time = Some(util::time(now));
     }
-    status.current_replicas = Some(current);
+    status.current_replicas = util::nz(current);
     status.desired_replicas = if rescale { desired } else { current };
     status.observed_generation = hpa.metadata.generation;
     if hpa.status.as_ref() != Some(&status) {

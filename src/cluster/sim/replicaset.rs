@@ -57,9 +57,9 @@ pub fn plan(rs: &ReplicaSet, pods: &[Pod], manage: bool, now: Timestamp) -> Plan
         .count();
     let status = ReplicaSetStatus {
         replicas: active.len() as i32,
-        fully_labeled_replicas: Some(fully_labeled as i32),
-        ready_replicas: Some(active.iter().filter(|p| pod_ready(p)).count() as i32),
-        available_replicas: Some(
+        fully_labeled_replicas: util::nz(fully_labeled as i32),
+        ready_replicas: util::nz(active.iter().filter(|p| pod_ready(p)).count() as i32),
+        available_replicas: util::nz(
             active
                 .iter()
                 .filter(|p| pod_available(p, min_ready, now))
@@ -182,7 +182,7 @@ mod tests {
         let plan = plan(&rs, &pods, true, now());
         let status = plan.status.unwrap_or_default();
         assert_eq!(status.ready_replicas, Some(1));
-        assert_eq!(status.available_replicas, Some(0));
+        assert_eq!(status.available_replicas, None);
         assert!(plan.requeue_at.is_some_and(|t| t > now()));
     }
 }

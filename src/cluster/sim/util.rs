@@ -278,6 +278,11 @@ pub fn pod_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some() && !pod_terminal(pod)
 }
 
+/// An `omitempty` integer as the Go API types serialize it: zero is left out.
+pub fn nz(v: i32) -> Option<i32> {
+    (v != 0).then_some(v)
+}
+
 /// The earlier of two optional instants.
 pub fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     match (a, b) {
