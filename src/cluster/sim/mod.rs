@@ -6,6 +6,9 @@
 //! caches, and a small runner that writes the plan back through the API, so the simulators would
 //! run against any Kubernetes API server. Pod templates can ask for faults with the
 //! `sim.serin.dev/fault` annotation (see [`kubelet`]).
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use kube::Client;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +33,12 @@ pub enum Error {
     /// Registering the simulated Node objects failed.
     #[error("cannot register simulated nodes")]
     RegisterNodes(#[source] kube::Error),
+    /// The watch cache of a kind did not fill in time.
+    #[error("the simulators' watch cache of {0} did not sync")]
+    CacheSync(String),
+    /// The embedded API server did not start, or no client for it could be built.
+    #[error("cannot start the embedded cluster")]
+    StartCluster(#[source] super::Error),
 }
 
 impl Error {
@@ -37,8 +46,27 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::RegisterNodes(_) => "RegisterNodes",
+            Error::StartCluster(_) => "StartCluster",
+            Error::CacheSync(_) => "CacheSync",
         }
     }
+}
+
+/// Starts the embedded API server with the simulators running against it. The server's own
+/// instant kubelet is switched off when the simulated kubelet runs (one of them must own Pod
+/// status), and `cluster.nodes` decides how many nodes are registered.
+pub async fn start_cluster(
+    mut cluster: super::ClusterConfig,
+    mut sim: SimConfig,
+) -> Result<(super::ClusterHandle, SimHandle), Error> {
+    if sim.kubelet {
+        cluster.kubelet = false;
+    }
+    sim.nodes = cluster.nodes;
+    let handle = super::start(cluster).await.map_err(Error::StartCluster)?;
+    let client = handle.client().map_err(Error::StartCluster)?;
+    let sims = start(client, sim).await?;
+    Ok((handle, sims))
 }
 
 /// Which simulated controllers run, and their timing.
@@ -114,7 +142,6 @@ pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle, Error
             .await
             .map_err(Error::RegisterNodes)?;
     }
-    let mut tasks = Vec::new();
     let wake = || Arc::new(Notify::new());
     let (n_deploy, n_rs, n_kubelet, n_ds, n_hpa, n_ep) =
         (wake(), wake(), wake(), wake(), wake(), wake());
@@ -128,43 +155,46 @@ pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle, Error
     let c = &config;
     let needs_pods = c.deployments || c.daemonsets || c.kubelet || c.endpoints;
     let needs_nodes = c.deployments || c.daemonsets || c.kubelet;
-    let pods = needs_pods.then(|| {
+    let mut handle = SimHandle { tasks: Vec::new() };
+    let tasks = &mut handle.tasks;
+    let pods = if needs_pods {
         let w = pick(&[
             (c.deployments, &n_rs),
             (c.daemonsets, &n_ds),
             (c.kubelet, &n_kubelet),
             (c.endpoints, &n_ep),
         ]);
-        runtime::reflect::<k8s_openapi::api::core::v1::Pod>(&client, w, &mut tasks)
-    });
-    let nodes = needs_nodes.then(|| {
+        Some(runtime::reflect::<Pod>(&client, w, tasks).await?)
+    } else {
+        None
+    };
+    let nodes = if needs_nodes {
         let w = pick(&[
             (c.deployments, &n_rs),
             (c.daemonsets, &n_ds),
             (c.kubelet, &n_kubelet),
         ]);
-        runtime::reflect::<k8s_openapi::api::core::v1::Node>(&client, w, &mut tasks)
-    });
-    let deployments = (c.deployments || c.hpa).then(|| {
-        let w = pick(&[(c.deployments, &n_deploy), (c.hpa, &n_hpa)]);
-        runtime::reflect::<k8s_openapi::api::apps::v1::Deployment>(&client, w, &mut tasks)
-    });
+        Some(runtime::reflect::<Node>(&client, w, tasks).await?)
+    } else {
+        None
+    };
     if let (Some(pods), Some(nodes)) = (&pods, &nodes) {
         if c.deployments {
-            let replica_sets = runtime::reflect::<k8s_openapi::api::apps::v1::ReplicaSet>(
+            let deployments =
+                runtime::reflect::<Deployment>(&client, vec![n_deploy.clone()], tasks).await?;
+            let replica_sets = runtime::reflect::<ReplicaSet>(
                 &client,
                 vec![n_deploy.clone(), n_rs.clone()],
-                &mut tasks,
-            );
-            if let Some(deployments) = &deployments {
-                tasks.push(tokio::spawn(runtime::run_deployments(
-                    client.clone(),
-                    n_deploy.clone(),
-                    deployments.clone(),
-                    replica_sets.clone(),
-                    pods.clone(),
-                )));
-            }
+                tasks,
+            )
+            .await?;
+            tasks.push(tokio::spawn(runtime::run_deployments(
+                client.clone(),
+                n_deploy.clone(),
+                deployments,
+                replica_sets.clone(),
+                pods.clone(),
+            )));
             tasks.push(tokio::spawn(runtime::run_replica_sets(
                 client.clone(),
                 n_rs.clone(),
@@ -174,11 +204,8 @@ pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle, Error
             )));
         }
         if c.daemonsets {
-            let daemon_sets = runtime::reflect::<k8s_openapi::api::apps::v1::DaemonSet>(
-                &client,
-                vec![n_ds.clone()],
-                &mut tasks,
-            );
+            let daemon_sets =
+                runtime::reflect::<DaemonSet>(&client, vec![n_ds.clone()], tasks).await?;
             tasks.push(tokio::spawn(runtime::run_daemon_sets(
                 client.clone(),
                 n_ds.clone(),
@@ -200,16 +227,8 @@ pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle, Error
     if c.endpoints
         && let Some(pods) = &pods
     {
-        let services = runtime::reflect::<k8s_openapi::api::core::v1::Service>(
-            &client,
-            vec![n_ep.clone()],
-            &mut tasks,
-        );
-        let endpoints = runtime::reflect::<k8s_openapi::api::core::v1::Endpoints>(
-            &client,
-            vec![n_ep.clone()],
-            &mut tasks,
-        );
+        let services = runtime::reflect::<Service>(&client, vec![n_ep.clone()], tasks).await?;
+        let endpoints = runtime::reflect::<Endpoints>(&client, vec![n_ep.clone()], tasks).await?;
         tasks.push(tokio::spawn(runtime::run_endpoints(
             client.clone(),
             n_ep.clone(),
@@ -219,11 +238,11 @@ pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle, Error
         )));
     }
     if c.hpa {
-        let hpas = runtime::reflect::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(
-            &client,
-            vec![n_hpa.clone()],
-            &mut tasks,
-        );
+        // Deployment changes (a scale to zero, a new size) wake the HPA loop through its own cache.
+        let _deployments =
+            runtime::reflect::<Deployment>(&client, vec![n_hpa.clone()], tasks).await?;
+        let hpas = runtime::reflect::<HorizontalPodAutoscaler>(&client, vec![n_hpa.clone()], tasks)
+            .await?;
         tasks.push(tokio::spawn(runtime::run_hpas(
             client.clone(),
             n_hpa.clone(),
@@ -231,5 +250,5 @@ pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle, Error
             c.hpa_sync_period,
         )));
     }
-    Ok(SimHandle { tasks })
+    Ok(handle)
 }

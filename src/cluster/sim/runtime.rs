@@ -23,17 +23,22 @@ use tokio::task::JoinHandle;
 
 /// How long unobserved creations/deletions hold back a controller before it acts again anyway.
 const EXPECTATIONS_TTL: Duration = Duration::from_secs(30);
+/// How long the initial list of one kind may take.
+const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Back-off after a failed write.
 const RETRY: Duration = Duration::from_millis(500);
 /// The longest a loop sleeps without an event.
 const IDLE: Duration = Duration::from_secs(30);
 
 /// Starts a reflector for `K` over all namespaces; every event wakes the given controllers.
-pub(super) fn reflect<K>(
+///
+/// Returns once the cache holds the initial list. Only this function waits for readiness: a
+/// kube-runtime store wakes a single waiter, so several loops waiting on one store could hang.
+pub(super) async fn reflect<K>(
     client: &Client,
     wake: Vec<Arc<Notify>>,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> Store<K>
+) -> Result<Store<K>, super::Error>
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
@@ -47,19 +52,25 @@ where
     tasks.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                tracing::debug!(error = %e, kind = %K::kind(&Default::default()), "simulator watch error");
+            match &event {
+                Err(e) => tracing::debug!(error = %e, kind = %K::kind(&Default::default()), "simulator watch error"),
+                Ok(ev) => tracing::trace!(kind = %K::kind(&Default::default()), event = ?std::mem::discriminant(ev), "simulator watch event"),
             }
             for n in &wake {
                 n.notify_one();
             }
         }
     }));
-    reader
+    let kind = K::kind(&Default::default()).to_string();
+    match tokio::time::timeout(CACHE_SYNC_TIMEOUT, reader.wait_until_ready()).await {
+        Ok(Ok(())) => Ok(reader),
+        _ => Err(super::Error::CacheSync(kind)),
+    }
 }
 
 /// Sleeps until woken or until `next` (wall clock), then lets a burst of events settle.
-async fn wait(notify: &Notify, next: Option<Timestamp>) {
+async fn wait(name: &str, notify: &Notify, next: Option<Timestamp>) {
+    tracing::trace!(controller = name, ?next, "simulator idle");
     let sleep = next.map_or(IDLE, |t| {
         let ms = t
             .duration_since(Timestamp::now())
@@ -68,8 +79,8 @@ async fn wait(notify: &Notify, next: Option<Timestamp>) {
         Duration::from_millis(ms as u64)
     });
     tokio::select! {
-        _ = notify.notified() => {}
-        _ = tokio::time::sleep(sleep) => {}
+        _ = notify.notified() => tracing::trace!(controller = name, "simulator woken"),
+        _ = tokio::time::sleep(sleep) => tracing::trace!(controller = name, "simulator timer"),
     }
     tokio::time::sleep(Duration::from_millis(5)).await;
 }
@@ -161,11 +172,6 @@ pub(super) async fn run_deployments(
     replica_sets: Store<ReplicaSet>,
     pods: Store<Pod>,
 ) {
-    let _ = tokio::join!(
-        deployments.wait_until_ready(),
-        replica_sets.wait_until_ready(),
-        pods.wait_until_ready()
-    );
     // Deployment key -> ReplicaSet created but not yet seen.
     let mut created: HashMap<String, (String, Instant)> = HashMap::new();
     loop {
@@ -211,7 +217,7 @@ pub(super) async fn run_deployments(
                 }
             }
         }
-        wait(&notify, next).await;
+        wait("deployment", &notify, next).await;
     }
 }
 
@@ -300,11 +306,6 @@ pub(super) async fn run_replica_sets(
     pods: Store<Pod>,
     nodes: Store<Node>,
 ) {
-    let _ = tokio::join!(
-        replica_sets.wait_until_ready(),
-        pods.wait_until_ready(),
-        nodes.wait_until_ready()
-    );
     let mut expectations = Expectations::default();
     loop {
         let mut next = None;
@@ -357,7 +358,7 @@ pub(super) async fn run_replica_sets(
                 next = util::earliest(next, retry_at());
             }
         }
-        wait(&notify, next).await;
+        wait("replicaset", &notify, next).await;
     }
 }
 
@@ -369,7 +370,6 @@ pub(super) async fn run_kubelet(
     nodes: Store<Node>,
     config: SimConfig,
 ) {
-    let _ = tokio::join!(pods.wait_until_ready(), nodes.wait_until_ready());
     let mut started: HashMap<String, Timestamp> = HashMap::new();
     let mut ips: HashMap<String, String> = HashMap::new();
     let mut next_ip: u32 = 0;
@@ -462,7 +462,7 @@ pub(super) async fn run_kubelet(
                 }
             }
         }
-        wait(&notify, next).await;
+        wait("kubelet", &notify, next).await;
     }
 }
 
@@ -474,11 +474,6 @@ pub(super) async fn run_daemon_sets(
     pods: Store<Pod>,
     nodes: Store<Node>,
 ) {
-    let _ = tokio::join!(
-        daemon_sets.wait_until_ready(),
-        pods.wait_until_ready(),
-        nodes.wait_until_ready()
-    );
     let mut expectations = Expectations::default();
     loop {
         let mut next = None;
@@ -523,7 +518,7 @@ pub(super) async fn run_daemon_sets(
                 next = util::earliest(next, retry_at());
             }
         }
-        wait(&notify, next).await;
+        wait("daemonset", &notify, next).await;
     }
 }
 
@@ -585,7 +580,6 @@ pub(super) async fn run_hpas(
     hpas: Store<HorizontalPodAutoscaler>,
     period: Duration,
 ) {
-    let _ = hpas.wait_until_ready().await;
     loop {
         let mut failed = false;
         for h in hpas.state() {
@@ -627,7 +621,7 @@ pub(super) async fn run_hpas(
         let next = Timestamp::now()
             .checked_add(SignedDuration::try_from(period).unwrap_or_default())
             .ok();
-        wait(&notify, next).await;
+        wait("hpa", &notify, next).await;
     }
 }
 
@@ -639,11 +633,6 @@ pub(super) async fn run_endpoints(
     pods: Store<Pod>,
     endpoints_store: Store<Endpoints>,
 ) {
-    let _ = tokio::join!(
-        services.wait_until_ready(),
-        pods.wait_until_ready(),
-        endpoints_store.wait_until_ready()
-    );
     loop {
         let mut next = None;
         let mut pods_by_ns: HashMap<String, Vec<Pod>> = HashMap::new();
@@ -698,7 +687,7 @@ pub(super) async fn run_endpoints(
                 );
             }
         }
-        wait(&notify, next).await;
+        wait("endpoints", &notify, next).await;
     }
 }
 
