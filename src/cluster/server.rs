@@ -399,10 +399,59 @@ fn non_resource(sh: &Shared, path: &str, accept: &str) -> Response {
             "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24.0",
             "compiler": "gc", "platform": "linux/amd64"})),
         "/healthz" | "/readyz" | "/livez" => bytes_response(200, b"ok".to_vec(), "text/plain; charset=utf-8"),
+        "/openapi/v2" if accept.contains("protobuf") && !accept.contains("json") => error_response(&ApiError::not_found_path()),
+        "/openapi/v3" => json_response(200, &openapi_v3_root(&sh.lock())),
+        p if p.starts_with("/openapi/v3/") => match openapi_v3_doc(&sh.lock(), &p["/openapi/v3/".len()..]) {
+            Some(doc) => json_response(200, &doc),
+            None => error_response(&ApiError::not_found_path()),
+        },
         "/openapi/v2" => json_response(200, &json!({"swagger": "2.0",
             "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": {}, "definitions": {}})),
         _ => error_response(&ApiError::not_found_path()),
     }
+}
+
+/// `/openapi/v3`: one document per served group version.
+fn openapi_v3_root(st: &State) -> Value {
+    let mut paths = serde_json::Map::new();
+    paths.insert("api/v1".into(), json!({"serverRelativeURL": format!("/openapi/v3/api/v1?hash={}", st.rv)}));
+    for (g, vs) in st.registry.groups() {
+        for v in vs {
+            paths.insert(format!("apis/{g}/{v}"), json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash={}", st.rv)}));
+        }
+    }
+    json!({"paths": paths})
+}
+
+/// A minimal OpenAPI v3 document of a group version: the object paths with their verbs, the
+/// GVK extension and the query parameters, which is what kubectl looks for (`fieldValidation`).
+fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
+    let segs: Vec<&str> = gv_path.split('/').collect();
+    let (group, version) = match segs.as_slice() {
+        ["api", v] => ("", *v),
+        ["apis", g, v] => (*g, *v),
+        _ => return None,
+    };
+    let types = st.registry.in_group_version(group, version);
+    if types.is_empty() {
+        return None;
+    }
+    let params = json!([
+        {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
+        {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
+        {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+        {"name": "force", "in": "query", "schema": {"type": "boolean"}}
+    ]);
+    let mut paths = serde_json::Map::new();
+    for t in types {
+        let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let prefix = if t.namespaced { format!("{base}/namespaces/{{namespace}}/{}", t.plural) } else { format!("{base}/{}", t.plural) };
+        let gvk = json!({"group": group, "version": version, "kind": t.kind});
+        let op = |action: &str| json!({"x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}});
+        paths.insert(format!("{prefix}/{{name}}"), json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
+        paths.insert(prefix, json!({"get": op("list"), "post": op("post"), "delete": op("deletecollection")}));
+    }
+    Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": paths, "components": {"schemas": {}}}))
 }
 
 // ---------------------------------------------------------------------------------------------
