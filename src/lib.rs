@@ -1,6 +1,7 @@
 //! Serin: a progressive-delivery operator for Kubernetes, API-compatible with Flagger.
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod controller;
 pub mod metrics;
 pub mod router;

@@ -1,13 +1,80 @@
-//! `serin cluster`: starts the embedded API server and writes a kubeconfig (network I/O).
+//! `serin cluster`: starts the embedded API server and writes a kubeconfig (network and file I/O).
 use clap::Args;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use crate::cluster::sim::{self, SimConfig};
+use crate::cluster::{ClusterConfig, start};
 
 /// Arguments of `serin cluster`.
 #[derive(Debug, Args)]
-pub struct ClusterArgs {}
+pub struct ClusterArgs {
+    /// Where to write the kubeconfig once the server is ready.
+    #[arg(long, default_value = "serin-cluster.kubeconfig")]
+    pub kubeconfig: PathBuf,
+    /// Port on 127.0.0.1 (default: a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// How many Nodes the simulated controllers create.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Serve the API only, without the simulated workload controllers.
+    #[arg(long)]
+    pub no_sim: bool,
+    /// Leave pod status to the simulation instead of the server's instant kubelet.
+    #[arg(long)]
+    pub no_kubelet: bool,
+}
 
-/// Runs `serin cluster`.
-pub fn run(_args: ClusterArgs) -> ExitCode {
-    eprintln!("serin cluster: not built yet");
-    ExitCode::FAILURE
+/// Runs `serin cluster` until Ctrl-C.
+pub fn run(args: ClusterArgs) -> ExitCode {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("serin cluster: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let config = ClusterConfig { port: args.port, nodes: args.nodes, kubelet: !args.no_kubelet, ..Default::default() };
+        // The simulated controllers run unless `--no-sim`; their kubelet then owns pod status.
+        let started = if args.no_sim {
+            start(config).await.map(|c| (c, None)).map_err(|e| e.to_string())
+        } else {
+            sim::start_cluster(config, SimConfig::default()).await.map(|(c, s)| (c, Some(s))).map_err(|e| error_chain(&e))
+        };
+        let (cluster, sims) = match started {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("serin cluster: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = cluster.write_kubeconfig(&args.kubeconfig) {
+            eprintln!("serin cluster: {e}");
+            return ExitCode::FAILURE;
+        }
+        println!("serin cluster: serving {} ; kubeconfig written to {}", cluster.url(), args.kubeconfig.display());
+        println!("  export KUBECONFIG={}", args.kubeconfig.display());
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            eprintln!("serin cluster: waiting for Ctrl-C: {e}");
+        }
+        if let Some(sims) = sims {
+            sims.shutdown().await;
+        }
+        cluster.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// An error with its causes, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
 }

@@ -1,0 +1,314 @@
+//! Structural schemas of custom resources: pruning unknown fields, applying `default`s and
+//! validating the basic OpenAPI constraints with the real server's field paths and wording (pure).
+use serde_json::{Map, Value};
+
+use super::status::{FieldError, FieldErrorKind};
+
+fn preserves(schema: &Value) -> bool {
+    schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
+        || schema.get("additionalProperties") == Some(&Value::Bool(true))
+}
+
+/// Drops fields the schema does not declare, except where it preserves unknown fields.
+/// At the root, `apiVersion`, `kind` and `metadata` are always kept.
+pub fn prune(obj: &mut Value, schema: &Value) {
+    prune_at(obj, schema, true);
+}
+
+fn prune_at(v: &mut Value, schema: &Value, root: bool) {
+    match v {
+        Value::Object(m) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            let embedded = root || schema.get("x-kubernetes-embedded-resource") == Some(&Value::Bool(true));
+            let keep_unknown = preserves(schema);
+            m.retain(|k, _| {
+                keep_unknown
+                    || additional.is_some()
+                    || props.is_some_and(|p| p.contains_key(k))
+                    || (embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata"))
+            });
+            for (k, c) in m.iter_mut() {
+                if root && (k == "metadata" || k == "apiVersion" || k == "kind") {
+                    continue;
+                }
+                if let Some(s) = props.and_then(|p| p.get(k)) {
+                    prune_at(c, s, false);
+                } else if let Some(s) = additional {
+                    prune_at(c, s, false);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for i in items {
+                    prune_at(i, s, false);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Fills in `default` values of properties that are absent, recursing into objects and lists.
+pub fn apply_defaults(v: &mut Value, schema: &Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (k, s) in props {
+                    if !m.contains_key(k)
+                        && let Some(d) = s.get("default")
+                    {
+                        m.insert(k.clone(), d.clone());
+                    }
+                    if let Some(c) = m.get_mut(k) {
+                        apply_defaults(c, s);
+                    }
+                }
+            }
+            if let Some(s) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                for c in m.values_mut() {
+                    apply_defaults(c, s);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for i in items {
+                    apply_defaults(i, s);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn type_ok(v: &Value, t: &str, schema: &Value) -> bool {
+    if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+        return v.is_string() || v.is_i64() || v.is_u64();
+    }
+    match t {
+        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
+        "number" => v.is_number(),
+        "" => true,
+        other => type_name(v) == other,
+    }
+}
+
+fn join(path: &str, k: &str) -> String {
+    if path.is_empty() { k.to_string() } else { format!("{path}.{k}") }
+}
+
+/// Validates `v` against `schema`; each error carries the field path (`spec.replicas`).
+pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let invalid = |why: String| FieldError::new(path, FieldErrorKind::Invalid(v.clone(), why));
+    if v.is_null() {
+        if schema.get("nullable") != Some(&Value::Bool(true)) && schema.get("type").is_some() {
+            errs.push(FieldError::new(
+                path,
+                FieldErrorKind::Invalid(Value::String("null".into()), format!("{path} in body must be of type {}: \"null\"", schema["type"].as_str().unwrap_or("object"))),
+            ));
+        }
+        return;
+    }
+    let t = schema.get("type").and_then(Value::as_str).unwrap_or("");
+    if !type_ok(v, t, schema) {
+        errs.push(FieldError::new(
+            path,
+            FieldErrorKind::Invalid(Value::String(type_name(v).into()), format!("{path} in body must be of type {t}: \"{}\"", type_name(v))),
+        ));
+        return;
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(v)
+    {
+        let ok = allowed.iter().map(|a| a.as_str().map(String::from).unwrap_or_else(|| a.to_string())).collect();
+        errs.push(FieldError::new(path, FieldErrorKind::NotSupported(v.clone(), ok)));
+    }
+    if let Some(s) = v.as_str() {
+        if let Some(p) = schema.get("pattern").and_then(Value::as_str)
+            && regex::Regex::new(p).is_ok_and(|re| !re.is_match(s))
+        {
+            errs.push(invalid(format!("{path} in body should match '{p}'")));
+        }
+        if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+            && s.chars().count() as u64 > max
+        {
+            errs.push(FieldError::new(path, FieldErrorKind::Invalid(v.clone(), format!("may not be more than {max} bytes"))));
+        }
+        if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+            && (s.chars().count() as u64) < min
+        {
+            errs.push(invalid(format!("{path} in body should be at least {min} chars long")));
+        }
+    }
+    if let Some(n) = v.as_f64() {
+        let excl_min = schema.get("exclusiveMinimum") == Some(&Value::Bool(true));
+        let excl_max = schema.get("exclusiveMaximum") == Some(&Value::Bool(true));
+        if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+            && (n < min || (excl_min && n == min))
+        {
+            let op = if excl_min { "greater than" } else { "greater than or equal to" };
+            errs.push(invalid(format!("{path} in body should be {op} {}", schema["minimum"])));
+        }
+        if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+            && (n > max || (excl_max && n == max))
+        {
+            let op = if excl_max { "less than" } else { "less than or equal to" };
+            errs.push(invalid(format!("{path} in body should be {op} {}", schema["maximum"])));
+        }
+    }
+    if let Some(items) = v.as_array() {
+        if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+            && items.len() as u64 > max
+        {
+            errs.push(FieldError::new(path, FieldErrorKind::TooMany(items.len(), max as usize)));
+        }
+        if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+            && (items.len() as u64) < min
+        {
+            errs.push(FieldError::new(
+                path,
+                FieldErrorKind::Invalid(Value::from(items.len()), format!("{path} in body should have at least {min} items")),
+            ));
+        }
+        if let Some(s) = schema.get("items") {
+            for (i, item) in items.iter().enumerate() {
+                validate(item, s, &format!("{path}[{i}]"), errs);
+            }
+        }
+    }
+    if let Some(m) = v.as_object() {
+        validate_object(m, schema, path, errs);
+    }
+    for (kw, want_one) in [("oneOf", true), ("anyOf", false)] {
+        if let Some(alts) = schema.get(kw).and_then(Value::as_array) {
+            let passing = alts
+                .iter()
+                .filter(|alt| {
+                    let mut e = vec![];
+                    validate(v, alt, path, &mut e);
+                    e.is_empty()
+                })
+                .count();
+            if (want_one && passing != 1) || (!want_one && passing == 0) {
+                let why = if want_one { "must validate one and only one schema (oneOf)" } else { "must validate at least one schema (anyOf)" };
+                errs.push(invalid(why.to_string()));
+            }
+        }
+    }
+    if let Some(alts) = schema.get("allOf").and_then(Value::as_array) {
+        for alt in alts {
+            validate(v, alt, path, errs);
+        }
+    }
+    if let Some(not) = schema.get("not") {
+        let mut e = vec![];
+        validate(v, not, path, &mut e);
+        if e.is_empty() {
+            errs.push(invalid("must not validate the schema (not)".to_string()));
+        }
+    }
+}
+
+fn validate_object(m: &Map<String, Value>, schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    for r in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(r) = r.as_str()
+            && !m.contains_key(r)
+        {
+            errs.push(FieldError::new(join(path, r), FieldErrorKind::Required));
+        }
+    }
+    if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
+        && m.len() as u64 > max
+    {
+        errs.push(FieldError::new(path, FieldErrorKind::TooMany(m.len(), max as usize)));
+    }
+    let props = schema.get("properties").and_then(Value::as_object);
+    let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+    for (k, c) in m {
+        if path.is_empty() && (k == "metadata" || k == "apiVersion" || k == "kind") {
+            continue;
+        }
+        if let Some(s) = props.and_then(|p| p.get(k)) {
+            validate(c, s, &join(path, k), errs);
+        } else if let Some(s) = additional {
+            validate(c, s, &join(path, k), errs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> Value {
+        json!({"type": "object", "properties": {"spec": {"type": "object", "required": ["target"],
+            "properties": {
+                "target": {"type": "string", "pattern": "^[a-z]+$"},
+                "replicas": {"type": "integer", "minimum": 0, "maximum": 10, "default": 1},
+                "mode": {"type": "string", "enum": ["a", "b"]},
+                "items": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                "port": {"x-kubernetes-int-or-string": true},
+                "choice": {"type": "object", "oneOf": [{"required": ["x"]}, {"required": ["y"]}],
+                           "properties": {"x": {"type": "string"}, "y": {"type": "string"}}}
+            }}}})
+    }
+
+    fn errors(v: Value) -> Vec<String> {
+        let mut errs = vec![];
+        validate(&v, &schema(), "", &mut errs);
+        errs.iter().map(|e| format!("{}: {:?}", e.field, e.kind)).collect()
+    }
+
+    #[test]
+    fn unknown_fields_are_pruned_except_where_preserved() {
+        let mut v = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"}, "junk": 1,
+            "spec": {"target": "a", "extra": 2, "free": {"anything": {"deep": 1}}}});
+        prune(&mut v, &schema());
+        assert_eq!(v, json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"},
+            "spec": {"target": "a", "free": {"anything": {"deep": 1}}}}));
+    }
+
+    #[test]
+    fn defaults_fill_absent_fields() {
+        let mut v = json!({"spec": {"target": "a"}});
+        apply_defaults(&mut v, &schema());
+        assert_eq!(v["spec"]["replicas"], 1);
+    }
+
+    #[test]
+    fn each_constraint_reports_its_field() {
+        assert!(errors(json!({"spec": {"target": "ok"}})).is_empty());
+        let cases = [
+            (json!({"spec": {}}), "spec.target"),
+            (json!({"spec": {"target": "UPPER"}}), "spec.target"),
+            (json!({"spec": {"target": "a", "replicas": 11}}), "spec.replicas"),
+            (json!({"spec": {"target": "a", "replicas": "x"}}), "spec.replicas"),
+            (json!({"spec": {"target": "a", "mode": "c"}}), "spec.mode"),
+            (json!({"spec": {"target": "a", "items": ["1", "2", "3"]}}), "spec.items"),
+            (json!({"spec": {"target": "a", "items": [1]}}), "spec.items[0]"),
+            (json!({"spec": {"target": "a", "port": true}}), "spec.port"),
+            (json!({"spec": {"target": "a", "choice": {"x": "1", "y": "2"}}}), "spec.choice"),
+        ];
+        for (v, field) in cases {
+            let e = errors(v.clone());
+            assert_eq!(e.len(), 1, "{v}: {e:?}");
+            assert!(e[0].starts_with(&format!("{field}: ")), "{v}: {e:?}");
+        }
+    }
+}

@@ -1,0 +1,714 @@
+//! The simulators' runners (network I/O): watch caches fed by kube-runtime reflectors, one loop per
+//! controller that plans with the pure modules and writes through the kube-rs `Api`, exactly as a
+//! controller-manager talks to an API server.
+use super::util::{self, controller_uid};
+use super::{SimConfig, daemonset, deployment, endpoints, hpa, kubelet, nodes, replicaset};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// How long unobserved creations/deletions hold back a controller before it acts again anyway.
+const EXPECTATIONS_TTL: Duration = Duration::from_secs(30);
+/// How long the initial list of one kind may take.
+const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Back-off after a failed write.
+const RETRY: Duration = Duration::from_millis(500);
+/// The longest a loop sleeps without an event.
+const IDLE: Duration = Duration::from_secs(30);
+
+/// Starts a reflector for `K` over all namespaces; every event wakes the given controllers.
+///
+/// Returns once the cache holds the initial list. Only this function waits for readiness: a
+/// kube-runtime store wakes a single waiter, so several loops waiting on one store could hang.
+pub(super) async fn reflect<K>(
+    client: &Client,
+    wake: Vec<Arc<Notify>>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<Store<K>, super::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store();
+    let api: Api<K> = Api::all(client.clone());
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    tasks.push(tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match &event {
+                Err(e) => tracing::debug!(error = %e, kind = %K::kind(&Default::default()), "simulator watch error"),
+                Ok(ev) => tracing::trace!(kind = %K::kind(&Default::default()), event = ?std::mem::discriminant(ev), "simulator watch event"),
+            }
+            for n in &wake {
+                n.notify_one();
+            }
+        }
+    }));
+    let kind = K::kind(&Default::default()).to_string();
+    match tokio::time::timeout(CACHE_SYNC_TIMEOUT, reader.wait_until_ready()).await {
+        Ok(Ok(())) => Ok(reader),
+        _ => Err(super::Error::CacheSync(kind)),
+    }
+}
+
+/// Sleeps until woken or until `next` (wall clock), then lets a burst of events settle.
+async fn wait(name: &str, notify: &Notify, next: Option<Timestamp>) {
+    tracing::trace!(controller = name, ?next, "simulator idle");
+    let sleep = next.map_or(IDLE, |t| {
+        let ms = t
+            .duration_since(Timestamp::now())
+            .as_millis()
+            .clamp(5, IDLE.as_millis() as i128);
+        Duration::from_millis(ms as u64)
+    });
+    tokio::select! {
+        _ = notify.notified() => tracing::trace!(controller = name, "simulator woken"),
+        _ = tokio::time::sleep(sleep) => tracing::trace!(controller = name, "simulator timer"),
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
+fn retry_at() -> Option<Timestamp> {
+    Timestamp::now()
+        .checked_add(SignedDuration::try_from(RETRY).unwrap_or_default())
+        .ok()
+}
+
+fn ns_of<K: Resource>(obj: &K) -> String {
+    obj.meta().namespace.clone().unwrap_or_default()
+}
+
+/// Whether two objects serialize the same once unset and empty fields are ignored; guards against
+/// rewriting a status forever when the server normalizes what it stores.
+fn same<T: serde::Serialize>(a: &T, b: &T) -> bool {
+    util::canonical(a) == util::canonical(b)
+}
+
+fn ignore_missing(r: Result<(), kube::Error>) -> Result<(), kube::Error> {
+    match r {
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+/// Index of objects by the UID of their controller.
+fn by_controller<K: Resource + Clone>(items: &[Arc<K>]) -> HashMap<String, Vec<K>> {
+    let mut map: HashMap<String, Vec<K>> = HashMap::new();
+    for item in items {
+        if let Some(uid) = controller_uid(item.meta()) {
+            map.entry(uid.to_string())
+                .or_default()
+                .push((**item).clone());
+        }
+    }
+    map
+}
+
+/// Pods a controller created or deleted that the cache has not shown yet (the real controllers'
+/// "expectations"): while any are pending the controller does not create or delete again.
+#[derive(Default)]
+struct Expectations {
+    pending: HashMap<String, (HashSet<String>, HashSet<String>, Instant)>,
+}
+
+impl Expectations {
+    fn satisfied(&mut self, owner: &str, present: &HashSet<String>) -> bool {
+        let Some((adds, dels, since)) = self.pending.get_mut(owner) else {
+            return true;
+        };
+        adds.retain(|n| !present.contains(n));
+        dels.retain(|n| present.contains(n));
+        if (adds.is_empty() && dels.is_empty()) || since.elapsed() > EXPECTATIONS_TTL {
+            self.pending.remove(owner);
+            return true;
+        }
+        false
+    }
+
+    fn expect(&mut self, owner: &str, add: Option<String>, del: Option<String>) {
+        let entry = self
+            .pending
+            .entry(owner.to_string())
+            .or_insert_with(|| (HashSet::new(), HashSet::new(), Instant::now()));
+        entry.0.extend(add);
+        entry.1.extend(del);
+        entry.2 = Instant::now();
+    }
+}
+
+fn names(pods: &[Pod]) -> HashSet<String> {
+    pods.iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect()
+}
+
+async fn delete_pod(client: &Client, ns: &str, name: &str) -> Result<(), kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    ignore_missing(api.delete(name, &DeleteParams::default()).await.map(|_| ()))
+}
+
+/// The Deployment controller loop.
+pub(super) async fn run_deployments(
+    client: Client,
+    notify: Arc<Notify>,
+    deployments: Store<Deployment>,
+    replica_sets: Store<ReplicaSet>,
+    pods: Store<Pod>,
+) {
+    // Deployment key -> ReplicaSet created but not yet seen.
+    let mut created: HashMap<String, (String, Instant)> = HashMap::new();
+    loop {
+        let mut next = None;
+        let rs_index = by_controller(&replica_sets.state());
+        let pod_index = by_controller(&pods.state());
+        for d in deployments.state() {
+            let ns = ns_of(&*d);
+            let key = format!("{ns}/{}", d.name_any());
+            if let Some((rs_name, since)) = created.get(&key) {
+                let seen = replica_sets
+                    .get(&ObjectRef::new(rs_name).within(&ns))
+                    .is_some();
+                if seen || since.elapsed() > EXPECTATIONS_TTL {
+                    created.remove(&key);
+                } else {
+                    continue;
+                }
+            }
+            let uid = d.metadata.uid.clone().unwrap_or_default();
+            let owned = rs_index.get(&uid).cloned().unwrap_or_default();
+            let owned_pods: Vec<Pod> = owned
+                .iter()
+                .filter_map(|rs| rs.metadata.uid.as_ref())
+                .flat_map(|u| pod_index.get(u).cloned().unwrap_or_default())
+                .collect();
+            let plan = match deployment::plan(&d, &owned, &owned_pods, Timestamp::now()) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(deployment = %key, error = %e, "cannot plan deployment");
+                    continue;
+                }
+            };
+            next = util::earliest(next, plan.requeue_at);
+            match apply_deployment(&client, &d, plan).await {
+                Ok(Some(rs_name)) => {
+                    created.insert(key, (rs_name, Instant::now()));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(deployment = %key, error = %e, "deployment sync failed, retrying");
+                    next = util::earliest(next, retry_at());
+                }
+            }
+        }
+        wait("deployment", &notify, next).await;
+    }
+}
+
+/// Carries out a Deployment plan; returns the name of a ReplicaSet it created.
+async fn apply_deployment(
+    client: &Client,
+    d: &Deployment,
+    plan: deployment::Plan,
+) -> Result<Option<String>, kube::Error> {
+    let ns = ns_of(d);
+    let rs_api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+    let d_api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let mut created = None;
+    if let Some(rs) = &plan.create {
+        match rs_api.create(&PostParams::default(), rs).await {
+            Ok(_) => created = rs.metadata.name.clone(),
+            // The cache was behind; the next pass sees it.
+            Err(kube::Error::Api(s)) if s.is_already_exists() => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    for rs in &plan.update {
+        rs_api
+            .replace(&rs.name_any(), &PostParams::default(), rs)
+            .await?;
+    }
+    for name in &plan.delete {
+        ignore_missing(
+            rs_api
+                .delete(name, &DeleteParams::background())
+                .await
+                .map(|_| ()),
+        )?;
+    }
+    if let Some(status) = plan.status
+        && !same(&d.status, &Some(status.clone()))
+    {
+        let mut updated = d.clone();
+        updated.status = Some(status);
+        d_api
+            .replace_status(&d.name_any(), &PostParams::default(), &updated)
+            .await?;
+    }
+    if let Some(revision) = plan.revision {
+        let patch =
+            serde_json::json!({"metadata": {"annotations": {deployment::REVISION: revision}}});
+        d_api
+            .patch(
+                &d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+    }
+    Ok(created)
+}
+
+/// Picks the ready node with the fewest active pods (a stand-in for the scheduler).
+fn pick_node(nodes: &Store<Node>, load: &mut BTreeMap<String, usize>) -> Option<String> {
+    let mut candidates: Vec<String> = nodes
+        .state()
+        .iter()
+        .filter(|n| {
+            nodes::is_ready(n)
+                && !n
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.unschedulable)
+                    .unwrap_or(false)
+        })
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    candidates.sort();
+    let best = candidates
+        .into_iter()
+        .min_by_key(|n| load.get(n).copied().unwrap_or(0))?;
+    *load.entry(best.clone()).or_default() += 1;
+    Some(best)
+}
+
+/// The ReplicaSet controller loop.
+pub(super) async fn run_replica_sets(
+    client: Client,
+    notify: Arc<Notify>,
+    replica_sets: Store<ReplicaSet>,
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+) {
+    let mut expectations = Expectations::default();
+    loop {
+        let mut next = None;
+        let all_pods = pods.state();
+        let pod_index = by_controller(&all_pods);
+        let mut load: BTreeMap<String, usize> = BTreeMap::new();
+        for p in all_pods.iter().filter(|p| util::pod_active(p)) {
+            if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                *load.entry(n).or_default() += 1;
+            }
+        }
+        for rs in replica_sets.state() {
+            let uid = rs.metadata.uid.clone().unwrap_or_default();
+            let owned = pod_index.get(&uid).cloned().unwrap_or_default();
+            let manage = expectations.satisfied(&uid, &names(&owned));
+            let plan = replicaset::plan(&rs, &owned, manage, Timestamp::now());
+            next = util::earliest(next, plan.requeue_at);
+            let ns = ns_of(&*rs);
+            let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let mut failed = false;
+            for _ in 0..plan.create {
+                let pod = replicaset::new_pod(&rs, pick_node(&nodes, &mut load));
+                match pod_api.create(&PostParams::default(), &pod).await {
+                    Ok(created) => expectations.expect(&uid, created.metadata.name, None),
+                    Err(e) => {
+                        tracing::debug!(replicaset = %rs.name_any(), error = %e, "pod creation failed");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            for name in &plan.delete {
+                match delete_pod(&client, &ns, name).await {
+                    Ok(()) => expectations.expect(&uid, None, Some(name.clone())),
+                    Err(_) => failed = true,
+                }
+            }
+            if let Some(status) = plan.status
+                && !same(&rs.status, &Some(status.clone()))
+            {
+                let mut updated = (*rs).clone();
+                updated.status = Some(status);
+                let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
+                failed |= api
+                    .replace_status(&rs.name_any(), &PostParams::default(), &updated)
+                    .await
+                    .is_err();
+            }
+            if failed {
+                next = util::earliest(next, retry_at());
+            }
+        }
+        wait("replicaset", &notify, next).await;
+    }
+}
+
+/// The kubelet loop: moves every pod through its simulated lifecycle.
+pub(super) async fn run_kubelet(
+    client: Client,
+    notify: Arc<Notify>,
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+    config: SimConfig,
+) {
+    let mut started: HashMap<String, Timestamp> = HashMap::new();
+    let mut ips: HashMap<String, String> = HashMap::new();
+    let mut next_ip: u32 = 0;
+    let ready_delay = SignedDuration::try_from(config.pod_ready_delay).unwrap_or_default();
+    let crash_interval = SignedDuration::try_from(config.crashloop_interval).unwrap_or_default();
+    loop {
+        let mut next = None;
+        let all = pods.state();
+        let used: HashSet<String> = all
+            .iter()
+            .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+            .collect();
+        let node_ips: HashMap<String, String> = nodes
+            .state()
+            .iter()
+            .filter_map(|n| {
+                let ip = n
+                    .status
+                    .as_ref()?
+                    .addresses
+                    .as_ref()?
+                    .iter()
+                    .find(|a| a.type_ == "InternalIP")?
+                    .address
+                    .clone();
+                Some((n.metadata.name.clone()?, ip))
+            })
+            .collect();
+        let live: HashSet<String> = all.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        started.retain(|uid, _| live.contains(uid));
+        ips.retain(|uid, _| live.contains(uid));
+        for pod in all {
+            let ns = ns_of(&*pod);
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            if pod.metadata.deletion_timestamp.is_some() {
+                // The kubelet finishes graceful deletions at once: the containers are not real.
+                let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+                let _ = api
+                    .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
+                    .await;
+                continue;
+            }
+            if util::pod_terminal(&pod) {
+                continue;
+            }
+            let existing = pod.status.as_ref();
+            let start = *started.entry(uid.clone()).or_insert_with(|| {
+                existing
+                    .and_then(|s| s.start_time.as_ref())
+                    .map_or_else(Timestamp::now, |t| t.0)
+            });
+            let pod_ip = match existing.and_then(|s| s.pod_ip.clone()) {
+                Some(ip) => ip,
+                None => ips
+                    .entry(uid.clone())
+                    .or_insert_with(|| {
+                        loop {
+                            next_ip += 1;
+                            let ip = format!("10.244.{}.{}", next_ip / 250, 2 + next_ip % 250);
+                            if !used.contains(&ip) {
+                                break ip;
+                            }
+                        }
+                    })
+                    .clone(),
+            };
+            let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+            let host_ip = node_name
+                .and_then(|n| node_ips.get(&n).cloned())
+                .unwrap_or_else(|| nodes::ip(0));
+            let env = kubelet::PodEnv {
+                host_ip,
+                pod_ip,
+                started: start,
+                ready_delay,
+                crash_interval,
+            };
+            let (status, when) = kubelet::pod_status(&pod, &env, Timestamp::now());
+            next = util::earliest(next, when);
+            if !same(&pod.status, &Some(status.clone())) {
+                let mut updated = (*pod).clone();
+                updated.status = Some(status);
+                let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+                if let Err(e) = api
+                    .replace_status(&pod.name_any(), &PostParams::default(), &updated)
+                    .await
+                {
+                    tracing::debug!(pod = %pod.name_any(), error = %e, "pod status write failed");
+                    next = util::earliest(next, retry_at());
+                }
+            }
+        }
+        wait("kubelet", &notify, next).await;
+    }
+}
+
+/// The DaemonSet controller loop.
+pub(super) async fn run_daemon_sets(
+    client: Client,
+    notify: Arc<Notify>,
+    daemon_sets: Store<DaemonSet>,
+    pods: Store<Pod>,
+    nodes: Store<Node>,
+) {
+    let mut expectations = Expectations::default();
+    loop {
+        let mut next = None;
+        let pod_index = by_controller(&pods.state());
+        let all_nodes: Vec<Node> = nodes.state().iter().map(|n| (**n).clone()).collect();
+        for ds in daemon_sets.state() {
+            let uid = ds.metadata.uid.clone().unwrap_or_default();
+            let owned = pod_index.get(&uid).cloned().unwrap_or_default();
+            let manage = expectations.satisfied(&uid, &names(&owned));
+            let plan = daemonset::plan(&ds, &all_nodes, &owned, manage, Timestamp::now());
+            next = util::earliest(next, plan.requeue_at);
+            let ns = ns_of(&*ds);
+            let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let mut failed = false;
+            for node in &plan.create_on {
+                match pod_api
+                    .create(&PostParams::default(), &daemonset::new_pod(&ds, node))
+                    .await
+                {
+                    Ok(created) => expectations.expect(&uid, created.metadata.name, None),
+                    Err(_) => failed = true,
+                }
+            }
+            for name in &plan.delete {
+                match delete_pod(&client, &ns, name).await {
+                    Ok(()) => expectations.expect(&uid, None, Some(name.clone())),
+                    Err(_) => failed = true,
+                }
+            }
+            if let Some(status) = plan.status
+                && !same(&ds.status, &Some(status.clone()))
+            {
+                let mut updated = (*ds).clone();
+                updated.status = Some(status);
+                let api: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
+                failed |= api
+                    .replace_status(&ds.name_any(), &PostParams::default(), &updated)
+                    .await
+                    .is_err();
+            }
+            if failed {
+                next = util::earliest(next, retry_at());
+            }
+        }
+        wait("daemonset", &notify, next).await;
+    }
+}
+
+/// Reads the target's `spec.replicas` through its `/scale` subresource.
+async fn get_scale(client: &Client, ns: &str, kind: &str, name: &str) -> Result<i32, kube::Error> {
+    let scale = match kind {
+        "StatefulSet" => {
+            Api::<StatefulSet>::namespaced(client.clone(), ns)
+                .get_scale(name)
+                .await?
+        }
+        "ReplicaSet" => {
+            Api::<ReplicaSet>::namespaced(client.clone(), ns)
+                .get_scale(name)
+                .await?
+        }
+        _ => {
+            Api::<Deployment>::namespaced(client.clone(), ns)
+                .get_scale(name)
+                .await?
+        }
+    };
+    Ok(scale.spec.and_then(|s| s.replicas).unwrap_or(0))
+}
+
+async fn set_scale(
+    client: &Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    replicas: i32,
+) -> Result<(), kube::Error> {
+    let patch = Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}}));
+    let pp = PatchParams::default();
+    match kind {
+        "StatefulSet" => {
+            Api::<StatefulSet>::namespaced(client.clone(), ns)
+                .patch_scale(name, &pp, &patch)
+                .await?
+        }
+        "ReplicaSet" => {
+            Api::<ReplicaSet>::namespaced(client.clone(), ns)
+                .patch_scale(name, &pp, &patch)
+                .await?
+        }
+        _ => {
+            Api::<Deployment>::namespaced(client.clone(), ns)
+                .patch_scale(name, &pp, &patch)
+                .await?
+        }
+    };
+    Ok(())
+}
+
+/// The HPA controller loop: every sync period, and whenever an HPA or Deployment changes.
+pub(super) async fn run_hpas(
+    client: Client,
+    notify: Arc<Notify>,
+    hpas: Store<HorizontalPodAutoscaler>,
+    period: Duration,
+) {
+    loop {
+        let mut failed = false;
+        for h in hpas.state() {
+            let ns = ns_of(&*h);
+            let target = h.spec.scale_target_ref.clone();
+            if !matches!(
+                target.kind.as_str(),
+                "Deployment" | "StatefulSet" | "ReplicaSet"
+            ) {
+                tracing::debug!(hpa = %h.name_any(), kind = %target.kind, "unsupported scale target kind");
+                continue;
+            }
+            let current = match get_scale(&client, &ns, &target.kind, &target.name).await {
+                Ok(c) => c,
+                Err(_) => continue,
+            };
+            let plan = hpa::plan(&h, current, Timestamp::now());
+            if let Some(replicas) = plan.rescale
+                && set_scale(&client, &ns, &target.kind, &target.name, replicas)
+                    .await
+                    .is_err()
+            {
+                failed = true;
+                continue;
+            }
+            if let Some(status) = plan.status
+                && !same(&h.status, &Some(status.clone()))
+            {
+                let mut updated = (*h).clone();
+                updated.status = Some(status);
+                let api: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+                failed |= api
+                    .replace_status(&h.name_any(), &PostParams::default(), &updated)
+                    .await
+                    .is_err();
+            }
+        }
+        let period = if failed { RETRY } else { period };
+        let next = Timestamp::now()
+            .checked_add(SignedDuration::try_from(period).unwrap_or_default())
+            .ok();
+        wait("hpa", &notify, next).await;
+    }
+}
+
+/// The endpoints controller loop.
+pub(super) async fn run_endpoints(
+    client: Client,
+    notify: Arc<Notify>,
+    services: Store<Service>,
+    pods: Store<Pod>,
+    endpoints_store: Store<Endpoints>,
+) {
+    loop {
+        let mut next = None;
+        let mut pods_by_ns: HashMap<String, Vec<Pod>> = HashMap::new();
+        for p in pods.state() {
+            pods_by_ns.entry(ns_of(&*p)).or_default().push((*p).clone());
+        }
+        let all_services = services.state();
+        for svc in &all_services {
+            let ns = ns_of(&**svc);
+            let Some(desired) = endpoints::desired(
+                svc,
+                pods_by_ns.get(&ns).map(Vec::as_slice).unwrap_or_default(),
+            ) else {
+                continue;
+            };
+            let api: Api<Endpoints> = Api::namespaced(client.clone(), &ns);
+            let result = match endpoints_store.get(&ObjectRef::new(&svc.name_any()).within(&ns)) {
+                None => match api.create(&PostParams::default(), &desired).await {
+                    Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
+                    other => other.map(|_| ()),
+                },
+                Some(current) if !endpoints::up_to_date(&current, &desired) => {
+                    let mut updated = (*current).clone();
+                    updated.subsets = desired.subsets;
+                    updated.metadata.labels = desired.metadata.labels;
+                    api.replace(&svc.name_any(), &PostParams::default(), &updated)
+                        .await
+                        .map(|_| ())
+                }
+                Some(_) => Ok(()),
+            };
+            if result.is_err() {
+                next = util::earliest(next, retry_at());
+            }
+        }
+        // Endpoints whose Service is gone go too, except leader-election records.
+        let service_keys: HashSet<(String, String)> = all_services
+            .iter()
+            .map(|s| (ns_of(&**s), s.name_any()))
+            .collect();
+        for ep in endpoints_store.state() {
+            let key = (ns_of(&*ep), ep.name_any());
+            let leader = ep
+                .annotations()
+                .contains_key("control-plane.alpha.kubernetes.io/leader");
+            if !leader && !service_keys.contains(&key) {
+                let api: Api<Endpoints> = Api::namespaced(client.clone(), &key.0);
+                let _ = ignore_missing(
+                    api.delete(&key.1, &DeleteParams::default())
+                        .await
+                        .map(|_| ()),
+                );
+            }
+        }
+        wait("endpoints", &notify, next).await;
+    }
+}
+
+/// Registers the simulated nodes (create if missing, then post a Ready status).
+pub(super) async fn register_nodes(client: &Client, count: usize) -> Result<(), kube::Error> {
+    let api: Api<Node> = Api::all(client.clone());
+    for i in 0..count {
+        let name = nodes::name(i);
+        let existing = match api.get_opt(&name).await? {
+            Some(n) => n,
+            None => match api.create(&PostParams::default(), &nodes::node(i)).await {
+                Ok(n) => n,
+                Err(kube::Error::Api(s)) if s.is_already_exists() => api.get(&name).await?,
+                Err(e) => return Err(e),
+            },
+        };
+        if !nodes::is_ready(&existing) {
+            let patch = serde_json::json!({"status": nodes::status(i, Timestamp::now())});
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! Server-side printing: `meta.k8s.io/v1` Tables for kubectl, with the columns the real server
+//! prints for the common kinds and a CRD's `additionalPrinterColumns` (pure).
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::resources::ResourceType;
+
+/// Whether the Accept header asks for a Table.
+pub fn wanted(accept: &str) -> bool {
+    accept.contains("as=Table")
+}
+
+/// Ages as kubectl prints them (`k8s.io/apimachinery/pkg/util/duration.HumanDuration`).
+pub fn human_duration(secs: i64) -> String {
+    if secs < 0 {
+        return "<invalid>".into();
+    }
+    let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
+    if secs < 120 {
+        format!("{secs}s")
+    } else if m < 10 {
+        if secs % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", secs % 60) }
+    } else if m < 180 {
+        format!("{m}m")
+    } else if h < 8 {
+        if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) }
+    } else if h < 48 {
+        format!("{h}h")
+    } else if h < 192 {
+        if h % 24 == 0 { format!("{d}d") } else { format!("{d}d{}h", h % 24) }
+    } else if h < 24 * 365 * 2 {
+        format!("{d}d")
+    } else {
+        format!("{}y", d / 365)
+    }
+}
+
+fn age(ts: &Value) -> Value {
+    match ts.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) {
+        Some(t) => json!(human_duration((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())),
+        None => json!("<unknown>"),
+    }
+}
+
+/// Evaluates the simple JSONPath forms printer columns use: `.a.b`, `.a[0].b`.
+fn json_path<'a>(obj: &'a Value, path: &str) -> &'a Value {
+    let mut cur = obj;
+    for seg in path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()) {
+        let (field, index) = match seg.split_once('[') {
+            Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (seg, None),
+        };
+        cur = &cur[field];
+        if let Some(i) = index {
+            cur = &cur[i];
+        }
+    }
+    cur
+}
+
+fn col(name: &str, ty: &str, priority: i64) -> Value {
+    let format = if name == "Name" { "name" } else { "" };
+    json!({"name": name, "type": ty, "format": format, "description": "", "priority": priority})
+}
+
+fn ports(svc: &Value) -> String {
+    let ps: Vec<String> = svc["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let proto = p["protocol"].as_str().unwrap_or("TCP");
+            match p["nodePort"].as_i64() {
+                Some(np) => format!("{}:{np}/{proto}", p["port"]),
+                None => format!("{}/{proto}", p["port"]),
+            }
+        })
+        .collect();
+    if ps.is_empty() { "<none>".into() } else { ps.join(",") }
+}
+
+fn columns_and_cells(rt: &ResourceType, o: &Value) -> (Vec<Value>, Vec<Value>) {
+    let name = o["metadata"]["name"].clone();
+    let created = age(&o["metadata"]["creationTimestamp"]);
+    let n = |v: &Value| v.as_i64().unwrap_or(0);
+    if rt.custom {
+        let mut cols = vec![col("Name", "string", 0)];
+        let mut cells = vec![name];
+        for c in &rt.printer_columns {
+            let ty = c["type"].as_str().unwrap_or("string");
+            cols.push(json!({"name": c["name"], "type": ty, "format": c["format"].as_str().unwrap_or(""),
+                "description": c["description"].as_str().unwrap_or(""), "priority": c["priority"].as_i64().unwrap_or(0)}));
+            let v = json_path(o, c["jsonPath"].as_str().unwrap_or_default());
+            cells.push(match (ty, v) {
+                (_, Value::Null) => Value::Null,
+                ("date", v) => age(v),
+                (_, v) => v.clone(),
+            });
+        }
+        if rt.printer_columns.is_empty() {
+            cols.push(col("Age", "date", 0));
+            cells.push(created);
+        }
+        return (cols, cells);
+    }
+    match rt.plural.as_str() {
+        "deployments" => {
+            let (s, st) = (&o["spec"], &o["status"]);
+            let containers = s["template"]["spec"]["containers"].as_array().cloned().unwrap_or_default();
+            let names: Vec<&str> = containers.iter().filter_map(|c| c["name"].as_str()).collect();
+            let images: Vec<&str> = containers.iter().filter_map(|c| c["image"].as_str()).collect();
+            let sel: Vec<String> = s["selector"]["matchLabels"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+                .unwrap_or_default();
+            (
+                vec![col("Name", "string", 0), col("Ready", "string", 0), col("Up-to-date", "string", 0),
+                     col("Available", "string", 0), col("Age", "string", 0), col("Containers", "string", 1),
+                     col("Images", "string", 1), col("Selector", "string", 1)],
+                vec![name, json!(format!("{}/{}", n(&st["readyReplicas"]), n(&s["replicas"]))),
+                     json!(n(&st["updatedReplicas"])), json!(n(&st["availableReplicas"])), created,
+                     json!(names.join(",")), json!(images.join(",")), json!(sel.join(","))],
+            )
+        }
+        "pods" => {
+            let statuses = o["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let total = o["spec"]["containers"].as_array().map_or(0, Vec::len);
+            let ready = statuses.iter().filter(|c| c["ready"] == true).count();
+            let restarts: i64 = statuses.iter().map(|c| n(&c["restartCount"])).sum();
+            let phase = if o["metadata"]["deletionTimestamp"].is_string() { json!("Terminating") } else { o["status"]["phase"].clone() };
+            (
+                vec![col("Name", "string", 0), col("Ready", "string", 0), col("Status", "string", 0),
+                     col("Restarts", "string", 0), col("Age", "string", 0), col("IP", "string", 1), col("Node", "string", 1)],
+                vec![name, json!(format!("{ready}/{total}")), phase, json!(restarts), created,
+                     json!(o["status"]["podIP"].as_str().unwrap_or("<none>")), json!(o["spec"]["nodeName"].as_str().unwrap_or("<none>"))],
+            )
+        }
+        "services" => (
+            vec![col("Name", "string", 0), col("Type", "string", 0), col("Cluster-IP", "string", 0),
+                 col("External-IP", "string", 0), col("Port(s)", "string", 0), col("Age", "string", 0)],
+            vec![name, o["spec"]["type"].clone(), o["spec"]["clusterIP"].clone(), json!("<none>"), json!(ports(o)), created],
+        ),
+        "namespaces" => (
+            vec![col("Name", "string", 0), col("Status", "string", 0), col("Age", "string", 0)],
+            vec![name, o["status"]["phase"].clone(), created],
+        ),
+        "customresourcedefinitions" => (
+            vec![col("Name", "string", 0), col("Created At", "date", 0)],
+            vec![name, o["metadata"]["creationTimestamp"].clone()],
+        ),
+        _ => (vec![col("Name", "string", 0), col("Age", "string", 0)], vec![name, created]),
+    }
+}
+
+/// The Table of some objects; `includeObject` decides what each row carries.
+pub fn table(rt: &ResourceType, items: &[Arc<Value>], rv: &str, q: &HashMap<String, String>) -> Value {
+    let include = q.get("includeObject").map(String::as_str).unwrap_or("Metadata");
+    let mut columns = None;
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            let (cols, cells) = columns_and_cells(rt, o);
+            columns.get_or_insert(cols);
+            let object = match include {
+                "None" => Value::Null,
+                "Object" => (**o).clone(),
+                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}),
+            };
+            json!({"cells": cells, "object": object})
+        })
+        .collect();
+    let columns = columns.unwrap_or_else(|| columns_and_cells(rt, &json!({"metadata": {}})).0);
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
+           "columnDefinitions": columns, "rows": rows})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_print_like_kubectl() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(150), "2m30s");
+        assert_eq!(human_duration(1200), "20m");
+        assert_eq!(human_duration(3 * 3600 + 60 * 5), "3h5m");
+        assert_eq!(human_duration(30 * 3600), "30h");
+        assert_eq!(human_duration(3 * 86400 + 7200), "3d2h");
+    }
+
+    #[test]
+    fn printer_column_paths_follow_fields_and_indexes() {
+        let o = json!({"status": {"conditions": [{"type": "Ready"}], "phase": "Succeeded"}});
+        assert_eq!(json_path(&o, ".status.phase"), "Succeeded");
+        assert_eq!(json_path(&o, ".status.conditions[0].type"), "Ready");
+        assert!(json_path(&o, ".spec.x").is_null());
+    }
+}
