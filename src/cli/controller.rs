@@ -77,7 +77,7 @@ pub fn init_logging(level: &str, format: LogFormat) {
 /// Builds a client from an explicit kubeconfig path, or infers one.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
     crate::install_crypto_provider();
-    let config = match kubeconfig {
+    let mut config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| anyhow::anyhow!("cannot read kubeconfig {}: {e}", path.display()))?;
@@ -86,6 +86,11 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube
         }
         None => kube::Config::infer().await?,
     };
+    // A distinct User-Agent lets API servers (and our tests) tell the operator's calls apart.
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("serin-controller/", env!("CARGO_PKG_VERSION"))),
+    ));
     Ok(kube::Client::try_from(config)?)
 }
 

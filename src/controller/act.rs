@@ -50,6 +50,7 @@ impl Actuator<'_> {
             let patch = json!({
                 "apiVersion": "flagger.app/v1beta1",
                 "kind": "Canary",
+                "metadata": {"name": canary.name_any()},
                 "status": status,
             });
             api.patch_status(&canary.name_any(), &apply_params(), &Patch::Apply(&patch))

@@ -1,0 +1,406 @@
+//! End to end: the real `serin controller` binary against the embedded cluster over HTTP, with the
+//! `kubernetes` provider and 1-second intervals.
+use anyhow::{Context, bail};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use serin::api::{Canary, CanaryPhase};
+use serin::cluster::sim::{self, SimConfig};
+use serin::cluster::{ClusterConfig, ClusterHandle};
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const NS: &str = "test";
+
+struct Env {
+    client: Client,
+    kubeconfig: PathBuf,
+    dir: PathBuf,
+    controller: Option<Child>,
+    cluster: ClusterHandle,
+    _sims: sim::SimHandle,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop_controller();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Env {
+    async fn start(name: &str) -> anyhow::Result<Env> {
+        let sims = SimConfig { pod_ready_delay: Duration::from_millis(200), ..SimConfig::default() };
+        let (cluster, sims) = sim::start_cluster(ClusterConfig { nodes: 2, ..ClusterConfig::default() }, sims).await?;
+        let dir = std::env::temp_dir().join(format!("serin-e2e-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let kubeconfig = dir.join("kubeconfig");
+        cluster.write_kubeconfig(&kubeconfig)?;
+        let client = cluster.client()?;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in serin::api::crd::all() {
+            crds.create(&PostParams::default(), &crd).await.context("installing CRDs")?;
+        }
+        let nss: Api<Namespace> = Api::all(client.clone());
+        nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NS}}))?).await?;
+        // The CRDs are served once a list works.
+        let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
+        eventually(10, "canaries to be served", || async { Ok(canaries.list(&Default::default()).await.ok()) }).await?;
+        Ok(Env { client, kubeconfig, dir, controller: None, cluster, _sims: sims })
+    }
+
+    fn start_controller(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("controller.log"))?;
+        let child = Command::new(env!("CARGO_BIN_EXE_serin"))
+            .args(["controller", "--kubeconfig"])
+            .arg(&self.kubeconfig)
+            .args(["-mesh-provider=kubernetes", "--min-interval", "1", "--port", "0", "--log-level", "debug"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.controller = Some(child);
+        Ok(())
+    }
+
+    fn stop_controller(&mut self) {
+        if let Some(mut c) = self.controller.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("controller.log")).unwrap_or_default()
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    async fn apply(&self, obj: Value) -> anyhow::Result<()> {
+        let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+        let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(group, version, &kind));
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(self.client.clone(), NS, &ar);
+        api.patch(&name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(&obj)).await?;
+        Ok(())
+    }
+
+    async fn canary(&self, name: &str) -> anyhow::Result<Canary> {
+        Ok(self.api::<Canary>().get(name).await?)
+    }
+
+    async fn wait_phase(&self, name: &str, phase: CanaryPhase, secs: u64) -> anyhow::Result<Canary> {
+        let res = eventually(secs, &format!("canary {name} to reach {phase}"), || async {
+            let c = self.canary(name).await?;
+            Ok((c.status.as_ref().and_then(|s| s.phase) == Some(phase)).then_some(c))
+        })
+        .await;
+        if res.is_err() {
+            let c = self.canary(name).await.ok();
+            eprintln!("canary status: {:#?}\ncontroller log:\n{}", c.and_then(|c| c.status), self.log());
+        }
+        res
+    }
+
+    async fn deployment(&self, name: &str) -> anyhow::Result<Deployment> {
+        Ok(self.api::<Deployment>().get(name).await?)
+    }
+}
+
+async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {secs}s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn podinfo(image: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "podinfo", "namespace": NS, "labels": {"app": "podinfo"}},
+        "spec": {
+            "replicas": 2,
+            "progressDeadlineSeconds": 4,
+            "selector": {"matchLabels": {"app": "podinfo"}},
+            "template": {
+                "metadata": {"labels": {"app": "podinfo"}, "annotations": annotations},
+                "spec": {"containers": [{
+                    "name": "podinfod", "image": image,
+                    "ports": [{"name": "http", "containerPort": 9898}],
+                    "envFrom": [{"configMapRef": {"name": "podinfo-config"}}]
+                }]}
+            }
+        }
+    })
+}
+
+fn config(data: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "podinfo-config", "namespace": NS}, "data": {"color": data}})
+}
+
+fn canary(name: &str, target_kind: &str, target: &str, extra: Value) -> Value {
+    let mut c = json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": {"apiVersion": "apps/v1", "kind": target_kind, "name": target},
+            "progressDeadlineSeconds": 6,
+            "service": {"port": 9898},
+            "analysis": {"interval": "1s", "threshold": 2, "iterations": 2}
+        }
+    });
+    if let (Some(spec), Some(extra)) = (c["spec"].as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    c
+}
+
+fn image_of(d: &Deployment) -> Option<String> {
+    d.spec.template.spec.as_ref()?.containers.first()?.image.clone()
+}
+
+fn ready(d: &Deployment) -> i32 {
+    d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)
+}
+
+async fn initialized(env: &mut Env) -> anyhow::Result<()> {
+    env.apply(config("blue")).await?;
+    env.apply(podinfo("podinfo:1.0.0", json!({}))).await?;
+    env.start_controller()?;
+    env.apply(canary("podinfo", "Deployment", "podinfo", json!({}))).await?;
+    env.wait_phase("podinfo", CanaryPhase::Initialized, 30).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_new_version_is_promoted_and_the_services_select_the_right_pods() -> anyhow::Result<()> {
+    let mut env = Env::start("promote").await?;
+    initialized(&mut env).await?;
+
+    let primary = env.deployment("podinfo-primary").await?;
+    assert_eq!(image_of(&primary).as_deref(), Some("podinfo:1.0.0"));
+    assert_eq!(ready(&primary), 2);
+    assert_eq!(env.deployment("podinfo").await?.spec.replicas, Some(0));
+    let cm: ConfigMap = env.api().get("podinfo-config-primary").await?;
+    assert_eq!(cm.data.and_then(|d| d.get("color").cloned()).as_deref(), Some("blue"));
+    let services: Api<Service> = env.api();
+    let selector = |s: Service| s.spec.and_then(|s| s.selector).and_then(|s| s.get("app").cloned());
+    assert_eq!(selector(services.get("podinfo").await?).as_deref(), Some("podinfo-primary"));
+    assert_eq!(selector(services.get("podinfo-primary").await?).as_deref(), Some("podinfo-primary"));
+    assert_eq!(selector(services.get("podinfo-canary").await?).as_deref(), Some("podinfo"));
+
+    env.apply(podinfo("podinfo:2.0.0", json!({}))).await?;
+    env.wait_phase("podinfo", CanaryPhase::Progressing, 15).await?;
+    let done = env.wait_phase("podinfo", CanaryPhase::Succeeded, 40).await?;
+    let primary = env.deployment("podinfo-primary").await?;
+    assert_eq!(image_of(&primary).as_deref(), Some("podinfo:2.0.0"));
+    assert_eq!(env.deployment("podinfo").await?.spec.replicas, Some(0));
+    let promoted = done.status.and_then(|s| s.conditions).and_then(|c| c.into_iter().find(|c| c.type_ == "Promoted"));
+    assert_eq!(promoted.map(|c| c.status).as_deref(), Some("True"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faulty_new_version_fails_while_the_primary_keeps_serving() -> anyhow::Result<()> {
+    let mut env = Env::start("rollback").await?;
+    initialized(&mut env).await?;
+
+    env.apply(podinfo("podinfo:3.0.0", json!({"sim.serin.dev/fault": "unready"}))).await?;
+    let watch_primary = async {
+        // Sample the primary all along: it must keep two ready pods on the old image.
+        for _ in 0..60 {
+            let p = env.deployment("podinfo-primary").await?;
+            assert_eq!(ready(&p), 2, "primary lost ready pods");
+            assert_eq!(image_of(&p).as_deref(), Some("podinfo:1.0.0"));
+            let phase = env.canary("podinfo").await?.status.and_then(|s| s.phase);
+            if phase == Some(CanaryPhase::Failed) {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        anyhow::Ok(())
+    };
+    watch_primary.await?;
+    let failed = env.wait_phase("podinfo", CanaryPhase::Failed, 30).await?;
+    let reason = failed.status.and_then(|s| s.failure_reason).unwrap_or_default();
+    assert!(reason.contains("deadline") || reason.contains("not ready"), "{reason}");
+    assert_eq!(env.deployment("podinfo").await?.spec.replicas, Some(0));
+    // Re-applying the failed revision unchanged does not start another run.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(env.canary("podinfo").await?.status.and_then(|s| s.phase), Some(CanaryPhase::Failed));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_change_is_analysed_and_promoted_into_the_primary_copy() -> anyhow::Result<()> {
+    let mut env = Env::start("config").await?;
+    initialized(&mut env).await?;
+    env.apply(config("green")).await?;
+    env.wait_phase("podinfo", CanaryPhase::Progressing, 15).await?;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded, 40).await?;
+    let cm: ConfigMap = env.api().get("podinfo-config-primary").await?;
+    assert_eq!(cm.data.and_then(|d| d.get("color").cloned()).as_deref(), Some("green"));
+    let primary = env.deployment("podinfo-primary").await?;
+    let refs = serde_json::to_string(&primary.spec.template)?;
+    assert!(refs.contains("podinfo-config-primary"), "primary must use the primary copy: {refs}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemonset_canary_goes_through_the_same_lifecycle() -> anyhow::Result<()> {
+    let mut env = Env::start("daemonset").await?;
+    let ds = |image: &str| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": NS},
+            "spec": {
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "agent", "image": image}]}}
+            }
+        })
+    };
+    env.apply(ds("agent:1")).await?;
+    env.start_controller()?;
+    env.apply(canary("agent", "DaemonSet", "agent", json!({}))).await?;
+    env.wait_phase("agent", CanaryPhase::Initialized, 30).await?;
+    let target: DaemonSet = env.api().get("agent").await?;
+    let zero = target.spec.template.spec.and_then(|s| s.node_selector).map(|n| n.contains_key("flagger.app/scale-to-zero"));
+    assert_eq!(zero, Some(true), "the target DaemonSet is scaled to zero by node selector");
+    env.apply(ds("agent:2")).await?;
+    env.wait_phase("agent", CanaryPhase::Succeeded, 40).await?;
+    let primary: DaemonSet = env.api().get("agent-primary").await?;
+    let image = primary.spec.template.spec.and_then(|s| s.containers.first().and_then(|c| c.image.clone()));
+    assert_eq!(image.as_deref(), Some("agent:2"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_mid_analysis_resumes_at_the_same_iteration() -> anyhow::Result<()> {
+    let mut env = Env::start("restart").await?;
+    env.apply(config("blue")).await?;
+    env.apply(podinfo("podinfo:1.0.0", json!({}))).await?;
+    env.start_controller()?;
+    // A long run: 6 iterations of 2s.
+    let extra = json!({"analysis": {"interval": "2s", "threshold": 2, "iterations": 6}});
+    env.apply(canary("podinfo", "Deployment", "podinfo", extra)).await?;
+    env.wait_phase("podinfo", CanaryPhase::Initialized, 30).await?;
+    env.apply(podinfo("podinfo:2.0.0", json!({}))).await?;
+    eventually(30, "iteration 2", || async {
+        Ok((env.canary("podinfo").await?.status.map(|s| s.iterations).unwrap_or(0) >= 2).then_some(()))
+    })
+    .await?;
+    env.stop_controller();
+    let before = env.canary("podinfo").await?.status.unwrap_or_default();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = env.canary("podinfo").await?.status.unwrap_or_default();
+    assert_eq!((still.iterations, still.phase), (before.iterations, before.phase), "nothing moves without a controller");
+    env.start_controller()?;
+    // The next iteration is exactly one more, never a restart from zero.
+    let next = eventually(20, "the next iteration", || async {
+        let s = env.canary("podinfo").await?.status.unwrap_or_default();
+        Ok((s.iterations != before.iterations).then_some(s.iterations))
+    })
+    .await?;
+    assert_eq!(next, before.iterations + 1);
+    env.wait_phase("podinfo", CanaryPhase::Succeeded, 40).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_canary_with_revert_on_deletion_restores_the_target_first() -> anyhow::Result<()> {
+    let mut env = Env::start("revert").await?;
+    env.apply(config("blue")).await?;
+    env.apply(podinfo("podinfo:1.0.0", json!({}))).await?;
+    env.start_controller()?;
+    env.apply(canary("podinfo", "Deployment", "podinfo", json!({"revertOnDeletion": true}))).await?;
+    env.wait_phase("podinfo", CanaryPhase::Initialized, 30).await?;
+    eventually(10, "the finalizer", || async {
+        Ok(env.canary("podinfo").await?.finalizers().iter().any(|f| f == "finalizer.flagger.app").then_some(()))
+    })
+    .await?;
+    env.api::<Canary>().delete("podinfo", &DeleteParams::default()).await?;
+    // Until the canary is gone, the apex Service always selects ready pods.
+    let services: Api<Service> = env.api();
+    eventually(30, "the canary to be deleted", || async {
+        let apex = services.get("podinfo").await?;
+        let sel = apex.spec.and_then(|s| s.selector).and_then(|s| s.get("app").cloned()).unwrap_or_default();
+        let backing = env.deployment(&sel).await.ok().map(|d| ready(&d)).unwrap_or(0);
+        assert!(backing > 0, "apex selects {sel} with no ready pods");
+        Ok(env.api::<Canary>().get_opt("podinfo").await?.is_none().then_some(()))
+    })
+    .await?;
+    let apex = services.get("podinfo").await?;
+    assert_eq!(apex.spec.and_then(|s| s.selector).and_then(|s| s.get("app").cloned()).as_deref(), Some("podinfo"));
+    assert_eq!(ready(&env.deployment("podinfo").await?), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_reported_on_the_canary_and_creates_nothing() -> anyhow::Result<()> {
+    let mut env = Env::start("bad-input").await?;
+    env.apply(podinfo("podinfo:1.0.0", json!({}))).await?;
+    env.apply(config("blue")).await?;
+    env.start_controller()?;
+    env.apply(canary("podinfo", "Deployment", "missing", json!({}))).await?;
+    let c = eventually(20, "a Ready=False condition", || async {
+        let c = env.canary("podinfo").await?;
+        let ready = c.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Ready").cloned());
+        Ok(ready.filter(|r| r.status == "False"))
+    })
+    .await?;
+    assert_eq!(c.reason, "TargetNotFound");
+    assert_eq!(c.message.as_deref(), Some("Deployment missing.test not found"));
+    assert!(env.api::<Deployment>().get_opt("missing-primary").await?.is_none());
+    assert!(env.api::<Service>().get_opt("missing").await?.is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_succeeded_canary_makes_no_api_requests() -> anyhow::Result<()> {
+    let mut env = Env::start("idle").await?;
+    initialized(&mut env).await?;
+    env.apply(podinfo("podinfo:2.0.0", json!({}))).await?;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded, 40).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.cluster.requests().reset();
+    // Ten analysis intervals.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let calls: Vec<_> = env
+        .cluster
+        .requests()
+        .snapshot()
+        .into_iter()
+        .filter(|r| r.key.user_agent.starts_with("serin-controller/") && r.key.verb != "watch")
+        .collect();
+    let total: u64 = calls.iter().map(|c| c.count).sum();
+    println!("idle canary: {total} API requests in 10 intervals: {calls:?}");
+    assert_eq!(total, 0, "{calls:#?}");
+    Ok(())
+}
