@@ -389,6 +389,16 @@ async fn an_idle_succeeded_canary_makes_no_api_requests() -> anyhow::Result<()> 
     env.apply(podinfo("podinfo:2.0.0", json!({}))).await?;
     env.wait_phase("podinfo", CanaryPhase::Succeeded, 40).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // The filter below must match the controller's requests, or the test proves nothing.
+    let during_run: u64 = env
+        .cluster
+        .requests()
+        .snapshot()
+        .iter()
+        .filter(|r| r.key.user_agent.starts_with("serin-controller/") && r.key.verb == "patch")
+        .map(|r| r.count)
+        .sum();
+    assert!(during_run > 0, "the controller's requests are not identifiable by User-Agent");
     env.cluster.requests().reset();
     // Ten analysis intervals.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -402,5 +412,26 @@ async fn an_idle_succeeded_canary_makes_no_api_requests() -> anyhow::Result<()> 
     let total: u64 = calls.iter().map(|c| c.count).sum();
     println!("idle canary: {total} API requests in 10 intervals: {calls:?}");
     assert_eq!(total, 0, "{calls:#?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_refuses_to_start_without_the_crds() -> anyhow::Result<()> {
+    let (cluster, _sims) = sim::start_cluster(ClusterConfig::default(), SimConfig::default()).await?;
+    let dir = std::env::temp_dir().join(format!("serin-e2e-nocrds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let kubeconfig = dir.join("kubeconfig");
+    cluster.write_kubeconfig(&kubeconfig)?;
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_serin"))
+            .args(["controller", "--port", "0", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .output()
+    })
+    .await??;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the flagger.app CRDs are not installed (kubectl apply -f crds/)"), "{stderr}");
     Ok(())
 }
