@@ -4,6 +4,7 @@ pub mod cli;
 pub mod cluster;
 pub mod controller;
 pub mod metrics;
+pub mod notifier;
 pub mod router;
 pub mod webhook;
 

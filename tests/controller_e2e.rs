@@ -35,8 +35,18 @@ impl Drop for Env {
 
 impl Env {
     async fn start(name: &str) -> anyhow::Result<Env> {
-        let sims = SimConfig { pod_ready_delay: Duration::from_millis(200), ..SimConfig::default() };
-        let (cluster, sims) = sim::start_cluster(ClusterConfig { nodes: 2, ..ClusterConfig::default() }, sims).await?;
+        let sims = SimConfig {
+            pod_ready_delay: Duration::from_millis(200),
+            ..SimConfig::default()
+        };
+        let (cluster, sims) = sim::start_cluster(
+            ClusterConfig {
+                nodes: 2,
+                ..ClusterConfig::default()
+            },
+            sims,
+        )
+        .await?;
         let dir = std::env::temp_dir().join(format!("serin-e2e-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let kubeconfig = dir.join("kubeconfig");
@@ -44,22 +54,49 @@ impl Env {
         let client = cluster.client()?;
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         for crd in serin::api::crd::all() {
-            crds.create(&PostParams::default(), &crd).await.context("installing CRDs")?;
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .context("installing CRDs")?;
         }
         let nss: Api<Namespace> = Api::all(client.clone());
-        nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": NS}}))?).await?;
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
+        )
+        .await?;
         // The CRDs are served once a list works.
         let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
-        eventually(10, "canaries to be served", || async { Ok(canaries.list(&Default::default()).await.ok()) }).await?;
-        Ok(Env { client, kubeconfig, dir, controller: None, cluster, _sims: sims })
+        eventually(10, "canaries to be served", || async {
+            Ok(canaries.list(&Default::default()).await.ok())
+        })
+        .await?;
+        Ok(Env {
+            client,
+            kubeconfig,
+            dir,
+            controller: None,
+            cluster,
+            _sims: sims,
+        })
     }
 
     fn start_controller(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("controller.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("controller.log"))?;
         let child = Command::new(env!("CARGO_BIN_EXE_serin"))
             .args(["controller", "--kubeconfig"])
             .arg(&self.kubeconfig)
-            .args(["-mesh-provider=kubernetes", "--min-interval", "1", "--port", "0", "--log-level", "debug"])
+            .args([
+                "-mesh-provider=kubernetes",
+                "--min-interval",
+                "1",
+                "--port",
+                "0",
+                "--log-level",
+                "debug",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
@@ -91,11 +128,21 @@ impl Env {
     async fn apply(&self, obj: Value) -> anyhow::Result<()> {
         let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = obj["kind"].as_str().unwrap_or_default().to_string();
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-        let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(group, version, &kind));
+        let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            group, version, &kind,
+        ));
         let api: Api<kube::api::DynamicObject> = Api::namespaced_with(self.client.clone(), NS, &ar);
-        api.patch(&name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(&obj)).await?;
+        api.patch(
+            &name,
+            &PatchParams::apply("e2e-test").force(),
+            &Patch::Apply(&obj),
+        )
+        .await?;
         Ok(())
     }
 
@@ -103,7 +150,12 @@ impl Env {
         Ok(self.api::<Canary>().get(name).await?)
     }
 
-    async fn wait_phase(&self, name: &str, phase: CanaryPhase, secs: u64) -> anyhow::Result<Canary> {
+    async fn wait_phase(
+        &self,
+        name: &str,
+        phase: CanaryPhase,
+        secs: u64,
+    ) -> anyhow::Result<Canary> {
         let res = eventually(secs, &format!("canary {name} to reach {phase}"), || async {
             let c = self.canary(name).await?;
             Ok((c.status.as_ref().and_then(|s| s.phase) == Some(phase)).then_some(c))
@@ -111,7 +163,11 @@ impl Env {
         .await;
         if res.is_err() {
             let c = self.canary(name).await.ok();
-            eprintln!("canary status: {:#?}\ncontroller log:\n{}", c.and_then(|c| c.status), self.log());
+            eprintln!(
+                "canary status: {:#?}\ncontroller log:\n{}",
+                c.and_then(|c| c.status),
+                self.log()
+            );
         }
         res
     }
@@ -183,24 +239,37 @@ fn canary(name: &str, target_kind: &str, target: &str, extra: Value) -> Value {
 }
 
 fn image_of(d: &Deployment) -> Option<String> {
-    d.spec.template.spec.as_ref()?.containers.first()?.image.clone()
+    d.spec
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .image
+        .clone()
 }
 
 fn ready(d: &Deployment) -> i32 {
-    d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)
+    d.status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
 }
 
 async fn initialized(env: &mut Env) -> anyhow::Result<()> {
     env.apply(config("blue")).await?;
     env.apply(podinfo("podinfo:1.0.0", json!({}))).await?;
     env.start_controller()?;
-    env.apply(canary("podinfo", "Deployment", "podinfo", json!({}))).await?;
-    env.wait_phase("podinfo", CanaryPhase::Initialized, 30).await?;
+    env.apply(canary("podinfo", "Deployment", "podinfo", json!({})))
+        .await?;
+    env.wait_phase("podinfo", CanaryPhase::Initialized, 30)
+        .await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_healthy_new_version_is_promoted_and_the_services_select_the_right_pods() -> anyhow::Result<()> {
+async fn a_healthy_new_version_is_promoted_and_the_services_select_the_right_pods()
+-> anyhow::Result<()> {
     let mut env = Env::start("promote").await?;
     initialized(&mut env).await?;
 
@@ -209,20 +278,42 @@ async fn a_healthy_new_version_is_promoted_and_the_services_select_the_right_pod
     assert_eq!(ready(&primary), 2);
     assert_eq!(env.deployment("podinfo").await?.spec.replicas, Some(0));
     let cm: ConfigMap = env.api().get("podinfo-config-primary").await?;
-    assert_eq!(cm.data.and_then(|d| d.get("color").cloned()).as_deref(), Some("blue"));
+    assert_eq!(
+        cm.data.and_then(|d| d.get("color").cloned()).as_deref(),
+        Some("blue")
+    );
     let services: Api<Service> = env.api();
-    let selector = |s: Service| s.spec.and_then(|s| s.selector).and_then(|s| s.get("app").cloned());
-    assert_eq!(selector(services.get("podinfo").await?).as_deref(), Some("podinfo-primary"));
-    assert_eq!(selector(services.get("podinfo-primary").await?).as_deref(), Some("podinfo-primary"));
-    assert_eq!(selector(services.get("podinfo-canary").await?).as_deref(), Some("podinfo"));
+    let selector = |s: Service| {
+        s.spec
+            .and_then(|s| s.selector)
+            .and_then(|s| s.get("app").cloned())
+    };
+    assert_eq!(
+        selector(services.get("podinfo").await?).as_deref(),
+        Some("podinfo-primary")
+    );
+    assert_eq!(
+        selector(services.get("podinfo-primary").await?).as_deref(),
+        Some("podinfo-primary")
+    );
+    assert_eq!(
+        selector(services.get("podinfo-canary").await?).as_deref(),
+        Some("podinfo")
+    );
 
     env.apply(podinfo("podinfo:2.0.0", json!({}))).await?;
-    env.wait_phase("podinfo", CanaryPhase::Progressing, 15).await?;
-    let done = env.wait_phase("podinfo", CanaryPhase::Succeeded, 40).await?;
+    env.wait_phase("podinfo", CanaryPhase::Progressing, 15)
+        .await?;
+    let done = env
+        .wait_phase("podinfo", CanaryPhase::Succeeded, 40)
+        .await?;
     let primary = env.deployment("podinfo-primary").await?;
     assert_eq!(image_of(&primary).as_deref(), Some("podinfo:2.0.0"));
     assert_eq!(env.deployment("podinfo").await?.spec.replicas, Some(0));
-    let promoted = done.status.and_then(|s| s.conditions).and_then(|c| c.into_iter().find(|c| c.type_ == "Promoted"));
+    let promoted = done
+        .status
+        .and_then(|s| s.conditions)
+        .and_then(|c| c.into_iter().find(|c| c.type_ == "Promoted"));
     assert_eq!(promoted.map(|c| c.status).as_deref(), Some("True"));
     Ok(())
 }
@@ -232,7 +323,11 @@ async fn a_faulty_new_version_fails_while_the_primary_keeps_serving() -> anyhow:
     let mut env = Env::start("rollback").await?;
     initialized(&mut env).await?;
 
-    env.apply(podinfo("podinfo:3.0.0", json!({"sim.serin.dev/fault": "unready"}))).await?;
+    env.apply(podinfo(
+        "podinfo:3.0.0",
+        json!({"sim.serin.dev/fault": "unready"}),
+    ))
+    .await?;
     let watch_primary = async {
         // Sample the primary all along: it must keep two ready pods on the old image.
         for _ in 0..60 {
@@ -249,12 +344,21 @@ async fn a_faulty_new_version_fails_while_the_primary_keeps_serving() -> anyhow:
     };
     watch_primary.await?;
     let failed = env.wait_phase("podinfo", CanaryPhase::Failed, 30).await?;
-    let reason = failed.status.and_then(|s| s.failure_reason).unwrap_or_default();
-    assert!(reason.contains("deadline") || reason.contains("not ready"), "{reason}");
+    let reason = failed
+        .status
+        .and_then(|s| s.failure_reason)
+        .unwrap_or_default();
+    assert!(
+        reason.contains("deadline") || reason.contains("not ready"),
+        "{reason}"
+    );
     assert_eq!(env.deployment("podinfo").await?.spec.replicas, Some(0));
     // Re-applying the failed revision unchanged does not start another run.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(env.canary("podinfo").await?.status.and_then(|s| s.phase), Some(CanaryPhase::Failed));
+    assert_eq!(
+        env.canary("podinfo").await?.status.and_then(|s| s.phase),
+        Some(CanaryPhase::Failed)
+    );
     Ok(())
 }
 
@@ -263,13 +367,21 @@ async fn a_config_change_is_analysed_and_promoted_into_the_primary_copy() -> any
     let mut env = Env::start("config").await?;
     initialized(&mut env).await?;
     env.apply(config("green")).await?;
-    env.wait_phase("podinfo", CanaryPhase::Progressing, 15).await?;
-    env.wait_phase("podinfo", CanaryPhase::Succeeded, 40).await?;
+    env.wait_phase("podinfo", CanaryPhase::Progressing, 15)
+        .await?;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded, 40)
+        .await?;
     let cm: ConfigMap = env.api().get("podinfo-config-primary").await?;
-    assert_eq!(cm.data.and_then(|d| d.get("color").cloned()).as_deref(), Some("green"));
+    assert_eq!(
+        cm.data.and_then(|d| d.get("color").cloned()).as_deref(),
+        Some("green")
+    );
     let primary = env.deployment("podinfo-primary").await?;
     let refs = serde_json::to_string(&primary.spec.template)?;
-    assert!(refs.contains("podinfo-config-primary"), "primary must use the primary copy: {refs}");
+    assert!(
+        refs.contains("podinfo-config-primary"),
+        "primary must use the primary copy: {refs}"
+    );
     Ok(())
 }
 
@@ -288,15 +400,30 @@ async fn a_daemonset_canary_goes_through_the_same_lifecycle() -> anyhow::Result<
     };
     env.apply(ds("agent:1")).await?;
     env.start_controller()?;
-    env.apply(canary("agent", "DaemonSet", "agent", json!({}))).await?;
-    env.wait_phase("agent", CanaryPhase::Initialized, 30).await?;
+    env.apply(canary("agent", "DaemonSet", "agent", json!({})))
+        .await?;
+    env.wait_phase("agent", CanaryPhase::Initialized, 30)
+        .await?;
     let target: DaemonSet = env.api().get("agent").await?;
-    let zero = target.spec.template.spec.and_then(|s| s.node_selector).map(|n| n.contains_key("flagger.app/scale-to-zero"));
-    assert_eq!(zero, Some(true), "the target DaemonSet is scaled to zero by node selector");
+    let zero = target
+        .spec
+        .template
+        .spec
+        .and_then(|s| s.node_selector)
+        .map(|n| n.contains_key("flagger.app/scale-to-zero"));
+    assert_eq!(
+        zero,
+        Some(true),
+        "the target DaemonSet is scaled to zero by node selector"
+    );
     env.apply(ds("agent:2")).await?;
     env.wait_phase("agent", CanaryPhase::Succeeded, 40).await?;
     let primary: DaemonSet = env.api().get("agent-primary").await?;
-    let image = primary.spec.template.spec.and_then(|s| s.containers.first().and_then(|c| c.image.clone()));
+    let image = primary
+        .spec
+        .template
+        .spec
+        .and_then(|s| s.containers.first().and_then(|c| c.image.clone()));
     assert_eq!(image.as_deref(), Some("agent:2"));
     Ok(())
 }
@@ -309,18 +436,31 @@ async fn a_controller_killed_mid_analysis_resumes_at_the_same_iteration() -> any
     env.start_controller()?;
     // A long run: 6 iterations of 2s.
     let extra = json!({"analysis": {"interval": "2s", "threshold": 2, "iterations": 6}});
-    env.apply(canary("podinfo", "Deployment", "podinfo", extra)).await?;
-    env.wait_phase("podinfo", CanaryPhase::Initialized, 30).await?;
+    env.apply(canary("podinfo", "Deployment", "podinfo", extra))
+        .await?;
+    env.wait_phase("podinfo", CanaryPhase::Initialized, 30)
+        .await?;
     env.apply(podinfo("podinfo:2.0.0", json!({}))).await?;
     eventually(30, "iteration 2", || async {
-        Ok((env.canary("podinfo").await?.status.map(|s| s.iterations).unwrap_or(0) >= 2).then_some(()))
+        Ok((env
+            .canary("podinfo")
+            .await?
+            .status
+            .map(|s| s.iterations)
+            .unwrap_or(0)
+            >= 2)
+            .then_some(()))
     })
     .await?;
     env.stop_controller();
     let before = env.canary("podinfo").await?.status.unwrap_or_default();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let still = env.canary("podinfo").await?.status.unwrap_or_default();
-    assert_eq!((still.iterations, still.phase), (before.iterations, before.phase), "nothing moves without a controller");
+    assert_eq!(
+        (still.iterations, still.phase),
+        (before.iterations, before.phase),
+        "nothing moves without a controller"
+    );
     env.start_controller()?;
     // The next iteration is exactly one more, never a restart from zero.
     let next = eventually(20, "the next iteration", || async {
@@ -329,35 +469,72 @@ async fn a_controller_killed_mid_analysis_resumes_at_the_same_iteration() -> any
     })
     .await?;
     assert_eq!(next, before.iterations + 1);
-    env.wait_phase("podinfo", CanaryPhase::Succeeded, 40).await?;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded, 40)
+        .await?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleting_a_canary_with_revert_on_deletion_restores_the_target_first() -> anyhow::Result<()> {
+async fn deleting_a_canary_with_revert_on_deletion_restores_the_target_first() -> anyhow::Result<()>
+{
     let mut env = Env::start("revert").await?;
     env.apply(config("blue")).await?;
     env.apply(podinfo("podinfo:1.0.0", json!({}))).await?;
     env.start_controller()?;
-    env.apply(canary("podinfo", "Deployment", "podinfo", json!({"revertOnDeletion": true}))).await?;
-    env.wait_phase("podinfo", CanaryPhase::Initialized, 30).await?;
+    env.apply(canary(
+        "podinfo",
+        "Deployment",
+        "podinfo",
+        json!({"revertOnDeletion": true}),
+    ))
+    .await?;
+    env.wait_phase("podinfo", CanaryPhase::Initialized, 30)
+        .await?;
     eventually(10, "the finalizer", || async {
-        Ok(env.canary("podinfo").await?.finalizers().iter().any(|f| f == "finalizer.flagger.app").then_some(()))
+        Ok(env
+            .canary("podinfo")
+            .await?
+            .finalizers()
+            .iter()
+            .any(|f| f == "finalizer.flagger.app")
+            .then_some(()))
     })
     .await?;
-    env.api::<Canary>().delete("podinfo", &DeleteParams::default()).await?;
+    env.api::<Canary>()
+        .delete("podinfo", &DeleteParams::default())
+        .await?;
     // Until the canary is gone, the apex Service always selects ready pods.
     let services: Api<Service> = env.api();
     eventually(30, "the canary to be deleted", || async {
         let apex = services.get("podinfo").await?;
-        let sel = apex.spec.and_then(|s| s.selector).and_then(|s| s.get("app").cloned()).unwrap_or_default();
-        let backing = env.deployment(&sel).await.ok().map(|d| ready(&d)).unwrap_or(0);
+        let sel = apex
+            .spec
+            .and_then(|s| s.selector)
+            .and_then(|s| s.get("app").cloned())
+            .unwrap_or_default();
+        let backing = env
+            .deployment(&sel)
+            .await
+            .ok()
+            .map(|d| ready(&d))
+            .unwrap_or(0);
         assert!(backing > 0, "apex selects {sel} with no ready pods");
-        Ok(env.api::<Canary>().get_opt("podinfo").await?.is_none().then_some(()))
+        Ok(env
+            .api::<Canary>()
+            .get_opt("podinfo")
+            .await?
+            .is_none()
+            .then_some(()))
     })
     .await?;
     let apex = services.get("podinfo").await?;
-    assert_eq!(apex.spec.and_then(|s| s.selector).and_then(|s| s.get("app").cloned()).as_deref(), Some("podinfo"));
+    assert_eq!(
+        apex.spec
+            .and_then(|s| s.selector)
+            .and_then(|s| s.get("app").cloned())
+            .as_deref(),
+        Some("podinfo")
+    );
     assert_eq!(ready(&env.deployment("podinfo").await?), 2);
     Ok(())
 }
@@ -368,16 +545,29 @@ async fn bad_input_is_reported_on_the_canary_and_creates_nothing() -> anyhow::Re
     env.apply(podinfo("podinfo:1.0.0", json!({}))).await?;
     env.apply(config("blue")).await?;
     env.start_controller()?;
-    env.apply(canary("podinfo", "Deployment", "missing", json!({}))).await?;
+    env.apply(canary("podinfo", "Deployment", "missing", json!({})))
+        .await?;
     let c = eventually(20, "a Ready=False condition", || async {
         let c = env.canary("podinfo").await?;
-        let ready = c.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Ready").cloned());
+        let ready = c
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready").cloned());
         Ok(ready.filter(|r| r.status == "False"))
     })
     .await?;
     assert_eq!(c.reason, "TargetNotFound");
-    assert_eq!(c.message.as_deref(), Some("Deployment missing.test not found"));
-    assert!(env.api::<Deployment>().get_opt("missing-primary").await?.is_none());
+    assert_eq!(
+        c.message.as_deref(),
+        Some("Deployment missing.test not found")
+    );
+    assert!(
+        env.api::<Deployment>()
+            .get_opt("missing-primary")
+            .await?
+            .is_none()
+    );
     assert!(env.api::<Service>().get_opt("missing").await?.is_none());
     Ok(())
 }
@@ -387,7 +577,8 @@ async fn an_idle_succeeded_canary_makes_no_api_requests() -> anyhow::Result<()> 
     let mut env = Env::start("idle").await?;
     initialized(&mut env).await?;
     env.apply(podinfo("podinfo:2.0.0", json!({}))).await?;
-    env.wait_phase("podinfo", CanaryPhase::Succeeded, 40).await?;
+    env.wait_phase("podinfo", CanaryPhase::Succeeded, 40)
+        .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // The filter below must match the controller's requests, or the test proves nothing.
     let during_run: u64 = env
@@ -398,7 +589,10 @@ async fn an_idle_succeeded_canary_makes_no_api_requests() -> anyhow::Result<()> 
         .filter(|r| r.key.user_agent.starts_with("serin-controller/") && r.key.verb == "patch")
         .map(|r| r.count)
         .sum();
-    assert!(during_run > 0, "the controller's requests are not identifiable by User-Agent");
+    assert!(
+        during_run > 0,
+        "the controller's requests are not identifiable by User-Agent"
+    );
     env.cluster.requests().reset();
     // Ten analysis intervals.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -417,7 +611,8 @@ async fn an_idle_succeeded_canary_makes_no_api_requests() -> anyhow::Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_refuses_to_start_without_the_crds() -> anyhow::Result<()> {
-    let (cluster, _sims) = sim::start_cluster(ClusterConfig::default(), SimConfig::default()).await?;
+    let (cluster, _sims) =
+        sim::start_cluster(ClusterConfig::default(), SimConfig::default()).await?;
     let dir = std::env::temp_dir().join(format!("serin-e2e-nocrds-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let kubeconfig = dir.join("kubeconfig");
@@ -432,6 +627,9 @@ async fn the_controller_refuses_to_start_without_the_crds() -> anyhow::Result<()
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("the flagger.app CRDs are not installed (kubectl apply -f crds/)"), "{stderr}");
+    assert!(
+        stderr.contains("the flagger.app CRDs are not installed (kubectl apply -f crds/)"),
+        "{stderr}"
+    );
     Ok(())
 }

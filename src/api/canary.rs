@@ -798,6 +798,45 @@ pub struct CanaryStatus {
     /// Serin: why the last run failed, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// Serin: since when the analysis has been inconclusive (held), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_start_time: Option<Time>,
+    /// Serin: the decision records of the last analysis tick, one per check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<CheckRecord>>,
+}
+
+/// Serin: the last result of one check (a metric or a webhook), so a user can see why a step was
+/// decided.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckRecord {
+    /// Check name (the metric or webhook name).
+    pub name: String,
+    /// `metric` or `webhook`.
+    #[serde(default)]
+    pub kind: String,
+    /// The query as sent (metrics) or the URL (webhooks; secrets redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The value found, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Lowest accepted value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Highest accepted value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// `Pass`, `Fail`, `NoData` or `Error`.
+    #[serde(default)]
+    pub outcome: String,
+    /// Details (the provider's error, the webhook's answer, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the check ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
 }
 
 /// A status condition.

@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use super::Error;
 use super::observe::FINALIZER;
-use super::plan::{Action, AlertSeverity, EventType, Plan};
+use super::plan::{Action, EventType, Plan};
 use super::workload::{SCALE_TO_ZERO_SELECTOR, Workload};
 use crate::api::Canary;
 use crate::api::webhook_type::WebhookType;
+use crate::notifier::Notifier;
 use crate::router::TrafficRouter;
 use crate::webhook::Webhooks;
 
@@ -30,6 +31,8 @@ pub struct Actuator<'a> {
     pub router: Arc<dyn TrafficRouter>,
     /// Webhooks.
     pub webhooks: Arc<dyn Webhooks>,
+    /// Alerts.
+    pub notifier: Arc<dyn Notifier>,
     /// The selector label and its value (to restore the apex Service).
     pub label: Option<(String, String)>,
 }
@@ -141,14 +144,16 @@ impl Actuator<'_> {
                 if let Err(e) = self.recorder.publish(&ev, &canary.object_ref(&())).await {
                     tracing::warn!("cannot record event: {e}");
                 }
+                let webhooks = self.webhooks.clone();
+                let (c, warning, msg) = (canary.clone(), *t == EventType::Warning, msg.clone());
+                let phase = canary.status.as_ref().and_then(|s| s.phase);
+                tokio::spawn(async move { webhooks.event(&c, phase, warning, &msg).await });
             }
             Action::Alert(sev, msg) => {
-                let sev = match sev {
-                    AlertSeverity::Info => "info",
-                    AlertSeverity::Warn => "warn",
-                    AlertSeverity::Error => "error",
-                };
-                tracing::info!(canary = canary.name_any(), severity = sev, "alert: {msg}");
+                // Notifications never block the analysis.
+                let notifier = self.notifier.clone();
+                let (canary, sev, msg) = (canary.clone(), *sev, msg.clone());
+                tokio::spawn(async move { notifier.alert(&canary, sev, &msg).await });
             }
         }
         Ok(())

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::api::Canary;
 use crate::api::webhook_type::WebhookType;
 use crate::metrics::MetricsChecker;
+use crate::notifier::Notifier;
 use crate::webhook::Webhooks;
 
 pub mod act;
@@ -94,12 +95,13 @@ pub struct Context {
     pub stores: Stores,
     /// Event recorder.
     pub recorder: Recorder,
-    /// Metric checks.
-    pub metrics: Arc<dyn MetricsChecker>,
-    /// Webhooks.
-    pub webhooks: Arc<dyn Webhooks>,
+    /// Metrics, webhooks, notifications and routers.
+    pub providers: Providers,
     /// Prometheus metrics of the controller.
     pub telemetry: telemetry::Telemetry,
+    /// Set once every cache has listed its objects; until then nothing is decided, because a
+    /// half-filled cache looks like a changed (or missing) target.
+    pub caches_ready: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn api<K>(client: &kube::Client, ns: &Option<String>) -> Api<K>
@@ -115,23 +117,40 @@ where
     }
 }
 
-/// Runs the controller until the process is stopped.
-pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
-    run_with(
-        client,
-        config,
-        Arc::new(crate::metrics::NoMetrics),
-        Arc::new(crate::webhook::NoWebhooks),
-    )
-    .await
+/// The I/O seams the controller acts through; each has a do-nothing implementation.
+#[derive(Clone)]
+pub struct Providers {
+    /// Metric checks.
+    pub metrics: Arc<dyn MetricsChecker>,
+    /// Webhooks.
+    pub webhooks: Arc<dyn Webhooks>,
+    /// Alerts.
+    pub notifier: Arc<dyn Notifier>,
+    /// Settings the routers need.
+    pub routers: crate::router::RouterConfig,
 }
 
-/// Runs the controller with the given metrics checker and webhooks.
+impl Default for Providers {
+    fn default() -> Self {
+        Self {
+            metrics: Arc::new(crate::metrics::NoMetrics),
+            webhooks: Arc::new(crate::webhook::NoWebhooks),
+            notifier: Arc::new(crate::notifier::LogNotifier),
+            routers: crate::router::RouterConfig::default(),
+        }
+    }
+}
+
+/// Runs the controller until the process is stopped.
+pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
+    run_with(client, config, Providers::default()).await
+}
+
+/// Runs the controller with the given providers.
 pub async fn run_with(
     client: kube::Client,
     config: Config,
-    metrics: Arc<dyn MetricsChecker>,
-    webhooks: Arc<dyn Webhooks>,
+    providers: Providers,
 ) -> Result<(), Error> {
     let canaries: Api<Canary> = api(&client, &config.namespace);
     canaries
@@ -190,10 +209,29 @@ pub async fn run_with(
         config: config.clone(),
         stores: stores.clone(),
         recorder: Recorder::new(client.clone(), reporter),
-        metrics,
-        webhooks,
+        providers,
         telemetry,
+        caches_ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     });
+    {
+        let (stores, ready) = (stores.clone(), ctx.caches_ready.clone());
+        tokio::spawn(async move {
+            let waits = (
+                stores.deployments.wait_until_ready(),
+                stores.daemonsets.wait_until_ready(),
+                stores.services.wait_until_ready(),
+                stores.configmaps.wait_until_ready(),
+                stores.secrets.wait_until_ready(),
+                stores.hpas.wait_until_ready(),
+            );
+            let (a, b, c, d, e, f) =
+                futures::join!(waits.0, waits.1, waits.2, waits.3, waits.4, waits.5);
+            if [a, b, c, d, e, f].iter().all(Result::is_ok) {
+                ready.store(true, std::sync::atomic::Ordering::Release);
+                tracing::info!("caches synced");
+            }
+        });
+    }
 
     let controller = Controller::new(canaries, wc.clone());
     let canary_store = controller.store();
@@ -297,9 +335,38 @@ pub async fn run_with(
 /// One reconcile: observe from caches, plan (asking checks as needed), act, record.
 #[tracing::instrument(skip(canary, ctx), fields(namespace = canary.namespace().unwrap_or_default(), name = canary.name_any()))]
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAction, Error> {
+    if !ctx.caches_ready.load(std::sync::atomic::Ordering::Acquire) {
+        return Ok(KubeAction::requeue(Duration::from_millis(200)));
+    }
     let _timer = ctx.telemetry.reconcile_timer();
     let now = Utc::now();
-    let observed = observe::observe(&ctx.config.observe, &ctx.stores, &canary, now);
+    let mut observed = observe::observe(&ctx.config.observe, &ctx.stores, &canary, now);
+    let router = observed
+        .provider
+        .map(|p| crate::router::for_provider(p, &ctx.client, &ctx.providers.routers))
+        .transpose();
+    let router = match router {
+        Ok(r) => r.unwrap_or_else(|| Arc::new(crate::router::kubernetes::KubernetesRouter)),
+        Err(e) => {
+            // Validation accepts every provider name Flagger knows; a provider whose router
+            // is not built yet is reported on the Canary like any other bad input.
+            observed.problems.push(crate::api::validation::Problem {
+                severity: crate::api::validation::Severity::Error,
+                path: "spec.provider".into(),
+                message: e.to_string(),
+            });
+            Arc::new(crate::router::kubernetes::KubernetesRouter)
+        }
+    };
+    // While a run is in progress the router must be able to report the live split.
+    let running = canary
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(|p| p.is_running());
+    if running && observed.problems.is_empty() {
+        observed.routes = Some(router.routes(&canary).await.map_err(|e| e.to_string()));
+    }
     let mut checks = Checks::default();
     let plan = loop {
         match plan::plan(&observed, &checks, now) {
@@ -307,30 +374,13 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
             Step::Need(req) => answer(&ctx, &canary, req, &mut checks).await,
         }
     };
-    let router = match observed.provider.map(crate::router::for_provider) {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => {
-            // An unsupported provider never gets past validation, except for providers whose
-            // router is not built yet: report and wait for a change.
-            tracing::warn!("{e}");
-            if plan.actions.iter().any(|a| {
-                matches!(
-                    a,
-                    plan::Action::SetRoutes(_) | plan::Action::ReconcileRouter
-                )
-            }) {
-                return Err(Error::Router(e));
-            }
-            Arc::new(crate::router::kubernetes::KubernetesRouter)
-        }
-        None => Arc::new(crate::router::kubernetes::KubernetesRouter),
-    };
     let label = observed.target.as_ref().ok().map(|t| t.selector.clone());
     let actuator = act::Actuator {
         client: &ctx.client,
         recorder: &ctx.recorder,
         router,
-        webhooks: ctx.webhooks.clone(),
+        webhooks: ctx.providers.webhooks.clone(),
+        notifier: ctx.providers.notifier.clone(),
         label,
     };
     actuator.execute(&canary, &plan).await?;
@@ -345,7 +395,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
 
 async fn answer(ctx: &Context, canary: &Canary, req: CheckRequest, checks: &mut Checks) {
     let phase = canary.status.as_ref().and_then(|s| s.phase);
-    let hooks = &ctx.webhooks;
+    let hooks = &ctx.providers.webhooks;
     match req {
         CheckRequest::ConfirmRollout => {
             checks.confirm_rollout =
@@ -358,11 +408,10 @@ async fn answer(ctx: &Context, canary: &Canary, req: CheckRequest, checks: &mut 
             checks.pre_rollout = Some(hooks.run(canary, WebhookType::PreRollout, phase).await)
         }
         CheckRequest::Analysis => {
-            let mut result = hooks.run(canary, WebhookType::Rollout, phase).await;
-            if result.is_ok() {
-                result = ctx.metrics.check(canary).await;
-            }
-            checks.analysis = Some(result);
+            checks.analysis = Some(match hooks.run(canary, WebhookType::Rollout, phase).await {
+                Ok(()) => Ok(ctx.providers.metrics.check(canary).await),
+                Err(e) => Err(e),
+            });
         }
         CheckRequest::ConfirmTrafficIncrease => {
             checks.confirm_traffic_increase = Some(

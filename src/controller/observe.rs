@@ -114,6 +114,7 @@ pub fn observe(
         generated: Generated::default(),
         interval,
         has_finalizer,
+        routes: None,
     };
     match observe_workloads(cfg, stores, canary, now) {
         Ok((t, p, g)) => {

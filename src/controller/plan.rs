@@ -15,6 +15,7 @@ use crate::api::defaults::Strategy;
 use crate::api::time::{from_time, to_time};
 use crate::api::validation::Problem;
 use crate::api::{Canary, CanaryPhase, Provider};
+use crate::metrics::Verdict;
 
 /// The Serin condition that reports whether the spec and target are usable.
 pub const READY_CONDITION: &str = "Ready";
@@ -100,6 +101,9 @@ pub struct Observed {
     pub interval: Duration,
     /// Whether our finalizer is on the object.
     pub has_finalizer: bool,
+    /// The live traffic split, read from the router while a run is in progress; an `Err` means
+    /// the routing objects are not usable yet (e.g. a Gateway has not accepted the route).
+    pub routes: Option<Result<Routes, String>>,
 }
 
 /// Why the target cannot be used.
@@ -112,7 +116,7 @@ pub enum TargetProblem {
 }
 
 /// Answers from gates, webhooks and metrics; `None` means "not asked yet".
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Checks {
     /// Is the `confirm-rollout` gate open?
     pub confirm_rollout: Option<bool>,
@@ -120,8 +124,8 @@ pub struct Checks {
     pub rollback: Option<bool>,
     /// `pre-rollout` hooks: `Err(message)` on failure.
     pub pre_rollout: Option<Result<(), String>>,
-    /// `rollout` hooks then metrics: `Err(message)` on the first failure.
-    pub analysis: Option<Result<(), String>>,
+    /// `rollout` hooks (an `Err` is their first failure) then metrics (a report).
+    pub analysis: Option<Result<crate::metrics::AnalysisReport, String>>,
     /// Is the `confirm-traffic-increase` gate open?
     pub confirm_traffic_increase: Option<bool>,
     /// Is the `confirm-promotion` gate open?
@@ -679,6 +683,8 @@ impl<'a> Machine<'a> {
         self.status.failed_checks = 0;
         self.status.iterations = 0;
         self.status.failure_reason = None;
+        self.status.hold_start_time = None;
+        self.status.checks = None;
         self.status.last_applied_spec = Some(t.fingerprint.clone());
         self.status.tracked_configs = non_empty(t.tracked_configs.clone());
         self.status.run_start_time = Some(to_time(self.now));
@@ -784,6 +790,11 @@ impl<'a> Machine<'a> {
         if let Some(wait) = self.tick_due() {
             return self.clone_done(Requeue::After(wait));
         }
+        if let Some(Err(msg)) = &self.o.routes {
+            // Never shift traffic blind: wait until the router can report the split.
+            tracing::debug!("routes not ready: {msg}");
+            return self.clone_done(Requeue::After(short(self.o.interval)));
+        }
         if self.has_hooks(crate::api::webhook_type::WebhookType::Rollback) {
             match self.checks.rollback {
                 None => return self.need(CheckRequest::Rollback),
@@ -840,7 +851,23 @@ impl<'a> Machine<'a> {
                     let msg = msg.clone();
                     return self.failed_check(&msg);
                 }
-                Some(Ok(())) => {}
+                Some(Ok(report)) => {
+                    if !report.records.is_empty() {
+                        self.status.checks = Some(report.records.clone());
+                    }
+                    match &report.verdict {
+                        Verdict::Pass => self.status.hold_start_time = None,
+                        Verdict::Fail(msg) => {
+                            let msg = msg.clone();
+                            self.status.hold_start_time = None;
+                            return self.failed_check(&msg);
+                        }
+                        Verdict::Hold(msg) => {
+                            let msg = msg.clone();
+                            return self.hold(&msg);
+                        }
+                    }
+                }
             }
         }
         let provider = self.o.provider.unwrap_or(Provider::Kubernetes);
@@ -848,6 +875,31 @@ impl<'a> Machine<'a> {
             Strategy::Canary => self.advance_weight(),
             Strategy::AbTesting | Strategy::BlueGreen => self.advance_iteration(provider),
         }
+    }
+
+    /// Inconclusive analysis under the `hold` policy: neither fail nor advance, but never for
+    /// longer than the progress deadline.
+    fn hold(&mut self, msg: &str) -> Flow {
+        let since = self
+            .status
+            .hold_start_time
+            .as_ref()
+            .map(from_time)
+            .unwrap_or(self.now);
+        let limit = self.spec().progress_deadline();
+        if (self.now - since).to_std().unwrap_or_default() >= limit {
+            let why = format!(
+                "analysis inconclusive for longer than progressDeadlineSeconds ({}s): {msg}",
+                limit.as_secs()
+            );
+            return self.rollback(&why, &format!("Rolling back {} {why}", self.id()));
+        }
+        self.status.hold_start_time = Some(to_time(since));
+        self.event(
+            EventType::Warning,
+            format!("Holding {} advancement: {msg}", self.id()),
+        );
+        self.clone_done(self.interval())
     }
 
     fn failed_check(&mut self, msg: &str) -> Flow {
@@ -1040,6 +1092,7 @@ impl<'a> Machine<'a> {
     }
 
     fn rollback(&mut self, why: &str, event: &str) -> Flow {
+        self.status.hold_start_time = None;
         self.event(EventType::Warning, event.to_string());
         self.actions.push(Action::SetRoutes(Routes {
             primary: 100,

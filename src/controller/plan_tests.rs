@@ -83,6 +83,7 @@ fn fx() -> Observed {
         },
         interval: Duration::from_secs(10),
         has_finalizer: false,
+        routes: None,
     }
 }
 
@@ -117,7 +118,9 @@ fn decide_with(o: &Observed, checks: Checks, now: DateTime<Utc>) -> Plan {
                 CheckRequest::ConfirmRollout => checks.confirm_rollout = Some(true),
                 CheckRequest::Rollback => checks.rollback = Some(false),
                 CheckRequest::PreRollout => checks.pre_rollout = Some(Ok(())),
-                CheckRequest::Analysis => checks.analysis = Some(Ok(())),
+                CheckRequest::Analysis => {
+                    checks.analysis = Some(Ok(crate::metrics::AnalysisReport::pass()))
+                }
                 CheckRequest::ConfirmTrafficIncrease => {
                     checks.confirm_traffic_increase = Some(true)
                 }
@@ -708,4 +711,52 @@ fn revert_on_deletion_restores_the_target_before_letting_go() {
         .position(|a| *a == Action::RestoreApexService);
     let release = p.actions.iter().position(|a| *a == Action::RemoveFinalizer);
     assert!(restore.is_some() && restore < release, "{:?}", p.actions);
+}
+
+fn report(verdict: crate::metrics::Verdict) -> crate::metrics::AnalysisReport {
+    crate::metrics::AnalysisReport {
+        verdict,
+        records: vec![],
+    }
+}
+
+#[test]
+fn an_inconclusive_analysis_holds_without_failing_until_the_deadline() {
+    let o = progressing(1, 0);
+    let hold = || Checks {
+        analysis: Some(Ok(report(crate::metrics::Verdict::Hold(
+            "no values found".into(),
+        )))),
+        ..Default::default()
+    };
+    let p = decide_with(&o, hold(), at(10));
+    let s = p.status.clone().expect("status");
+    assert_eq!(
+        (s.failed_checks, s.iterations),
+        (0, 1),
+        "a hold neither fails nor advances"
+    );
+    assert_eq!(s.hold_start_time, Some(to_time(at(10))));
+    assert_eq!(
+        events(&p),
+        vec!["Holding podinfo.test advancement: no values found"]
+    );
+    let mut o = o;
+    o.canary.status = Some(s);
+    let p = decide_with(&o, hold(), at(10 + 600));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
+    assert!(
+        p.status
+            .and_then(|s| s.failure_reason)
+            .is_some_and(|r| r.starts_with("analysis inconclusive"))
+    );
+}
+
+#[test]
+fn routes_that_are_not_ready_pause_the_analysis_without_failed_checks() {
+    let mut o = progressing(1, 0);
+    o.routes = Some(Err("parent gateway has not accepted the route".into()));
+    let p = decide(&o, at(10));
+    assert_eq!(p.status, None);
+    assert!(p.actions.is_empty());
 }

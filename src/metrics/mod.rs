@@ -2,12 +2,44 @@
 use async_trait::async_trait;
 
 use crate::api::Canary;
+use crate::api::canary::CheckRecord;
+
+/// What one analysis tick concluded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Every check passed: the canary may advance.
+    Pass,
+    /// A check failed: counts as a failed check (Flagger's "Halt …" message).
+    Fail(String),
+    /// The result is inconclusive (no data, or the provider failed) and the policy says hold:
+    /// neither fail nor advance.
+    Hold(String),
+}
+
+/// The verdict plus one decision record per check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnalysisReport {
+    /// The conclusion.
+    pub verdict: Verdict,
+    /// What each check saw.
+    pub records: Vec<CheckRecord>,
+}
+
+impl AnalysisReport {
+    /// A passing report with no records.
+    pub fn pass() -> Self {
+        Self {
+            verdict: Verdict::Pass,
+            records: vec![],
+        }
+    }
+}
 
 /// Runs a canary's metric checks for one analysis tick.
 #[async_trait]
 pub trait MetricsChecker: Send + Sync {
-    /// `Ok(())` when every check passes, else the first failure's message (Flagger's "Halt …").
-    async fn check(&self, canary: &Canary) -> Result<(), String>;
+    /// Evaluates every metric of the canary.
+    async fn check(&self, canary: &Canary) -> AnalysisReport;
 }
 
 /// The checker used until metric providers exist: a canary with no metrics passes; a canary with
@@ -17,7 +49,7 @@ pub struct NoMetrics;
 
 #[async_trait]
 impl MetricsChecker for NoMetrics {
-    async fn check(&self, canary: &Canary) -> Result<(), String> {
+    async fn check(&self, canary: &Canary) -> AnalysisReport {
         let n = canary.spec.metrics().len();
         if n > 0 {
             tracing::warn!(
@@ -25,6 +57,6 @@ impl MetricsChecker for NoMetrics {
                 "{n} metric check(s) configured but no metrics provider is available; not evaluated"
             );
         }
-        Ok(())
+        AnalysisReport::pass()
     }
 }

@@ -34,8 +34,21 @@ pub trait TrafficRouter: Send + Sync {
     async fn finalize(&self, canary: &Canary) -> Result<(), Error>;
 }
 
+/// Controller settings the routers read (`--ingress-annotations-prefix`, `--ingress-class`, …).
+#[derive(Clone, Debug, Default)]
+pub struct RouterConfig {
+    /// Annotation prefix of the NGINX ingress controller (default `nginx.ingress.kubernetes.io`).
+    pub ingress_annotations_prefix: Option<String>,
+    /// Ingress class for Contour.
+    pub ingress_class: Option<String>,
+}
+
 /// Returns the router for a provider, or a clear error for providers not built yet.
-pub fn for_provider(provider: Provider) -> Result<Arc<dyn TrafficRouter>, Error> {
+pub fn for_provider(
+    provider: Provider,
+    _client: &kube::Client,
+    _config: &RouterConfig,
+) -> Result<Arc<dyn TrafficRouter>, Error> {
     match provider {
         Provider::Kubernetes => Ok(Arc::new(kubernetes::KubernetesRouter)),
         other => Err(Error::Unsupported(other)),

@@ -19,6 +19,14 @@ pub trait Webhooks: Send + Sync {
     ) -> Result<(), String>;
     /// `rollback` hooks: true when any of them asks for a rollback.
     async fn rollback_requested(&self, canary: &Canary, phase: Option<CanaryPhase>) -> bool;
+    /// `event` hooks (and the global event webhook): called for every Kubernetes event recorded.
+    async fn event(
+        &self,
+        canary: &Canary,
+        phase: Option<CanaryPhase>,
+        warning: bool,
+        message: &str,
+    );
 }
 
 /// Webhooks that do nothing: gates open, hooks succeed, no rollback is requested.
@@ -36,4 +44,5 @@ impl Webhooks for NoWebhooks {
     async fn rollback_requested(&self, _: &Canary, _: Option<CanaryPhase>) -> bool {
         false
     }
+    async fn event(&self, _: &Canary, _: Option<CanaryPhase>, _: bool, _: &str) {}
 }
