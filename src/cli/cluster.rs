@@ -35,7 +35,12 @@ pub fn run(args: ClusterArgs) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let config = ClusterConfig { port: args.port, nodes: args.nodes, kubelet: !args.no_kubelet, ..Default::default() };
+        let config = ClusterConfig {
+            port: args.port,
+            nodes: args.nodes,
+            kubelet: !args.no_kubelet,
+            ..Default::default()
+        };
         let cluster = match start(config).await {
             Ok(c) => c,
             Err(e) => {
@@ -49,7 +54,11 @@ pub fn run(args: ClusterArgs) -> ExitCode {
             eprintln!("serin cluster: {e}");
             return ExitCode::FAILURE;
         }
-        println!("serin cluster: serving {} ; kubeconfig written to {}", cluster.url(), args.kubeconfig.display());
+        println!(
+            "serin cluster: serving {} ; kubeconfig written to {}",
+            cluster.url(),
+            args.kubeconfig.display()
+        );
         println!("  export KUBECONFIG={}", args.kubeconfig.display());
         if let Err(e) = tokio::signal::ctrl_c().await {
             eprintln!("serin cluster: waiting for Ctrl-C: {e}");
