@@ -176,10 +176,8 @@ fn pass(st: &mut State, ctx: &Ctx) -> bool {
             && let Some(rt) = st.registry.get("", "v1", "namespaces")
         {
             let mut new = (*ns_obj).clone();
+            // Emptied rather than removed: defaulting would put `kubernetes` back.
             new["spec"]["finalizers"] = json!([]);
-            if let Some(m) = new["spec"].as_object_mut() {
-                m.remove("finalizers");
-            }
             if ops::system_update(st, &rt, &ns_obj, new, Sub::Main, ctx).is_ok() {
                 changed = true;
             }

@@ -314,10 +314,9 @@ fn prepare(
             if let Some(old_ip) = old
                 .and_then(|o| o["spec"].get("clusterIP"))
                 .filter(|v| v.is_string())
+                && spec.get("clusterIP").is_none_or(Value::is_null)
             {
-                if spec.get("clusterIP").is_none_or(Value::is_null) {
-                    spec["clusterIP"] = old_ip.clone();
-                }
+                spec["clusterIP"] = old_ip.clone();
             }
             if spec["type"] != "ExternalName"
                 && spec.get("clusterIP").is_none_or(|v| v.is_null() || v == "")
@@ -388,13 +387,12 @@ fn prepare(
                 ));
             }
         }
-        "pods" => {
+        "pods"
             if obj["spec"]["containers"]
                 .as_array()
-                .is_none_or(Vec::is_empty)
-            {
-                errs.push(FieldError::new("spec.containers", FieldErrorKind::Required));
-            }
+                .is_none_or(Vec::is_empty) =>
+        {
+            errs.push(FieldError::new("spec.containers", FieldErrorKind::Required));
         }
         "customresourcedefinitions" => validate_crd(obj, &mut errs),
         _ => {}
@@ -625,7 +623,7 @@ fn create_with(
         meta.insert("generation".into(), json!(1));
     }
     let ns_key = if rt.namespaced { ns } else { "" };
-    if !valid_name(&name) && !(rt.plural == "events" || rt.plural == "nodes") {
+    if !(valid_name(&name) || rt.plural == "events" || rt.plural == "nodes") {
         return Err(ApiError::invalid(
             &rt.group,
             &rt.kind,

@@ -1033,7 +1033,8 @@ async fn watch(
         return Ok(response.into_response());
     }
     // Under one lock: the starting events and the subscription, so nothing is missed or doubled.
-    let start: Result<(Vec<Bytes>, broadcast::Receiver<Arc<Event>>, u64), ApiError> = {
+    type Start = (Vec<Bytes>, broadcast::Receiver<Arc<Event>>, u64);
+    let start: Result<Start, ApiError> = {
         let st = sh.lock();
         match from {
             Some(rv) if !send_initial => st.watch_from(&rt.gr(), rv).map(|(backlog, rx)| {

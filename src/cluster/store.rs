@@ -46,6 +46,9 @@ pub struct Event {
     pub prev: Option<Arc<Value>>,
 }
 
+/// The retained events after a resourceVersion, and a receiver for the ones that follow.
+pub type WatchStart = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
 /// Namespace and name of a stored object (namespace empty when cluster-scoped).
 pub type Key = (String, String);
 
@@ -165,11 +168,7 @@ impl State {
 
     /// Starts a watch of `gr` after resourceVersion `from`: the retained events after it, plus a
     /// receiver for what follows. Taken under the lock, so nothing falls between the two.
-    pub fn watch_from(
-        &self,
-        gr: &GroupResource,
-        from: u64,
-    ) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), ApiError> {
+    pub fn watch_from(&self, gr: &GroupResource, from: u64) -> Result<WatchStart, ApiError> {
         if from < self.compacted {
             return Err(ApiError::gone(from, self.compacted));
         }
