@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentCondition, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Event, Node, Pod, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -220,6 +220,32 @@ async fn a_new_deployment_converges_to_the_status_the_real_controller_reports() 
             ),
         ]
     );
+
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
+    let events: Vec<(String, String, String)> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|e| {
+            (
+                e.involved_object.kind.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let scaled = (
+        "Deployment".to_string(),
+        "ScalingReplicaSet".to_string(),
+        format!("Scaled up replica set web-{hash} from 0 to 3"),
+    );
+    assert!(events.contains(&scaled), "{events:?}");
+    let created = events
+        .iter()
+        .filter(|(k, r, _)| k == "ReplicaSet" && r == "SuccessfulCreate")
+        .count();
+    assert_eq!(created, 3, "{events:?}");
 
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     let list = pods

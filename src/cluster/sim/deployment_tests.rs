@@ -194,6 +194,7 @@ impl World {
             revision: None,
             requeue_at: None,
             stop: false,
+            events: Vec::new(),
             now: self.now,
         };
         w.find_new()
@@ -843,6 +844,7 @@ fn scaling_during_a_rollout_is_proportional_like_the_real_controller() {
             revision: None,
             requeue_at: None,
             stop: false,
+            events: Vec::new(),
             now: t(0),
         };
         let new = w.find_new();
