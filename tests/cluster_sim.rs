@@ -403,6 +403,16 @@ async fn an_image_change_rolls_out_a_new_replica_set_as_revision_two() -> anyhow
         Ok((list.len() == 3 && list.iter().all(|p| p.name_any().starts_with(&new))).then_some(()))
     })
     .await?;
+
+    // Owner references let the garbage collector remove ReplicaSets and Pods with the Deployment.
+    api.delete("web", &Default::default()).await?;
+    let rs_api: Api<ReplicaSet> = Api::namespaced(env.client.clone(), "default");
+    eventually(10, "garbage collected", || async {
+        let rss = rs_api.list(&ListParams::default()).await?.items;
+        let pods = pods.list(&ListParams::default()).await?.items;
+        Ok((rss.is_empty() && pods.is_empty()).then_some(()))
+    })
+    .await?;
     Ok(())
 }
 
@@ -502,6 +512,32 @@ async fn daemon_sets_run_one_pod_per_matching_node() -> anyhow::Result<()> {
     on.sort();
     assert_eq!(on, names);
 
+    // A template change rolls through the nodes, one unavailable pod at a time.
+    let before: Vec<String> = pods
+        .list(&ListParams::default().labels("app=agent"))
+        .await?
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "agent:2"}]}}}});
+    api.patch("agent", &PatchParams::default(), &Patch::Strategic(patch))
+        .await?;
+    eventually(15, "daemon set updated", || async {
+        let s = api.get("agent").await?.status.unwrap_or_default();
+        let list = pods
+            .list(&ListParams::default().labels("app=agent"))
+            .await?
+            .items;
+        let replaced = list.len() == 3 && list.iter().all(|p| !before.contains(&p.name_any()));
+        let done = replaced
+            && s.observed_generation == Some(2)
+            && s.updated_number_scheduled == Some(3)
+            && s.number_available == Some(3);
+        Ok(done.then_some(()))
+    })
+    .await?;
+
     // Flagger's scale-to-zero: a selector no node carries.
     let patch = json!({"spec": {"template": {"spec": {"nodeSelector": {"flagger.app/scale-to-zero": "true"}}}}});
     api.patch("agent", &PatchParams::default(), &Patch::Merge(patch))
@@ -525,7 +561,7 @@ async fn daemon_sets_run_one_pod_per_matching_node() -> anyhow::Result<()> {
             status.number_available,
             status.observed_generation
         ),
-        (0, None, Some(2))
+        (0, None, Some(3))
     );
     Ok(())
 }
