@@ -619,6 +619,24 @@ async fn hpas_keep_targets_within_bounds_and_leave_zero_alone() -> anyhow::Resul
         "{conditions:?}"
     );
 
+    let missing = json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "missing", "namespace": "default"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "missing"}, "maxReplicas": 3}
+    });
+    hpas.create(&PostParams::default(), &from_json(missing)?)
+        .await?;
+    eventually(10, "FailedGetScale", || async {
+        let s = hpas.get("missing").await?.status.unwrap_or_default();
+        let failed = s.conditions.iter().flatten().any(|c| {
+            c.type_ == "AbleToScale"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("FailedGetScale")
+        });
+        Ok(failed.then_some(()))
+    })
+    .await?;
+
     deployments
         .patch(
             "web",

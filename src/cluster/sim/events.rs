@@ -24,6 +24,21 @@ impl Recorder {
     where
         K: Resource<DynamicType = ()>,
     {
+        self.record(object, "Normal", reason, message).await;
+    }
+
+    /// Records a Warning event about `object`.
+    pub async fn warning<K>(&self, object: &K, reason: &str, message: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        self.record(object, "Warning", reason, message).await;
+    }
+
+    async fn record<K>(&self, object: &K, type_: &str, reason: &str, message: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
         let meta = object.meta();
         let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
         let name = meta.name.clone().unwrap_or_default();
@@ -45,7 +60,7 @@ impl Recorder {
             },
             reason: Some(reason.into()),
             message: Some(message),
-            type_: Some("Normal".into()),
+            type_: Some(type_.into()),
             source: Some(EventSource {
                 component: Some(self.component.into()),
                 host: None,

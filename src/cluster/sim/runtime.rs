@@ -634,7 +634,23 @@ pub(super) async fn run_hpas(
             }
             let current = match get_scale(&client, &ns, &target.kind, &target.name).await {
                 Ok(c) => c,
-                Err(_) => continue,
+                Err(e) => {
+                    let text = match &e {
+                        kube::Error::Api(s) => s.message.clone(),
+                        other => other.to_string(),
+                    };
+                    if let Some(status) = hpa::failed_get_scale(&h, &text, Timestamp::now()) {
+                        recorder.warning(&*h, "FailedGetScale", text).await;
+                        let mut updated = (*h).clone();
+                        updated.status = Some(status);
+                        let api: Api<HorizontalPodAutoscaler> =
+                            Api::namespaced(client.clone(), &ns);
+                        let _ = api
+                            .replace_status(&h.name_any(), &PostParams::default(), &updated)
+                            .await;
+                    }
+                    continue;
+                }
             };
             let plan = hpa::plan(&h, current, Timestamp::now());
             if let Some(replicas) = plan.rescale {
