@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentCondition, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Event, Node, Pod, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -221,6 +221,32 @@ async fn a_new_deployment_converges_to_the_status_the_real_controller_reports() 
         ]
     );
 
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
+    let events: Vec<(String, String, String)> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|e| {
+            (
+                e.involved_object.kind.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let scaled = (
+        "Deployment".to_string(),
+        "ScalingReplicaSet".to_string(),
+        format!("Scaled up replica set web-{hash} from 0 to 3"),
+    );
+    assert!(events.contains(&scaled), "{events:?}");
+    let created = events
+        .iter()
+        .filter(|(k, r, _)| k == "ReplicaSet" && r == "SuccessfulCreate")
+        .count();
+    assert_eq!(created, 3, "{events:?}");
+
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
     let list = pods
         .list(&ListParams::default().labels("app=web"))
@@ -377,6 +403,16 @@ async fn an_image_change_rolls_out_a_new_replica_set_as_revision_two() -> anyhow
         Ok((list.len() == 3 && list.iter().all(|p| p.name_any().starts_with(&new))).then_some(()))
     })
     .await?;
+
+    // Owner references let the garbage collector remove ReplicaSets and Pods with the Deployment.
+    api.delete("web", &Default::default()).await?;
+    let rs_api: Api<ReplicaSet> = Api::namespaced(env.client.clone(), "default");
+    eventually(10, "garbage collected", || async {
+        let rss = rs_api.list(&ListParams::default()).await?.items;
+        let pods = pods.list(&ListParams::default()).await?.items;
+        Ok((rss.is_empty() && pods.is_empty()).then_some(()))
+    })
+    .await?;
     Ok(())
 }
 
@@ -476,6 +512,32 @@ async fn daemon_sets_run_one_pod_per_matching_node() -> anyhow::Result<()> {
     on.sort();
     assert_eq!(on, names);
 
+    // A template change rolls through the nodes, one unavailable pod at a time.
+    let before: Vec<String> = pods
+        .list(&ListParams::default().labels("app=agent"))
+        .await?
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "agent:2"}]}}}});
+    api.patch("agent", &PatchParams::default(), &Patch::Strategic(patch))
+        .await?;
+    eventually(15, "daemon set updated", || async {
+        let s = api.get("agent").await?.status.unwrap_or_default();
+        let list = pods
+            .list(&ListParams::default().labels("app=agent"))
+            .await?
+            .items;
+        let replaced = list.len() == 3 && list.iter().all(|p| !before.contains(&p.name_any()));
+        let done = replaced
+            && s.observed_generation == Some(2)
+            && s.updated_number_scheduled == Some(3)
+            && s.number_available == Some(3);
+        Ok(done.then_some(()))
+    })
+    .await?;
+
     // Flagger's scale-to-zero: a selector no node carries.
     let patch = json!({"spec": {"template": {"spec": {"nodeSelector": {"flagger.app/scale-to-zero": "true"}}}}});
     api.patch("agent", &PatchParams::default(), &Patch::Merge(patch))
@@ -499,7 +561,7 @@ async fn daemon_sets_run_one_pod_per_matching_node() -> anyhow::Result<()> {
             status.number_available,
             status.observed_generation
         ),
-        (0, None, Some(2))
+        (0, None, Some(3))
     );
     Ok(())
 }
@@ -556,6 +618,24 @@ async fn hpas_keep_targets_within_bounds_and_leave_zero_alone() -> anyhow::Resul
         conditions.contains(&("ScalingActive".into(), "ValidMetricFound".into())),
         "{conditions:?}"
     );
+
+    let missing = json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "missing", "namespace": "default"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "missing"}, "maxReplicas": 3}
+    });
+    hpas.create(&PostParams::default(), &from_json(missing)?)
+        .await?;
+    eventually(10, "FailedGetScale", || async {
+        let s = hpas.get("missing").await?.status.unwrap_or_default();
+        let failed = s.conditions.iter().flatten().any(|c| {
+            c.type_ == "AbleToScale"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("FailedGetScale")
+        });
+        Ok(failed.then_some(()))
+    })
+    .await?;
 
     deployments
         .patch(

@@ -82,6 +82,8 @@ pub struct Plan {
     pub status: Option<DeploymentStatus>,
     /// When to look again even if nothing changes (the progress-deadline check).
     pub requeue_at: Option<Timestamp>,
+    /// Messages of the `ScalingReplicaSet` events the real controller records for these actions.
+    pub events: Vec<String>,
 }
 
 /// The Deployment spec with the API server's defaults filled in.
@@ -280,6 +282,7 @@ pub fn plan(
         revision: None,
         requeue_at: None,
         stop: false,
+        events: Vec::new(),
         now,
     };
     let selector = &deployment.spec.selector;
@@ -301,6 +304,7 @@ struct Work {
     requeue_at: Option<Timestamp>,
     /// Set when the real controller would return early with an error and retry.
     stop: bool,
+    events: Vec<String>,
     now: Timestamp,
 }
 
@@ -328,6 +332,7 @@ impl Work {
             }),
             status: (status != original_status).then_some(status),
             requeue_at: self.requeue_at,
+            events: self.events,
         }
     }
 
@@ -578,6 +583,10 @@ impl Work {
         self.set_new_rs_annotations(i, new_revision, false)?;
         self.created = Some(i);
         self.revision = Some(new_revision.to_string());
+        if replicas > 0 {
+            self.events
+                .push(format!("Scaled up replica set {name} from 0 to {replicas}"));
+        }
         if self.spec.progress_deadline.is_some() {
             let msg = format!("Created new replica set {name:?}");
             let c = new_condition(
@@ -693,12 +702,19 @@ impl Work {
         let max = self.spec.replicas + self.spec.max_surge()?;
         let desired = self.spec.replicas;
         let rs = &mut self.rss[i];
-        let size_changed = rs_replicas(rs) != size;
+        let current = rs_replicas(rs);
+        let size_changed = current != size;
         let annotations = rs.metadata.annotations.get_or_insert_with(BTreeMap::new);
         let annotations_changed = set_replicas_annotations(annotations, desired, max);
         if size_changed || annotations_changed {
             rs.spec.replicas = Some(size);
             let name = rs_name(rs).to_string();
+            if size_changed {
+                let direction = if size > current { "up" } else { "down" };
+                self.events.push(format!(
+                    "Scaled {direction} replica set {name} from {current} to {size}"
+                ));
+            }
             self.dirty.insert(name);
         }
         Ok(())

@@ -194,6 +194,7 @@ impl World {
             revision: None,
             requeue_at: None,
             stop: false,
+            events: Vec::new(),
             now: self.now,
         };
         w.find_new()
@@ -613,4 +614,253 @@ fn an_empty_selector_only_acknowledges_the_generation() {
     let p = plan(&d, &[], &[], t(0)).unwrap_or_default();
     assert!(p.create.is_none());
     assert_eq!(p.status.and_then(|s| s.observed_generation), Some(1));
+}
+
+/// One proportional-scaling scenario: the Deployment goes from `from` to `to` replicas (and from
+/// `surge_from` to `surge_to` maxSurge) while several ReplicaSets are active.
+struct ScaleCase {
+    name: &'static str,
+    from: i32,
+    to: i32,
+    surge_from: i32,
+    surge_to: i32,
+    /// The new ReplicaSet's size, if there is one (its template matches the Deployment's).
+    new: Option<i32>,
+    /// Old ReplicaSets, newest first.
+    olds: &'static [i32],
+    want_new: Option<i32>,
+    want_olds: &'static [i32],
+}
+
+fn rolling(replicas: i32, surge: i32) -> Deployment {
+    let mut d = deployment(replicas);
+    d.spec.strategy = Some(DeploymentStrategy {
+        type_: Some("RollingUpdate".into()),
+        rolling_update: Some(k8s_openapi::api::apps::v1::RollingUpdateDeployment {
+            max_surge: Some(IntOrString::Int(surge)),
+            max_unavailable: Some(IntOrString::Int(0)),
+        }),
+    });
+    d
+}
+
+#[test]
+fn scaling_during_a_rollout_is_proportional_like_the_real_controller() {
+    let cases = [
+        ScaleCase {
+            name: "10 -> 12",
+            from: 10,
+            to: 12,
+            surge_from: 0,
+            surge_to: 0,
+            new: Some(10),
+            olds: &[],
+            want_new: Some(12),
+            want_olds: &[],
+        },
+        ScaleCase {
+            name: "10 -> 5",
+            from: 10,
+            to: 5,
+            surge_from: 0,
+            surge_to: 0,
+            new: Some(10),
+            olds: &[],
+            want_new: Some(5),
+            want_olds: &[],
+        },
+        ScaleCase {
+            name: "5 -> 10",
+            from: 5,
+            to: 10,
+            surge_from: 0,
+            surge_to: 0,
+            new: Some(2),
+            olds: &[3],
+            want_new: Some(4),
+            want_olds: &[6],
+        },
+        ScaleCase {
+            name: "5 -> 3",
+            from: 5,
+            to: 3,
+            surge_from: 0,
+            surge_to: 0,
+            new: Some(2),
+            olds: &[3],
+            want_new: Some(1),
+            want_olds: &[2],
+        },
+        ScaleCase {
+            name: "9 -> 4",
+            from: 9,
+            to: 4,
+            surge_from: 0,
+            surge_to: 0,
+            new: Some(8),
+            olds: &[1],
+            want_new: Some(4),
+            want_olds: &[0],
+        },
+        ScaleCase {
+            name: "7 -> 10",
+            from: 7,
+            to: 10,
+            surge_from: 0,
+            surge_to: 0,
+            new: Some(2),
+            olds: &[3, 2],
+            want_new: Some(3),
+            want_olds: &[4, 3],
+        },
+        ScaleCase {
+            name: "13 -> 8",
+            from: 13,
+            to: 8,
+            surge_from: 0,
+            surge_to: 0,
+            new: Some(2),
+            olds: &[8, 3],
+            want_new: Some(1),
+            want_olds: &[5, 2],
+        },
+        ScaleCase {
+            name: "leftover 3 -> 4",
+            from: 3,
+            to: 4,
+            surge_from: 0,
+            surge_to: 0,
+            new: Some(1),
+            olds: &[1, 1],
+            want_new: Some(2),
+            want_olds: &[1, 1],
+        },
+        ScaleCase {
+            name: "leftover 3 -> 2",
+            from: 3,
+            to: 2,
+            surge_from: 0,
+            surge_to: 0,
+            new: Some(1),
+            olds: &[1, 1],
+            want_new: Some(1),
+            want_olds: &[1, 0],
+        },
+        ScaleCase {
+            name: "no new 4 -> 5",
+            from: 4,
+            to: 5,
+            surge_from: 0,
+            surge_to: 0,
+            new: None,
+            olds: &[2, 2],
+            want_new: None,
+            want_olds: &[3, 2],
+        },
+        ScaleCase {
+            name: "6 -> 0",
+            from: 6,
+            to: 0,
+            surge_from: 0,
+            surge_to: 0,
+            new: Some(3),
+            olds: &[2, 1],
+            want_new: Some(0),
+            want_olds: &[0, 0],
+        },
+        ScaleCase {
+            name: "0 -> 6",
+            from: 6,
+            to: 6,
+            surge_from: 0,
+            surge_to: 0,
+            new: Some(0),
+            olds: &[0, 0],
+            want_new: Some(6),
+            want_olds: &[0, 0],
+        },
+        ScaleCase {
+            name: "surge 10 -> 20",
+            from: 10,
+            to: 20,
+            surge_from: 2,
+            surge_to: 2,
+            new: Some(6),
+            olds: &[6],
+            want_new: Some(11),
+            want_olds: &[11],
+        },
+        ScaleCase {
+            name: "surge and size",
+            from: 10,
+            to: 50,
+            surge_from: 3,
+            surge_to: 6,
+            new: Some(5),
+            olds: &[8],
+            want_new: Some(22),
+            want_olds: &[34],
+        },
+    ];
+    for case in cases {
+        let old_d = rolling(case.from, case.surge_from);
+        let old_surge = Resolved::of(&old_d).max_surge().unwrap_or(0);
+        let d = rolling(case.to, case.surge_to);
+        let annotate = |mut rs: ReplicaSet, size: i32, age: i64| {
+            rs.spec.replicas = Some(size);
+            rs.status = Some(ReplicaSetStatus {
+                replicas: size,
+                available_replicas: Some(size),
+                ..Default::default()
+            });
+            rs.metadata.creation_timestamp = Some(Time(t(-age)));
+            let a = rs.metadata.annotations.get_or_insert_with(BTreeMap::new);
+            a.insert(DESIRED_REPLICAS.into(), case.from.to_string());
+            a.insert(MAX_REPLICAS.into(), (case.from + old_surge).to_string());
+            rs
+        };
+        let mut rss = Vec::new();
+        if let Some(size) = case.new {
+            let mut rs = crate::cluster::sim::testing::replica_set("web-new", size);
+            rs.spec.template = Some(d.spec.template.clone());
+            rss.push(annotate(rs, size, 0));
+        }
+        for (i, size) in case.olds.iter().enumerate() {
+            let mut rs = crate::cluster::sim::testing::replica_set(&format!("web-old{i}"), *size);
+            let mut template = d.spec.template.clone();
+            if let Some(spec) = template.spec.as_mut() {
+                spec.containers[0].image = Some(format!("nginx:old{i}"));
+            }
+            rs.spec.template = Some(template);
+            rss.push(annotate(rs, *size, 60 * (i as i64 + 1)));
+        }
+        let mut w = Work {
+            d: d.clone(),
+            spec: Resolved::of(&d),
+            rss,
+            created: None,
+            dirty: BTreeSet::new(),
+            deleted: Vec::new(),
+            revision: None,
+            requeue_at: None,
+            stop: false,
+            events: Vec::new(),
+            now: t(0),
+        };
+        let new = w.find_new();
+        let olds: Vec<usize> = (0..w.rss.len()).filter(|i| Some(*i) != new).collect();
+        assert!(w.scale(new, &olds).is_ok(), "{}", case.name);
+        let size = |name: &str| {
+            w.rss
+                .iter()
+                .find(|r| r.metadata.name.as_deref() == Some(name))
+                .and_then(|r| r.spec.replicas)
+        };
+        assert_eq!(size("web-new"), case.want_new, "{}: new", case.name);
+        let got: Vec<Option<i32>> = (0..case.olds.len())
+            .map(|i| size(&format!("web-old{i}")))
+            .collect();
+        let want: Vec<Option<i32>> = case.want_olds.iter().map(|v| Some(*v)).collect();
+        assert_eq!(got, want, "{}: olds", case.name);
+    }
 }

@@ -95,11 +95,31 @@ pub fn plan(hpa: &HorizontalPodAutoscaler, current: i32, now: Timestamp) -> Plan
     }
     status.current_replicas = util::nz(current);
     status.desired_replicas = if rescale { desired } else { current };
-    status.observed_generation = hpa.metadata.generation;
     if hpa.status.as_ref() != Some(&status) {
         plan.status = Some(status);
     }
     plan
+}
+
+/// The status after the target's `/scale` could not be read: AbleToScale False, FailedGetScale,
+/// everything else kept. `None` when that is already the status.
+pub fn failed_get_scale(
+    hpa: &HorizontalPodAutoscaler,
+    error: &str,
+    now: Timestamp,
+) -> Option<HorizontalPodAutoscalerStatus> {
+    let mut status = hpa.status.clone().unwrap_or_default();
+    let message =
+        format!("the HPA controller was unable to get the target's current scale: {error}");
+    set(
+        &mut status,
+        "AbleToScale",
+        false,
+        "FailedGetScale",
+        &message,
+        now,
+    );
+    (hpa.status.as_ref() != Some(&status)).then_some(status)
 }
 
 /// How the real controller names the metric it computed a proposal from.
@@ -243,6 +263,26 @@ mod tests {
         assert_eq!(
             condition(&plan, "ScalingLimited"),
             Some(("False".into(), "DesiredWithinRange".into()))
+        );
+    }
+
+    #[test]
+    fn a_missing_target_is_reported_on_able_to_scale() {
+        let status = failed_get_scale(
+            &hpa(1, 3),
+            "deployments.apps \"web\" not found",
+            Timestamp::UNIX_EPOCH,
+        );
+        let c = status
+            .and_then(|s| s.conditions)
+            .and_then(|c| c.into_iter().next());
+        assert_eq!(
+            c.as_ref().map(|c| (c.type_.as_str(), c.status.as_str())),
+            Some(("AbleToScale", "False"))
+        );
+        assert_eq!(
+            c.and_then(|c| c.message),
+            Some("the HPA controller was unable to get the target's current scale: deployments.apps \"web\" not found".into())
         );
     }
 

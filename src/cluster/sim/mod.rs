@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
+pub mod events;
 pub mod hpa;
 pub mod kubelet;
 pub mod nodes;

@@ -1,6 +1,7 @@
 //! The simulators' runners (network I/O): watch caches fed by kube-runtime reflectors, one loop per
 //! controller that plans with the pure modules and writes through the kube-rs `Api`, exactly as a
 //! controller-manager talks to an API server.
+use super::events::Recorder;
 use super::util::{self, controller_uid};
 use super::{SimConfig, daemonset, deployment, endpoints, hpa, kubelet, nodes, replicaset};
 use futures::StreamExt;
@@ -172,6 +173,7 @@ pub(super) async fn run_deployments(
     replica_sets: Store<ReplicaSet>,
     pods: Store<Pod>,
 ) {
+    let recorder = Recorder::new(client.clone(), "deployment-controller");
     // Deployment key -> ReplicaSet created but not yet seen.
     let mut created: HashMap<String, (String, Instant)> = HashMap::new();
     loop {
@@ -206,7 +208,14 @@ pub(super) async fn run_deployments(
                 }
             };
             next = util::earliest(next, plan.requeue_at);
-            match apply_deployment(&client, &d, plan).await {
+            let events = plan.events.clone();
+            let result = apply_deployment(&client, &d, plan).await;
+            if result.is_ok() {
+                for message in events {
+                    recorder.normal(&*d, "ScalingReplicaSet", message).await;
+                }
+            }
+            match result {
                 Ok(Some(rs_name)) => {
                     created.insert(key, (rs_name, Instant::now()));
                 }
@@ -307,6 +316,7 @@ pub(super) async fn run_replica_sets(
     nodes: Store<Node>,
 ) {
     let mut expectations = Expectations::default();
+    let recorder = Recorder::new(client.clone(), "replicaset-controller");
     loop {
         let mut next = None;
         let all_pods = pods.state();
@@ -329,7 +339,16 @@ pub(super) async fn run_replica_sets(
             for _ in 0..plan.create {
                 let pod = replicaset::new_pod(&rs, pick_node(&nodes, &mut load));
                 match pod_api.create(&PostParams::default(), &pod).await {
-                    Ok(created) => expectations.expect(&uid, created.metadata.name, None),
+                    Ok(created) => {
+                        recorder
+                            .normal(
+                                &*rs,
+                                "SuccessfulCreate",
+                                format!("Created pod: {}", created.name_any()),
+                            )
+                            .await;
+                        expectations.expect(&uid, created.metadata.name, None);
+                    }
                     Err(e) => {
                         tracing::debug!(replicaset = %rs.name_any(), error = %e, "pod creation failed");
                         failed = true;
@@ -339,7 +358,12 @@ pub(super) async fn run_replica_sets(
             }
             for name in &plan.delete {
                 match delete_pod(&client, &ns, name).await {
-                    Ok(()) => expectations.expect(&uid, None, Some(name.clone())),
+                    Ok(()) => {
+                        recorder
+                            .normal(&*rs, "SuccessfulDelete", format!("Deleted pod: {name}"))
+                            .await;
+                        expectations.expect(&uid, None, Some(name.clone()));
+                    }
                     Err(_) => failed = true,
                 }
             }
@@ -475,6 +499,7 @@ pub(super) async fn run_daemon_sets(
     nodes: Store<Node>,
 ) {
     let mut expectations = Expectations::default();
+    let recorder = Recorder::new(client.clone(), "daemonset-controller");
     loop {
         let mut next = None;
         let pod_index = by_controller(&pods.state());
@@ -493,13 +518,27 @@ pub(super) async fn run_daemon_sets(
                     .create(&PostParams::default(), &daemonset::new_pod(&ds, node))
                     .await
                 {
-                    Ok(created) => expectations.expect(&uid, created.metadata.name, None),
+                    Ok(created) => {
+                        recorder
+                            .normal(
+                                &*ds,
+                                "SuccessfulCreate",
+                                format!("Created pod: {}", created.name_any()),
+                            )
+                            .await;
+                        expectations.expect(&uid, created.metadata.name, None);
+                    }
                     Err(_) => failed = true,
                 }
             }
             for name in &plan.delete {
                 match delete_pod(&client, &ns, name).await {
-                    Ok(()) => expectations.expect(&uid, None, Some(name.clone())),
+                    Ok(()) => {
+                        recorder
+                            .normal(&*ds, "SuccessfulDelete", format!("Deleted pod: {name}"))
+                            .await;
+                        expectations.expect(&uid, None, Some(name.clone()));
+                    }
                     Err(_) => failed = true,
                 }
             }
@@ -580,6 +619,7 @@ pub(super) async fn run_hpas(
     hpas: Store<HorizontalPodAutoscaler>,
     period: Duration,
 ) {
+    let recorder = Recorder::new(client.clone(), "horizontal-pod-autoscaler");
     loop {
         let mut failed = false;
         for h in hpas.state() {
@@ -594,16 +634,41 @@ pub(super) async fn run_hpas(
             }
             let current = match get_scale(&client, &ns, &target.kind, &target.name).await {
                 Ok(c) => c,
-                Err(_) => continue,
+                Err(e) => {
+                    let text = match &e {
+                        kube::Error::Api(s) => s.message.clone(),
+                        other => other.to_string(),
+                    };
+                    if let Some(status) = hpa::failed_get_scale(&h, &text, Timestamp::now()) {
+                        recorder.warning(&*h, "FailedGetScale", text).await;
+                        let mut updated = (*h).clone();
+                        updated.status = Some(status);
+                        let api: Api<HorizontalPodAutoscaler> =
+                            Api::namespaced(client.clone(), &ns);
+                        let _ = api
+                            .replace_status(&h.name_any(), &PostParams::default(), &updated)
+                            .await;
+                    }
+                    continue;
+                }
             };
             let plan = hpa::plan(&h, current, Timestamp::now());
-            if let Some(replicas) = plan.rescale
-                && set_scale(&client, &ns, &target.kind, &target.name, replicas)
+            if let Some(replicas) = plan.rescale {
+                if set_scale(&client, &ns, &target.kind, &target.name, replicas)
                     .await
                     .is_err()
-            {
-                failed = true;
-                continue;
+                {
+                    failed = true;
+                    continue;
+                }
+                let why = plan.rescale_reason.clone().unwrap_or_default();
+                recorder
+                    .normal(
+                        &*h,
+                        "SuccessfulRescale",
+                        format!("New size: {replicas}; reason: {why}"),
+                    )
+                    .await;
             }
             if let Some(status) = plan.status
                 && !same(&h.status, &Some(status.clone()))
