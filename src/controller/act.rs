@@ -44,7 +44,8 @@ fn apply_params() -> PatchParams {
 impl Actuator<'_> {
     /// Runs the plan's actions in order, then writes the status. Stops at the first failure, so
     /// nothing after a failed step is done; the next reconcile plans again from what is live.
-    pub async fn execute(&self, canary: &Canary, plan: &Plan) -> Result<(), Error> {
+    /// Returns the Canary as the API server stored it when the status was written.
+    pub async fn execute(&self, canary: &Canary, plan: &Plan) -> Result<Option<Canary>, Error> {
         for action in &plan.actions {
             self.run(canary, action).await?;
         }
@@ -56,11 +57,13 @@ impl Actuator<'_> {
                 "metadata": {"name": canary.name_any()},
                 "status": status,
             });
-            api.patch_status(&canary.name_any(), &apply_params(), &Patch::Apply(&patch))
+            let written = api
+                .patch_status(&canary.name_any(), &apply_params(), &Patch::Apply(&patch))
                 .await
                 .map_err(Error::PatchStatus)?;
+            return Ok(Some(written));
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn run(&self, canary: &Canary, action: &Action) -> Result<(), Error> {

@@ -99,6 +99,8 @@ pub struct Context {
     pub providers: Providers,
     /// Prometheus metrics of the controller.
     pub telemetry: telemetry::Telemetry,
+    /// Status writes the Canary cache may not have seen yet.
+    pub recent_writes: RecentWrites,
     /// Set once every cache has listed its objects; until then nothing is decided, because a
     /// half-filled cache looks like a changed (or missing) target.
     pub caches_ready: Arc<std::sync::atomic::AtomicBool>,
@@ -114,6 +116,64 @@ where
     match ns {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
+    }
+}
+
+/// Remembers the resourceVersion and status of each Canary status write until the cache shows
+/// it, so that a reconcile never decides on a status older than one it wrote itself. A cached
+/// object that differs in resourceVersion but carries the same status (a spec edit, say) is not
+/// stale; entries older than a few seconds are dropped so that another writer cannot wedge us.
+#[derive(Default)]
+pub struct RecentWrites {
+    writes: std::sync::Mutex<
+        std::collections::HashMap<
+            String,
+            (String, Option<crate::api::CanaryStatus>, std::time::Instant),
+        >,
+    >,
+}
+
+impl RecentWrites {
+    fn key(c: &Canary) -> String {
+        c.metadata
+            .uid
+            .clone()
+            .unwrap_or_else(|| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()))
+    }
+
+    /// Records a Canary as returned by a status write.
+    pub fn remember(&self, written: &Canary) {
+        let mut w = self
+            .writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        w.insert(
+            Self::key(written),
+            (
+                written.resource_version().unwrap_or_default(),
+                written.status.clone(),
+                std::time::Instant::now(),
+            ),
+        );
+    }
+
+    /// True when `cached` predates our last status write for it.
+    pub fn is_stale(&self, cached: &Canary) -> bool {
+        let mut w = self
+            .writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = Self::key(cached);
+        let Some((rv, status, at)) = w.get(&key) else {
+            return false;
+        };
+        let caught_up =
+            cached.resource_version().as_deref() == Some(rv.as_str()) || cached.status == *status;
+        if caught_up || at.elapsed() > Duration::from_secs(5) {
+            w.remove(&key);
+            return false;
+        }
+        true
     }
 }
 
@@ -212,6 +272,7 @@ pub async fn run_with(
         providers,
         telemetry,
         caches_ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        recent_writes: RecentWrites::default(),
     });
     {
         let (stores, ready) = (stores.clone(), ctx.caches_ready.clone());
@@ -338,6 +399,11 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
     if !ctx.caches_ready.load(std::sync::atomic::Ordering::Acquire) {
         return Ok(KubeAction::requeue(Duration::from_millis(200)));
     }
+    if ctx.recent_writes.is_stale(&canary) {
+        // Our own status write has not reached the cache yet: deciding on the older status
+        // would repeat or undo the step just taken.
+        return Ok(KubeAction::requeue(Duration::from_millis(100)));
+    }
     let _timer = ctx.telemetry.reconcile_timer();
     let now = Utc::now();
     let mut observed = observe::observe(&ctx.config.observe, &ctx.stores, &canary, now);
@@ -383,9 +449,12 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
         notifier: ctx.providers.notifier.clone(),
         label,
     };
-    actuator.execute(&canary, &plan).await?;
+    let written = actuator.execute(&canary, &plan).await?;
     if let Some(status) = &plan.status {
         ctx.telemetry.observe_status(&canary, status);
+    }
+    if let Some(w) = written {
+        ctx.recent_writes.remember(&w);
     }
     Ok(match plan.requeue {
         Requeue::AwaitChange => KubeAction::await_change(),
