@@ -46,7 +46,11 @@ pub enum BenchError {
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }
 
@@ -81,7 +85,11 @@ const CRD: &str = r#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomRe
   "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}"#;
 
-async fn create_all(http: &reqwest::Client, url: String, bodies: Vec<Value>) -> Result<(), BenchError> {
+async fn create_all(
+    http: &reqwest::Client,
+    url: String,
+    bodies: Vec<Value>,
+) -> Result<(), BenchError> {
     futures::stream::iter(bodies.into_iter().map(|b| {
         let url = url.clone();
         async move {
@@ -98,7 +106,11 @@ async fn create_all(http: &reqwest::Client, url: String, bodies: Vec<Value>) -> 
     Ok(())
 }
 
-async fn timed_get(http: &reqwest::Client, url: &str, rounds: usize) -> Result<Duration, BenchError> {
+async fn timed_get(
+    http: &reqwest::Client,
+    url: &str,
+    rounds: usize,
+) -> Result<Duration, BenchError> {
     let mut times = vec![];
     for _ in 0..rounds {
         let t = Instant::now();
@@ -126,12 +138,21 @@ async fn count_lines(mut resp: reqwest::Response, want: usize) -> Result<(), Ben
 /// Runs the benchmark at each Deployment count in `sizes` (custom resources match the largest),
 /// printing figures as it goes.
 pub async fn run(sizes: &[usize], custom: usize) -> Result<Vec<SizeReport>, BenchError> {
-    let cluster = start(ClusterConfig { kubelet: false, ..Default::default() }).await?;
+    let cluster = start(ClusterConfig {
+        kubelet: false,
+        ..Default::default()
+    })
+    .await?;
     let http = reqwest::Client::new();
     let base = cluster.url();
     let deploys = format!("{base}/apis/apps/v1/namespaces/default/deployments");
     let all_deploys = format!("{base}/apis/apps/v1/deployments");
-    create_all(&http, format!("{base}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"), vec![serde_json::from_str(CRD).unwrap_or_default()]).await?;
+    create_all(
+        &http,
+        format!("{base}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"),
+        vec![serde_json::from_str(CRD).unwrap_or_default()],
+    )
+    .await?;
     let widgets = format!("{base}/apis/bench.serin.dev/v1/namespaces/default/widgets");
     let mut reports = vec![];
     let mut have = 0;
@@ -139,7 +160,12 @@ pub async fn run(sizes: &[usize], custom: usize) -> Result<Vec<SizeReport>, Benc
     let baseline = rss_bytes();
     let baseline_objects = cluster.object_count();
     for (step, &size) in sizes.iter().enumerate() {
-        create_all(&http, deploys.clone(), (have..size).map(deployment).collect()).await?;
+        create_all(
+            &http,
+            deploys.clone(),
+            (have..size).map(deployment).collect(),
+        )
+        .await?;
         have = size;
         if step + 1 == sizes.len() && custom > 0 {
             create_all(&http, widgets.clone(), (0..custom).map(canary).collect()).await?;
@@ -148,18 +174,28 @@ pub async fn run(sizes: &[usize], custom: usize) -> Result<Vec<SizeReport>, Benc
         let objects = cluster.object_count() - baseline_objects;
         let bytes_per_object = rss_bytes().saturating_sub(baseline) as f64 / objects.max(1) as f64;
         let list_deployments = timed_get(&http, &all_deploys, 7).await?;
-        let list_custom = if have_custom > 0 { Some(timed_get(&http, &format!("{base}/apis/bench.serin.dev/v1/widgets"), 7).await?) } else { None };
+        let list_custom = if have_custom > 0 {
+            Some(timed_get(&http, &format!("{base}/apis/bench.serin.dev/v1/widgets"), 7).await?)
+        } else {
+            None
+        };
         let mut initial = vec![];
         for _ in 0..5 {
             let t = Instant::now();
-            let r = http.get(format!("{all_deploys}?watch=true&resourceVersion=0")).send().await?;
+            let r = http
+                .get(format!("{all_deploys}?watch=true&resourceVersion=0"))
+                .send()
+                .await?;
             count_lines(r, have).await?;
             initial.push(t.elapsed());
         }
         let mut event = vec![];
         for i in 0..21 {
             let rv = cluster.resource_version();
-            let r = http.get(format!("{all_deploys}?watch=true&resourceVersion={rv}")).send().await?;
+            let r = http
+                .get(format!("{all_deploys}?watch=true&resourceVersion={rv}"))
+                .send()
+                .await?;
             let t = Instant::now();
             let patch = json!({"metadata": {"annotations": {"bench/round": i.to_string()}}});
             let p = http
@@ -189,7 +225,9 @@ pub async fn run(sizes: &[usize], custom: usize) -> Result<Vec<SizeReport>, Benc
             report.custom,
             report.bytes_per_object,
             report.list_deployments,
-            report.list_custom.map_or("-".to_string(), |d| format!("{d:.2?}")),
+            report
+                .list_custom
+                .map_or("-".to_string(), |d| format!("{d:.2?}")),
             report.watch_initial,
             report.watch_event,
         );
