@@ -146,6 +146,21 @@ fn kubectl_applies_and_gets_against_serin_cluster() {
         &["get", "gd", "g1", "-o", "jsonpath={.spec.size}"],
     ));
     assert_eq!(out, "3");
+    std::fs::write(
+        dir.join("junk.yaml"),
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g2}\nspec: {junk: 1}\n",
+    )
+    .expect("junk");
+    let junk = dir.join("junk.yaml");
+    let out = kubectl(
+        &kubeconfig,
+        &["apply", "-f", junk.to_str().unwrap_or_default()],
+    );
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("unknown field \"spec.junk\""),
+        "{out:?}"
+    );
     let out = ok(kubectl(&kubeconfig, &["get", "gadgets"]));
     assert!(
         out.starts_with("NAME") && out.contains("SIZE") && out.contains("g1"),
