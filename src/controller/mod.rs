@@ -119,18 +119,16 @@ where
     }
 }
 
+/// A status write: the resourceVersion and status the server returned, and when.
+type Written = (String, Option<crate::api::CanaryStatus>, std::time::Instant);
+
 /// Remembers the resourceVersion and status of each Canary status write until the cache shows
 /// it, so that a reconcile never decides on a status older than one it wrote itself. A cached
 /// object that differs in resourceVersion but carries the same status (a spec edit, say) is not
 /// stale; entries older than a few seconds are dropped so that another writer cannot wedge us.
 #[derive(Default)]
 pub struct RecentWrites {
-    writes: std::sync::Mutex<
-        std::collections::HashMap<
-            String,
-            (String, Option<crate::api::CanaryStatus>, std::time::Instant),
-        >,
-    >,
+    writes: std::sync::Mutex<std::collections::HashMap<String, Written>>,
 }
 
 impl RecentWrites {
