@@ -512,13 +512,15 @@ async fn deleting_a_canary_with_revert_on_deletion_restores_the_target_first() -
             .and_then(|s| s.selector)
             .and_then(|s| s.get("app").cloned())
             .unwrap_or_default();
-        let backing = env
-            .deployment(&sel)
-            .await
-            .ok()
-            .map(|d| ready(&d))
-            .unwrap_or(0);
-        assert!(backing > 0, "apex selects {sel} with no ready pods");
+        let backing = env.deployment(&sel).await.ok();
+        if backing.as_ref().map(ready).unwrap_or(0) == 0 {
+            eprintln!("controller log:\n{}", env.log());
+        }
+        assert!(
+            backing.as_ref().map(ready).unwrap_or(0) > 0,
+            "apex selects {sel} with no ready pods: {:?}",
+            backing.map(|d| (d.spec.replicas, d.status))
+        );
         Ok(env
             .api::<Canary>()
             .get_opt("podinfo")

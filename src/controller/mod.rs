@@ -404,6 +404,11 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
     }
     let _timer = ctx.telemetry.reconcile_timer();
     let now = Utc::now();
+    if canary.metadata.deletion_timestamp.is_some() && !target_cache_is_fresh(&ctx, &canary).await {
+        // Restoring the target decides when the apex Service may switch to it: that decision
+        // is made on the live object, never on a lagging cache.
+        return Ok(KubeAction::requeue(Duration::from_millis(200)));
+    }
     let mut observed = observe::observe(&ctx.config.observe, &ctx.stores, &canary, now);
     let router = observed
         .provider
@@ -458,6 +463,41 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
         Requeue::AwaitChange => KubeAction::await_change(),
         Requeue::After(d) => KubeAction::requeue(d.max(Duration::from_millis(100))),
     })
+}
+
+/// True when the cached target has the live object's resourceVersion (or there is no target).
+async fn target_cache_is_fresh(ctx: &Context, canary: &Canary) -> bool {
+    let Some(t) = canary.spec.target_ref.as_ref() else {
+        return true;
+    };
+    let ns = canary.namespace().unwrap_or_default();
+    let (cached, live) = match t.kind.as_str() {
+        "Deployment" => (
+            ctx.stores
+                .deployments
+                .get(&ObjectRef::new(&t.name).within(&ns))
+                .and_then(|d| d.resource_version()),
+            Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&t.name)
+                .await
+                .map(|o| o.and_then(|d| d.resource_version())),
+        ),
+        "DaemonSet" => (
+            ctx.stores
+                .daemonsets
+                .get(&ObjectRef::new(&t.name).within(&ns))
+                .and_then(|d| d.resource_version()),
+            Api::<DaemonSet>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&t.name)
+                .await
+                .map(|o| o.and_then(|d| d.resource_version())),
+        ),
+        _ => return true,
+    };
+    match live {
+        Ok(live) => live == cached,
+        Err(_) => false,
+    }
 }
 
 async fn answer(ctx: &Context, canary: &Canary, req: CheckRequest, checks: &mut Checks) {
