@@ -36,12 +36,20 @@ pub fn run(args: ClusterArgs) -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let config = ClusterConfig { port: args.port, nodes: args.nodes, kubelet: !args.no_kubelet, ..Default::default() };
+        let config = ClusterConfig {
+            port: args.port,
+            nodes: args.nodes,
+            kubelet: !args.no_kubelet,
+            ..Default::default()
+        };
         // The simulated controllers run unless `--no-sim`; their kubelet then owns pod status.
         let started = if args.no_sim {
             start(config).await.map(|c| (c, None)).map_err(|e| e.to_string())
         } else {
-            sim::start_cluster(config, SimConfig::default()).await.map(|(c, s)| (c, Some(s))).map_err(|e| error_chain(&e))
+            sim::start_cluster(config, SimConfig::default())
+                .await
+                .map(|(c, s)| (c, Some(s)))
+                .map_err(|e| error_chain(&e))
         };
         let (cluster, sims) = match started {
             Ok(c) => c,
@@ -54,7 +62,11 @@ pub fn run(args: ClusterArgs) -> ExitCode {
             eprintln!("serin cluster: {e}");
             return ExitCode::FAILURE;
         }
-        println!("serin cluster: serving {} ; kubeconfig written to {}", cluster.url(), args.kubeconfig.display());
+        println!(
+            "serin cluster: serving {} ; kubeconfig written to {}",
+            cluster.url(),
+            args.kubeconfig.display()
+        );
         println!("  export KUBECONFIG={}", args.kubeconfig.display());
         if let Err(e) = tokio::signal::ctrl_c().await {
             eprintln!("serin cluster: waiting for Ctrl-C: {e}");

@@ -43,7 +43,9 @@ pub struct Requests {
 
 impl Requests {
     fn counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<RequestKey, u64>> {
-        self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Counts one request.
@@ -53,7 +55,13 @@ impl Requests {
 
     /// The counts so far.
     pub fn snapshot(&self) -> Vec<RequestCount> {
-        self.counts().iter().map(|(k, c)| RequestCount { key: k.clone(), count: *c }).collect()
+        self.counts()
+            .iter()
+            .map(|(k, c)| RequestCount {
+                key: k.clone(),
+                count: *c,
+            })
+            .collect()
     }
 
     /// Total number of requests so far.

@@ -75,7 +75,12 @@ pub fn pod_spec(spec: &mut Value) {
         each(spec, list, container);
     }
     each(spec, "volumes", |v| {
-        for (src, mode) in [("configMap", "defaultMode"), ("secret", "defaultMode"), ("downwardAPI", "defaultMode"), ("projected", "defaultMode")] {
+        for (src, mode) in [
+            ("configMap", "defaultMode"),
+            ("secret", "defaultMode"),
+            ("downwardAPI", "defaultMode"),
+            ("projected", "defaultMode"),
+        ] {
             if let Some(s) = v.get_mut(src) {
                 default(s, mode, json!(420));
             }
@@ -84,7 +89,11 @@ pub fn pod_spec(spec: &mut Value) {
 }
 
 fn template(obj: &mut Value) {
-    if let Some(spec) = obj.get_mut("spec").and_then(|s| s.get_mut("template")).and_then(|t| t.get_mut("spec")) {
+    if let Some(spec) = obj
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("template"))
+        .and_then(|t| t.get_mut("spec"))
+    {
         pod_spec(spec);
     }
 }
@@ -92,18 +101,34 @@ fn template(obj: &mut Value) {
 fn hpa_rules(rules: &mut Value, up: bool) {
     if up {
         default(rules, "stabilizationWindowSeconds", json!(0));
-        default(rules, "policies", json!([{"type": "Pods", "value": 4, "periodSeconds": 15},
-                                          {"type": "Percent", "value": 100, "periodSeconds": 15}]));
+        default(
+            rules,
+            "policies",
+            json!([{"type": "Pods", "value": 4, "periodSeconds": 15},
+                                          {"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        );
     } else {
         default(rules, "stabilizationWindowSeconds", json!(300));
-        default(rules, "policies", json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]));
+        default(
+            rules,
+            "policies",
+            json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        );
     }
     default(rules, "selectPolicy", json!("Max"));
 }
 
 /// Applies the built-in defaults of `plural` to an object being written.
 pub fn apply(plural: &str, obj: &mut Value) {
-    if matches!(plural, "deployments" | "replicasets" | "daemonsets" | "pods" | "services" | "horizontalpodautoscalers") {
+    if matches!(
+        plural,
+        "deployments"
+            | "replicasets"
+            | "daemonsets"
+            | "pods"
+            | "services"
+            | "horizontalpodautoscalers"
+    ) {
         default(obj, "spec", json!({}));
     }
     match plural {
@@ -115,7 +140,11 @@ pub fn apply(plural: &str, obj: &mut Value) {
             default(strategy, "type", json!("RollingUpdate"));
             if strategy["type"] == "RollingUpdate" {
                 default(strategy, "rollingUpdate", json!({}));
-                default(&mut strategy["rollingUpdate"], "maxUnavailable", json!("25%"));
+                default(
+                    &mut strategy["rollingUpdate"],
+                    "maxUnavailable",
+                    json!("25%"),
+                );
                 default(&mut strategy["rollingUpdate"], "maxSurge", json!("25%"));
             }
             default(spec, "revisionHistoryLimit", json!(10));
@@ -149,10 +178,14 @@ pub fn apply(plural: &str, obj: &mut Value) {
             default(spec, "enableServiceLinks", json!(true));
             default(spec, "priority", json!(0));
             default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-            default(spec, "tolerations", json!([
-                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
-                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
-            ]));
+            default(
+                spec,
+                "tolerations",
+                json!([
+                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+                ]),
+            );
         }
         "services" => {
             let spec = &mut obj["spec"];
@@ -175,7 +208,9 @@ pub fn apply(plural: &str, obj: &mut Value) {
                 default(spec, "allocateLoadBalancerNodePorts", json!(true));
             }
         }
-        "endpoints" => each(obj, "subsets", |s| each(s, "ports", |p| default(p, "protocol", json!("TCP")))),
+        "endpoints" => each(obj, "subsets", |s| {
+            each(s, "ports", |p| default(p, "protocol", json!("TCP")))
+        }),
         "horizontalpodautoscalers" => {
             let spec = &mut obj["spec"];
             default(spec, "minReplicas", json!(1));
@@ -230,7 +265,10 @@ mod tests {
         let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "a:1", "ports": [{"containerPort": 80}]}]}}}});
         apply("deployments", &mut d);
         assert_eq!(d["spec"]["replicas"], 1);
-        assert_eq!(d["spec"]["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}));
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+        );
         assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
         assert_eq!(d["spec"]["progressDeadlineSeconds"], 600);
         let pod = &d["spec"]["template"]["spec"];
@@ -252,8 +290,11 @@ mod tests {
     fn service_ports_default_protocol_and_target_port() {
         let mut s = json!({"spec": {"ports": [{"port": 80}, {"port": 90, "targetPort": "http"}]}});
         apply("services", &mut s);
-        assert_eq!(s["spec"]["ports"], json!([{"port": 80, "protocol": "TCP", "targetPort": 80},
-                                               {"port": 90, "protocol": "TCP", "targetPort": "http"}]));
+        assert_eq!(
+            s["spec"]["ports"],
+            json!([{"port": 80, "protocol": "TCP", "targetPort": 80},
+                                               {"port": 90, "protocol": "TCP", "targetPort": "http"}])
+        );
         assert_eq!(s["spec"]["type"], "ClusterIP");
         assert_eq!(s["spec"]["internalTrafficPolicy"], "Cluster");
     }
@@ -264,10 +305,17 @@ mod tests {
         apply("horizontalpodautoscalers", &mut h);
         assert!(h["spec"].get("behavior").is_none());
         assert_eq!(h["spec"]["minReplicas"], 1);
-        assert_eq!(h["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 80);
-        let mut h = json!({"spec": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}}});
+        assert_eq!(
+            h["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            80
+        );
+        let mut h =
+            json!({"spec": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}}});
         apply("horizontalpodautoscalers", &mut h);
-        assert_eq!(h["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 60);
+        assert_eq!(
+            h["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
+            60
+        );
         assert_eq!(h["spec"]["behavior"]["scaleUp"]["selectPolicy"], "Max");
     }
 }

@@ -29,9 +29,10 @@ pub struct Fault {
 impl Fault {
     fn matches(&self, verb: &str, resource: &str) -> bool {
         self.verb.as_deref().is_none_or(|v| v == verb)
-            && self.resource.as_deref().is_none_or(|r| {
-                r == resource || resource.split('/').next() == Some(r)
-            })
+            && self
+                .resource
+                .as_deref()
+                .is_none_or(|r| r == resource || resource.split('/').next() == Some(r))
     }
 }
 
@@ -57,13 +58,18 @@ pub struct Faults {
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { rules: Mutex::new(vec![]), paused: watch::channel(false).0 }
+        Faults {
+            rules: Mutex::new(vec![]),
+            paused: watch::channel(false).0,
+        }
     }
 }
 
 impl Faults {
     fn rules(&self) -> std::sync::MutexGuard<'_, Vec<Fault>> {
-        self.rules.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.rules
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Adds a rule.
@@ -133,18 +139,33 @@ mod tests {
     #[test]
     fn rules_match_by_verb_and_resource() {
         let f = Faults::default();
-        f.add(Fault { verb: Some("list".into()), resource: Some("deployments".into()), error_rate: 1.0, error_code: 429, ..Default::default() });
-        f.add(Fault { latency_ms: 5, ..Default::default() });
+        f.add(Fault {
+            verb: Some("list".into()),
+            resource: Some("deployments".into()),
+            error_rate: 1.0,
+            error_code: 429,
+            ..Default::default()
+        });
+        f.add(Fault {
+            latency_ms: 5,
+            ..Default::default()
+        });
         assert_eq!(f.effect("list", "deployments", 0.5).error, Some(429));
         assert_eq!(f.effect("get", "deployments", 0.5).error, None);
         assert_eq!(f.effect("list", "deployments/status", 0.5).error, Some(429));
-        assert_eq!(f.effect("get", "pods", 0.1).latency, Duration::from_millis(5));
+        assert_eq!(
+            f.effect("get", "pods", 0.1).latency,
+            Duration::from_millis(5)
+        );
     }
 
     #[test]
     fn error_rate_applies_to_that_fraction_of_rolls() {
         let f = Faults::default();
-        f.add(Fault { error_rate: 0.25, ..Default::default() });
+        f.add(Fault {
+            error_rate: 0.25,
+            ..Default::default()
+        });
         assert_eq!(f.effect("get", "pods", 0.2).error, Some(500));
         assert_eq!(f.effect("get", "pods", 0.3).error, None);
     }

@@ -33,19 +33,29 @@ const CONTAINER_LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralCo
 /// List types of the built-in kinds, from their `patchMergeKey`/`listType` markers. `path` holds
 /// field names, with `[]` for a list element.
 fn builtin_list_type(plural: &str, path: &[&str]) -> ListType {
-    let Some(last) = path.last() else { return ListType::Atomic };
+    let Some(last) = path.last() else {
+        return ListType::Atomic;
+    };
     let parent = path.len().checked_sub(3).and_then(|i| path.get(i));
     match *last {
         "finalizers" if path.len() == 2 && path[0] == "metadata" => ListType::Set,
         "ownerReferences" => keys(&["uid"]),
-        "containers" | "initContainers" | "ephemeralContainers" | "imagePullSecrets" | "env" | "volumes"
-        | "resourceClaims" | "schedulingGates" => keys(&["name"]),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "imagePullSecrets"
+        | "env"
+        | "volumes"
+        | "resourceClaims"
+        | "schedulingGates" => keys(&["name"]),
         "volumeMounts" => keys(&["mountPath"]),
         "volumeDevices" => keys(&["devicePath"]),
         "hostAliases" => keys(&["ip"]),
         "conditions" => keys(&["type"]),
         "topologySpreadConstraints" => keys(&["topologyKey", "whenUnsatisfiable"]),
-        "ports" if parent.is_some_and(|p| CONTAINER_LISTS.contains(p)) => keys(&["containerPort", "protocol"]),
+        "ports" if parent.is_some_and(|p| CONTAINER_LISTS.contains(p)) => {
+            keys(&["containerPort", "protocol"])
+        }
         "ports" if plural == "services" && path == ["spec", "ports"] => keys(&["port", "protocol"]),
         _ => ListType::Atomic,
     }
@@ -83,7 +93,11 @@ impl Schema {
                     Some("map") => ListType::Map(
                         n["x-kubernetes-list-map-keys"]
                             .as_array()
-                            .map(|a| a.iter().filter_map(|k| k.as_str().map(String::from)).collect())
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|k| k.as_str().map(String::from))
+                                    .collect()
+                            })
                             .unwrap_or_default(),
                     ),
                     _ => ListType::Atomic,
@@ -99,8 +113,9 @@ impl Schema {
             Schema::Builtin(_) => path.last() == Some(&"selector"),
             Schema::Custom(_) if is_metadata_path(path) => false,
             Schema::Custom(None) => false,
-            Schema::Custom(Some(root)) => Self::node(root, path)
-                .is_some_and(|n| n.get("x-kubernetes-map-type").and_then(Value::as_str) == Some("atomic")),
+            Schema::Custom(Some(root)) => Self::node(root, path).is_some_and(|n| {
+                n.get("x-kubernetes-map-type").and_then(Value::as_str) == Some("atomic")
+            }),
         }
     }
 
@@ -108,7 +123,9 @@ impl Schema {
     fn granular_map(&self, path: &[&str]) -> bool {
         matches!(
             path.last(),
-            Some(&("labels" | "annotations" | "data" | "binaryData" | "stringData" | "nodeSelector"))
+            Some(
+                &("labels" | "annotations" | "data" | "binaryData" | "stringData" | "nodeSelector")
+            )
         )
     }
 }
@@ -184,7 +201,10 @@ impl FieldSet {
 
     /// The paths in both sets.
     pub fn intersect(&self, other: &FieldSet) -> FieldSet {
-        let mut out = FieldSet { member: self.member && other.member, children: BTreeMap::new() };
+        let mut out = FieldSet {
+            member: self.member && other.member,
+            children: BTreeMap::new(),
+        };
         for (k, c) in &self.children {
             if let Some(o) = other.children.get(k) {
                 let i = c.intersect(o);
@@ -292,7 +312,9 @@ pub fn collect(v: &Value, schema: &Schema, path: &mut Vec<String>, out: &mut Fie
             ListType::Map(keys) => {
                 path.push("[]".into());
                 for i in items {
-                    let Some(k) = element_key(i, &keys) else { continue };
+                    let Some(k) = element_key(i, &keys) else {
+                        continue;
+                    };
                     let c = out.child(k);
                     c.member = true;
                     collect_fields_of(i, schema, path, c);
@@ -315,7 +337,13 @@ fn collect_fields_of(item: &Value, schema: &Schema, path: &mut Vec<String>, out:
 }
 
 /// The paths whose value differs between `old` and `new` (added, changed or removed).
-pub fn diff(old: Option<&Value>, new: Option<&Value>, schema: &Schema, path: &mut Vec<String>, out: &mut FieldSet) {
+pub fn diff(
+    old: Option<&Value>,
+    new: Option<&Value>,
+    schema: &Schema,
+    path: &mut Vec<String>,
+    out: &mut FieldSet,
+) {
     if old == new {
         return;
     }
@@ -329,7 +357,13 @@ pub fn diff(old: Option<&Value>, new: Option<&Value>, schema: &Schema, path: &mu
             keys.dedup();
             for k in keys {
                 path.push(k.clone());
-                diff(a.get(k), b.get(k), schema, path, out.child(format!("f:{k}")));
+                diff(
+                    a.get(k),
+                    b.get(k),
+                    schema,
+                    path,
+                    out.child(format!("f:{k}")),
+                );
                 path.pop();
             }
             out.children.retain(|_, c| !c.is_empty());
@@ -337,13 +371,19 @@ pub fn diff(old: Option<&Value>, new: Option<&Value>, schema: &Schema, path: &mu
         (Some(Value::Array(a)), Some(Value::Array(b))) => match schema.list_type(&p) {
             ListType::Atomic => out.member = true,
             ListType::Set => {
-                for i in a.iter().filter(|i| !b.contains(i)).chain(b.iter().filter(|i| !a.contains(i))) {
+                for i in a
+                    .iter()
+                    .filter(|i| !b.contains(i))
+                    .chain(b.iter().filter(|i| !a.contains(i)))
+                {
                     out.child(value_key(i)).member = true;
                 }
             }
             ListType::Map(keys) => {
                 let index = |l: &Vec<Value>| -> BTreeMap<String, Value> {
-                    l.iter().filter_map(|i| element_key(i, &keys).map(|k| (k, i.clone()))).collect()
+                    l.iter()
+                        .filter_map(|i| element_key(i, &keys).map(|k| (k, i.clone())))
+                        .collect()
                 };
                 let (ia, ib) = (index(a), index(b));
                 path.push("[]".into());
@@ -353,7 +393,13 @@ pub fn diff(old: Option<&Value>, new: Option<&Value>, schema: &Schema, path: &mu
                         (Some(x), Some(y)) => {
                             for f in object_keys(x, y) {
                                 path.push(f.clone());
-                                diff(x.get(&f), y.get(&f), schema, path, c.child(format!("f:{f}")));
+                                diff(
+                                    x.get(&f),
+                                    y.get(&f),
+                                    schema,
+                                    path,
+                                    c.child(format!("f:{f}")),
+                                );
                                 path.pop();
                             }
                             c.children.retain(|_, c| !c.is_empty());
@@ -398,7 +444,12 @@ fn object_keys(a: &Value, b: &Value) -> Vec<String> {
 
 /// Merges an applied configuration into the live object: maps field by field, keyed lists by key,
 /// sets by value, everything else replaced (server-side apply's merge).
-pub fn apply_merge(live: Option<&Value>, applied: &Value, schema: &Schema, path: &mut Vec<String>) -> Value {
+pub fn apply_merge(
+    live: Option<&Value>,
+    applied: &Value,
+    schema: &Schema,
+    path: &mut Vec<String>,
+) -> Value {
     let p: Vec<&str> = path.iter().map(String::as_str).collect();
     match (live, applied) {
         (Some(Value::Object(l)), Value::Object(a)) if !schema.atomic_map(&p) => {
@@ -431,7 +482,10 @@ pub fn apply_merge(live: Option<&Value>, applied: &Value, schema: &Schema, path:
                 path.push("[]".into());
                 for ai in a {
                     let k = element_key(ai, &keys);
-                    match out.iter().position(|li| k.is_some() && element_key(li, &keys) == k) {
+                    match out
+                        .iter()
+                        .position(|li| k.is_some() && element_key(li, &keys) == k)
+                    {
                         Some(pos) => {
                             let merged = apply_merge(Some(&out[pos]), ai, schema, path);
                             out[pos] = merged;
@@ -453,7 +507,9 @@ pub fn remove_path(obj: &mut Value, path: &[String], schema: &Schema) {
 }
 
 fn remove_at(obj: &mut Value, path: &[String], schema: &Schema, names: &mut Vec<String>) {
-    let Some((first, rest)) = path.split_first() else { return };
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
     if let Some(f) = first.strip_prefix("f:") {
         let Some(m) = obj.as_object_mut() else { return };
         if rest.is_empty() {
@@ -467,12 +523,18 @@ fn remove_at(obj: &mut Value, path: &[String], schema: &Schema, names: &mut Vec<
     }
     let p: Vec<&str> = names.iter().map(String::as_str).collect();
     let lt = schema.list_type(&p);
-    let Some(items) = obj.as_array_mut() else { return };
+    let Some(items) = obj.as_array_mut() else {
+        return;
+    };
     let pos = if let Some(v) = first.strip_prefix("v:") {
-        let Ok(v) = serde_json::from_str::<Value>(v) else { return };
+        let Ok(v) = serde_json::from_str::<Value>(v) else {
+            return;
+        };
         items.iter().position(|i| *i == v)
     } else if let ListType::Map(keys) = &lt {
-        items.iter().position(|i| element_key(i, keys).as_deref() == Some(first.as_str()))
+        items
+            .iter()
+            .position(|i| element_key(i, keys).as_deref() == Some(first.as_str()))
     } else {
         None
     };
@@ -536,14 +598,25 @@ mod tests {
         let live = json!({"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}]}});
         let applied = json!({"spec": {"containers": [{"name": "b", "image": "2"}]}});
         let out = apply_merge(Some(&live), &applied, &s, &mut vec![]);
-        assert_eq!(out["spec"]["containers"], json!([{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]));
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name": "a", "image": "1"}, {"name": "b", "image": "2"}])
+        );
     }
 
     #[test]
     fn removing_a_keyed_element_drops_it() {
         let s = Schema::Builtin("pods".into());
         let mut obj = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
-        remove_path(&mut obj, &["f:spec".into(), "f:containers".into(), "k:{\"name\":\"a\"}".into()], &s);
+        remove_path(
+            &mut obj,
+            &[
+                "f:spec".into(),
+                "f:containers".into(),
+                "k:{\"name\":\"a\"}".into(),
+            ],
+            &s,
+        );
         assert_eq!(obj["spec"]["containers"], json!([{"name": "b"}]));
     }
 
@@ -552,7 +625,10 @@ mod tests {
         let schema = json!({"properties": {"spec": {"properties": {"items": {"type": "array",
             "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"]}}}}});
         let s = Schema::Custom(Some(Arc::new(schema)));
-        assert_eq!(s.list_type(&["spec", "items"]), ListType::Map(vec!["id".into()]));
+        assert_eq!(
+            s.list_type(&["spec", "items"]),
+            ListType::Map(vec!["id".into()])
+        );
         assert_eq!(s.list_type(&["spec", "other"]), ListType::Atomic);
     }
 }

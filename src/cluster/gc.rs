@@ -19,7 +19,9 @@ fn owner_uids(obj: &Value) -> Vec<String> {
 }
 
 fn has_finalizer(obj: &Value, f: &str) -> bool {
-    obj["metadata"]["finalizers"].as_array().is_some_and(|a| a.iter().any(|x| x == f))
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == f))
 }
 
 fn deleting(obj: &Value) -> bool {
@@ -28,7 +30,11 @@ fn deleting(obj: &Value) -> bool {
 
 /// Runs collection passes until nothing changes (bounded); returns whether anything changed.
 pub fn collect(st: &mut State, now: &str) -> bool {
-    let ctx = Ctx { manager: "kube-controller-manager".into(), dry_run: false, now: now.to_string() };
+    let ctx = Ctx {
+        manager: "kube-controller-manager".into(),
+        dry_run: false,
+        now: now.to_string(),
+    };
     let mut any = false;
     for _ in 0..32 {
         if !pass(st, &ctx) {
@@ -48,8 +54,10 @@ fn all_objects(st: &State) -> Vec<(GroupResource, Arc<Value>)> {
 
 fn pass(st: &mut State, ctx: &Ctx) -> bool {
     let objects = all_objects(st);
-    let by_uid: HashMap<String, Arc<Value>> =
-        objects.iter().map(|(_, o)| (meta_str(o, "uid").to_string(), o.clone())).collect();
+    let by_uid: HashMap<String, Arc<Value>> = objects
+        .iter()
+        .map(|(_, o)| (meta_str(o, "uid").to_string(), o.clone()))
+        .collect();
     let mut changed = false;
     let mut has_dependents: HashSet<String> = HashSet::new();
 
@@ -58,8 +66,13 @@ fn pass(st: &mut State, ctx: &Ctx) -> bool {
         if owners.is_empty() {
             continue;
         }
-        let Some(rt) = st.registry.preferred(gr) else { continue };
-        let (ns, name) = (meta_str(obj, "namespace").to_string(), meta_str(obj, "name").to_string());
+        let Some(rt) = st.registry.preferred(gr) else {
+            continue;
+        };
+        let (ns, name) = (
+            meta_str(obj, "namespace").to_string(),
+            meta_str(obj, "name").to_string(),
+        );
         let live: Vec<&Arc<Value>> = owners.iter().filter_map(|u| by_uid.get(u)).collect();
         let orphaning: Vec<String> = live
             .iter()
@@ -79,10 +92,19 @@ fn pass(st: &mut State, ctx: &Ctx) -> bool {
         for o in &live {
             has_dependents.insert(meta_str(o, "uid").to_string());
         }
-        let foreground = live.iter().any(|o| deleting(o) && has_finalizer(o, "foregroundDeletion"));
+        let foreground = live
+            .iter()
+            .any(|o| deleting(o) && has_finalizer(o, "foregroundDeletion"));
         if (live.is_empty() || foreground) && !deleting(obj) {
             let opts = DeleteOpts {
-                propagation: Some(if foreground { "Foreground" } else { "Background" }.into()),
+                propagation: Some(
+                    if foreground {
+                        "Foreground"
+                    } else {
+                        "Background"
+                    }
+                    .into(),
+                ),
                 ..Default::default()
             };
             if ops::delete(st, &rt, &ns, &name, &opts, ctx).is_ok() {
@@ -95,13 +117,20 @@ fn pass(st: &mut State, ctx: &Ctx) -> bool {
         if !deleting(obj) {
             continue;
         }
-        let Some(rt) = st.registry.preferred(gr) else { continue };
-        let Some(cur) = st.get(gr, meta_str(obj, "namespace"), meta_str(obj, "name")) else { continue };
+        let Some(rt) = st.registry.preferred(gr) else {
+            continue;
+        };
+        let Some(cur) = st.get(gr, meta_str(obj, "namespace"), meta_str(obj, "name")) else {
+            continue;
+        };
         let uid = meta_str(&cur, "uid").to_string();
         for f in ["orphan", "foregroundDeletion"] {
             let blocked = f == "foregroundDeletion" && has_dependents.contains(&uid);
             if has_finalizer(&cur, f) && !blocked {
-                let Some(cur) = st.get(gr, meta_str(obj, "namespace"), meta_str(obj, "name")) else { break };
+                let Some(cur) = st.get(gr, meta_str(obj, "namespace"), meta_str(obj, "name"))
+                else {
+                    break;
+                };
                 if ops::remove_finalizer(st, &rt, &cur, f, ctx).is_ok() {
                     changed = true;
                 }
@@ -110,19 +139,35 @@ fn pass(st: &mut State, ctx: &Ctx) -> bool {
     }
 
     let ns_gr: GroupResource = ("".into(), "namespaces".into());
-    let terminating: Vec<Arc<Value>> = st.list(&ns_gr, None).into_iter().filter(|n| deleting(n)).collect();
+    let terminating: Vec<Arc<Value>> = st
+        .list(&ns_gr, None)
+        .into_iter()
+        .filter(|n| deleting(n))
+        .collect();
     for ns_obj in terminating {
         let ns = meta_str(&ns_obj, "name").to_string();
         let mut remaining = 0;
         let grs: Vec<GroupResource> = st.objects.keys().cloned().collect();
         for gr in grs {
-            let Some(rt) = st.registry.preferred(&gr) else { continue };
+            let Some(rt) = st.registry.preferred(&gr) else {
+                continue;
+            };
             if !rt.namespaced {
                 continue;
             }
             for obj in st.list(&gr, Some(&ns)) {
                 remaining += 1;
-                if !deleting(&obj) && ops::delete(st, &rt, &ns, meta_str(&obj, "name"), &DeleteOpts::default(), ctx).is_ok() {
+                if !deleting(&obj)
+                    && ops::delete(
+                        st,
+                        &rt,
+                        &ns,
+                        meta_str(&obj, "name"),
+                        &DeleteOpts::default(),
+                        ctx,
+                    )
+                    .is_ok()
+                {
                     changed = true;
                 }
             }
@@ -131,10 +176,8 @@ fn pass(st: &mut State, ctx: &Ctx) -> bool {
             && let Some(rt) = st.registry.get("", "v1", "namespaces")
         {
             let mut new = (*ns_obj).clone();
+            // Emptied rather than removed: defaulting would put `kubernetes` back.
             new["spec"]["finalizers"] = json!([]);
-            if let Some(m) = new["spec"].as_object_mut() {
-                m.remove("finalizers");
-            }
             if ops::system_update(st, &rt, &ns_obj, new, Sub::Main, ctx).is_ok() {
                 changed = true;
             }

@@ -91,7 +91,13 @@ pub struct ClusterConfig {
 
 impl Default for ClusterConfig {
     fn default() -> Self {
-        ClusterConfig { port: None, watch_history: 10_000, bookmark_interval: Duration::from_secs(60), nodes: 1, kubelet: true }
+        ClusterConfig {
+            port: None,
+            watch_history: 10_000,
+            bookmark_interval: Duration::from_secs(60),
+            nodes: 1,
+            kubelet: true,
+        }
     }
 }
 
@@ -113,12 +119,22 @@ pub fn install_crypto_provider() {
 }
 
 fn bootstrap(st: &mut store::State) -> Result<(), ApiError> {
-    let ctx = ops::Ctx { manager: "kube-apiserver".into(), dry_run: false, now: server::now() };
-    let ns = st.registry.get("", "v1", "namespaces").ok_or_else(ApiError::not_found_path)?;
+    let ctx = ops::Ctx {
+        manager: "kube-apiserver".into(),
+        dry_run: false,
+        now: server::now(),
+    };
+    let ns = st
+        .registry
+        .get("", "v1", "namespaces")
+        .ok_or_else(ApiError::not_found_path)?;
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         ops::create(st, &ns, "", json!({"metadata": {"name": name}}), &ctx)?;
     }
-    let svc = st.registry.get("", "v1", "services").ok_or_else(ApiError::not_found_path)?;
+    let svc = st
+        .registry
+        .get("", "v1", "services")
+        .ok_or_else(ApiError::not_found_path)?;
     ops::create(
         st,
         &svc,
@@ -134,9 +150,16 @@ fn bootstrap(st: &mut store::State) -> Result<(), ApiError> {
 pub async fn start(config: ClusterConfig) -> Result<ClusterHandle, Error> {
     install_crypto_provider();
     let addr = SocketAddr::from(([127, 0, 0, 1], config.port.unwrap_or(0)));
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr, source })?;
-    let addr = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
-    let mut state = store::State::new(store::Settings { history: config.watch_history, kubelet: config.kubelet });
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
+    let mut state = store::State::new(store::Settings {
+        history: config.watch_history,
+        kubelet: config.kubelet,
+    });
     bootstrap(&mut state).map_err(Error::Bootstrap)?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let shared = Arc::new(server::Shared {
@@ -148,7 +171,9 @@ pub async fn start(config: ClusterConfig) -> Result<ClusterHandle, Error> {
         address: addr.to_string(),
         shutdown: stop_rx.clone(),
     });
-    let app = axum::Router::new().fallback(server::handle).with_state(shared.clone());
+    let app = axum::Router::new()
+        .fallback(server::handle)
+        .with_state(shared.clone());
     let mut graceful = stop_rx.clone();
     let serve = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -172,7 +197,13 @@ pub async fn start(config: ClusterConfig) -> Result<ClusterHandle, Error> {
             gc::collect(&mut st, &server::now());
         }
     });
-    Ok(ClusterHandle { shared, addr, config, stop, tasks: Mutex::new(vec![serve, gc]) })
+    Ok(ClusterHandle {
+        shared,
+        addr,
+        config,
+        stop,
+        tasks: Mutex::new(vec![serve, gc]),
+    })
 }
 
 impl ClusterHandle {
@@ -201,8 +232,10 @@ impl ClusterHandle {
 
     /// Writes the kubeconfig to `path`.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), Error> {
-        std::fs::write(path, self.kubeconfig_yaml())
-            .map_err(|source| Error::WriteKubeconfig { path: path.display().to_string(), source })
+        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| Error::WriteKubeconfig {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// A kube client for the server, default namespace `default`.
@@ -236,7 +269,12 @@ impl ClusterHandle {
     pub async fn shutdown(self) {
         self.stop.send_replace(true);
         self.shared.faults.resume();
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         for t in tasks {
             let _ = t.await;
         }

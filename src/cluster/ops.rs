@@ -48,7 +48,11 @@ const SYSTEM_META: [&str; 8] = [
 
 /// The schema that says how lists of `rt` merge.
 pub fn schema_of(rt: &ResourceType) -> Schema {
-    if rt.custom { Schema::Custom(rt.schema.clone()) } else { Schema::Builtin(rt.plural.clone()) }
+    if rt.custom {
+        Schema::Custom(rt.schema.clone())
+    } else {
+        Schema::Builtin(rt.plural.clone())
+    }
 }
 
 fn random_suffix(len: usize) -> String {
@@ -102,7 +106,11 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
 fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -112,7 +120,8 @@ fn valid_name(name: &str) -> bool {
         && name.len() <= 253
         && name.split('.').all(|l| {
             !l.is_empty()
-                && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
@@ -216,7 +225,13 @@ fn track_update(old: Option<&Value>, new: &mut Value, rt: &ResourceType, sub: Su
     let new_t = tracked(new, rt, sub);
     let mut changed = FieldSet::default();
     let old_t = old.map(|o| tracked(o, rt, sub));
-    fields::diff(old_t.as_ref(), Some(&new_t), &schema, &mut vec![], &mut changed);
+    fields::diff(
+        old_t.as_ref(),
+        Some(&new_t),
+        &schema,
+        &mut vec![],
+        &mut changed,
+    );
     let mut entries = old.map(read_managed).unwrap_or_default();
     if changed.is_empty() {
         write_managed(new, &entries);
@@ -226,7 +241,10 @@ fn track_update(old: Option<&Value>, new: &mut Value, rt: &ResourceType, sub: Su
     let sub_name = (sub == Sub::Status).then(|| "status".to_string());
     let api_version = rt.api_version();
     let mine = |e: &Managed| {
-        e.manager == ctx.manager && e.operation == "Update" && e.sub == sub_name && e.api_version == api_version
+        e.manager == ctx.manager
+            && e.operation == "Update"
+            && e.sub == sub_name
+            && e.api_version == api_version
     };
     for e in entries.iter_mut().filter(|e| !mine(e)) {
         e.set.subtract(&changed);
@@ -253,7 +271,12 @@ fn track_update(old: Option<&Value>, new: &mut Value, rt: &ResourceType, sub: Su
 // preparation shared by writes
 
 /// Kind-specific work before any write: defaults, pruning, validation and allocations.
-fn prepare(st: &mut State, rt: &ResourceType, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+fn prepare(
+    st: &mut State,
+    rt: &ResourceType,
+    obj: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
     let name = meta_str(obj, "name").to_string();
     if rt.custom {
         if let Some(s) = rt.schema.clone() {
@@ -271,24 +294,33 @@ fn prepare(st: &mut State, rt: &ResourceType, obj: &mut Value, old: Option<&Valu
     let mut errs = vec![];
     match rt.plural.as_str() {
         "secrets" => {
-            if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            {
                 let data = obj["data"].as_object().cloned().unwrap_or_default();
                 let mut data = data;
                 for (k, v) in sd {
                     let s = v.as_str().unwrap_or_default();
-                    data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
+                    data.insert(
+                        k,
+                        json!(base64::engine::general_purpose::STANDARD.encode(s)),
+                    );
                 }
                 obj["data"] = Value::Object(data);
             }
         }
         "services" => {
             let spec = &mut obj["spec"];
-            if let Some(old_ip) = old.and_then(|o| o["spec"].get("clusterIP")).filter(|v| v.is_string()) {
-                if spec.get("clusterIP").is_none_or(Value::is_null) {
-                    spec["clusterIP"] = old_ip.clone();
-                }
+            if let Some(old_ip) = old
+                .and_then(|o| o["spec"].get("clusterIP"))
+                .filter(|v| v.is_string())
+                && spec.get("clusterIP").is_none_or(Value::is_null)
+            {
+                spec["clusterIP"] = old_ip.clone();
             }
-            if spec["type"] != "ExternalName" && spec.get("clusterIP").is_none_or(|v| v.is_null() || v == "") {
+            if spec["type"] != "ExternalName"
+                && spec.get("clusterIP").is_none_or(|v| v.is_null() || v == "")
+            {
                 st.next_ip += 1;
                 let n = st.next_ip;
                 spec["clusterIP"] = json!(format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff));
@@ -305,8 +337,14 @@ fn prepare(st: &mut State, rt: &ResourceType, obj: &mut Value, old: Option<&Valu
                 }
             }
             for (i, p) in spec["ports"].as_array().into_iter().flatten().enumerate() {
-                if p.get("port").and_then(Value::as_i64).is_none_or(|n| !(1..=65535).contains(&n)) {
-                    errs.push(FieldError::new(format!("spec.ports[{i}].port"), FieldErrorKind::Required));
+                if p.get("port")
+                    .and_then(Value::as_i64)
+                    .is_none_or(|n| !(1..=65535).contains(&n))
+                {
+                    errs.push(FieldError::new(
+                        format!("spec.ports[{i}].port"),
+                        FieldErrorKind::Required,
+                    ));
                 }
             }
         }
@@ -323,24 +361,38 @@ fn prepare(st: &mut State, rt: &ResourceType, obj: &mut Value, old: Option<&Valu
                 if sel.iter().any(|(k, v)| labels.get(k) != Some(v)) {
                     errs.push(FieldError::new(
                         "spec.template.metadata.labels",
-                        FieldErrorKind::Invalid(labels.clone(), "`selector` does not match template `labels`".into()),
+                        FieldErrorKind::Invalid(
+                            labels.clone(),
+                            "`selector` does not match template `labels`".into(),
+                        ),
                     ));
                 }
             }
-            if spec["template"]["spec"]["containers"].as_array().is_none_or(Vec::is_empty) {
-                errs.push(FieldError::new("spec.template.spec.containers", FieldErrorKind::Required));
+            if spec["template"]["spec"]["containers"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+            {
+                errs.push(FieldError::new(
+                    "spec.template.spec.containers",
+                    FieldErrorKind::Required,
+                ));
             }
             if spec["replicas"].as_i64().is_some_and(|r| r < 0) {
                 errs.push(FieldError::new(
                     "spec.replicas",
-                    FieldErrorKind::Invalid(spec["replicas"].clone(), "must be greater than or equal to 0".into()),
+                    FieldErrorKind::Invalid(
+                        spec["replicas"].clone(),
+                        "must be greater than or equal to 0".into(),
+                    ),
                 ));
             }
         }
-        "pods" => {
-            if obj["spec"]["containers"].as_array().is_none_or(Vec::is_empty) {
-                errs.push(FieldError::new("spec.containers", FieldErrorKind::Required));
-            }
+        "pods"
+            if obj["spec"]["containers"]
+                .as_array()
+                .is_none_or(Vec::is_empty) =>
+        {
+            errs.push(FieldError::new("spec.containers", FieldErrorKind::Required));
         }
         "customresourcedefinitions" => validate_crd(obj, &mut errs),
         _ => {}
@@ -359,7 +411,10 @@ fn validate_crd(crd: &mut Value, errs: &mut Vec<FieldError>) {
     if name != format!("{plural}.{group}") {
         errs.push(FieldError::new(
             "metadata.name",
-            FieldErrorKind::Invalid(json!(name), "must be spec.names.plural+\".\"+spec.group".into()),
+            FieldErrorKind::Invalid(
+                json!(name),
+                "must be spec.names.plural+\".\"+spec.group".into(),
+            ),
         ));
     }
     if spec["names"]["kind"].as_str().is_none_or(str::is_empty) {
@@ -372,7 +427,10 @@ fn validate_crd(crd: &mut Value, errs: &mut Vec<FieldError>) {
     if versions.iter().filter(|v| v["storage"] == true).count() != 1 {
         errs.push(FieldError::new(
             "spec.versions",
-            FieldErrorKind::Invalid(json!(versions.len()), "must have exactly one version marked as storage version".into()),
+            FieldErrorKind::Invalid(
+                json!(versions.len()),
+                "must have exactly one version marked as storage version".into(),
+            ),
         ));
     }
 }
@@ -392,7 +450,14 @@ fn initial_status(rt: &ResourceType, obj: &mut Value) {
     }
     let status = match rt.plural.as_str() {
         "pods" => {
-            let qos = if m["spec"]["containers"].as_array().into_iter().flatten().any(|c| c.get("resources").is_some_and(|r| r.get("limits").is_some() || r.get("requests").is_some())) {
+            let qos = if m["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c.get("resources")
+                        .is_some_and(|r| r.get("limits").is_some() || r.get("requests").is_some())
+                }) {
                 "Burstable"
             } else {
                 "BestEffort"
@@ -449,7 +514,9 @@ fn check_namespace(st: &State, rt: &ResourceType, ns: &str, name: &str) -> Resul
             &rt.group,
             &rt.plural,
             name,
-            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+            &format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
         )),
         Some(_) => Ok(()),
     }
@@ -457,7 +524,9 @@ fn check_namespace(st: &State, rt: &ResourceType, ns: &str, name: &str) -> Resul
 
 fn check_type(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
     }
     if let Some(av) = obj["apiVersion"].as_str()
         && av != rt.api_version()
@@ -472,7 +541,10 @@ fn check_type(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
         && !k.is_empty()
         && k != rt.kind
     {
-        return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", rt.kind)));
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({k}) does not match the expected kind ({})",
+            rt.kind
+        )));
     }
     obj["apiVersion"] = json!(rt.api_version());
     obj["kind"] = json!(rt.kind);
@@ -480,7 +552,13 @@ fn check_type(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
 }
 
 /// Creates an object (POST). `ns` is empty for cluster-scoped kinds.
-pub fn create(st: &mut State, rt: &ResourceType, ns: &str, body: Value, ctx: &Ctx) -> Result<Value, ApiError> {
+pub fn create(
+    st: &mut State,
+    rt: &ResourceType,
+    ns: &str,
+    body: Value,
+    ctx: &Ctx,
+) -> Result<Value, ApiError> {
     create_with(st, rt, ns, body, ctx, None)
 }
 
@@ -494,10 +572,20 @@ fn create_with(
 ) -> Result<Value, ApiError> {
     check_type(rt, &mut obj)?;
     let meta = meta_mut(&mut obj);
-    if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+    if meta
+        .get("resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
-    let mut name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if name.is_empty() {
         match meta.get("generateName").and_then(Value::as_str) {
             Some(g) if !g.is_empty() => name = format!("{g}{}", random_suffix(5)),
@@ -535,7 +623,7 @@ fn create_with(
         meta.insert("generation".into(), json!(1));
     }
     let ns_key = if rt.namespaced { ns } else { "" };
-    if !valid_name(&name) && !(rt.plural == "events" || rt.plural == "nodes") {
+    if !(valid_name(&name) || rt.plural == "events" || rt.plural == "nodes") {
         return Err(ApiError::invalid(
             &rt.group,
             &rt.kind,
@@ -558,7 +646,10 @@ fn create_with(
     if rt.plural == "customresourcedefinitions" {
         crd_status(&mut obj);
     }
-    if rt.plural == "pods" && st.settings.kubelet && obj["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+    if rt.plural == "pods"
+        && st.settings.kubelet
+        && obj["spec"]["nodeName"].as_str().is_none_or(str::is_empty)
+    {
         let node = st
             .list(&("".into(), "nodes".into()), None)
             .first()
@@ -585,7 +676,10 @@ fn crd_status(crd: &mut Value) {
         accepted["singular"] = json!(names["kind"].as_str().unwrap_or_default().to_lowercase());
     }
     if accepted.get("listKind").is_none() {
-        accepted["listKind"] = json!(format!("{}List", names["kind"].as_str().unwrap_or_default()));
+        accepted["listKind"] = json!(format!(
+            "{}List",
+            names["kind"].as_str().unwrap_or_default()
+        ));
     }
     let stored: Vec<Value> = crd["spec"]["versions"]
         .as_array()
@@ -608,7 +702,11 @@ fn crd_status(crd: &mut Value) {
 /// What a real cluster does right after a create: namespace contents, CRD serving, the kubelet.
 fn after_create(st: &mut State, rt: &ResourceType, obj: &Value, ctx: &Ctx) {
     let name = meta_str(obj, "name").to_string();
-    let sys = Ctx { manager: "kube-controller-manager".into(), dry_run: false, now: ctx.now.clone() };
+    let sys = Ctx {
+        manager: "kube-controller-manager".into(),
+        dry_run: false,
+        now: ctx.now.clone(),
+    };
     match rt.plural.as_str() {
         "namespaces" => {
             if let Some(cm) = st.registry.get("", "v1", "configmaps") {
@@ -618,7 +716,13 @@ fn after_create(st: &mut State, rt: &ResourceType, obj: &Value, ctx: &Ctx) {
                 let _ = create(st, &cm, &name, body, &sys);
             }
             if let Some(sa) = st.registry.get("", "v1", "serviceaccounts") {
-                let _ = create(st, &sa, &name, json!({"metadata": {"name": "default"}}), &sys);
+                let _ = create(
+                    st,
+                    &sa,
+                    &name,
+                    json!({"metadata": {"name": "default"}}),
+                    &sys,
+                );
             }
         }
         "customresourcedefinitions" => st.registry.register_crd(obj),
@@ -643,7 +747,11 @@ fn after_create(st: &mut State, rt: &ResourceType, obj: &Value, ctx: &Ctx) {
                 "podIP": ip, "podIPs": [{"ip": ip}], "startTime": ctx.now, "containerStatuses": statuses,
                 "qosClass": obj["status"]["qosClass"],
             });
-            let kubelet = Ctx { manager: "kubelet".into(), dry_run: false, now: ctx.now.clone() };
+            let kubelet = Ctx {
+                manager: "kubelet".into(),
+                dry_run: false,
+                now: ctx.now.clone(),
+            };
             let old = Arc::new(obj.clone());
             let _ = finish_update(st, rt, &old, pod, Sub::Status, &kubelet, None);
         }
@@ -702,7 +810,16 @@ fn finish_update(
     {
         let old_meta = old["metadata"].as_object().cloned().unwrap_or_default();
         let meta = meta_mut(&mut new);
-        for f in ["name", "namespace", "uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"] {
+        for f in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+        ] {
             match old_meta.get(f) {
                 Some(v) => meta.insert(f.into(), v.clone()),
                 None => meta.remove(f),
@@ -713,7 +830,10 @@ fn finish_update(
     prepare(st, rt, &mut new, Some(old))?;
     if old["metadata"]["deletionTimestamp"].is_string() {
         let before = finalizers(old);
-        let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !before.contains(f)).collect();
+        let added: Vec<String> = finalizers(&new)
+            .into_iter()
+            .filter(|f| !before.contains(f))
+            .collect();
         if !added.is_empty() {
             return Err(ApiError::invalid(
                 &rt.group,
@@ -721,7 +841,9 @@ fn finish_update(
                 &name,
                 vec![FieldError::new(
                     "metadata.finalizers",
-                    FieldErrorKind::Forbidden(format!("no new finalizers can be added if the object is being deleted, found new finalizers {added:?}")),
+                    FieldErrorKind::Forbidden(format!(
+                        "no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                    )),
                 )],
             ));
         }
@@ -746,7 +868,10 @@ fn finish_update(
         return Ok(new);
     }
     let deleting = new["metadata"]["deletionTimestamp"].is_string();
-    let ns_finalizers = rt.plural == "namespaces" && new["spec"]["finalizers"].as_array().is_some_and(|a| !a.is_empty());
+    let ns_finalizers = rt.plural == "namespaces"
+        && new["spec"]["finalizers"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
     if deleting && finalizers(&new).is_empty() && !ns_finalizers {
         let stored = st.commit(&rt.gr(), new, EventKind::Deleted);
         after_delete(st, rt, &stored);
@@ -816,9 +941,12 @@ pub fn patch(
         return apply(st, rt, ns, name, body, sub, force, ctx);
     }
     if force {
-        return Err(ApiError::bad_request("force may only be specified with apply patch"));
+        return Err(ApiError::bad_request(
+            "force may only be specified with apply patch",
+        ));
     }
-    let p: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+    let p: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     let Some(old) = st.get(&rt.gr(), ns, name) else {
         return Err(ApiError::not_found(&rt.group, &rt.plural, name));
     };
@@ -826,7 +954,9 @@ pub fn patch(
     let new = match ptype {
         PatchType::Merge => {
             if !p.is_object() {
-                return Err(ApiError::bad_request("json: cannot unmarshal into Go value of type map[string]interface {}"));
+                return Err(ApiError::bad_request(
+                    "json: cannot unmarshal into Go value of type map[string]interface {}",
+                ));
             }
             patch::merge_patch(&current, &p)
         }
@@ -862,7 +992,8 @@ fn apply(
     force: bool,
     ctx: &Ctx,
 ) -> Result<(Value, bool), ApiError> {
-    let applied: Value = serde_yaml_ng::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let applied: Value = serde_yaml_ng::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !applied.is_object() {
         return Err(ApiError::bad_request("apply patch must be an object"));
     }
@@ -912,14 +1043,28 @@ fn apply(
         fields::apply_merge(Some(&current), &body, &schema, &mut vec![])
     };
     let mut changed = FieldSet::default();
-    fields::diff(Some(&tracked(&current, rt, sub)), Some(&tracked(&merged, rt, sub)), &schema, &mut vec![], &mut changed);
+    fields::diff(
+        Some(&tracked(&current, rt, sub)),
+        Some(&tracked(&merged, rt, sub)),
+        &schema,
+        &mut vec![],
+        &mut changed,
+    );
     let contested = changed.intersect(&applied_set);
     let mut entries = read_managed(&old);
-    let is_mine = |e: &Managed| e.manager == ctx.manager && e.operation == "Apply" && e.sub == sub_name;
+    let is_mine =
+        |e: &Managed| e.manager == ctx.manager && e.operation == "Apply" && e.sub == sub_name;
     let mut conflicts = vec![];
-    for e in entries.iter().filter(|e| e.manager != ctx.manager && e.sub == sub_name) {
+    for e in entries
+        .iter()
+        .filter(|e| e.manager != ctx.manager && e.sub == sub_name)
+    {
         for p in e.set.intersect(&contested).members() {
-            conflicts.push((e.manager.clone(), e.api_version.clone(), fields::render_path(&p)));
+            conflicts.push((
+                e.manager.clone(),
+                e.api_version.clone(),
+                fields::render_path(&p),
+            ));
         }
     }
     if !conflicts.is_empty() && !force {
@@ -930,11 +1075,18 @@ fn apply(
             e.set.subtract(&contested);
         }
     }
-    let previous = entries.iter().find(|e| is_mine(e)).map(|e| e.set.clone()).unwrap_or_default();
+    let previous = entries
+        .iter()
+        .find(|e| is_mine(e))
+        .map(|e| e.set.clone())
+        .unwrap_or_default();
     let mut dropped = previous;
     dropped.subtract(&applied_set);
     for p in dropped.members() {
-        let owned_elsewhere = entries.iter().filter(|e| !is_mine(e)).any(|e| e.set.touches(&p));
+        let owned_elsewhere = entries
+            .iter()
+            .filter(|e| !is_mine(e))
+            .any(|e| e.set.touches(&p));
         if !owned_elsewhere {
             fields::remove_path(&mut merged, &p, &schema);
         }
@@ -955,7 +1107,10 @@ fn apply(
 // scale
 
 fn path_segments(p: &str) -> Vec<&str> {
-    p.trim_start_matches('.').split('.').filter(|s| !s.is_empty()).collect()
+    p.trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn get_path<'a>(v: &'a Value, p: &str) -> &'a Value {
@@ -964,12 +1119,22 @@ fn get_path<'a>(v: &'a Value, p: &str) -> &'a Value {
 
 /// The `autoscaling/v1` Scale of an object.
 pub fn scale_of(rt: &ResourceType, obj: &Value) -> Value {
-    let Some(sc) = &rt.scale else { return Value::Null };
+    let Some(sc) = &rt.scale else {
+        return Value::Null;
+    };
     let selector = match &sc.label_selector {
         Some(p) => get_path(obj, p).clone(),
         None => {
-            let ml = obj["spec"]["selector"]["matchLabels"].as_object().cloned().unwrap_or_default();
-            json!(ml.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
+            let ml = obj["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            json!(
+                ml.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         }
     };
     let m = &obj["metadata"];
@@ -987,21 +1152,41 @@ pub fn scale_of(rt: &ResourceType, obj: &Value) -> Value {
 }
 
 /// Writes a Scale (PUT, or PATCH already applied to the current Scale) back into the object.
-pub fn write_scale(st: &mut State, rt: &ResourceType, ns: &str, name: &str, scale: &Value, ctx: &Ctx) -> Result<Value, ApiError> {
-    let Some(sc) = rt.scale.clone() else { return Err(ApiError::not_found_path()) };
+pub fn write_scale(
+    st: &mut State,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    scale: &Value,
+    ctx: &Ctx,
+) -> Result<Value, ApiError> {
+    let Some(sc) = rt.scale.clone() else {
+        return Err(ApiError::not_found_path());
+    };
     let Some(old) = st.get(&rt.gr(), ns, name) else {
         return Err(ApiError::not_found(&rt.group, &rt.plural, name));
     };
     check_rv(rt, name, &old, scale)?;
     let Some(replicas) = scale["spec"]["replicas"].as_i64() else {
-        return Err(ApiError::invalid("autoscaling", "Scale", name, vec![FieldError::new("spec.replicas", FieldErrorKind::Required)]));
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            name,
+            vec![FieldError::new("spec.replicas", FieldErrorKind::Required)],
+        ));
     };
     if replicas < 0 {
         return Err(ApiError::invalid(
             "autoscaling",
             "Scale",
             name,
-            vec![FieldError::new("spec.replicas", FieldErrorKind::Invalid(json!(replicas), "must be greater than or equal to 0".into()))],
+            vec![FieldError::new(
+                "spec.replicas",
+                FieldErrorKind::Invalid(
+                    json!(replicas),
+                    "must be greater than or equal to 0".into(),
+                ),
+            )],
         ));
     }
     let mut new = with_version(&old, rt);
@@ -1042,7 +1227,14 @@ pub enum Deleted {
 }
 
 /// Deletes an object, honouring finalizers and the propagation policy.
-pub fn delete(st: &mut State, rt: &ResourceType, ns: &str, name: &str, opts: &DeleteOpts, ctx: &Ctx) -> Result<Deleted, ApiError> {
+pub fn delete(
+    st: &mut State,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+    opts: &DeleteOpts,
+    ctx: &Ctx,
+) -> Result<Deleted, ApiError> {
     let Some(old) = st.get(&rt.gr(), ns, name) else {
         return Err(ApiError::not_found(&rt.group, &rt.plural, name));
     };
@@ -1053,7 +1245,10 @@ pub fn delete(st: &mut State, rt: &ResourceType, ns: &str, name: &str, opts: &De
             &rt.group,
             &rt.plural,
             name,
-            &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&old, "uid")),
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta_str(&old, "uid")
+            ),
         ));
     }
     if let Some(rv) = &opts.resource_version
@@ -1071,7 +1266,9 @@ pub fn delete(st: &mut State, rt: &ResourceType, ns: &str, name: &str, opts: &De
     }
     let mut fins = finalizers(&old);
     match opts.propagation.as_deref() {
-        Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") => fins.push("foregroundDeletion".into()),
+        Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") => {
+            fins.push("foregroundDeletion".into())
+        }
         Some("Orphan") if !fins.iter().any(|f| f == "orphan") => fins.push("orphan".into()),
         Some("Foreground" | "Orphan" | "Background") | None => {}
         Some(other) => {
@@ -1081,12 +1278,18 @@ pub fn delete(st: &mut State, rt: &ResourceType, ns: &str, name: &str, opts: &De
                 "",
                 vec![FieldError::new(
                     "propagationPolicy",
-                    FieldErrorKind::NotSupported(json!(other), vec!["Foreground".into(), "Background".into(), "Orphan".into()]),
+                    FieldErrorKind::NotSupported(
+                        json!(other),
+                        vec!["Foreground".into(), "Background".into(), "Orphan".into()],
+                    ),
                 )],
             ));
         }
     }
-    let ns_finalizers = rt.plural == "namespaces" && old["spec"]["finalizers"].as_array().is_some_and(|a| !a.is_empty());
+    let ns_finalizers = rt.plural == "namespaces"
+        && old["spec"]["finalizers"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty());
     if fins.is_empty() && !ns_finalizers {
         if ctx.dry_run {
             return Ok(Deleted::Gone((*old).clone()));
@@ -1126,8 +1329,14 @@ fn after_delete(st: &mut State, rt: &ResourceType, obj: &Value) {
     st.gc_wanted = true;
     if rt.plural == "customresourcedefinitions" {
         let gr: GroupResource = (
-            obj["spec"]["group"].as_str().unwrap_or_default().to_string(),
-            obj["spec"]["names"]["plural"].as_str().unwrap_or_default().to_string(),
+            obj["spec"]["group"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            obj["spec"]["names"]["plural"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         );
         for o in st.list(&gr, None) {
             st.commit(&gr, (*o).clone(), EventKind::Deleted);
@@ -1137,7 +1346,13 @@ fn after_delete(st: &mut State, rt: &ResourceType, obj: &Value) {
 }
 
 /// Removes finalizer `f` from an object (used by garbage collection and namespace cleanup).
-pub fn remove_finalizer(st: &mut State, rt: &ResourceType, obj: &Value, f: &str, ctx: &Ctx) -> Result<Value, ApiError> {
+pub fn remove_finalizer(
+    st: &mut State,
+    rt: &ResourceType,
+    obj: &Value,
+    f: &str,
+    ctx: &Ctx,
+) -> Result<Value, ApiError> {
     let mut new = with_version(obj, rt);
     let fins: Vec<String> = finalizers(obj).into_iter().filter(|x| x != f).collect();
     meta_mut(&mut new).insert("finalizers".into(), json!(fins));
@@ -1149,6 +1364,13 @@ pub fn remove_finalizer(st: &mut State, rt: &ResourceType, obj: &Value, f: &str,
 }
 
 /// Writes `new` over `old` as a plain update by a system component (GC, namespace controller).
-pub fn system_update(st: &mut State, rt: &ResourceType, old: &Arc<Value>, new: Value, sub: Sub, ctx: &Ctx) -> Result<Value, ApiError> {
+pub fn system_update(
+    st: &mut State,
+    rt: &ResourceType,
+    old: &Arc<Value>,
+    new: Value,
+    sub: Sub,
+    ctx: &Ctx,
+) -> Result<Value, ApiError> {
     finish_update(st, rt, old, new, sub, ctx, None)
 }

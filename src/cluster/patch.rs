@@ -24,7 +24,9 @@ impl PatchType {
             Some("application/merge-patch+json") => Some(PatchType::Merge),
             Some("application/json-patch+json") => Some(PatchType::Json),
             Some("application/strategic-merge-patch+json") => Some(PatchType::Strategic),
-            Some("application/apply-patch+yaml") | Some("application/apply-patch+cbor") => Some(PatchType::Apply),
+            Some("application/apply-patch+yaml") | Some("application/apply-patch+cbor") => {
+                Some(PatchType::Apply)
+            }
             _ => None,
         }
     }
@@ -39,7 +41,8 @@ pub fn merge_patch(target: &Value, patch: &Value) -> Value {
 
 /// Applies an RFC 6902 JSON patch, `test` included; the error says which operation failed.
 pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, String> {
-    let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| e.to_string())?;
+    let ops: json_patch::Patch =
+        serde_json::from_value(patch.clone()).map_err(|e| e.to_string())?;
     let mut out = target.clone();
     json_patch::patch(&mut out, &ops).map_err(|e| e.to_string())?;
     Ok(out)
@@ -68,7 +71,12 @@ fn strip_directives(v: &Value) -> Value {
 }
 
 /// Merges `patch` into `original`; `None` means the value is deleted.
-fn smp_value(original: Option<&Value>, patch: &Value, schema: &Schema, path: &mut Vec<String>) -> Result<Option<Value>, String> {
+fn smp_value(
+    original: Option<&Value>,
+    patch: &Value,
+    schema: &Schema,
+    path: &mut Vec<String>,
+) -> Result<Option<Value>, String> {
     let Value::Object(pm) = patch else {
         return Ok(Some(patch.clone()));
     };
@@ -85,7 +93,10 @@ fn smp_value(original: Option<&Value>, patch: &Value, schema: &Schema, path: &mu
     let mut orders: Vec<(String, Vec<Value>)> = vec![];
     for (k, pv) in pm {
         if let Some(field) = k.strip_prefix("$setElementOrder/") {
-            orders.push((field.to_string(), pv.as_array().cloned().unwrap_or_default()));
+            orders.push((
+                field.to_string(),
+                pv.as_array().cloned().unwrap_or_default(),
+            ));
             continue;
         }
         if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
@@ -107,7 +118,11 @@ fn smp_value(original: Option<&Value>, patch: &Value, schema: &Schema, path: &mu
             Value::Array(items) => Some(smp_list(out.get(k), items, schema, path)?),
             Value::Object(_) => {
                 let p: Vec<&str> = path.iter().map(String::as_str).collect();
-                if schema.atomic_map(&p) { Some(strip_directives(pv)) } else { smp_value(out.get(k), pv, schema, path)? }
+                if schema.atomic_map(&p) {
+                    Some(strip_directives(pv))
+                } else {
+                    smp_value(out.get(k), pv, schema, path)?
+                }
             }
             _ => Some(pv.clone()),
         };
@@ -162,10 +177,18 @@ fn reorder(items: &mut Vec<Value>, order: &[Value], lt: &ListType) {
     *items = sorted;
 }
 
-fn smp_list(original: Option<&Value>, patch: &[Value], schema: &Schema, path: &mut Vec<String>) -> Result<Value, String> {
+fn smp_list(
+    original: Option<&Value>,
+    patch: &[Value],
+    schema: &Schema,
+    path: &mut Vec<String>,
+) -> Result<Value, String> {
     let p: Vec<&str> = path.iter().map(String::as_str).collect();
     let lt = schema.list_type(&p);
-    let orig: Vec<Value> = original.and_then(Value::as_array).cloned().unwrap_or_default();
+    let orig: Vec<Value> = original
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     match &lt {
         ListType::Atomic => Ok(strip_directives(&Value::Array(patch.to_vec()))),
         ListType::Set => {
@@ -178,9 +201,18 @@ fn smp_list(original: Option<&Value>, patch: &[Value], schema: &Schema, path: &m
             Ok(Value::Array(out))
         }
         ListType::Map(_) => {
-            let Some(key) = merge_key(&lt) else { return Ok(Value::Array(patch.to_vec())) };
-            if patch.iter().any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace")) {
-                let kept: Vec<Value> = patch.iter().filter(|e| e.get("$patch").is_none()).map(strip_directives).collect();
+            let Some(key) = merge_key(&lt) else {
+                return Ok(Value::Array(patch.to_vec()));
+            };
+            if patch
+                .iter()
+                .any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace"))
+            {
+                let kept: Vec<Value> = patch
+                    .iter()
+                    .filter(|e| e.get("$patch").is_none())
+                    .map(strip_directives)
+                    .collect();
                 return Ok(Value::Array(kept));
             }
             let mut out = orig;
@@ -188,7 +220,9 @@ fn smp_list(original: Option<&Value>, patch: &[Value], schema: &Schema, path: &m
             for pe in patch {
                 let Some(kv) = pe.get(key) else {
                     path.pop();
-                    return Err(format!("map: {pe} does not contain declared merge key: {key}"));
+                    return Err(format!(
+                        "map: {pe} does not contain declared merge key: {key}"
+                    ));
                 };
                 let pos = out.iter().position(|o| o.get(key) == Some(kv));
                 if pe.get("$patch").and_then(Value::as_str) == Some("delete") {
@@ -221,17 +255,29 @@ mod tests {
 
     #[test]
     fn merge_patch_null_removes_a_field() {
-        let out = merge_patch(&json!({"a": 1, "b": {"c": 2, "d": 3}}), &json!({"b": {"c": null}, "e": 4}));
+        let out = merge_patch(
+            &json!({"a": 1, "b": {"c": 2, "d": 3}}),
+            &json!({"b": {"c": null}, "e": 4}),
+        );
         assert_eq!(out, json!({"a": 1, "b": {"d": 3}, "e": 4}));
     }
 
     #[test]
     fn json_patch_test_failure_is_an_error() {
         let doc = json!({"spec": {"replicas": 1}});
-        let ok = json_patch(&doc, &json!([{"op": "test", "path": "/spec/replicas", "value": 1},
-                                          {"op": "replace", "path": "/spec/replicas", "value": 3}]));
+        let ok = json_patch(
+            &doc,
+            &json!([{"op": "test", "path": "/spec/replicas", "value": 1},
+                                          {"op": "replace", "path": "/spec/replicas", "value": 3}]),
+        );
         assert_eq!(ok.expect("applies")["spec"]["replicas"], 3);
-        assert!(json_patch(&doc, &json!([{"op": "test", "path": "/spec/replicas", "value": 2}])).is_err());
+        assert!(
+            json_patch(
+                &doc,
+                &json!([{"op": "test", "path": "/spec/replicas", "value": 2}])
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -240,8 +286,10 @@ mod tests {
             {"name": "app", "image": "a:1"}, {"name": "side", "image": "s:1"}]}}}});
         let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "a:2"}]}}}});
         let out = strategic_merge(&orig, &patch, &deploy()).expect("merges");
-        assert_eq!(out["spec"]["template"]["spec"]["containers"],
-            json!([{"name": "app", "image": "a:2"}, {"name": "side", "image": "s:1"}]));
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "app", "image": "a:2"}, {"name": "side", "image": "s:1"}])
+        );
     }
 
     #[test]
@@ -263,10 +311,19 @@ mod tests {
     #[test]
     fn strategic_patch_appends_finalizers_and_deletes_from_primitive_lists() {
         let orig = json!({"metadata": {"finalizers": ["a", "b"]}});
-        let out = strategic_merge(&orig, &json!({"metadata": {"finalizers": ["c", "a"]}}), &deploy()).expect("merges");
+        let out = strategic_merge(
+            &orig,
+            &json!({"metadata": {"finalizers": ["c", "a"]}}),
+            &deploy(),
+        )
+        .expect("merges");
         assert_eq!(out["metadata"]["finalizers"], json!(["a", "b", "c"]));
-        let out = strategic_merge(&orig, &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}), &deploy())
-            .expect("merges");
+        let out = strategic_merge(
+            &orig,
+            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+            &deploy(),
+        )
+        .expect("merges");
         assert_eq!(out["metadata"]["finalizers"], json!(["b"]));
     }
 
@@ -276,15 +333,24 @@ mod tests {
         let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": null}}});
         let out = strategic_merge(&orig, &patch, &deploy()).expect("merges");
         assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
-        let out = strategic_merge(&orig, &json!({"spec": {"$patch": "replace", "paused": true}}), &deploy()).expect("merges");
+        let out = strategic_merge(
+            &orig,
+            &json!({"spec": {"$patch": "replace", "paused": true}}),
+            &deploy(),
+        )
+        .expect("merges");
         assert_eq!(out["spec"], json!({"paused": true}));
     }
 
     #[test]
     fn strategic_patch_keeps_the_element_order_asked_for() {
         let orig = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
-        let patch = json!({"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]}});
+        let patch =
+            json!({"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]}});
         let out = strategic_merge(&orig, &patch, &Schema::Builtin("pods".into())).expect("merges");
-        assert_eq!(out["spec"]["containers"], json!([{"name": "b"}, {"name": "a"}]));
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name": "b"}, {"name": "a"}])
+        );
     }
 }

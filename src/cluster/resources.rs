@@ -54,7 +54,11 @@ pub struct ResourceType {
 impl ResourceType {
     /// `apps/v1`, or `v1` for core.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// The storage key.
@@ -79,7 +83,11 @@ impl ResourceType {
 
     /// Whether a completed delete answers with the object rather than a `Status` (`ReturnDeletedObject`).
     pub fn returns_deleted_object(&self) -> bool {
-        self.custom || matches!(self.plural.as_str(), "pods" | "serviceaccounts" | "namespaces")
+        self.custom
+            || matches!(
+                self.plural.as_str(),
+                "pods" | "serviceaccounts" | "namespaces"
+            )
     }
 }
 
@@ -121,13 +129,90 @@ fn builtin(
 /// The kinds served before any CRD is created.
 pub fn builtins() -> Vec<ResourceType> {
     vec![
-        builtin("", "v1", "Namespace", "namespaces", false, &["ns"], true, false, false, &["status.phase"]),
-        builtin("", "v1", "Node", "nodes", false, &["no"], true, false, false, &["spec.unschedulable"]),
-        builtin("", "v1", "Service", "services", true, &["svc"], true, false, true, &[]),
-        builtin("", "v1", "Endpoints", "endpoints", true, &["ep"], false, false, false, &[]),
-        builtin("", "v1", "ConfigMap", "configmaps", true, &["cm"], false, false, false, &[]),
-        builtin("", "v1", "Secret", "secrets", true, &[], false, false, false, &["type"]),
-        builtin("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], false, false, false, &[]),
+        builtin(
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            false,
+            &["ns"],
+            true,
+            false,
+            false,
+            &["status.phase"],
+        ),
+        builtin(
+            "",
+            "v1",
+            "Node",
+            "nodes",
+            false,
+            &["no"],
+            true,
+            false,
+            false,
+            &["spec.unschedulable"],
+        ),
+        builtin(
+            "",
+            "v1",
+            "Service",
+            "services",
+            true,
+            &["svc"],
+            true,
+            false,
+            true,
+            &[],
+        ),
+        builtin(
+            "",
+            "v1",
+            "Endpoints",
+            "endpoints",
+            true,
+            &["ep"],
+            false,
+            false,
+            false,
+            &[],
+        ),
+        builtin(
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            true,
+            &["cm"],
+            false,
+            false,
+            false,
+            &[],
+        ),
+        builtin(
+            "",
+            "v1",
+            "Secret",
+            "secrets",
+            true,
+            &[],
+            false,
+            false,
+            false,
+            &["type"],
+        ),
+        builtin(
+            "",
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            true,
+            &["sa"],
+            false,
+            false,
+            false,
+            &[],
+        ),
         builtin(
             "",
             "v1",
@@ -172,9 +257,42 @@ pub fn builtins() -> Vec<ResourceType> {
                 "type",
             ],
         ),
-        builtin("apps", "v1", "Deployment", "deployments", true, &["deploy"], true, true, true, &[]),
-        builtin("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], true, true, true, &["status.replicas"]),
-        builtin("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], true, false, true, &[]),
+        builtin(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            true,
+            &["deploy"],
+            true,
+            true,
+            true,
+            &[],
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            true,
+            &["rs"],
+            true,
+            true,
+            true,
+            &["status.replicas"],
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "DaemonSet",
+            "daemonsets",
+            true,
+            &["ds"],
+            true,
+            false,
+            true,
+            &[],
+        ),
         builtin(
             "autoscaling",
             "v2",
@@ -187,9 +305,42 @@ pub fn builtins() -> Vec<ResourceType> {
             true,
             &[],
         ),
-        builtin("networking.k8s.io", "v1", "Ingress", "ingresses", true, &["ing"], true, false, false, &[]),
-        builtin("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false, &[], false, false, false, &[]),
-        builtin("coordination.k8s.io", "v1", "Lease", "leases", true, &[], false, false, false, &[]),
+        builtin(
+            "networking.k8s.io",
+            "v1",
+            "Ingress",
+            "ingresses",
+            true,
+            &["ing"],
+            true,
+            false,
+            false,
+            &[],
+        ),
+        builtin(
+            "networking.k8s.io",
+            "v1",
+            "IngressClass",
+            "ingressclasses",
+            false,
+            &[],
+            false,
+            false,
+            false,
+            &[],
+        ),
+        builtin(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            true,
+            &[],
+            false,
+            false,
+            false,
+            &[],
+        ),
         builtin(
             "events.k8s.io",
             "v1",
@@ -200,7 +351,14 @@ pub fn builtins() -> Vec<ResourceType> {
             false,
             false,
             false,
-            &["regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid", "reason", "type"],
+            &[
+                "regarding.kind",
+                "regarding.namespace",
+                "regarding.name",
+                "regarding.uid",
+                "reason",
+                "type",
+            ],
         ),
         builtin(
             "apiextensions.k8s.io",
@@ -259,12 +417,17 @@ impl Registry {
     }
 
     fn insert(&mut self, t: ResourceType) {
-        self.types.insert((t.group.clone(), t.version.clone(), t.plural.clone()), Arc::new(t));
+        self.types.insert(
+            (t.group.clone(), t.version.clone(), t.plural.clone()),
+            Arc::new(t),
+        );
     }
 
     /// The kind served at `group/version/plural`.
     pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
-        self.types.get(&(group.to_string(), version.to_string(), plural.to_string())).cloned()
+        self.types
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
+            .cloned()
     }
 
     /// The preferred version of a group resource (used for GC and namespace cleanup).
@@ -304,7 +467,11 @@ impl Registry {
 
     /// The kinds served in one group version.
     pub fn in_group_version(&self, group: &str, version: &str) -> Vec<Arc<ResourceType>> {
-        self.types.values().filter(|t| t.group == group && t.version == version).cloned().collect()
+        self.types
+            .values()
+            .filter(|t| t.group == group && t.version == version)
+            .cloned()
+            .collect()
     }
 
     /// Serves the kinds a CRD declares (its served versions), replacing what it served before.
@@ -320,21 +487,39 @@ impl Registry {
         }
         let strings = |v: &Value| -> Vec<String> {
             v.as_array()
-                .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
-        let singular = names["singular"].as_str().map(String::from).unwrap_or_else(|| kind.to_lowercase());
+        let singular = names["singular"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| kind.to_lowercase());
         for v in spec["versions"].as_array().into_iter().flatten() {
             if v["served"] == Value::Bool(false) {
                 continue;
             }
-            let Some(version) = v["name"].as_str() else { continue };
+            let Some(version) = v["name"].as_str() else {
+                continue;
+            };
             let subs = &v["subresources"];
-            let scale = subs.get("scale").filter(|s| s.is_object()).map(|s| ScalePaths {
-                spec_replicas: s["specReplicasPath"].as_str().unwrap_or(".spec.replicas").to_string(),
-                status_replicas: s["statusReplicasPath"].as_str().unwrap_or(".status.replicas").to_string(),
-                label_selector: s["labelSelectorPath"].as_str().map(String::from),
-            });
+            let scale = subs
+                .get("scale")
+                .filter(|s| s.is_object())
+                .map(|s| ScalePaths {
+                    spec_replicas: s["specReplicasPath"]
+                        .as_str()
+                        .unwrap_or(".spec.replicas")
+                        .to_string(),
+                    status_replicas: s["statusReplicasPath"]
+                        .as_str()
+                        .unwrap_or(".status.replicas")
+                        .to_string(),
+                    label_selector: s["labelSelectorPath"].as_str().map(String::from),
+                });
             self.insert(ResourceType {
                 group: group.clone(),
                 version: version.to_string(),
@@ -348,12 +533,19 @@ impl Registry {
                 scale,
                 schema: v["schema"].get("openAPIV3Schema").cloned().map(Arc::new),
                 custom: true,
-                printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
+                printer_columns: v["additionalPrinterColumns"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
                 selectable_fields: v["selectableFields"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .filter_map(|f| f["jsonPath"].as_str().map(|p| p.trim_start_matches('.').to_string()))
+                    .filter_map(|f| {
+                        f["jsonPath"]
+                            .as_str()
+                            .map(|p| p.trim_start_matches('.').to_string())
+                    })
                     .collect(),
             });
         }
@@ -363,7 +555,8 @@ impl Registry {
     pub fn unregister_crd(&mut self, crd: &Value) {
         let group = crd["spec"]["group"].as_str().unwrap_or_default();
         let plural = crd["spec"]["names"]["plural"].as_str().unwrap_or_default();
-        self.types.retain(|(g, _, p), t| !(t.custom && g == group && p == plural));
+        self.types
+            .retain(|(g, _, p), t| !(t.custom && g == group && p == plural));
     }
 }
 
@@ -376,16 +569,21 @@ mod tests {
     fn versions_sort_ga_then_beta_then_alpha() {
         let mut vs = vec!["v1alpha1", "v1beta1", "v2", "v1", "v1beta2", "foo"];
         vs.sort_by_key(|v| version_priority(v));
-        assert_eq!(vs, vec!["v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
+        assert_eq!(
+            vs,
+            vec!["v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
     }
 
     #[test]
     fn a_crd_serves_each_served_version() {
         let mut r = Registry::with_builtins();
-        r.register_crd(&json!({"spec": {"group": "flagger.app", "scope": "Namespaced",
+        r.register_crd(
+            &json!({"spec": {"group": "flagger.app", "scope": "Namespaced",
             "names": {"plural": "canaries", "kind": "Canary"},
             "versions": [{"name": "v1beta1", "served": true, "subresources": {"status": {}}},
-                         {"name": "v1alpha1", "served": false}]}}));
+                         {"name": "v1alpha1", "served": false}]}}),
+        );
         let t = r.get("flagger.app", "v1beta1", "canaries").expect("served");
         assert!(t.status && t.namespaced && t.custom);
         assert!(r.get("flagger.app", "v1alpha1", "canaries").is_none());

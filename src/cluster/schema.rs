@@ -20,7 +20,8 @@ fn prune_at(v: &mut Value, schema: &Value, root: bool) {
         Value::Object(m) => {
             let props = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-            let embedded = root || schema.get("x-kubernetes-embedded-resource") == Some(&Value::Bool(true));
+            let embedded =
+                root || schema.get("x-kubernetes-embedded-resource") == Some(&Value::Bool(true));
             let keep_unknown = preserves(schema);
             m.retain(|k, _| {
                 keep_unknown
@@ -108,7 +109,11 @@ fn type_ok(v: &Value, t: &str, schema: &Value) -> bool {
 }
 
 fn join(path: &str, k: &str) -> String {
-    if path.is_empty() { k.to_string() } else { format!("{path}.{k}") }
+    if path.is_empty() {
+        k.to_string()
+    } else {
+        format!("{path}.{k}")
+    }
 }
 
 /// Validates `v` against `schema`; each error carries the field path (`spec.replicas`).
@@ -118,7 +123,13 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
         if schema.get("nullable") != Some(&Value::Bool(true)) && schema.get("type").is_some() {
             errs.push(FieldError::new(
                 path,
-                FieldErrorKind::Invalid(Value::String("null".into()), format!("{path} in body must be of type {}: \"null\"", schema["type"].as_str().unwrap_or("object"))),
+                FieldErrorKind::Invalid(
+                    Value::String("null".into()),
+                    format!(
+                        "{path} in body must be of type {}: \"null\"",
+                        schema["type"].as_str().unwrap_or("object")
+                    ),
+                ),
             ));
         }
         return;
@@ -127,15 +138,28 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
     if !type_ok(v, t, schema) {
         errs.push(FieldError::new(
             path,
-            FieldErrorKind::Invalid(Value::String(type_name(v).into()), format!("{path} in body must be of type {t}: \"{}\"", type_name(v))),
+            FieldErrorKind::Invalid(
+                Value::String(type_name(v).into()),
+                format!("{path} in body must be of type {t}: \"{}\"", type_name(v)),
+            ),
         ));
         return;
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(v)
     {
-        let ok = allowed.iter().map(|a| a.as_str().map(String::from).unwrap_or_else(|| a.to_string())).collect();
-        errs.push(FieldError::new(path, FieldErrorKind::NotSupported(v.clone(), ok)));
+        let ok = allowed
+            .iter()
+            .map(|a| {
+                a.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| a.to_string())
+            })
+            .collect();
+        errs.push(FieldError::new(
+            path,
+            FieldErrorKind::NotSupported(v.clone(), ok),
+        ));
     }
     if let Some(s) = v.as_str() {
         if let Some(p) = schema.get("pattern").and_then(Value::as_str)
@@ -146,12 +170,17 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
         if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
             && s.chars().count() as u64 > max
         {
-            errs.push(FieldError::new(path, FieldErrorKind::Invalid(v.clone(), format!("may not be more than {max} bytes"))));
+            errs.push(FieldError::new(
+                path,
+                FieldErrorKind::Invalid(v.clone(), format!("may not be more than {max} bytes")),
+            ));
         }
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
             && (s.chars().count() as u64) < min
         {
-            errs.push(invalid(format!("{path} in body should be at least {min} chars long")));
+            errs.push(invalid(format!(
+                "{path} in body should be at least {min} chars long"
+            )));
         }
     }
     if let Some(n) = v.as_f64() {
@@ -160,28 +189,48 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
         if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
             && (n < min || (excl_min && n == min))
         {
-            let op = if excl_min { "greater than" } else { "greater than or equal to" };
-            errs.push(invalid(format!("{path} in body should be {op} {}", schema["minimum"])));
+            let op = if excl_min {
+                "greater than"
+            } else {
+                "greater than or equal to"
+            };
+            errs.push(invalid(format!(
+                "{path} in body should be {op} {}",
+                schema["minimum"]
+            )));
         }
         if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
             && (n > max || (excl_max && n == max))
         {
-            let op = if excl_max { "less than" } else { "less than or equal to" };
-            errs.push(invalid(format!("{path} in body should be {op} {}", schema["maximum"])));
+            let op = if excl_max {
+                "less than"
+            } else {
+                "less than or equal to"
+            };
+            errs.push(invalid(format!(
+                "{path} in body should be {op} {}",
+                schema["maximum"]
+            )));
         }
     }
     if let Some(items) = v.as_array() {
         if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
             && items.len() as u64 > max
         {
-            errs.push(FieldError::new(path, FieldErrorKind::TooMany(items.len(), max as usize)));
+            errs.push(FieldError::new(
+                path,
+                FieldErrorKind::TooMany(items.len(), max as usize),
+            ));
         }
         if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
             && (items.len() as u64) < min
         {
             errs.push(FieldError::new(
                 path,
-                FieldErrorKind::Invalid(Value::from(items.len()), format!("{path} in body should have at least {min} items")),
+                FieldErrorKind::Invalid(
+                    Value::from(items.len()),
+                    format!("{path} in body should have at least {min} items"),
+                ),
             ));
         }
         if let Some(s) = schema.get("items") {
@@ -204,7 +253,11 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
                 })
                 .count();
             if (want_one && passing != 1) || (!want_one && passing == 0) {
-                let why = if want_one { "must validate one and only one schema (oneOf)" } else { "must validate at least one schema (anyOf)" };
+                let why = if want_one {
+                    "must validate one and only one schema (oneOf)"
+                } else {
+                    "must validate at least one schema (anyOf)"
+                };
                 errs.push(invalid(why.to_string()));
             }
         }
@@ -224,7 +277,12 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError
 }
 
 fn validate_object(m: &Map<String, Value>, schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    for r in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+    for r in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(r) = r.as_str()
             && !m.contains_key(r)
         {
@@ -234,7 +292,10 @@ fn validate_object(m: &Map<String, Value>, schema: &Value, path: &str, errs: &mu
     if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
         && m.len() as u64 > max
     {
-        errs.push(FieldError::new(path, FieldErrorKind::TooMany(m.len(), max as usize)));
+        errs.push(FieldError::new(
+            path,
+            FieldErrorKind::TooMany(m.len(), max as usize),
+        ));
     }
     let props = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties").filter(|a| a.is_object());
@@ -257,22 +318,24 @@ mod tests {
 
     fn schema() -> Value {
         json!({"type": "object", "properties": {"spec": {"type": "object", "required": ["target"],
-            "properties": {
-                "target": {"type": "string", "pattern": "^[a-z]+$"},
-                "replicas": {"type": "integer", "minimum": 0, "maximum": 10, "default": 1},
-                "mode": {"type": "string", "enum": ["a", "b"]},
-                "items": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
-                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-                "port": {"x-kubernetes-int-or-string": true},
-                "choice": {"type": "object", "oneOf": [{"required": ["x"]}, {"required": ["y"]}],
-                           "properties": {"x": {"type": "string"}, "y": {"type": "string"}}}
-            }}}})
+        "properties": {
+            "target": {"type": "string", "pattern": "^[a-z]+$"},
+            "replicas": {"type": "integer", "minimum": 0, "maximum": 10, "default": 1},
+            "mode": {"type": "string", "enum": ["a", "b"]},
+            "items": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
+            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            "port": {"x-kubernetes-int-or-string": true},
+            "choice": {"type": "object", "oneOf": [{"required": ["x"]}, {"required": ["y"]}],
+                       "properties": {"x": {"type": "string"}, "y": {"type": "string"}}}
+        }}}})
     }
 
     fn errors(v: Value) -> Vec<String> {
         let mut errs = vec![];
         validate(&v, &schema(), "", &mut errs);
-        errs.iter().map(|e| format!("{}: {:?}", e.field, e.kind)).collect()
+        errs.iter()
+            .map(|e| format!("{}: {:?}", e.field, e.kind))
+            .collect()
     }
 
     #[test]
@@ -280,8 +343,11 @@ mod tests {
         let mut v = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"}, "junk": 1,
             "spec": {"target": "a", "extra": 2, "free": {"anything": {"deep": 1}}}});
         prune(&mut v, &schema());
-        assert_eq!(v, json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"},
-            "spec": {"target": "a", "free": {"anything": {"deep": 1}}}}));
+        assert_eq!(
+            v,
+            json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"},
+            "spec": {"target": "a", "free": {"anything": {"deep": 1}}}})
+        );
     }
 
     #[test]
@@ -297,13 +363,28 @@ mod tests {
         let cases = [
             (json!({"spec": {}}), "spec.target"),
             (json!({"spec": {"target": "UPPER"}}), "spec.target"),
-            (json!({"spec": {"target": "a", "replicas": 11}}), "spec.replicas"),
-            (json!({"spec": {"target": "a", "replicas": "x"}}), "spec.replicas"),
+            (
+                json!({"spec": {"target": "a", "replicas": 11}}),
+                "spec.replicas",
+            ),
+            (
+                json!({"spec": {"target": "a", "replicas": "x"}}),
+                "spec.replicas",
+            ),
             (json!({"spec": {"target": "a", "mode": "c"}}), "spec.mode"),
-            (json!({"spec": {"target": "a", "items": ["1", "2", "3"]}}), "spec.items"),
-            (json!({"spec": {"target": "a", "items": [1]}}), "spec.items[0]"),
+            (
+                json!({"spec": {"target": "a", "items": ["1", "2", "3"]}}),
+                "spec.items",
+            ),
+            (
+                json!({"spec": {"target": "a", "items": [1]}}),
+                "spec.items[0]",
+            ),
             (json!({"spec": {"target": "a", "port": true}}), "spec.port"),
-            (json!({"spec": {"target": "a", "choice": {"x": "1", "y": "2"}}}), "spec.choice"),
+            (
+                json!({"spec": {"target": "a", "choice": {"x": "1", "y": "2"}}}),
+                "spec.choice",
+            ),
         ];
         for (v, field) in cases {
             let e = errors(v.clone());

@@ -39,13 +39,18 @@ fn split_top(s: &str) -> Vec<String> {
         }
     }
     parts.push(cur);
-    parts.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect()
+    parts
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn valid_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 317
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
 fn parse_set(s: &str) -> Option<Vec<String>> {
@@ -66,22 +71,42 @@ impl LabelSelector {
                 }
                 reqs.push(Requirement::NotExists(k.to_string()));
             } else if let Some((k, v)) = part.split_once("!=") {
-                reqs.push(Requirement::NotIn(k.trim().to_string(), vec![v.trim().to_string()]));
+                reqs.push(Requirement::NotIn(
+                    k.trim().to_string(),
+                    vec![v.trim().to_string()],
+                ));
             } else if let Some((k, v)) = part.split_once("==") {
-                reqs.push(Requirement::In(k.trim().to_string(), vec![v.trim().to_string()]));
+                reqs.push(Requirement::In(
+                    k.trim().to_string(),
+                    vec![v.trim().to_string()],
+                ));
             } else if let Some((k, v)) = part.split_once('=') {
-                reqs.push(Requirement::In(k.trim().to_string(), vec![v.trim().to_string()]));
+                reqs.push(Requirement::In(
+                    k.trim().to_string(),
+                    vec![v.trim().to_string()],
+                ));
             } else if let Some((k, rest)) = part.split_once(" notin ") {
-                reqs.push(Requirement::NotIn(k.trim().to_string(), parse_set(rest).ok_or_else(bad)?));
+                reqs.push(Requirement::NotIn(
+                    k.trim().to_string(),
+                    parse_set(rest).ok_or_else(bad)?,
+                ));
             } else if let Some((k, rest)) = part.split_once(" in ") {
-                reqs.push(Requirement::In(k.trim().to_string(), parse_set(rest).ok_or_else(bad)?));
+                reqs.push(Requirement::In(
+                    k.trim().to_string(),
+                    parse_set(rest).ok_or_else(bad)?,
+                ));
             } else if valid_key(&part) {
                 reqs.push(Requirement::Exists(part.clone()));
             } else {
                 return Err(bad());
             }
             let key = match reqs.last() {
-                Some(Requirement::Exists(k) | Requirement::NotExists(k) | Requirement::In(k, _) | Requirement::NotIn(k, _)) => k,
+                Some(
+                    Requirement::Exists(k)
+                    | Requirement::NotExists(k)
+                    | Requirement::In(k, _)
+                    | Requirement::NotIn(k, _),
+                ) => k,
                 None => continue,
             };
             if !valid_key(key) {
@@ -108,7 +133,11 @@ impl LabelSelector {
         }
         let labels: BTreeMap<String, String> = obj["metadata"]["labels"]
             .as_object()
-            .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect()
+            })
             .unwrap_or_default();
         self.matches(&labels)
     }
@@ -142,20 +171,30 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, v, false)
             } else {
-                return Err(format!("invalid selector: '{s}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                ));
             };
             let path = path.trim().to_string();
-            if path != "metadata.name" && path != "metadata.namespace" && !supported.contains(&path) {
+            if path != "metadata.name" && path != "metadata.namespace" && !supported.contains(&path)
+            {
                 return Err(format!("field label not supported: {path}"));
             }
-            reqs.push(FieldRequirement { path, value: value.trim().to_string(), negate });
+            reqs.push(FieldRequirement {
+                path,
+                value: value.trim().to_string(),
+                negate,
+            });
         }
         Ok(FieldSelector(reqs))
     }
 
     /// The name this selector pins (`metadata.name=x`), if any.
     pub fn name(&self) -> Option<&str> {
-        self.0.iter().find(|r| r.path == "metadata.name" && !r.negate).map(|r| r.value.as_str())
+        self.0
+            .iter()
+            .find(|r| r.path == "metadata.name" && !r.negate)
+            .map(|r| r.value.as_str())
     }
 
     /// Whether an object satisfies every requirement.
@@ -181,7 +220,10 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -218,11 +260,14 @@ mod tests {
 
     #[test]
     fn field_selectors_match_name_and_namespace() {
-        let obj = json!({"metadata": {"name": "a", "namespace": "ns"}, "status": {"phase": "Running"}});
-        let s = FieldSelector::parse("metadata.name=a,metadata.namespace!=other", &[]).expect("parses");
+        let obj =
+            json!({"metadata": {"name": "a", "namespace": "ns"}, "status": {"phase": "Running"}});
+        let s =
+            FieldSelector::parse("metadata.name=a,metadata.namespace!=other", &[]).expect("parses");
         assert!(s.matches_object(&obj));
         assert_eq!(s.name(), Some("a"));
-        let phase = FieldSelector::parse("status.phase=Pending", &["status.phase".into()]).expect("parses");
+        let phase =
+            FieldSelector::parse("status.phase=Pending", &["status.phase".into()]).expect("parses");
         assert!(!phase.matches_object(&obj));
     }
 

@@ -46,7 +46,9 @@ pub struct Shared {
 impl Shared {
     /// The state, locked.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -72,7 +74,8 @@ fn bytes_response(code: u16, body: Vec<u8>, content_type: &str) -> Response {
 fn error_response(e: &ApiError) -> Response {
     let mut r = json_response(e.code, &e.to_status());
     if e.code == 429 {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     r
 }
@@ -87,11 +90,23 @@ enum Route {
     /// `/apis/<group>`.
     Group(String),
     /// A resource path.
-    Resource { group: String, version: String, ns: Option<String>, plural: String, name: Option<String>, sub: Option<String>, legacy_watch: bool },
+    Resource {
+        group: String,
+        version: String,
+        ns: Option<String>,
+        plural: String,
+        name: Option<String>,
+        sub: Option<String>,
+        legacy_watch: bool,
+    },
 }
 
 fn parse_route(path: &str) -> Option<Route> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api"] | ["apis"] => return Some(Route::NonResource(format!("/{}", segs[0]))),
         ["apis", g] => return Some(Route::Group(g.to_string())),
@@ -104,7 +119,12 @@ fn parse_route(path: &str) -> Option<Route> {
         r => (false, r),
     };
     let (ns, plural, name, sub) = match rest {
-        [] => return Some(Route::ResourceList { group: group.into(), version: version.into() }),
+        [] => {
+            return Some(Route::ResourceList {
+                group: group.into(),
+                version: version.into(),
+            });
+        }
         ["namespaces", ns, plural, tail @ ..] => {
             let (name, sub) = match tail {
                 [] => (None, None),
@@ -124,11 +144,21 @@ fn parse_route(path: &str) -> Option<Route> {
             (None, plural.to_string(), name, sub)
         }
     };
-    Some(Route::Resource { group: group.into(), version: version.into(), ns, plural, name, sub, legacy_watch })
+    Some(Route::Resource {
+        group: group.into(),
+        version: version.into(),
+        ns,
+        plural,
+        name,
+        sub,
+        legacy_watch,
+    })
 }
 
 fn query_map(q: Option<&str>) -> HashMap<String, String> {
-    url::form_urlencoded::parse(q.unwrap_or_default().as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
 }
 
 fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
@@ -136,7 +166,10 @@ fn truthy(q: &HashMap<String, String>, k: &str) -> bool {
 }
 
 fn user_agent(h: &HeaderMap) -> String {
-    h.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    h.get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn roll() -> f64 {
@@ -149,14 +182,23 @@ pub async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request) -> Response
     let path = parts.uri.path().to_string();
     let q = query_map(parts.uri.query());
     if let Some(admin) = path.strip_prefix("/admin/") {
-        let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+        let body = axum::body::to_bytes(body, 64 << 20)
+            .await
+            .unwrap_or_default();
         return admin_endpoint(&sh, &parts.method, admin, &body);
     }
     let Some(route) = parse_route(&path) else {
         return error_response(&ApiError::not_found_path());
     };
     let ua = user_agent(&parts.headers);
-    let is_watch = truthy(&q, "watch") || matches!(route, Route::Resource { legacy_watch: true, .. });
+    let is_watch = truthy(&q, "watch")
+        || matches!(
+            route,
+            Route::Resource {
+                legacy_watch: true,
+                ..
+            }
+        );
     let (verb, key) = describe(&parts.method, &route, is_watch, &ua, &path);
     sh.requests.record(key.clone());
     if sh.faults.is_paused() {
@@ -170,7 +212,12 @@ pub async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request) -> Response
         let e = match code {
             429 => ApiError::too_many_requests(),
             409 => ApiError::conflict(&key.group, &key.resource, &key.name, "injected conflict"),
-            c => ApiError { code: c, reason: "InternalError", message: "injected fault".into(), details: None },
+            c => ApiError {
+                code: c,
+                reason: "InternalError",
+                message: "injected fault".into(),
+                details: None,
+            },
         };
         return error_response(&e);
     }
@@ -178,14 +225,46 @@ pub async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request) -> Response
         Ok(b) => b,
         Err(e) => return error_response(&ApiError::bad_request(format!("reading body: {e}"))),
     };
-    let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let ctype = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let ctype = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     match route {
         Route::NonResource(p) => non_resource(&sh, &p, &accept),
         Route::Group(g) => group_endpoint(&sh, &g),
         Route::ResourceList { group, version } => resource_list(&sh, &group, &version),
-        Route::Resource { group, version, ns, plural, name, sub, .. } => {
-            let req = ResourceRequest { verb, group, version, ns, plural, name, sub, q, ua, body, accept, ctype, effect };
+        Route::Resource {
+            group,
+            version,
+            ns,
+            plural,
+            name,
+            sub,
+            ..
+        } => {
+            let req = ResourceRequest {
+                verb,
+                group,
+                version,
+                ns,
+                plural,
+                name,
+                sub,
+                q,
+                ua,
+                body,
+                accept,
+                ctype,
+                effect,
+            };
             match resource(&sh, req).await {
                 Ok(r) => r,
                 Err(e) => error_response(&e),
@@ -194,7 +273,13 @@ pub async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request) -> Response
     }
 }
 
-fn describe(method: &Method, route: &Route, watch: bool, ua: &str, path: &str) -> (String, RequestKey) {
+fn describe(
+    method: &Method,
+    route: &Route,
+    watch: bool,
+    ua: &str,
+    path: &str,
+) -> (String, RequestKey) {
     let verb = match (method, route) {
         (&Method::GET, Route::Resource { name: Some(_), .. }) if !watch => "get",
         (&Method::GET, Route::Resource { .. }) if watch => "watch",
@@ -208,7 +293,14 @@ fn describe(method: &Method, route: &Route, watch: bool, ua: &str, path: &str) -
     }
     .to_string();
     let key = match route {
-        Route::Resource { group, ns, plural, name, sub, .. } => RequestKey {
+        Route::Resource {
+            group,
+            ns,
+            plural,
+            name,
+            sub,
+            ..
+        } => RequestKey {
             verb: verb.clone(),
             group: group.clone(),
             resource: match sub {
@@ -233,14 +325,18 @@ fn describe(method: &Method, route: &Route, watch: bool, ua: &str, path: &str) -
 
 fn admin_endpoint(sh: &Shared, method: &Method, path: &str, body: &[u8]) -> Response {
     match (method, path.trim_end_matches('/')) {
-        (&Method::GET, "requests") => {
-            json_response(200, &serde_json::to_value(sh.requests.snapshot()).unwrap_or_default())
-        }
+        (&Method::GET, "requests") => json_response(
+            200,
+            &serde_json::to_value(sh.requests.snapshot()).unwrap_or_default(),
+        ),
         (&Method::DELETE, "requests") => {
             sh.requests.reset();
             json_response(200, &json!({}))
         }
-        (&Method::GET, "faults") => json_response(200, &json!({"faults": sh.faults.list(), "paused": sh.faults.is_paused()})),
+        (&Method::GET, "faults") => json_response(
+            200,
+            &json!({"faults": sh.faults.list(), "paused": sh.faults.is_paused()}),
+        ),
         (&Method::POST, "faults") => match serde_json::from_slice::<Fault>(body) {
             Ok(f) => {
                 sh.faults.add(f);
@@ -274,7 +370,16 @@ fn admin_endpoint(sh: &Shared, method: &Method, path: &str, body: &[u8]) -> Resp
 // ---------------------------------------------------------------------------------------------
 // discovery
 
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 fn resource_entries(rt: &ResourceType) -> Vec<Value> {
     let mut main = json!({"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
@@ -306,13 +411,23 @@ fn resource_list(sh: &Shared, group: &str, version: &str) -> Response {
     if types.is_empty() {
         return error_response(&ApiError::not_found_path());
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
     let resources: Vec<Value> = types.iter().flat_map(|t| resource_entries(t)).collect();
-    json_response(200, &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    json_response(
+        200,
+        &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 fn group_json(name: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
     json!({"name": name, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or(Value::Null)})
 }
 
@@ -332,8 +447,11 @@ fn group_endpoint(sh: &Shared, g: &str) -> Response {
 const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 fn aggregated(st: &State, core: bool) -> Value {
-    let groups: Vec<(String, Vec<String>)> =
-        if core { vec![("".into(), vec!["v1".into()])] } else { st.registry.groups() };
+    let groups: Vec<(String, Vec<String>)> = if core {
+        vec![("".into(), vec!["v1".into()])]
+    } else {
+        st.registry.groups()
+    };
     let items: Vec<Value> = groups
         .iter()
         .map(|(g, vs)| {
@@ -388,25 +506,49 @@ fn non_resource(sh: &Shared, path: &str, accept: &str) -> Response {
             let body = serde_json::to_vec(&aggregated(&sh.lock(), false)).unwrap_or_default();
             bytes_response(200, body, AGGREGATED)
         }
-        "/api" => json_response(200, &json!({"kind": "APIVersions", "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": sh.address}]})),
+        "/api" => json_response(
+            200,
+            &json!({"kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": sh.address}]}),
+        ),
         "/apis" => {
-            let groups: Vec<Value> = sh.lock().registry.groups().iter().map(|(g, vs)| group_json(g, vs)).collect();
-            json_response(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+            let groups: Vec<Value> = sh
+                .lock()
+                .registry
+                .groups()
+                .iter()
+                .map(|(g, vs)| group_json(g, vs))
+                .collect();
+            json_response(
+                200,
+                &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+            )
         }
-        "/version" => json_response(200, &json!({"major": "1", "minor": KUBE_MINOR,
+        "/version" => json_response(
+            200,
+            &json!({"major": "1", "minor": KUBE_MINOR,
             "gitVersion": format!("v1.{KUBE_MINOR}.0-serin"), "gitCommit": "0000000000000000000000000000000000000000",
             "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24.0",
-            "compiler": "gc", "platform": "linux/amd64"})),
-        "/healthz" | "/readyz" | "/livez" => bytes_response(200, b"ok".to_vec(), "text/plain; charset=utf-8"),
-        "/openapi/v2" if accept.contains("protobuf") && !accept.contains("json") => error_response(&ApiError::not_found_path()),
+            "compiler": "gc", "platform": "linux/amd64"}),
+        ),
+        "/healthz" | "/readyz" | "/livez" => {
+            bytes_response(200, b"ok".to_vec(), "text/plain; charset=utf-8")
+        }
+        "/openapi/v2" if accept.contains("protobuf") && !accept.contains("json") => {
+            error_response(&ApiError::not_found_path())
+        }
         "/openapi/v3" => json_response(200, &openapi_v3_root(&sh.lock())),
-        p if p.starts_with("/openapi/v3/") => match openapi_v3_doc(&sh.lock(), &p["/openapi/v3/".len()..]) {
-            Some(doc) => json_response(200, &doc),
-            None => error_response(&ApiError::not_found_path()),
-        },
-        "/openapi/v2" => json_response(200, &json!({"swagger": "2.0",
-            "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": {}, "definitions": {}})),
+        p if p.starts_with("/openapi/v3/") => {
+            match openapi_v3_doc(&sh.lock(), &p["/openapi/v3/".len()..]) {
+                Some(doc) => json_response(200, &doc),
+                None => error_response(&ApiError::not_found_path()),
+            }
+        }
+        "/openapi/v2" => json_response(
+            200,
+            &json!({"swagger": "2.0",
+            "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": {}, "definitions": {}}),
+        ),
         _ => error_response(&ApiError::not_found_path()),
     }
 }
@@ -414,10 +556,16 @@ fn non_resource(sh: &Shared, path: &str, accept: &str) -> Response {
 /// `/openapi/v3`: one document per served group version.
 fn openapi_v3_root(st: &State) -> Value {
     let mut paths = serde_json::Map::new();
-    paths.insert("api/v1".into(), json!({"serverRelativeURL": format!("/openapi/v3/api/v1?hash={}", st.rv)}));
+    paths.insert(
+        "api/v1".into(),
+        json!({"serverRelativeURL": format!("/openapi/v3/api/v1?hash={}", st.rv)}),
+    );
     for (g, vs) in st.registry.groups() {
         for v in vs {
-            paths.insert(format!("apis/{g}/{v}"), json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash={}", st.rv)}));
+            paths.insert(
+                format!("apis/{g}/{v}"),
+                json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash={}", st.rv)}),
+            );
         }
     }
     json!({"paths": paths})
@@ -444,14 +592,27 @@ fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
     ]);
     let mut paths = serde_json::Map::new();
     for t in types {
-        let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
-        let prefix = if t.namespaced { format!("{base}/namespaces/{{namespace}}/{}", t.plural) } else { format!("{base}/{}", t.plural) };
+        let base = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let prefix = if t.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", t.plural)
+        } else {
+            format!("{base}/{}", t.plural)
+        };
         let gvk = json!({"group": group, "version": version, "kind": t.kind});
         let op = |action: &str| json!({"x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}});
         paths.insert(format!("{prefix}/{{name}}"), json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
-        paths.insert(prefix, json!({"get": op("list"), "post": op("post"), "delete": op("deletecollection")}));
+        paths.insert(
+            prefix,
+            json!({"get": op("list"), "post": op("post"), "delete": op("deletecollection")}),
+        );
     }
-    Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": paths, "components": {"schemas": {}}}))
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": paths, "components": {"schemas": {}}}),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -477,7 +638,12 @@ struct ResourceRequest {
 fn manager(q: &HashMap<String, String>, ua: &str) -> String {
     match q.get("fieldManager") {
         Some(m) if !m.is_empty() => m.clone(),
-        _ => ua.split('/').next().filter(|s| !s.is_empty()).unwrap_or("unknown").to_string(),
+        _ => ua
+            .split('/')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("unknown")
+            .to_string(),
     }
 }
 
@@ -490,11 +656,23 @@ fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))
 }
 
-fn selectors(rt: &ResourceType, q: &HashMap<String, String>) -> Result<(LabelSelector, FieldSelector), ApiError> {
-    let ls = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())
-        .map_err(ApiError::bad_request)?;
-    let fs = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default(), &rt.selectable_fields)
-        .map_err(ApiError::bad_request)?;
+fn selectors(
+    rt: &ResourceType,
+    q: &HashMap<String, String>,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let ls = LabelSelector::parse(
+        q.get("labelSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )
+    .map_err(ApiError::bad_request)?;
+    let fs = FieldSelector::parse(
+        q.get("fieldSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+        &rt.selectable_fields,
+    )
+    .map_err(ApiError::bad_request)?;
     Ok((ls, fs))
 }
 
@@ -507,7 +685,11 @@ fn served_as(obj: &Value, rt: &ResourceType) -> Option<Value> {
 }
 
 async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiError> {
-    let rt = sh.lock().registry.get(&r.group, &r.version, &r.plural).ok_or_else(ApiError::not_found_path)?;
+    let rt = sh
+        .lock()
+        .registry
+        .get(&r.group, &r.version, &r.plural)
+        .ok_or_else(ApiError::not_found_path)?;
     if r.ns.is_some() && !rt.namespaced {
         return Err(ApiError::not_found_path());
     }
@@ -524,12 +706,19 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
         return Err(ApiError::not_found_path());
     }
     let dry_run = r.q.get("dryRun").is_some_and(|d| d == "All");
-    let ctx = Ctx { manager: manager(&r.q, &r.ua), dry_run, now: now() };
+    let ctx = Ctx {
+        manager: manager(&r.q, &r.ua),
+        dry_run,
+        now: now(),
+    };
     let name = r.name.clone().unwrap_or_default();
     let sub_or_main = sub.unwrap_or(Sub::Main);
     let result = match r.verb.as_str() {
         "get" => {
-            let obj = sh.lock().get(&rt.gr(), &ns, &name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, &name))?;
+            let obj = sh
+                .lock()
+                .get(&rt.gr(), &ns, &name)
+                .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, &name))?;
             if is_scale {
                 return Ok(json_response(200, &ops::scale_of(&rt, &obj)));
             }
@@ -541,7 +730,11 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
                 Some(v) => serde_json::to_vec(&v),
                 None => serde_json::to_vec(&*obj),
             };
-            return Ok(bytes_response(200, body.unwrap_or_default(), "application/json"));
+            return Ok(bytes_response(
+                200,
+                body.unwrap_or_default(),
+                "application/json",
+            ));
         }
         "list" => return list(sh, &rt, r.ns.as_deref(), &r.q, &r.accept),
         "watch" => return watch(sh.clone(), rt, r.ns.clone(), &r.q, r.effect).await,
@@ -558,7 +751,8 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
         "update" => {
             let body = parse_body(&r.body)?;
             let mut st = sh.lock();
-            ops::update(&mut st, &rt, &ns, &name, body, sub_or_main, &ctx).map(|(v, created)| (if created { 201 } else { 200 }, v))
+            ops::update(&mut st, &rt, &ns, &name, body, sub_or_main, &ctx)
+                .map(|(v, created)| (if created { 201 } else { 200 }, v))
         }
         "patch" => {
             let ptype = PatchType::from_content_type(&r.ctype).ok_or_else(|| {
@@ -570,17 +764,32 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
             let force = truthy(&r.q, "force");
             let mut st = sh.lock();
             if is_scale {
-                let obj = st.get(&rt.gr(), &ns, &name).ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, &name))?;
+                let obj = st
+                    .get(&rt.gr(), &ns, &name)
+                    .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, &name))?;
                 let scale = ops::scale_of(&rt, &obj);
-                let p: Value = serde_json::from_slice(&r.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let p: Value = serde_json::from_slice(&r.body)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 let patched = match ptype {
-                    PatchType::Json => super::patch::json_patch(&scale, &p).map_err(ApiError::bad_request)?,
+                    PatchType::Json => {
+                        super::patch::json_patch(&scale, &p).map_err(ApiError::bad_request)?
+                    }
                     _ => super::patch::merge_patch(&scale, &p),
                 };
                 ops::write_scale(&mut st, &rt, &ns, &name, &patched, &ctx).map(|v| (200, v))
             } else {
-                ops::patch(&mut st, &rt, &ns, &name, ptype, &r.body, sub_or_main, force, &ctx)
-                    .map(|(v, created)| (if created { 201 } else { 200 }, v))
+                ops::patch(
+                    &mut st,
+                    &rt,
+                    &ns,
+                    &name,
+                    ptype,
+                    &r.body,
+                    sub_or_main,
+                    force,
+                    &ctx,
+                )
+                .map(|(v, created)| (if created { 201 } else { 200 }, v))
             }
         }
         "delete" => {
@@ -589,8 +798,11 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
             match ops::delete(&mut st, &rt, &ns, &name, &opts, &ctx)? {
                 Deleted::Pending(v) => Ok((202, v)),
                 Deleted::Gone(v) if rt.returns_deleted_object() => Ok((200, v)),
-                Deleted::Gone(v) => Ok((200, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "details": {"name": name, "group": rt.group, "kind": rt.plural, "uid": v["metadata"]["uid"]}}))),
+                Deleted::Gone(v) => Ok((
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                    "details": {"name": name, "group": rt.group, "kind": rt.plural, "uid": v["metadata"]["uid"]}}),
+                )),
             }
         }
         "deletecollection" => {
@@ -604,16 +816,26 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
                 .collect();
             let mut items = vec![];
             for v in victims {
-                if let Ok(Deleted::Gone(o) | Deleted::Pending(o)) =
-                    ops::delete(&mut st, &rt, meta_str(&v, "namespace"), meta_str(&v, "name"), &opts, &ctx)
-                {
+                if let Ok(Deleted::Gone(o) | Deleted::Pending(o)) = ops::delete(
+                    &mut st,
+                    &rt,
+                    meta_str(&v, "namespace"),
+                    meta_str(&v, "name"),
+                    &opts,
+                    &ctx,
+                ) {
                     items.push(o);
                 }
             }
             let rv = st.rv.to_string();
-            Ok((200, json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {"resourceVersion": rv}, "items": items})))
+            Ok((
+                200,
+                json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {"resourceVersion": rv}, "items": items}),
+            ))
         }
-        _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
     };
     if sh.lock().gc_wanted {
         sh.gc.notify_one();
@@ -623,20 +845,39 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
 }
 
 fn delete_opts(q: &HashMap<String, String>, body: &[u8]) -> Result<DeleteOpts, ApiError> {
-    let b: Value = if body.is_empty() { json!({}) } else { parse_body(body)? };
+    let b: Value = if body.is_empty() {
+        json!({})
+    } else {
+        parse_body(body)?
+    };
     Ok(DeleteOpts {
-        propagation: b["propagationPolicy"].as_str().map(String::from).or_else(|| q.get("propagationPolicy").cloned()),
+        propagation: b["propagationPolicy"]
+            .as_str()
+            .map(String::from)
+            .or_else(|| q.get("propagationPolicy").cloned()),
         uid: b["preconditions"]["uid"].as_str().map(String::from),
-        resource_version: b["preconditions"]["resourceVersion"].as_str().map(String::from),
+        resource_version: b["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(String::from),
     })
 }
 
-fn list(sh: &Shared, rt: &ResourceType, ns: Option<&str>, q: &HashMap<String, String>, accept: &str) -> Result<Response, ApiError> {
+fn list(
+    sh: &Shared,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    q: &HashMap<String, String>,
+    accept: &str,
+) -> Result<Response, ApiError> {
     let (ls, fs) = selectors(rt, q)?;
     let (items, rv) = {
         let st = sh.lock();
         let items: Vec<Arc<Value>> = match fs.name() {
-            Some(n) => st.get(&rt.gr(), ns.unwrap_or_default(), n).into_iter().filter(|_| ns.is_some() || !rt.namespaced).collect(),
+            Some(n) => st
+                .get(&rt.gr(), ns.unwrap_or_default(), n)
+                .into_iter()
+                .filter(|_| ns.is_some() || !rt.namespaced)
+                .collect(),
             None => st.list(&rt.gr(), ns),
         };
         let items = if items.is_empty() && fs.name().is_some() && ns.is_none() {
@@ -646,9 +887,15 @@ fn list(sh: &Shared, rt: &ResourceType, ns: Option<&str>, q: &HashMap<String, St
         };
         (items, st.rv)
     };
-    let items: Vec<Arc<Value>> = items.into_iter().filter(|o| ls.matches_object(o) && fs.matches_object(o)).collect();
+    let items: Vec<Arc<Value>> = items
+        .into_iter()
+        .filter(|o| ls.matches_object(o) && fs.matches_object(o))
+        .collect();
     if table::wanted(accept) {
-        return Ok(json_response(200, &table::table(rt, &items, &rv.to_string(), q)));
+        return Ok(json_response(
+            200,
+            &table::table(rt, &items, &rv.to_string(), q),
+        ));
     }
     let mut buf = Vec::with_capacity(items.len() * 1024 + 256);
     buf.extend_from_slice(
@@ -684,7 +931,11 @@ struct WatchFilter {
 
 impl WatchFilter {
     fn matches(&self, o: &Value) -> bool {
-        self.ns.as_deref().is_none_or(|n| meta_str(o, "namespace") == n) && self.labels.matches_object(o) && self.fields.matches_object(o)
+        self.ns
+            .as_deref()
+            .is_none_or(|n| meta_str(o, "namespace") == n)
+            && self.labels.matches_object(o)
+            && self.fields.matches_object(o)
     }
 
     /// The event type a watcher with this filter sees, if any (selector transitions included).
@@ -732,17 +983,27 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
 }
 
 fn error_line(e: &ApiError) -> Bytes {
-    let mut b = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).unwrap_or_default();
+    let mut b =
+        serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).unwrap_or_default();
     b.push(b'\n');
     Bytes::from(b)
 }
 
-async fn watch(sh: Arc<Shared>, rt: Arc<ResourceType>, ns: Option<String>, q: &HashMap<String, String>, effect: Effect) -> Result<Response, ApiError> {
+async fn watch(
+    sh: Arc<Shared>,
+    rt: Arc<ResourceType>,
+    ns: Option<String>,
+    q: &HashMap<String, String>,
+    effect: Effect,
+) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(&rt, q)?;
     let filter = WatchFilter { ns, labels, fields };
     let from = match q.get("resourceVersion").map(String::as_str) {
         None | Some("") | Some("0") => None,
-        Some(s) => Some(s.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?),
+        Some(s) => Some(
+            s.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?,
+        ),
     };
     let send_initial = truthy(q, "sendInitialEvents");
     let bookmarks = truthy(q, "allowWatchBookmarks");
@@ -758,16 +1019,22 @@ async fn watch(sh: Arc<Shared>, rt: Arc<ResourceType>, ns: Option<String>, q: &H
     }));
     let response = {
         let mut r = Response::new(body);
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         r
     };
     if effect.watch_gone {
         let current = sh.lock().rv;
-        let _ = tx.send(error_line(&ApiError::gone(from.unwrap_or(0), current))).await;
+        let _ = tx
+            .send(error_line(&ApiError::gone(from.unwrap_or(0), current)))
+            .await;
         return Ok(response.into_response());
     }
     // Under one lock: the starting events and the subscription, so nothing is missed or doubled.
-    let start: Result<(Vec<Bytes>, broadcast::Receiver<Arc<Event>>, u64), ApiError> = {
+    type Start = (Vec<Bytes>, broadcast::Receiver<Arc<Event>>, u64);
+    let start: Result<Start, ApiError> = {
         let st = sh.lock();
         match from {
             Some(rv) if !send_initial => st.watch_from(&rt.gr(), rv).map(|(backlog, rx)| {

@@ -24,12 +24,21 @@ impl std::error::Error for ApiError {}
 
 /// `resource.group` as the real server names a resource in messages (`deployments.apps`, `pods`).
 pub fn qualified(group: &str, plural: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
@@ -46,20 +55,32 @@ impl ApiError {
 
     /// 404 for a missing object.
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(group, plural)))
-            .with_details(group, plural, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(group, plural)),
+        )
+        .with_details(group, plural, name)
     }
 
     /// 404 for a path that names nothing the server serves.
     pub fn not_found_path() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details("", "", "")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details("", "", "")
     }
 
     /// 409 for a create of an object that exists.
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(group, plural)))
-            .with_details(group, plural, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(group, plural)),
+        )
+        .with_details(group, plural, name)
     }
 
     /// 409 for a write with a stale `resourceVersion` (or a failed precondition).
@@ -67,7 +88,10 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified(group, plural)),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                qualified(group, plural)
+            ),
         )
         .with_details(group, plural, name)
     }
@@ -84,11 +108,23 @@ impl ApiError {
 
     /// 422 with one cause per invalid field, as `field.ErrorList.ToAggregate()` words it.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<FieldError>) -> Self {
-        let gk = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let gk = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let text: Vec<String> = causes.iter().map(FieldError::text).collect();
-        let joined = if text.len() == 1 { text[0].clone() } else { format!("[{}]", text.join(", ")) };
-        let mut e = Self::new(422, "Invalid", format!("{gk} \"{name}\" is invalid: {joined}"))
-            .with_details(group, kind, name);
+        let joined = if text.len() == 1 {
+            text[0].clone()
+        } else {
+            format!("[{}]", text.join(", "))
+        };
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            format!("{gk} \"{name}\" is invalid: {joined}"),
+        )
+        .with_details(group, kind, name);
         if let Some(d) = e.details.as_mut() {
             d["causes"] = Value::Array(
                 causes
@@ -120,14 +156,21 @@ impl ApiError {
         Self::new(
             403,
             "Forbidden",
-            format!("{} \"{name}\" is forbidden: {why}", qualified(group, plural)),
+            format!(
+                "{} \"{name}\" is forbidden: {why}",
+                qualified(group, plural)
+            ),
         )
         .with_details(group, plural, name)
     }
 
     /// 410 for a watch from a `resourceVersion` older than the retained history.
     pub fn gone(requested: u64, oldest: u64) -> Self {
-        Self::new(410, "Expired", format!("too old resource version: {requested} ({oldest})"))
+        Self::new(
+            410,
+            "Expired",
+            format!("too old resource version: {requested} ({oldest})"),
+        )
     }
 
     /// 500 injected or unexpected.
@@ -137,7 +180,11 @@ impl ApiError {
 
     /// 429 as a rate-limited server answers.
     pub fn too_many_requests() -> Self {
-        let mut e = Self::new(429, "TooManyRequests", "Too many requests, please try again later.");
+        let mut e = Self::new(
+            429,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+        );
         e.details = Some(json!({"retryAfterSeconds": 1}));
         e
     }
@@ -153,7 +200,11 @@ impl ApiError {
                 .iter()
                 .map(|(m, v, f)| format!("- conflict with \"{m}\" using {v}: {f}"))
                 .collect();
-            format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
+            format!(
+                "Apply failed with {} conflicts: {}",
+                conflicts.len(),
+                lines.join("\n")
+            )
         };
         let mut e = Self::new(409, "Conflict", msg);
         e.details = Some(json!({
@@ -230,7 +281,10 @@ fn show(v: &Value) -> String {
 impl FieldError {
     /// A field error at `field`.
     pub fn new(field: impl Into<String>, kind: FieldErrorKind) -> Self {
-        FieldError { field: field.into(), kind }
+        FieldError {
+            field: field.into(),
+            kind,
+        }
     }
 
     fn message_part(&self) -> String {
@@ -239,10 +293,16 @@ impl FieldError {
             FieldErrorKind::Invalid(v, why) => format!("Invalid value: {}: {why}", show(v)),
             FieldErrorKind::NotSupported(v, ok) => {
                 let ok: Vec<String> = ok.iter().map(|s| format!("{s:?}")).collect();
-                format!("Unsupported value: {}: supported values: {}", show(v), ok.join(", "))
+                format!(
+                    "Unsupported value: {}: supported values: {}",
+                    show(v),
+                    ok.join(", ")
+                )
             }
             FieldErrorKind::Forbidden(why) => format!("Forbidden: {why}"),
-            FieldErrorKind::TooMany(n, max) => format!("Too many: {n}: must have at most {max} items"),
+            FieldErrorKind::TooMany(n, max) => {
+                format!("Too many: {n}: must have at most {max} items")
+            }
         }
     }
 
@@ -269,12 +329,18 @@ mod tests {
             "apps",
             "Deployment",
             "web",
-            vec![FieldError::new("spec.replicas", FieldErrorKind::Invalid(json!(-1), "must be greater than or equal to 0".into()))],
+            vec![FieldError::new(
+                "spec.replicas",
+                FieldErrorKind::Invalid(json!(-1), "must be greater than or equal to 0".into()),
+            )],
         );
         assert_eq!(
             e.message,
             "Deployment.apps \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
         );
-        assert_eq!(e.to_status()["details"]["causes"][0]["field"], "spec.replicas");
+        assert_eq!(
+            e.to_status()["details"]["causes"][0]["field"],
+            "spec.replicas"
+        );
     }
 }

@@ -46,6 +46,9 @@ pub struct Event {
     pub prev: Option<Arc<Value>>,
 }
 
+/// The retained events after a resourceVersion, and a receiver for the ones that follow.
+pub type WatchStart = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
 /// Namespace and name of a stored object (namespace empty when cluster-scoped).
 pub type Key = (String, String);
 
@@ -86,7 +89,10 @@ pub fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
 
 /// The storage key of an object.
 pub fn key_of(obj: &Value) -> Key {
-    (meta_str(obj, "namespace").to_string(), meta_str(obj, "name").to_string())
+    (
+        meta_str(obj, "namespace").to_string(),
+        meta_str(obj, "name").to_string(),
+    )
 }
 
 impl State {
@@ -108,12 +114,17 @@ impl State {
 
     /// The stored object, if any.
     pub fn get(&self, gr: &GroupResource, ns: &str, name: &str) -> Option<Arc<Value>> {
-        self.objects.get(gr)?.get(&(ns.to_string(), name.to_string())).cloned()
+        self.objects
+            .get(gr)?
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Objects of a collection, in one namespace or (with `None`) all.
     pub fn list(&self, gr: &GroupResource, ns: Option<&str>) -> Vec<Arc<Value>> {
-        let Some(c) = self.objects.get(gr) else { return vec![] };
+        let Some(c) = self.objects.get(gr) else {
+            return vec![];
+        };
         match ns {
             Some(ns) => c
                 .range((ns.to_string(), String::new())..)
@@ -137,7 +148,13 @@ impl State {
             EventKind::Deleted => coll.remove(&key),
             _ => coll.insert(key, obj.clone()),
         };
-        let ev = Arc::new(Event { rv: self.rv, gr: gr.clone(), kind, object: obj.clone(), prev });
+        let ev = Arc::new(Event {
+            rv: self.rv,
+            gr: gr.clone(),
+            kind,
+            object: obj.clone(),
+            prev,
+        });
         self.history.push_back(ev.clone());
         while self.history.len() > self.settings.history.max(1) {
             if let Some(old) = self.history.pop_front() {
@@ -151,15 +168,16 @@ impl State {
 
     /// Starts a watch of `gr` after resourceVersion `from`: the retained events after it, plus a
     /// receiver for what follows. Taken under the lock, so nothing falls between the two.
-    pub fn watch_from(
-        &self,
-        gr: &GroupResource,
-        from: u64,
-    ) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), ApiError> {
+    pub fn watch_from(&self, gr: &GroupResource, from: u64) -> Result<WatchStart, ApiError> {
         if from < self.compacted {
             return Err(ApiError::gone(from, self.compacted));
         }
-        let backlog = self.history.iter().filter(|e| e.rv > from && &e.gr == gr).cloned().collect();
+        let backlog = self
+            .history
+            .iter()
+            .filter(|e| e.rv > from && &e.gr == gr)
+            .cloned()
+            .collect();
         Ok((backlog, self.tx.subscribe()))
     }
 
@@ -175,7 +193,10 @@ mod tests {
     use serde_json::json;
 
     fn state(history: usize) -> State {
-        State::new(Settings { history, kubelet: false })
+        State::new(Settings {
+            history,
+            kubelet: false,
+        })
     }
 
     fn gr() -> GroupResource {
@@ -185,8 +206,16 @@ mod tests {
     #[test]
     fn every_commit_gets_the_next_resource_version() {
         let mut s = state(10);
-        let a = s.commit(&gr(), json!({"metadata": {"name": "a", "namespace": "d"}}), EventKind::Added);
-        let b = s.commit(&gr(), json!({"metadata": {"name": "b", "namespace": "d"}}), EventKind::Added);
+        let a = s.commit(
+            &gr(),
+            json!({"metadata": {"name": "a", "namespace": "d"}}),
+            EventKind::Added,
+        );
+        let b = s.commit(
+            &gr(),
+            json!({"metadata": {"name": "b", "namespace": "d"}}),
+            EventKind::Added,
+        );
         let a_rv: u64 = meta_str(&a, "resourceVersion").parse().expect("number");
         let b_rv: u64 = meta_str(&b, "resourceVersion").parse().expect("number");
         assert_eq!(b_rv, a_rv + 1);
@@ -198,9 +227,19 @@ mod tests {
     fn watching_from_before_the_history_is_gone() {
         let mut s = state(2);
         for n in ["a", "b", "c", "d"] {
-            s.commit(&gr(), json!({"metadata": {"name": n, "namespace": "d"}}), EventKind::Added);
+            s.commit(
+                &gr(),
+                json!({"metadata": {"name": n, "namespace": "d"}}),
+                EventKind::Added,
+            );
         }
-        assert_eq!(s.watch_from(&gr(), 1).map(|_| ()).expect_err("compacted").code, 410);
+        assert_eq!(
+            s.watch_from(&gr(), 1)
+                .map(|_| ())
+                .expect_err("compacted")
+                .code,
+            410
+        );
         let (backlog, _) = s.watch_from(&gr(), s.rv - 1).expect("retained");
         assert_eq!(backlog.len(), 1);
     }

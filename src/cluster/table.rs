@@ -21,15 +21,27 @@ pub fn human_duration(secs: i64) -> String {
     if secs < 120 {
         format!("{secs}s")
     } else if m < 10 {
-        if secs % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", secs % 60) }
+        if secs % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", secs % 60)
+        }
     } else if m < 180 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) }
+        if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        }
     } else if h < 48 {
         format!("{h}h")
     } else if h < 192 {
-        if h % 24 == 0 { format!("{d}d") } else { format!("{d}d{}h", h % 24) }
+        if h % 24 == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{}h", h % 24)
+        }
     } else if h < 24 * 365 * 2 {
         format!("{d}d")
     } else {
@@ -38,8 +50,13 @@ pub fn human_duration(secs: i64) -> String {
 }
 
 fn age(ts: &Value) -> Value {
-    match ts.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) {
-        Some(t) => json!(human_duration((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds())),
+    match ts
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    {
+        Some(t) => json!(human_duration(
+            (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()
+        )),
         None => json!("<unknown>"),
     }
 }
@@ -47,7 +64,11 @@ fn age(ts: &Value) -> Value {
 /// Evaluates the simple JSONPath forms printer columns use: `.a.b`, `.a[0].b`.
 fn json_path<'a>(obj: &'a Value, path: &str) -> &'a Value {
     let mut cur = obj;
-    for seg in path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()) {
+    for seg in path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+    {
         let (field, index) = match seg.split_once('[') {
             Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
             None => (seg, None),
@@ -78,7 +99,11 @@ fn ports(svc: &Value) -> String {
             }
         })
         .collect();
-    if ps.is_empty() { "<none>".into() } else { ps.join(",") }
+    if ps.is_empty() {
+        "<none>".into()
+    } else {
+        ps.join(",")
+    }
 }
 
 fn columns_and_cells(rt: &ResourceType, o: &Value) -> (Vec<Value>, Vec<Value>) {
@@ -108,55 +133,131 @@ fn columns_and_cells(rt: &ResourceType, o: &Value) -> (Vec<Value>, Vec<Value>) {
     match rt.plural.as_str() {
         "deployments" => {
             let (s, st) = (&o["spec"], &o["status"]);
-            let containers = s["template"]["spec"]["containers"].as_array().cloned().unwrap_or_default();
-            let names: Vec<&str> = containers.iter().filter_map(|c| c["name"].as_str()).collect();
-            let images: Vec<&str> = containers.iter().filter_map(|c| c["image"].as_str()).collect();
+            let containers = s["template"]["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let names: Vec<&str> = containers
+                .iter()
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            let images: Vec<&str> = containers
+                .iter()
+                .filter_map(|c| c["image"].as_str())
+                .collect();
             let sel: Vec<String> = s["selector"]["matchLabels"]
                 .as_object()
-                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect()
+                })
                 .unwrap_or_default();
             (
-                vec![col("Name", "string", 0), col("Ready", "string", 0), col("Up-to-date", "string", 0),
-                     col("Available", "string", 0), col("Age", "string", 0), col("Containers", "string", 1),
-                     col("Images", "string", 1), col("Selector", "string", 1)],
-                vec![name, json!(format!("{}/{}", n(&st["readyReplicas"]), n(&s["replicas"]))),
-                     json!(n(&st["updatedReplicas"])), json!(n(&st["availableReplicas"])), created,
-                     json!(names.join(",")), json!(images.join(",")), json!(sel.join(","))],
+                vec![
+                    col("Name", "string", 0),
+                    col("Ready", "string", 0),
+                    col("Up-to-date", "string", 0),
+                    col("Available", "string", 0),
+                    col("Age", "string", 0),
+                    col("Containers", "string", 1),
+                    col("Images", "string", 1),
+                    col("Selector", "string", 1),
+                ],
+                vec![
+                    name,
+                    json!(format!("{}/{}", n(&st["readyReplicas"]), n(&s["replicas"]))),
+                    json!(n(&st["updatedReplicas"])),
+                    json!(n(&st["availableReplicas"])),
+                    created,
+                    json!(names.join(",")),
+                    json!(images.join(",")),
+                    json!(sel.join(",")),
+                ],
             )
         }
         "pods" => {
-            let statuses = o["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let statuses = o["status"]["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let total = o["spec"]["containers"].as_array().map_or(0, Vec::len);
             let ready = statuses.iter().filter(|c| c["ready"] == true).count();
             let restarts: i64 = statuses.iter().map(|c| n(&c["restartCount"])).sum();
-            let phase = if o["metadata"]["deletionTimestamp"].is_string() { json!("Terminating") } else { o["status"]["phase"].clone() };
+            let phase = if o["metadata"]["deletionTimestamp"].is_string() {
+                json!("Terminating")
+            } else {
+                o["status"]["phase"].clone()
+            };
             (
-                vec![col("Name", "string", 0), col("Ready", "string", 0), col("Status", "string", 0),
-                     col("Restarts", "string", 0), col("Age", "string", 0), col("IP", "string", 1), col("Node", "string", 1)],
-                vec![name, json!(format!("{ready}/{total}")), phase, json!(restarts), created,
-                     json!(o["status"]["podIP"].as_str().unwrap_or("<none>")), json!(o["spec"]["nodeName"].as_str().unwrap_or("<none>"))],
+                vec![
+                    col("Name", "string", 0),
+                    col("Ready", "string", 0),
+                    col("Status", "string", 0),
+                    col("Restarts", "string", 0),
+                    col("Age", "string", 0),
+                    col("IP", "string", 1),
+                    col("Node", "string", 1),
+                ],
+                vec![
+                    name,
+                    json!(format!("{ready}/{total}")),
+                    phase,
+                    json!(restarts),
+                    created,
+                    json!(o["status"]["podIP"].as_str().unwrap_or("<none>")),
+                    json!(o["spec"]["nodeName"].as_str().unwrap_or("<none>")),
+                ],
             )
         }
         "services" => (
-            vec![col("Name", "string", 0), col("Type", "string", 0), col("Cluster-IP", "string", 0),
-                 col("External-IP", "string", 0), col("Port(s)", "string", 0), col("Age", "string", 0)],
-            vec![name, o["spec"]["type"].clone(), o["spec"]["clusterIP"].clone(), json!("<none>"), json!(ports(o)), created],
+            vec![
+                col("Name", "string", 0),
+                col("Type", "string", 0),
+                col("Cluster-IP", "string", 0),
+                col("External-IP", "string", 0),
+                col("Port(s)", "string", 0),
+                col("Age", "string", 0),
+            ],
+            vec![
+                name,
+                o["spec"]["type"].clone(),
+                o["spec"]["clusterIP"].clone(),
+                json!("<none>"),
+                json!(ports(o)),
+                created,
+            ],
         ),
         "namespaces" => (
-            vec![col("Name", "string", 0), col("Status", "string", 0), col("Age", "string", 0)],
+            vec![
+                col("Name", "string", 0),
+                col("Status", "string", 0),
+                col("Age", "string", 0),
+            ],
             vec![name, o["status"]["phase"].clone(), created],
         ),
         "customresourcedefinitions" => (
             vec![col("Name", "string", 0), col("Created At", "date", 0)],
             vec![name, o["metadata"]["creationTimestamp"].clone()],
         ),
-        _ => (vec![col("Name", "string", 0), col("Age", "string", 0)], vec![name, created]),
+        _ => (
+            vec![col("Name", "string", 0), col("Age", "string", 0)],
+            vec![name, created],
+        ),
     }
 }
 
 /// The Table of some objects; `includeObject` decides what each row carries.
-pub fn table(rt: &ResourceType, items: &[Arc<Value>], rv: &str, q: &HashMap<String, String>) -> Value {
-    let include = q.get("includeObject").map(String::as_str).unwrap_or("Metadata");
+pub fn table(
+    rt: &ResourceType,
+    items: &[Arc<Value>],
+    rv: &str,
+    q: &HashMap<String, String>,
+) -> Value {
+    let include = q
+        .get("includeObject")
+        .map(String::as_str)
+        .unwrap_or("Metadata");
     let mut columns = None;
     let rows: Vec<Value> = items
         .iter()

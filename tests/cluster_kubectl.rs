@@ -1,0 +1,129 @@
+//! The real kubectl against `serin cluster`: apply a CRD and a Deployment, get them back, discover.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  names: {kind: Gadget, plural: gadgets, singular: gadget, shortNames: [gd]}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, default: 3}
+"#;
+
+const DEPLOYMENT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: app, image: "nginx:1.25"}
+"#;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("serin-kubectl-{}-{}", std::process::id(), line!()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl is installed (/usr/bin/kubectl)")
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "kubectl failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn kubectl_applies_and_gets_against_serin_cluster() {
+    let dir = scratch_dir();
+    let kubeconfig = dir.join("kubeconfig");
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_serin"))
+            .args(["cluster", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .spawn()
+            .expect("serin cluster starts"),
+    );
+    let start = Instant::now();
+    while !kubeconfig.exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "kubeconfig never written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::create_dir_all(dir.join("crds")).expect("crds dir");
+    std::fs::write(dir.join("crds/gadget.yaml"), CRD).expect("crd file");
+    std::fs::write(dir.join("deploy.yaml"), DEPLOYMENT).expect("deployment file");
+    std::fs::write(dir.join("gadget.yaml"), "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g1}\nspec: {}\n").expect("gadget");
+
+    let crds = dir.join("crds");
+    let out = ok(kubectl(&kubeconfig, &["apply", "-f", crds.to_str().unwrap_or_default()]));
+    assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/gadgets.example.com created"), "{out}");
+    let deploy = dir.join("deploy.yaml");
+    let out = ok(kubectl(&kubeconfig, &["apply", "-f", deploy.to_str().unwrap_or_default()]));
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    let out = ok(kubectl(&kubeconfig, &["apply", "-f", deploy.to_str().unwrap_or_default()]));
+    assert!(out.contains("deployment.apps/web unchanged"), "{out}");
+
+    let out = ok(kubectl(&kubeconfig, &["get", "deploy"]));
+    let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert!(out.lines().any(|l| l.starts_with("web ")), "{out}");
+
+    let gadget = dir.join("gadget.yaml");
+    ok(kubectl(&kubeconfig, &["apply", "-f", gadget.to_str().unwrap_or_default()]));
+    let out = ok(kubectl(&kubeconfig, &["get", "gd", "g1", "-o", "jsonpath={.spec.size}"]));
+    assert_eq!(out, "3");
+    let out = ok(kubectl(&kubeconfig, &["get", "gadgets"]));
+    assert!(out.starts_with("NAME") && out.contains("SIZE") && out.contains("g1"), "{out}");
+
+    let out = ok(kubectl(&kubeconfig, &["get", "--raw", "/apis"]));
+    let apis: serde_json::Value = serde_json::from_str(&out).expect("APIGroupList json");
+    assert_eq!(apis["kind"], "APIGroupList");
+    assert!(apis["groups"].as_array().is_some_and(|g| g.iter().any(|g| g["name"] == "example.com")));
+
+    ok(kubectl(&kubeconfig, &["scale", "deploy", "web", "--replicas=4"]));
+    let out = ok(kubectl(&kubeconfig, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]));
+    assert_eq!(out, "4");
+    let out = ok(kubectl(&kubeconfig, &["delete", "-f", deploy.to_str().unwrap_or_default()]));
+    assert!(out.contains("deleted"), "{out}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
