@@ -44,7 +44,10 @@ pub fn run(args: ClusterArgs) -> ExitCode {
         };
         // The simulated controllers run unless `--no-sim`; their kubelet then owns pod status.
         let started = if args.no_sim {
-            start(config).await.map(|c| (c, None)).map_err(|e| e.to_string())
+            start(config)
+                .await
+                .map(|c| (c, None))
+                .map_err(|e| e.to_string())
         } else {
             sim::start_cluster(config, SimConfig::default())
                 .await
