@@ -83,7 +83,8 @@ pub struct SimConfig {
     pub endpoints: bool,
     /// Simulate kubelets: Pods get an IP, run, and become Ready.
     pub kubelet: bool,
-    /// How many Node objects (`sim-node-0` …) to register; 0 registers none.
+    /// How many Node objects (`sim-node-0` …) to register; 0 registers none. [`start_cluster`]
+    /// takes this from `ClusterConfig::nodes` instead.
     pub nodes: usize,
     /// How long a healthy Pod takes from start to Ready.
     pub pod_ready_delay: Duration,
