@@ -788,3 +788,35 @@ async fn a_name_taken_by_a_foreign_replica_set_counts_a_hash_collision() -> anyh
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn recreate_replaces_all_pods_at_once() -> anyhow::Result<()> {
+    let env = env(1).await?;
+    let mut d = web(2, 600);
+    d["spec"]["strategy"] = json!({"type": "Recreate"});
+    let api: Api<Deployment> = Api::namespaced(env.client.clone(), "default");
+    api.create(&PostParams::default(), &from_json(d)?).await?;
+    progressing(&api, 1, "NewReplicaSetAvailable", 10).await?;
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:2"}]}}}});
+    api.patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await?;
+    let d = eventually(15, "recreated", || async {
+        let d = api.get("web").await?;
+        let done = d.status.as_ref().and_then(|s| s.observed_generation) == Some(2)
+            && d.annotations()
+                .get("deployment.kubernetes.io/revision")
+                .map(String::as_str)
+                == Some("2")
+            && counts(&d) == [Some(2), Some(2), Some(2), Some(2), None];
+        Ok(done.then_some(d))
+    })
+    .await?;
+    assert_eq!(
+        reason(&d, "Progressing").as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+    let rss = owned_replica_sets(&env.client).await?;
+    assert_eq!(rss.len(), 2);
+    assert!(rss.iter().any(|rs| rs.spec.replicas == Some(0)));
+    Ok(())
+}

@@ -793,3 +793,27 @@ pub(super) async fn register_nodes(client: &Client, count: usize) -> Result<(), 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(names: &[&str]) -> HashSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn expectations_hold_until_creations_and_deletions_are_observed() {
+        let mut e = Expectations::default();
+        assert!(e.satisfied("rs", &set(&[])), "nothing pending");
+        e.expect("rs", Some("a".into()), None);
+        e.expect("rs", None, Some("old".into()));
+        assert!(!e.satisfied("rs", &set(&["old"])), "creation not seen yet");
+        assert!(
+            !e.satisfied("rs", &set(&["a", "old"])),
+            "deletion not seen yet"
+        );
+        assert!(e.satisfied("rs", &set(&["a"])));
+        assert!(e.satisfied("other", &set(&[])), "owners are independent");
+    }
+}
