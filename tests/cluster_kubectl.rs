@@ -51,7 +51,8 @@ impl Drop for Server {
 }
 
 fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("serin-kubectl-{}-{}", std::process::id(), line!()));
+    let dir =
+        std::env::temp_dir().join(format!("serin-kubectl-{}-{}", std::process::id(), line!()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
@@ -68,7 +69,11 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
 
 fn ok(out: Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "kubectl failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
@@ -85,44 +90,105 @@ fn kubectl_applies_and_gets_against_serin_cluster() {
     );
     let start = Instant::now();
     while !kubeconfig.exists() {
-        assert!(start.elapsed() < Duration::from_secs(20), "kubeconfig never written");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "kubeconfig never written"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::fs::create_dir_all(dir.join("crds")).expect("crds dir");
     std::fs::write(dir.join("crds/gadget.yaml"), CRD).expect("crd file");
     std::fs::write(dir.join("deploy.yaml"), DEPLOYMENT).expect("deployment file");
-    std::fs::write(dir.join("gadget.yaml"), "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g1}\nspec: {}\n").expect("gadget");
+    std::fs::write(
+        dir.join("gadget.yaml"),
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g1}\nspec: {}\n",
+    )
+    .expect("gadget");
 
     let crds = dir.join("crds");
-    let out = ok(kubectl(&kubeconfig, &["apply", "-f", crds.to_str().unwrap_or_default()]));
-    assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/gadgets.example.com created"), "{out}");
+    let out = ok(kubectl(
+        &kubeconfig,
+        &["apply", "-f", crds.to_str().unwrap_or_default()],
+    ));
+    assert!(
+        out.contains("customresourcedefinition.apiextensions.k8s.io/gadgets.example.com created"),
+        "{out}"
+    );
     let deploy = dir.join("deploy.yaml");
-    let out = ok(kubectl(&kubeconfig, &["apply", "-f", deploy.to_str().unwrap_or_default()]));
+    let out = ok(kubectl(
+        &kubeconfig,
+        &["apply", "-f", deploy.to_str().unwrap_or_default()],
+    ));
     assert!(out.contains("deployment.apps/web created"), "{out}");
-    let out = ok(kubectl(&kubeconfig, &["apply", "-f", deploy.to_str().unwrap_or_default()]));
+    let out = ok(kubectl(
+        &kubeconfig,
+        &["apply", "-f", deploy.to_str().unwrap_or_default()],
+    ));
     assert!(out.contains("deployment.apps/web unchanged"), "{out}");
 
     let out = ok(kubectl(&kubeconfig, &["get", "deploy"]));
-    let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
+    let header: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
     assert!(out.lines().any(|l| l.starts_with("web ")), "{out}");
 
     let gadget = dir.join("gadget.yaml");
-    ok(kubectl(&kubeconfig, &["apply", "-f", gadget.to_str().unwrap_or_default()]));
-    let out = ok(kubectl(&kubeconfig, &["get", "gd", "g1", "-o", "jsonpath={.spec.size}"]));
+    ok(kubectl(
+        &kubeconfig,
+        &["apply", "-f", gadget.to_str().unwrap_or_default()],
+    ));
+    let out = ok(kubectl(
+        &kubeconfig,
+        &["get", "gd", "g1", "-o", "jsonpath={.spec.size}"],
+    ));
     assert_eq!(out, "3");
+    std::fs::write(
+        dir.join("junk.yaml"),
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g2}\nspec: {junk: 1}\n",
+    )
+    .expect("junk");
+    let junk = dir.join("junk.yaml");
+    let out = kubectl(
+        &kubeconfig,
+        &["apply", "-f", junk.to_str().unwrap_or_default()],
+    );
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("unknown field \"spec.junk\""),
+        "{out:?}"
+    );
     let out = ok(kubectl(&kubeconfig, &["get", "gadgets"]));
-    assert!(out.starts_with("NAME") && out.contains("SIZE") && out.contains("g1"), "{out}");
+    assert!(
+        out.starts_with("NAME") && out.contains("SIZE") && out.contains("g1"),
+        "{out}"
+    );
 
     let out = ok(kubectl(&kubeconfig, &["get", "--raw", "/apis"]));
     let apis: serde_json::Value = serde_json::from_str(&out).expect("APIGroupList json");
     assert_eq!(apis["kind"], "APIGroupList");
-    assert!(apis["groups"].as_array().is_some_and(|g| g.iter().any(|g| g["name"] == "example.com")));
+    assert!(
+        apis["groups"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g["name"] == "example.com"))
+    );
 
-    ok(kubectl(&kubeconfig, &["scale", "deploy", "web", "--replicas=4"]));
-    let out = ok(kubectl(&kubeconfig, &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]));
+    ok(kubectl(
+        &kubeconfig,
+        &["scale", "deploy", "web", "--replicas=4"],
+    ));
+    let out = ok(kubectl(
+        &kubeconfig,
+        &["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],
+    ));
     assert_eq!(out, "4");
-    let out = ok(kubectl(&kubeconfig, &["delete", "-f", deploy.to_str().unwrap_or_default()]));
+    let out = ok(kubectl(
+        &kubeconfig,
+        &["delete", "-f", deploy.to_str().unwrap_or_default()],
+    ));
     assert!(out.contains("deleted"), "{out}");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

@@ -34,6 +34,7 @@ pub fn collect(st: &mut State, now: &str) -> bool {
         manager: "kube-controller-manager".into(),
         dry_run: false,
         now: now.to_string(),
+        strict: false,
     };
     let mut any = false;
     for _ in 0..32 {

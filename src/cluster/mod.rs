@@ -123,6 +123,7 @@ fn bootstrap(st: &mut store::State) -> Result<(), ApiError> {
         manager: "kube-apiserver".into(),
         dry_run: false,
         now: server::now(),
+        strict: false,
     };
     let ns = st
         .registry

@@ -23,6 +23,8 @@ pub struct Ctx {
     pub dry_run: bool,
     /// Now, RFC 3339 with seconds.
     pub now: String,
+    /// `fieldValidation=Strict`: unknown fields are an error instead of being dropped.
+    pub strict: bool,
 }
 
 /// The main resource or its `/status` subresource.
@@ -276,10 +278,26 @@ fn prepare(
     rt: &ResourceType,
     obj: &mut Value,
     old: Option<&Value>,
+    strict: bool,
 ) -> Result<(), ApiError> {
     let name = meta_str(obj, "name").to_string();
     if rt.custom {
         if let Some(s) = rt.schema.clone() {
+            let unknown = if strict {
+                schema::unknown_fields(obj, &s)
+            } else {
+                vec![]
+            };
+            if !unknown.is_empty() {
+                let each: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    each.join(", ")
+                )));
+            }
             schema::prune(obj, &s);
             schema::apply_defaults(obj, &s);
             let mut errs = vec![];
@@ -639,7 +657,7 @@ fn create_with(
     }
     check_namespace(st, rt, ns_key, &name)?;
     initial_status(rt, &mut obj);
-    prepare(st, rt, &mut obj, None)?;
+    prepare(st, rt, &mut obj, None, ctx.strict)?;
     if st.get(&rt.gr(), ns_key, &name).is_some() {
         return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
     }
@@ -706,6 +724,7 @@ fn after_create(st: &mut State, rt: &ResourceType, obj: &Value, ctx: &Ctx) {
         manager: "kube-controller-manager".into(),
         dry_run: false,
         now: ctx.now.clone(),
+        strict: false,
     };
     match rt.plural.as_str() {
         "namespaces" => {
@@ -751,6 +770,7 @@ fn after_create(st: &mut State, rt: &ResourceType, obj: &Value, ctx: &Ctx) {
                 manager: "kubelet".into(),
                 dry_run: false,
                 now: ctx.now.clone(),
+                strict: false,
             };
             let old = Arc::new(obj.clone());
             let _ = finish_update(st, rt, &old, pod, Sub::Status, &kubelet, None);
@@ -827,7 +847,7 @@ fn finish_update(
         }
         meta.remove("selfLink");
     }
-    prepare(st, rt, &mut new, Some(old))?;
+    prepare(st, rt, &mut new, Some(old), ctx.strict && sub == Sub::Main)?;
     if old["metadata"]["deletionTimestamp"].is_string() {
         let before = finalizers(old);
         let added: Vec<String> = finalizers(&new)

@@ -51,6 +51,42 @@ fn prune_at(v: &mut Value, schema: &Value, root: bool) {
     }
 }
 
+/// The paths of fields pruning would drop (for `fieldValidation=Strict`).
+pub fn unknown_fields(obj: &Value, schema: &Value) -> Vec<String> {
+    let mut out = vec![];
+    unknown_at(obj, schema, "", true, &mut out);
+    out
+}
+
+fn unknown_at(v: &Value, schema: &Value, path: &str, root: bool, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if preserves(schema) {
+                return;
+            }
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (k, c) in m {
+                if root && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                match (props.and_then(|p| p.get(k)), additional) {
+                    (Some(s), _) | (None, Some(s)) => unknown_at(c, s, &join(path, k), false, out),
+                    (None, None) => out.push(join(path, k)),
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    unknown_at(item, s, &format!("{path}[{i}]"), false, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Fills in `default` values of properties that are absent, recursing into objects and lists.
 pub fn apply_defaults(v: &mut Value, schema: &Value) {
     match v {
@@ -347,6 +383,15 @@ mod tests {
             v,
             json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"},
             "spec": {"target": "a", "free": {"anything": {"deep": 1}}}})
+        );
+    }
+
+    #[test]
+    fn strict_validation_names_each_unknown_field() {
+        let v = json!({"metadata": {"x": 1}, "junk": 1, "spec": {"target": "a", "extra": 2, "free": {"any": 1}}});
+        assert_eq!(
+            unknown_fields(&v, &schema()),
+            vec!["junk".to_string(), "spec.extra".to_string()]
         );
     }
 

@@ -710,6 +710,7 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
         manager: manager(&r.q, &r.ua),
         dry_run,
         now: now(),
+        strict: r.q.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let name = r.name.clone().unwrap_or_default();
     let sub_or_main = sub.unwrap_or(Sub::Main);
