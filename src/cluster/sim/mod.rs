@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+pub mod bench;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
