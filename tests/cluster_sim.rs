@@ -744,3 +744,79 @@ async fn endpoints_follow_services_and_pod_readiness() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_name_taken_by_a_foreign_replica_set_counts_a_hash_collision() -> anyhow::Result<()> {
+    let env = env(1).await?;
+    // Paused, the Deployment gets stored (with the server's defaults) but no ReplicaSet yet.
+    let mut paused = web(1, 600);
+    paused["spec"]["paused"] = json!(true);
+    let api: Api<Deployment> = Api::namespaced(env.client.clone(), "default");
+    let stored = api
+        .create(&PostParams::default(), &from_json(paused)?)
+        .await?;
+    let hash = sim::util::template_hash(&stored.spec.template, None);
+    let foreign = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": format!("web-{hash}"), "namespace": "default"},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": "other"}},
+            "template": {"metadata": {"labels": {"app": "other"}}, "spec": {"containers": [{"name": "x", "image": "x"}]}}
+        }
+    });
+    let rs_api: Api<ReplicaSet> = Api::namespaced(env.client.clone(), "default");
+    rs_api
+        .create(&PostParams::default(), &from_json(foreign)?)
+        .await?;
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"paused": false}})),
+    )
+    .await?;
+    let d = progressing(&api, 2, "NewReplicaSetAvailable", 10).await?;
+    assert_eq!(d.status.as_ref().and_then(|s| s.collision_count), Some(1));
+    let rss = owned_replica_sets(&env.client).await?;
+    let name = new_rs_name(&d, &rss).context("new rs")?;
+    assert_eq!(
+        name,
+        format!(
+            "web-{}",
+            sim::util::template_hash(&d.spec.template, Some(1))
+        )
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn recreate_replaces_all_pods_at_once() -> anyhow::Result<()> {
+    let env = env(1).await?;
+    let mut d = web(2, 600);
+    d["spec"]["strategy"] = json!({"type": "Recreate"});
+    let api: Api<Deployment> = Api::namespaced(env.client.clone(), "default");
+    api.create(&PostParams::default(), &from_json(d)?).await?;
+    progressing(&api, 1, "NewReplicaSetAvailable", 10).await?;
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:2"}]}}}});
+    api.patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await?;
+    let d = eventually(15, "recreated", || async {
+        let d = api.get("web").await?;
+        let done = d.status.as_ref().and_then(|s| s.observed_generation) == Some(2)
+            && d.annotations()
+                .get("deployment.kubernetes.io/revision")
+                .map(String::as_str)
+                == Some("2")
+            && counts(&d) == [Some(2), Some(2), Some(2), Some(2), None];
+        Ok(done.then_some(d))
+    })
+    .await?;
+    assert_eq!(
+        reason(&d, "Progressing").as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+    let rss = owned_replica_sets(&env.client).await?;
+    assert_eq!(rss.len(), 2);
+    assert!(rss.iter().any(|rs| rs.spec.replicas == Some(0)));
+    Ok(())
+}

@@ -1197,9 +1197,13 @@ impl Work {
         if let Some(cond) = get_condition(&status, "Progressing")
             && !self.complete(&status)
             && cond.reason.as_deref() != Some(reason::PROGRESS_DEADLINE_EXCEEDED)
+            // A finished rollout never times out, however its pods fare later.
+            && cond.reason.as_deref() != Some(reason::NEW_REPLICA_SET_AVAILABLE)
             && let Some(updated) = &cond.last_update_time
         {
-            self.requeue_at = Some(add_secs(updated.0, i64::from(deadline) + 1));
+            let at = add_secs(updated.0, i64::from(deadline) + 1);
+            // A deadline already behind us was checked in this pass.
+            self.requeue_at = (at > self.now).then_some(at);
         }
         self.d.status = Some(status);
         Ok(())

@@ -864,3 +864,25 @@ fn scaling_during_a_rollout_is_proportional_like_the_real_controller() {
         assert_eq!(got, want, "{}: olds", case.name);
     }
 }
+
+#[test]
+fn a_finished_rollout_losing_pods_does_not_ask_for_deadline_checks() {
+    let mut w = World::new(deployment(2));
+    w.settle();
+    // A pod goes unready long after the rollout finished.
+    if let Some(s) = w.rss[0].status.as_mut() {
+        s.ready_replicas = Some(1);
+        s.available_replicas = Some(1);
+    }
+    w.now = t(100);
+    let p = plan(&w.d, &w.rss, &[], w.now).unwrap_or_default();
+    assert_eq!(p.requeue_at, None);
+    let status = p.status.unwrap_or_default();
+    assert_eq!(status.available_replicas, Some(1));
+    assert_eq!(
+        get_condition(&status, "Progressing")
+            .and_then(|c| c.reason.clone())
+            .as_deref(),
+        Some(reason::NEW_REPLICA_SET_AVAILABLE)
+    );
+}

@@ -237,4 +237,51 @@ mod tests {
         }
         assert!(desired(&svc, &[]).is_none());
     }
+
+    #[test]
+    fn publishing_not_ready_addresses_lists_every_pod_as_ready() {
+        let mut svc = service(IntOrString::Int(8080));
+        if let Some(spec) = svc.spec.as_mut() {
+            spec.publish_not_ready_addresses = Some(true);
+        }
+        let pods = vec![web_pod("a", false, "10.244.0.1")];
+        let ep = desired(&svc, &pods).unwrap_or_default();
+        let subset = ep
+            .subsets
+            .unwrap_or_default()
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        assert_eq!(subset.addresses.map(|a| a.len()), Some(1));
+        assert_eq!(subset.not_ready_addresses, None);
+    }
+
+    #[test]
+    fn terminating_and_finished_pods_are_left_out() {
+        let mut gone = web_pod("a", true, "10.244.0.1");
+        gone.metadata.deletion_timestamp = Some(crate::cluster::sim::util::time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        let mut done = web_pod("b", true, "10.244.0.2");
+        if let Some(s) = done.status.as_mut() {
+            s.phase = Some("Succeeded".into());
+        }
+        let ep = desired(&service(IntOrString::Int(8080)), &[gone, done]).unwrap_or_default();
+        assert!(ep.subsets.is_none());
+    }
+
+    #[test]
+    fn headless_services_get_the_headless_label() {
+        let mut svc = service(IntOrString::Int(8080));
+        if let Some(spec) = svc.spec.as_mut() {
+            spec.cluster_ip = Some("None".into());
+        }
+        let ep = desired(&svc, &[]).unwrap_or_default();
+        assert_eq!(
+            ep.metadata
+                .labels
+                .and_then(|l| l.get(HEADLESS_LABEL).cloned()),
+            Some(String::new())
+        );
+    }
 }

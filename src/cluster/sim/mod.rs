@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+pub mod bench;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
@@ -83,7 +84,8 @@ pub struct SimConfig {
     pub endpoints: bool,
     /// Simulate kubelets: Pods get an IP, run, and become Ready.
     pub kubelet: bool,
-    /// How many Node objects (`sim-node-0` …) to register; 0 registers none.
+    /// How many Node objects (`sim-node-0` …) to register; 0 registers none. [`start_cluster`]
+    /// takes this from `ClusterConfig::nodes` instead.
     pub nodes: usize,
     /// How long a healthy Pod takes from start to Ready.
     pub pod_ready_delay: Duration,

@@ -243,8 +243,24 @@ async fn apply_deployment(
     if let Some(rs) = &plan.create {
         match rs_api.create(&PostParams::default(), rs).await {
             Ok(_) => created = rs.metadata.name.clone(),
-            // The cache was behind; the next pass sees it.
-            Err(kube::Error::Api(s)) if s.is_already_exists() => return Ok(None),
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                // Either the cache was behind (the next pass sees our ReplicaSet) or someone else's
+                // ReplicaSet has the name: then, like the real controller, count a hash collision
+                // so the next pass picks another name.
+                let name = rs.name_any();
+                let existing = rs_api.get_opt(&name).await?;
+                let ours = existing.as_ref().and_then(|e| controller_uid(&e.metadata))
+                    == d.metadata.uid.as_deref();
+                if !ours {
+                    let mut updated = d.clone();
+                    let status = updated.status.get_or_insert_with(Default::default);
+                    status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
+                    d_api
+                        .replace_status(&d.name_any(), &PostParams::default(), &updated)
+                        .await?;
+                }
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         }
     }
@@ -776,4 +792,28 @@ pub(super) async fn register_nodes(client: &Client, count: usize) -> Result<(), 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(names: &[&str]) -> HashSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn expectations_hold_until_creations_and_deletions_are_observed() {
+        let mut e = Expectations::default();
+        assert!(e.satisfied("rs", &set(&[])), "nothing pending");
+        e.expect("rs", Some("a".into()), None);
+        e.expect("rs", None, Some("old".into()));
+        assert!(!e.satisfied("rs", &set(&["old"])), "creation not seen yet");
+        assert!(
+            !e.satisfied("rs", &set(&["a", "old"])),
+            "deletion not seen yet"
+        );
+        assert!(e.satisfied("rs", &set(&["a"])));
+        assert!(e.satisfied("other", &set(&[])), "owners are independent");
+    }
 }
