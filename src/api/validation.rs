@@ -521,6 +521,14 @@ fn check_analysis(
         }
     }
 
+    if let Some(p) = &a.on_inconclusive
+        && !matches!(p.as_str(), "fail" | "hold")
+    {
+        out.push(Problem::error(
+            format!("{P}.onInconclusive"),
+            format!("unknown policy {p:?}; expected fail or hold"),
+        ));
+    }
     check_metrics(a, out);
     check_webhooks(a, out);
     check_alerts(a, out);
