@@ -409,7 +409,11 @@ async fn answer(ctx: &Context, canary: &Canary, req: CheckRequest, checks: &mut 
         }
         CheckRequest::Analysis => {
             checks.analysis = Some(match hooks.run(canary, WebhookType::Rollout, phase).await {
-                Ok(()) => Ok(ctx.providers.metrics.check(canary).await),
+                Ok(()) => {
+                    let report = ctx.providers.metrics.check(canary).await;
+                    ctx.telemetry.observe_checks(canary, &report.records);
+                    Ok(report)
+                }
                 Err(e) => Err(e),
             });
         }

@@ -140,14 +140,14 @@ pub fn judge(
                         go_duration(ms),
                         go_duration(m.trunc())
                     ))
-                } else if let Some(m) = max.filter(|m| ms > m.trunc()) {
-                    Some(format!(
-                        "Halt {id} advancement request duration {} > {}",
-                        go_duration(ms),
-                        go_duration(m.trunc())
-                    ))
                 } else {
-                    None
+                    max.filter(|m| ms > m.trunc()).map(|m| {
+                        format!(
+                            "Halt {id} advancement request duration {} > {}",
+                            go_duration(ms),
+                            go_duration(m.trunc())
+                        )
+                    })
                 };
                 verdict_of(ms, msg)
             }

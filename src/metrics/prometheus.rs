@@ -184,7 +184,7 @@ impl Prometheus {
     /// Flagger's availability probe: `vector(1)` must return 1.
     pub async fn probe(&self, endpoint: &Endpoint) -> Result<(), Error> {
         match self.query(endpoint, "vector(1)").await {
-            Reading::Value(v) if v == 1.0 => Ok(()),
+            Reading::Value(1.0) => Ok(()),
             Reading::Value(v) => Err(Error::QueryMetric(format!(
                 "probe query vector(1) returned {v}, not 1"
             ))),
