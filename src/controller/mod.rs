@@ -141,6 +141,14 @@ impl Default for Providers {
     }
 }
 
+/// Who records the controller's events.
+pub fn reporter() -> Reporter {
+    Reporter {
+        controller: "serin".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    }
+}
+
 /// Runs the controller until the process is stopped.
 pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     run_with(client, config, Providers::default()).await
@@ -200,10 +208,7 @@ pub async fn run_with(
             }
         });
     }
-    let reporter = Reporter {
-        controller: "serin".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
+    let reporter = reporter();
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: config.clone(),
