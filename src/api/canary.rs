@@ -593,6 +593,13 @@ pub struct CanaryAnalysis {
     /// Session affinity for canary runs (Istio and Gateway API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_affinity: Option<SessionAffinity>,
+    /// Serin: what an inconclusive metric check (no data, or the metrics provider failed) means.
+    /// `fail` (the default, as in Flagger) counts it as a failed check; `hold` neither fails nor
+    /// advances the step until data arrives, bounded by `progressDeadlineSeconds`. A value outside
+    /// the range always fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["fail", "hold"]))]
+    pub on_inconclusive: Option<String>,
 }
 
 /// A metric check.

@@ -259,6 +259,31 @@ impl CanarySpec {
     }
 }
 
+/// What an inconclusive metric check (no data, provider failure) means (`analysis.onInconclusive`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InconclusivePolicy {
+    /// Count it as a failed check (Flagger's behaviour, the default).
+    #[default]
+    Fail,
+    /// Hold the step until data arrives, bounded by the progress deadline.
+    Hold,
+}
+
+impl CanarySpec {
+    /// `analysis.onInconclusive`: `hold` holds; anything else (validation rejects other values)
+    /// fails, as Flagger does.
+    pub fn inconclusive_policy(&self) -> InconclusivePolicy {
+        match self
+            .analysis
+            .as_ref()
+            .and_then(|a| a.on_inconclusive.as_deref())
+        {
+            Some("hold") => InconclusivePolicy::Hold,
+            _ => InconclusivePolicy::Fail,
+        }
+    }
+}
+
 impl CanaryMetric {
     /// The query window (default `1m`).
     pub fn interval_or_default(&self) -> &str {

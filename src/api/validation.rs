@@ -521,6 +521,14 @@ fn check_analysis(
         }
     }
 
+    if let Some(p) = &a.on_inconclusive
+        && !matches!(p.as_str(), "fail" | "hold")
+    {
+        out.push(Problem::error(
+            format!("{P}.onInconclusive"),
+            format!("unknown policy {p:?}; expected fail or hold"),
+        ));
+    }
     check_metrics(a, out);
     check_webhooks(a, out);
     check_alerts(a, out);
@@ -696,6 +704,8 @@ pub fn validate_metric_template(spec: &MetricTemplateSpec) -> Vec<Problem> {
     }
     if spec.query.trim().is_empty() {
         out.push(Problem::error("spec.query", "query is required"));
+    } else if let Err(e) = crate::metrics::template::check(&spec.query) {
+        out.push(Problem::error("spec.query", e.to_string()));
     }
     out
 }

@@ -18,7 +18,8 @@ pub struct ControllerArgs {
     /// Default traffic provider for Canaries without spec.provider.
     #[arg(long, default_value = "istio")]
     pub mesh_provider: String,
-    /// Default Prometheus address.
+    /// Default Prometheus address for builtin checks, inline queries and MetricTemplates without
+    /// an address (probed at startup; a failure is only logged).
     #[arg(long, default_value = "http://prometheus:9090")]
     pub metrics_server: String,
     /// Labels that may carry the workload selector, in order of preference.
@@ -131,7 +132,11 @@ pub fn run(args: ControllerArgs) -> ExitCode {
             listen: (args.port != 0).then(|| std::net::SocketAddr::from(([0, 0, 0, 0], args.port))),
         };
         tracing::info!(provider = args.mesh_provider, "starting serin controller");
-        crate::controller::run(client, config).await?;
+        let providers = crate::controller::Providers {
+            metrics: metrics_checker(&client, &args)?,
+            ..Default::default()
+        };
+        crate::controller::run_with(client, config, providers).await?;
         Ok(())
     });
     match result {
@@ -141,6 +146,31 @@ pub fn run(args: ControllerArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Builds the Prometheus-backed metrics checker and probes `--metrics-server` in the background:
+/// as in Flagger, an unreachable server is only logged (canaries may name their own servers).
+fn metrics_checker(
+    client: &kube::Client,
+    args: &ControllerArgs,
+) -> anyhow::Result<std::sync::Arc<dyn crate::metrics::MetricsChecker>> {
+    let analyzer = std::sync::Arc::new(crate::metrics::Analyzer::new(
+        crate::metrics::KubeObjects(client.clone()),
+        args.metrics_server.clone(),
+        args.mesh_provider.clone(),
+    )?);
+    let probe = analyzer.clone();
+    let server = args.metrics_server.clone();
+    tokio::spawn(async move {
+        match probe.probe_default_server().await {
+            Ok(()) => tracing::info!(server, "metrics server is reachable"),
+            Err(e) => tracing::warn!(
+                server,
+                "metrics server probe failed: {e}; metric checks that use it will report Error until it answers"
+            ),
+        }
+    });
+    Ok(analyzer)
 }
 
 /// Rewrites Flagger's single-dash long flags (`-mesh-provider=x`) to clap's `--mesh-provider=x`.

@@ -143,8 +143,13 @@ impl Actuator<'_> {
                         tracing::warn!(canary = canary.name_any(), namespace = ns, "{msg}")
                     }
                 }
+                // kube's Recorder folds every event with the same type, reason and action into
+                // one series that keeps the *first* note, so a second Warning ("Halt … error-rate")
+                // would be recorded as a repeat of the first. A recorder per event keeps each
+                // note, as Flagger's events do.
+                let recorder = Recorder::new(self.client.clone(), super::reporter());
                 // An event that cannot be recorded must not stop the canary.
-                if let Err(e) = self.recorder.publish(&ev, &canary.object_ref(&())).await {
+                if let Err(e) = recorder.publish(&ev, &canary.object_ref(&())).await {
                     tracing::warn!("cannot record event: {e}");
                 }
                 let webhooks = self.webhooks.clone();

@@ -199,6 +199,14 @@ impl Default for Providers {
     }
 }
 
+/// Who records the controller's events.
+pub fn reporter() -> Reporter {
+    Reporter {
+        controller: "serin".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    }
+}
+
 /// Runs the controller until the process is stopped.
 pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     run_with(client, config, Providers::default()).await
@@ -258,10 +266,7 @@ pub async fn run_with(
             }
         });
     }
-    let reporter = Reporter {
-        controller: "serin".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
+    let reporter = reporter();
     let ctx = Arc::new(Context {
         client: client.clone(),
         config: config.clone(),
@@ -516,7 +521,11 @@ async fn answer(ctx: &Context, canary: &Canary, req: CheckRequest, checks: &mut 
         }
         CheckRequest::Analysis => {
             checks.analysis = Some(match hooks.run(canary, WebhookType::Rollout, phase).await {
-                Ok(()) => Ok(ctx.providers.metrics.check(canary).await),
+                Ok(()) => {
+                    let report = ctx.providers.metrics.check(canary).await;
+                    ctx.telemetry.observe_checks(canary, &report.records);
+                    Ok(report)
+                }
                 Err(e) => Err(e),
             });
         }

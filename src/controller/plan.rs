@@ -860,7 +860,19 @@ impl<'a> Machine<'a> {
                         Verdict::Fail(msg) => {
                             let msg = msg.clone();
                             self.status.hold_start_time = None;
-                            return self.failed_check(&msg);
+                            let events = failing_check_events(
+                                &report.records,
+                                self.spec().inconclusive_policy(),
+                            );
+                            if events.is_empty() {
+                                return self.failed_check(&msg);
+                            }
+                            // One event per failing check, each with its decision record.
+                            for e in events {
+                                self.event(EventType::Warning, e);
+                            }
+                            self.status.failed_checks += 1;
+                            return self.clone_done(self.interval());
                         }
                         Verdict::Hold(msg) => {
                             let msg = msg.clone();
@@ -1287,6 +1299,37 @@ fn non_empty(
 fn unreachable_target() -> ! {
     // refuse_input() returns early for every Err target, so phase handlers never get here.
     panic!("phase handler reached without a usable target")
+}
+
+/// The Warning events of a failed analysis tick: one per check that counts as failed (a value
+/// outside its range; no data or an error too under the `fail` policy), each carrying Flagger's
+/// halt message followed by the decision record's facts.
+fn failing_check_events(
+    records: &[crate::api::canary::CheckRecord],
+    policy: crate::api::defaults::InconclusivePolicy,
+) -> Vec<String> {
+    use crate::metrics::Outcome;
+    let fmt = |v: Option<f64>| v.map_or_else(|| "none".to_string(), |v| v.to_string());
+    records
+        .iter()
+        .filter(|r| match Outcome::parse(&r.outcome) {
+            Some(Outcome::Pass) => false,
+            Some(Outcome::Fail) => true,
+            _ => policy == crate::api::defaults::InconclusivePolicy::Fail,
+        })
+        .map(|r| {
+            format!(
+                "{} [check {}: outcome {}, value {}, range min {} max {}, query {}]",
+                r.message.as_deref().unwrap_or("check failed"),
+                r.name,
+                r.outcome,
+                fmt(r.value),
+                fmt(r.min),
+                fmt(r.max),
+                r.query.as_deref().unwrap_or("none"),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

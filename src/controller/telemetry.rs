@@ -8,7 +8,7 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::api::canary::CanaryStatus;
+use crate::api::canary::{CanaryStatus, CheckRecord};
 use crate::api::{Canary, CanaryPhase};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,6 +30,21 @@ struct WeightLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MetricLabels {
+    name: String,
+    namespace: String,
+    metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    namespace: String,
+    name: String,
+    metric: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
     category: String,
 }
@@ -42,6 +57,8 @@ pub struct Telemetry {
     weight: Family<WeightLabels, Gauge>,
     reconcile_duration: Histogram,
     failures: Family<ErrorLabels, Counter>,
+    metric_analysis: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    check_outcomes: Family<OutcomeLabels, Counter>,
 }
 
 impl Telemetry {
@@ -79,12 +96,27 @@ impl Telemetry {
             "Failed reconciles by category",
             failures.clone(),
         );
+        let metric_analysis =
+            Family::<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "flagger_canary_metric_analysis",
+            "Last value of each metric check (request-duration in seconds, as Flagger exports it)",
+            metric_analysis.clone(),
+        );
+        let check_outcomes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "serin_canary_check_outcome",
+            "Metric check outcomes: Pass, Fail, NoData or Error",
+            check_outcomes.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             status,
             weight,
             reconcile_duration,
             failures,
+            metric_analysis,
+            check_outcomes,
         }
     }
 
@@ -138,6 +170,43 @@ impl Telemetry {
                 namespace: ns,
             })
             .set(100 - w);
+    }
+
+    /// Exports the decision records of one analysis tick: each value (Flagger's gauge) and each
+    /// outcome (Serin's counter). `name` is the target's name, as in Flagger's metrics.
+    pub fn observe_checks(&self, canary: &Canary, records: &[CheckRecord]) {
+        let namespace = canary.metadata.namespace.clone().unwrap_or_default();
+        let name = canary
+            .spec
+            .target_ref
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
+        for r in records.iter().filter(|r| r.kind == "metric") {
+            if let Some(v) = r.value {
+                // Records hold request-duration in milliseconds; Flagger exports seconds.
+                let v = if r.name == crate::metrics::builtin::DURATION {
+                    v / 1000.0
+                } else {
+                    v
+                };
+                self.metric_analysis
+                    .get_or_create(&MetricLabels {
+                        name: name.clone(),
+                        namespace: namespace.clone(),
+                        metric: r.name.clone(),
+                    })
+                    .set(v);
+            }
+            self.check_outcomes
+                .get_or_create(&OutcomeLabels {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    metric: r.name.clone(),
+                    outcome: r.outcome.clone(),
+                })
+                .inc();
+        }
     }
 
     /// The metrics in Prometheus text format.

@@ -1,5 +1,15 @@
-//! Metric analysis behind [`MetricsChecker`]; providers (one module each) do network I/O.
+//! Metric analysis behind [`MetricsChecker`]: builtin query templates, MetricTemplate rendering
+//! and judging are pure; providers (one module each) and the [`analyzer`] do network I/O.
 use async_trait::async_trait;
+
+pub mod analyzer;
+pub mod builtin;
+pub mod evaluate;
+pub mod prometheus;
+pub mod template;
+
+pub use analyzer::{Analyzer, KubeObjects, Objects};
+pub use evaluate::Outcome;
 
 use crate::api::Canary;
 use crate::api::canary::CheckRecord;

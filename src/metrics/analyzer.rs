@@ -1,0 +1,260 @@
+//! The real [`MetricsChecker`]: resolves each metric (builtin, MetricTemplate, inline query) to a
+//! query and an endpoint, runs it on Prometheus and judges it; network I/O (Kubernetes API for
+//! MetricTemplates and Secrets, Prometheus for queries).
+use async_trait::async_trait;
+use chrono::Utc;
+use k8s_openapi::api::core::v1::Secret;
+use std::collections::BTreeMap;
+
+use super::builtin::{self, Observer};
+use super::evaluate::{self, Kind, Reading, Subject};
+use super::prometheus::{Auth, Endpoint, Prometheus};
+use super::template::{self, Model};
+use super::{AnalysisReport, MetricsChecker};
+use crate::api::canary::{CanaryMetric, CheckRecord};
+use crate::api::{Canary, MetricTemplate};
+
+/// Reads the objects a check needs. A trait so that the checker can run against a real
+/// Prometheus without a Kubernetes API in tests.
+#[async_trait]
+pub trait Objects: Send + Sync {
+    /// The MetricTemplate `namespace/name`.
+    async fn metric_template(&self, namespace: &str, name: &str) -> Result<MetricTemplate, String>;
+    /// The data of Secret `namespace/name`.
+    async fn secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, String>;
+}
+
+/// [`Objects`] read from the Kubernetes API, one GET per use (only while a run is analysed).
+#[derive(Clone)]
+pub struct KubeObjects(pub kube::Client);
+
+#[async_trait]
+impl Objects for KubeObjects {
+    async fn metric_template(&self, namespace: &str, name: &str) -> Result<MetricTemplate, String> {
+        kube::Api::<MetricTemplate>::namespaced(self.0.clone(), namespace)
+            .get(name)
+            .await
+            .map_err(|e| format!("cannot get MetricTemplate {namespace}/{name}: {e}"))
+    }
+
+    async fn secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, String> {
+        let s = kube::Api::<Secret>::namespaced(self.0.clone(), namespace)
+            .get(name)
+            .await
+            .map_err(|e| format!("cannot get Secret {namespace}/{name}: {e}"))?;
+        let mut data: BTreeMap<String, Vec<u8>> = s
+            .string_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        for (k, v) in s.data.unwrap_or_default() {
+            data.insert(k, v.0);
+        }
+        Ok(data)
+    }
+}
+
+/// Runs a canary's metric checks against Prometheus.
+pub struct Analyzer<O> {
+    objects: O,
+    prometheus: Prometheus,
+    default_server: String,
+    mesh_provider: String,
+}
+
+impl<O: Objects> Analyzer<O> {
+    /// A checker that reads objects through `objects`, queries `default_server` (the
+    /// `--metrics-server` flag) unless a canary or template names another, and picks builtin
+    /// queries for `mesh_provider` (the `--mesh-provider` flag) unless the canary names one.
+    pub fn new(
+        objects: O,
+        default_server: impl Into<String>,
+        mesh_provider: impl Into<String>,
+    ) -> Result<Self, super::prometheus::Error> {
+        Ok(Self {
+            objects,
+            prometheus: Prometheus::new()?,
+            default_server: default_server.into(),
+            mesh_provider: mesh_provider.into(),
+        })
+    }
+
+    fn canary_server(&self, canary: &Canary) -> Endpoint {
+        let addr = canary
+            .spec
+            .metrics_server
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.default_server);
+        Endpoint::plain(addr)
+    }
+
+    /// Evaluates one metric; a builtin with a template or query also runs those, as in Flagger.
+    async fn check_metric(
+        &self,
+        canary: &Canary,
+        metric: &CanaryMetric,
+        subject: &Subject,
+    ) -> Vec<CheckRecord> {
+        let now = Utc::now();
+        let model = Model::for_metric(canary, metric);
+        let mut out = Vec::new();
+        if metric.is_builtin() {
+            let observer = Observer::for_provider(&subject.provider);
+            let kind = evaluate::kind_of(metric, observer.duration_to_ms());
+            let (query, reading) = match builtin::render(observer, &metric.name, &model) {
+                Ok(q) => {
+                    let r = self.prometheus.query(&self.canary_server(canary), &q).await;
+                    (Some(q), r)
+                }
+                Err(e) => (None, Reading::Failed(e.to_string())),
+            };
+            out.push(evaluate::judge(metric, kind, query, reading, subject, now));
+        }
+        if let Some(r) = &metric.template_ref {
+            let (query, reading) = self.run_template(canary, r, &model).await;
+            out.push(evaluate::judge(
+                metric,
+                Kind::Custom,
+                query,
+                reading,
+                subject,
+                now,
+            ));
+        } else if let Some(q) = metric.query.as_deref().filter(|q| !q.trim().is_empty()) {
+            // Flagger sends inline queries verbatim (no template rendering).
+            let q = template::collapse_whitespace(q);
+            let reading = self.prometheus.query(&self.canary_server(canary), &q).await;
+            out.push(evaluate::judge(
+                metric,
+                Kind::Custom,
+                Some(q),
+                reading,
+                subject,
+                now,
+            ));
+        }
+        out
+    }
+
+    async fn run_template(
+        &self,
+        canary: &Canary,
+        r: &crate::api::canary::CrossNamespaceRef,
+        model: &Model,
+    ) -> (Option<String>, Reading) {
+        let canary_ns = canary.metadata.namespace.clone().unwrap_or_default();
+        let ns = r
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&canary_ns);
+        let t = match self.objects.metric_template(ns, &r.name).await {
+            Ok(t) => t,
+            Err(e) => return (None, Reading::Failed(e)),
+        };
+        let p = &t.spec.provider;
+        // Flagger falls back to Prometheus for unknown types; known other backends are not
+        // implemented here and must not be silently sent to Prometheus.
+        if p.type_ != "prometheus"
+            && crate::api::metric_template::METRIC_PROVIDER_TYPES.contains(&p.type_.as_str())
+        {
+            return (
+                None,
+                Reading::Failed(format!(
+                    "MetricTemplate {ns}/{}: provider type {:?} is not supported by Serin yet (only prometheus)",
+                    r.name, p.type_
+                )),
+            );
+        }
+        let query = match template::render(&t.spec.query, model) {
+            Ok(q) => template::collapse_whitespace(&q),
+            Err(e) => {
+                return (
+                    None,
+                    Reading::Failed(format!("MetricTemplate {ns}/{}: {e}", r.name)),
+                );
+            }
+        };
+        let mut endpoint = match p.address.as_deref().filter(|a| !a.is_empty()) {
+            Some(a) => Endpoint::plain(a),
+            None => self.canary_server(canary),
+        };
+        endpoint.headers = p.headers.clone().unwrap_or_default();
+        endpoint.insecure_skip_verify = p.insecure_skip_verify.unwrap_or(false);
+        if let Some(secret) = &p.secret_ref {
+            // A template in another namespace must not make the controller read secrets there
+            // on behalf of this canary.
+            if ns != canary_ns {
+                return (
+                    Some(query),
+                    Reading::Failed(format!(
+                        "MetricTemplate {ns}/{}: secretRef {:?} is only read from the Canary's namespace {canary_ns:?}; move the template there",
+                        r.name, secret.name
+                    )),
+                );
+            }
+            let auth = self
+                .objects
+                .secret_data(&canary_ns, &secret.name)
+                .await
+                .and_then(|d| {
+                    Auth::from_secret(&d)
+                        .map_err(|e| format!("Secret {canary_ns}/{}: {e}", secret.name))
+                });
+            match auth {
+                Ok(a) => endpoint.auth = Some(a),
+                Err(e) => return (Some(query), Reading::Failed(e)),
+            }
+        }
+        let reading = self.prometheus.query(&endpoint, &query).await;
+        (Some(query), reading)
+    }
+
+    /// Flagger's startup probe of the default metrics server.
+    pub async fn probe_default_server(&self) -> Result<(), super::prometheus::Error> {
+        self.prometheus
+            .probe(&Endpoint::plain(&self.default_server))
+            .await
+    }
+}
+
+#[async_trait]
+impl<O: Objects> MetricsChecker for Analyzer<O> {
+    async fn check(&self, canary: &Canary) -> AnalysisReport {
+        let subject = Subject {
+            name: canary.metadata.name.clone().unwrap_or_default(),
+            namespace: canary.metadata.namespace.clone().unwrap_or_default(),
+            target: canary
+                .spec
+                .target_ref
+                .as_ref()
+                .map(|t| t.name.clone())
+                .unwrap_or_default(),
+            provider: builtin::metrics_provider(canary, &self.mesh_provider),
+        };
+        let checks = canary
+            .spec
+            .metrics()
+            .iter()
+            .map(|m| self.check_metric(canary, m, &subject));
+        let records: Vec<CheckRecord> = futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        AnalysisReport {
+            verdict: evaluate::verdict(&records, canary.spec.inconclusive_policy()),
+            records,
+        }
+    }
+}

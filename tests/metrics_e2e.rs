@@ -1,0 +1,422 @@
+//! End to end metric analysis: the real `serin controller` binary against the embedded cluster,
+//! with a real Prometheus scraping a test exporter that plays the canary's pods (podinfo-style
+//! `http_request_duration_seconds_*` series for `podinfo-<hash>-<id>`).
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use serin::api::canary::CheckRecord;
+use serin::api::{Canary, CanaryPhase};
+use serin::cluster::sim::{self, SimConfig};
+use serin::cluster::{ClusterConfig, ClusterHandle};
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+#[path = "support/prometheus.rs"]
+mod support;
+use support::{Exporter, Prometheus, Workload};
+
+const NS: &str = "test";
+
+struct Env {
+    client: Client,
+    _kubeconfig: PathBuf,
+    dir: PathBuf,
+    controller: Option<Child>,
+    _cluster: ClusterHandle,
+    _sims: sim::SimHandle,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.controller.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Env {
+    async fn start(name: &str, metrics_server: &str) -> anyhow::Result<Env> {
+        let sims = SimConfig {
+            pod_ready_delay: Duration::from_millis(200),
+            ..SimConfig::default()
+        };
+        let (cluster, sims) = sim::start_cluster(
+            ClusterConfig {
+                nodes: 2,
+                ..ClusterConfig::default()
+            },
+            sims,
+        )
+        .await?;
+        let dir =
+            std::env::temp_dir().join(format!("serin-metrics-e2e-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let kubeconfig = dir.join("kubeconfig");
+        cluster.write_kubeconfig(&kubeconfig)?;
+        let client = cluster.client()?;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in serin::api::crd::all() {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .context("installing CRDs")?;
+        }
+        let nss: Api<Namespace> = Api::all(client.clone());
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
+        )
+        .await?;
+        let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
+        eventually(10, "canaries to be served", || async {
+            Ok(canaries.list(&Default::default()).await.ok())
+        })
+        .await?;
+        let log = std::fs::File::create(dir.join("controller.log"))?;
+        let controller = Command::new(env!("CARGO_BIN_EXE_serin"))
+            .args(["controller", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .args([
+                "-mesh-provider=kubernetes",
+                "--metrics-server",
+                metrics_server,
+                "--min-interval",
+                "1",
+                "--port",
+                "0",
+                "--log-level",
+                "debug",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        Ok(Env {
+            client,
+            _kubeconfig: kubeconfig,
+            dir,
+            controller: Some(controller),
+            _cluster: cluster,
+            _sims: sims,
+        })
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("controller.log")).unwrap_or_default()
+    }
+
+    async fn apply(&self, obj: Value) -> anyhow::Result<()> {
+        let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+        let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            group, version, &kind,
+        ));
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(self.client.clone(), NS, &ar);
+        api.patch(
+            &name,
+            &PatchParams::apply("metrics-e2e").force(),
+            &Patch::Apply(&obj),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn canary(&self, name: &str) -> anyhow::Result<Canary> {
+        Ok(Api::<Canary>::namespaced(self.client.clone(), NS)
+            .get(name)
+            .await?)
+    }
+
+    async fn wait_phase(
+        &self,
+        name: &str,
+        phase: CanaryPhase,
+        secs: u64,
+    ) -> anyhow::Result<Canary> {
+        let res = eventually(secs, &format!("canary {name} to reach {phase}"), || async {
+            let c = self.canary(name).await?;
+            Ok((c.status.as_ref().and_then(|s| s.phase) == Some(phase)).then_some(c))
+        })
+        .await;
+        if res.is_err() {
+            let c = self.canary(name).await.ok();
+            eprintln!(
+                "canary status: {:#?}\ncontroller log:\n{}",
+                c.and_then(|c| c.status),
+                self.log()
+            );
+        }
+        res
+    }
+
+    async fn event_notes(&self) -> anyhow::Result<Vec<String>> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), NS);
+        Ok(events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|e| e.note)
+            .collect())
+    }
+}
+
+async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {secs}s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn deployment(name: &str, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "podinfod", "image": image,
+                    "ports": [{"name": "http", "containerPort": 9898}]}]}
+            }
+        }
+    })
+}
+
+/// The error rate of the canary's pods in percent, as a MetricTemplate (answered by
+/// `--metrics-server`, since the template names no address).
+fn error_rate_template() -> Value {
+    json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate",
+        "metadata": {"name": "error-rate", "namespace": NS},
+        "spec": {
+            "provider": {"type": "prometheus"},
+            "query": "100 - sum(rate(http_request_duration_seconds_count{kubernetes_namespace=\"{{ namespace }}\", kubernetes_pod_name=~\"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\", status!~\"{{ variables.bad }}\"}[{{ interval }}])) / sum(rate(http_request_duration_seconds_count{kubernetes_namespace=\"{{ namespace }}\", kubernetes_pod_name=~\"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)\"}[{{ interval }}])) * 100"
+        }
+    })
+}
+
+/// A Canary with both builtins and the template metric; blue/green (kubernetes provider) with
+/// two iterations at 1 s.
+fn canary(name: &str, policy: Option<&str>) -> Value {
+    let mut analysis = json!({
+        "interval": "1s", "threshold": 2, "iterations": 2,
+        "metrics": [
+            {"name": "request-success-rate", "interval": "5s", "thresholdRange": {"min": 99}},
+            {"name": "request-duration", "interval": "5s", "thresholdRange": {"max": 500}},
+            {"name": "error-rate", "interval": "5s", "templateRef": {"name": "error-rate"},
+             "templateVariables": {"bad": "5.*"}, "thresholdRange": {"max": 1}}
+        ]
+    });
+    if let Some(p) = policy {
+        analysis["onInconclusive"] = json!(p);
+    }
+    json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "progressDeadlineSeconds": 60,
+            "service": {"port": 9898},
+            "analysis": analysis
+        }
+    })
+}
+
+fn checks(c: &Canary) -> Vec<CheckRecord> {
+    c.status
+        .as_ref()
+        .and_then(|s| s.checks.clone())
+        .unwrap_or_default()
+}
+
+fn outcomes(c: &Canary) -> Vec<(String, String)> {
+    checks(c).into_iter().map(|r| (r.name, r.outcome)).collect()
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// Waits until Prometheus has a few scrapes of `pod`, so the first tick already sees data.
+async fn scraped(prom: &Prometheus, pod: &str) -> anyhow::Result<()> {
+    serin::install_crypto_provider();
+    let http = reqwest::Client::builder().build()?;
+    let q = format!(
+        "count_over_time(http_request_duration_seconds_count{{kubernetes_pod_name=\"{pod}\",status=\"200\"}}[10s]) >= 5"
+    );
+    eventually(30, "prometheus to scrape the exporter", || async {
+        let r: Value = http
+            .get(format!("{}/api/v1/query", prom.url))
+            .query(&[("query", q.as_str())])
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(r["data"]["result"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+            .then_some(()))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_is_promoted_and_an_erroring_one_is_rolled_back_with_the_reasons()
+-> anyhow::Result<()> {
+    let exporter = Exporter::start().await?;
+    let pod = "podinfo-5f7c9d8b4-x2k4p";
+    exporter.set(Workload::healthy(pod, NS, "podinfo"));
+    let prom = Prometheus::start("e2e-promote", exporter.addr, false).await?;
+    let env = Env::start("promote", &prom.url).await?;
+    env.apply(error_rate_template()).await?;
+    env.apply(deployment("podinfo", "podinfo:1.0.0")).await?;
+    env.apply(canary("podinfo", None)).await?;
+    env.wait_phase("podinfo", CanaryPhase::Initialized, 30)
+        .await?;
+    scraped(&prom, pod).await?;
+
+    env.apply(deployment("podinfo", "podinfo:2.0.0")).await?;
+    let done = env
+        .wait_phase("podinfo", CanaryPhase::Succeeded, 40)
+        .await?;
+    assert_eq!(
+        outcomes(&done),
+        pairs(&[
+            ("request-success-rate", "Pass"),
+            ("request-duration", "Pass"),
+            ("error-rate", "Pass")
+        ])
+    );
+    let records = checks(&done);
+    assert_eq!(records[0].value, Some(100.0));
+    assert_eq!(records[0].min, Some(99.0));
+    assert_eq!(records[1].value, Some(24.0));
+    assert!(
+        records[2]
+            .query
+            .as_deref()
+            .is_some_and(|q| q.contains(r#"status!~"5.*"}[5s]"#)),
+        "{:?}",
+        records[2].query
+    );
+
+    // Half the canary's requests fail from now on.
+    exporter.set(Workload {
+        error_ratio: 0.5,
+        ..Workload::healthy(pod, NS, "podinfo")
+    });
+    env.apply(deployment("podinfo", "podinfo:3.0.0")).await?;
+    let failed = env.wait_phase("podinfo", CanaryPhase::Failed, 40).await?;
+    let sr = checks(&failed)
+        .into_iter()
+        .find(|r| r.name == "request-success-rate")
+        .context("success-rate record")?;
+    assert_eq!(sr.outcome, "Fail");
+    // The 5 s window may still hold healthy samples from before the switch, so the value is
+    // between 50% and 99%.
+    let v = sr.value.unwrap_or_default();
+    assert!((50.0..99.0).contains(&v), "success rate {v}");
+    let notes = env.event_notes().await?;
+    assert!(
+        notes.iter().any(
+            |n| n.starts_with("Halt podinfo.test advancement success rate")
+                && n.contains("[check request-success-rate: outcome Fail")
+        ),
+        "{notes:#?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("Halt podinfo.test advancement error-rate")),
+        "{notes:#?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_traffic_hold_waits_for_data_while_fail_rolls_back() -> anyhow::Result<()> {
+    let exporter = Exporter::start().await?;
+    // Only an unrelated pod has traffic, so Prometheus is up but the canaries have no data.
+    exporter.set(Workload::healthy(
+        "unrelated-5f7c9d8b4-x2k4p",
+        NS,
+        "unrelated",
+    ));
+    let prom = Prometheus::start("e2e-hold", exporter.addr, false).await?;
+    let env = Env::start("hold", &prom.url).await?;
+    env.apply(error_rate_template()).await?;
+    for (name, policy) in [("held", "hold"), ("failing", "fail")] {
+        env.apply(deployment(name, "podinfo:1.0.0")).await?;
+        env.apply(canary(name, Some(policy))).await?;
+    }
+    for name in ["held", "failing"] {
+        env.wait_phase(name, CanaryPhase::Initialized, 30).await?;
+    }
+    scraped(&prom, "unrelated-5f7c9d8b4-x2k4p").await?;
+    for name in ["held", "failing"] {
+        env.apply(deployment(name, "podinfo:2.0.0")).await?;
+    }
+
+    let failed = env.wait_phase("failing", CanaryPhase::Failed, 40).await?;
+    assert_eq!(
+        outcomes(&failed)[0],
+        ("request-success-rate".to_string(), "NoData".to_string())
+    );
+
+    // The held canary has seen at least as many ticks, and is still progressing.
+    let held = env.canary("held").await?;
+    let st = held.status.clone().unwrap_or_default();
+    assert_eq!(st.phase, Some(CanaryPhase::Progressing), "{st:#?}");
+    assert_eq!(st.failed_checks, 0);
+    assert!(st.hold_start_time.is_some(), "{st:#?}");
+    assert_eq!(
+        outcomes(&held),
+        pairs(&[
+            ("request-success-rate", "NoData"),
+            ("request-duration", "NoData"),
+            ("error-rate", "NoData")
+        ])
+    );
+    let notes = env.event_notes().await?;
+    assert!(
+        notes.iter().any(|n| n.starts_with("Holding held.test advancement: Halt advancement no values found for kubernetes metric request-success-rate")),
+        "{notes:#?}"
+    );
+
+    // Traffic arrives: the held canary resumes and is promoted.
+    exporter.set(Workload::healthy("held-5f7c9d8b4-x2k4p", NS, "held"));
+    let done = env.wait_phase("held", CanaryPhase::Succeeded, 40).await?;
+    assert!(
+        outcomes(&done).iter().all(|(_, o)| o == "Pass"),
+        "{:?}",
+        outcomes(&done)
+    );
+    assert_eq!(done.status.and_then(|s| s.hold_start_time), None);
+    Ok(())
+}
