@@ -15,10 +15,13 @@ use std::time::Duration;
 mod support;
 use support::{Exporter, PASSWORD, Prometheus, USER, Workload};
 
+/// Secret data by (namespace, name).
+type Secrets = BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>;
+
 #[derive(Default)]
 struct Store {
     templates: Mutex<BTreeMap<(String, String), MetricTemplate>>,
-    secrets: Mutex<BTreeMap<(String, String), BTreeMap<String, Vec<u8>>>>,
+    secrets: Mutex<Secrets>,
 }
 
 impl Store {
