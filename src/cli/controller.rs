@@ -43,6 +43,12 @@ pub struct ControllerArgs {
     /// Smallest analysis interval, in seconds (Flagger: 10). Lower it for tests and demos.
     #[arg(long, default_value_t = 10.0)]
     pub min_interval: f64,
+    /// Annotation prefix of the NGINX ingress controller.
+    #[arg(long, default_value = "nginx.ingress.kubernetes.io")]
+    pub ingress_annotations_prefix: String,
+    /// Ingress class Contour HTTPProxies are annotated with.
+    #[arg(long, default_value = "")]
+    pub ingress_class: String,
     /// Log level (trace, debug, info, warn, error).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -131,7 +137,14 @@ pub fn run(args: ControllerArgs) -> ExitCode {
             listen: (args.port != 0).then(|| std::net::SocketAddr::from(([0, 0, 0, 0], args.port))),
         };
         tracing::info!(provider = args.mesh_provider, "starting serin controller");
-        crate::controller::run(client, config).await?;
+        let providers = crate::controller::Providers {
+            routers: crate::router::RouterConfig {
+                ingress_annotations_prefix: Some(args.ingress_annotations_prefix.clone()),
+                ingress_class: Some(args.ingress_class.clone()).filter(|c| !c.is_empty()),
+            },
+            ..Default::default()
+        };
+        crate::controller::run_with(client, config, providers).await?;
         Ok(())
     });
     match result {
@@ -145,7 +158,7 @@ pub fn run(args: ControllerArgs) -> ExitCode {
 
 /// Rewrites Flagger's single-dash long flags (`-mesh-provider=x`) to clap's `--mesh-provider=x`.
 pub fn normalize_flagger_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    const LONG: [&str; 13] = [
+    const LONG: [&str; 15] = [
         "kubeconfig",
         "namespace",
         "mesh-provider",
@@ -158,6 +171,8 @@ pub fn normalize_flagger_flags(args: impl IntoIterator<Item = String>) -> Vec<St
         "log-level",
         "log-format",
         "min-interval",
+        "ingress-annotations-prefix",
+        "ingress-class",
         "version",
     ];
     args.into_iter()

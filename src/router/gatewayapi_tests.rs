@@ -2,7 +2,11 @@ use super::*;
 use crate::router::testing::{canary, with_status};
 
 fn split(primary: i32, canary: i32) -> Routes {
-    Routes { primary, canary, mirrored: false }
+    Routes {
+        primary,
+        canary,
+        mirrored: false,
+    }
 }
 
 fn gw() -> Value {
@@ -20,9 +24,18 @@ fn progressive_split_writes_one_weighted_rule_with_the_default_path_match() {
     assert_eq!(route["apiVersion"], "gateway.networking.k8s.io/v1");
     assert_eq!(route["metadata"]["name"], "podinfo");
     assert_eq!(route["metadata"]["ownerReferences"][0]["kind"], "Canary");
-    assert_eq!(route["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/reconcile"], "disabled");
-    assert_eq!(route["metadata"]["annotations"]["helm.toolkit.fluxcd.io/driftDetection"], "disabled");
-    assert_eq!(route["spec"]["parentRefs"], json!([{"name": "gateway", "namespace": "istio-ingress"}]));
+    assert_eq!(
+        route["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/reconcile"],
+        "disabled"
+    );
+    assert_eq!(
+        route["metadata"]["annotations"]["helm.toolkit.fluxcd.io/driftDetection"],
+        "disabled"
+    );
+    assert_eq!(
+        route["spec"]["parentRefs"],
+        json!([{"name": "gateway", "namespace": "istio-ingress"}])
+    );
     assert_eq!(
         route["spec"]["rules"],
         json!([{
@@ -82,14 +95,24 @@ fn prefix_header_matches_are_refused_rather_than_dropped() {
         json!({"service": {"gatewayRefs": [{"name": "gw"}]},
                "analysis": {"iterations": 2, "match": [{"headers": {"user": {"prefix": "a"}}}]}}),
     );
-    assert!(matches!(desired(&c, Version::V1, INITIAL, None), Err(Error::Invalid(_))));
+    assert!(matches!(
+        desired(&c, Version::V1, INITIAL, None),
+        Err(Error::Invalid(_))
+    ));
 }
 
 #[test]
 fn mirroring_adds_a_request_mirror_filter_only_with_iterations() {
-    let mirrored = Routes { primary: 100, canary: 0, mirrored: true };
-    let bg = canary("gatewayapi:v1", json!({"service": {"gatewayRefs": [{"name": "gw"}]},
-        "analysis": {"stepWeight": null, "iterations": 3, "mirror": true}}));
+    let mirrored = Routes {
+        primary: 100,
+        canary: 0,
+        mirrored: true,
+    };
+    let bg = canary(
+        "gatewayapi:v1",
+        json!({"service": {"gatewayRefs": [{"name": "gw"}]},
+        "analysis": {"stepWeight": null, "iterations": 3, "mirror": true}}),
+    );
     let route = desired(&bg, Version::V1, mirrored, None).unwrap();
     assert_eq!(
         route["spec"]["rules"][0]["filters"],
@@ -111,7 +134,10 @@ fn service_headers_rewrite_cors_and_timeouts_become_filters_in_v1_only() {
         "corsPolicy": {"allowOrigin": ["https://a.example"], "allowMethods": ["GET"], "maxAge": "24h", "allowCredentials": true}}});
     let c = canary("gatewayapi:v1", extra.clone());
     let rule = &desired(&c, Version::V1, INITIAL, None).unwrap()["spec"]["rules"][0];
-    assert_eq!(rule["timeouts"], json!({"request": "10s", "backendRequest": "5s"}));
+    assert_eq!(
+        rule["timeouts"],
+        json!({"request": "10s", "backendRequest": "5s"})
+    );
     assert_eq!(
         rule["filters"],
         json!([
@@ -131,22 +157,39 @@ fn service_headers_rewrite_cors_and_timeouts_become_filters_in_v1_only() {
 
 fn sticky_canary(status: Value) -> Canary {
     with_status(
-        canary("gatewayapi:v1", json!({"service": {"gatewayRefs": [{"name": "gw"}]},
-            "analysis": {"sessionAffinity": {"cookieName": "canary-c", "primaryCookieName": "primary-c", "maxAge": 60}}})),
+        canary(
+            "gatewayapi:v1",
+            json!({"service": {"gatewayRefs": [{"name": "gw"}]},
+            "analysis": {"sessionAffinity": {"cookieName": "canary-c", "primaryCookieName": "primary-c", "maxAge": 60}}}),
+        ),
         status,
     )
 }
 
 #[test]
 fn session_affinity_pins_cookie_holders_and_hands_out_cookies_while_the_canary_has_weight() {
-    let c = sticky_canary(json!({"sessionAffinityCookie": "canary-c=abc", "primarySessionAffinityCookie": "primary-c=def"}));
+    let c = sticky_canary(
+        json!({"sessionAffinityCookie": "canary-c=abc", "primarySessionAffinityCookie": "primary-c=def"}),
+    );
     let rules = desired(&c, Version::V1, split(80, 20), None).unwrap()["spec"]["rules"].clone();
     let cookie = |re: &str| json!([{"headers": [{"type": "RegularExpression", "name": "Cookie", "value": re}]}]);
     let set = |v: &str| json!([{"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [{"name": "Set-Cookie", "value": v}]}}]);
     assert_eq!(rules[0]["matches"], cookie(".*canary-c.*abc.*"));
-    assert_eq!(rules[0]["backendRefs"], json!([backend("podinfo-primary", 0), backend("podinfo-canary", 100)]));
+    assert_eq!(
+        rules[0]["backendRefs"],
+        json!([
+            backend("podinfo-primary", 0),
+            backend("podinfo-canary", 100)
+        ])
+    );
     assert_eq!(rules[1]["matches"], cookie(".*primary-c.*def.*"));
-    assert_eq!(rules[1]["backendRefs"], json!([backend("podinfo-primary", 100), backend("podinfo-canary", 0)]));
+    assert_eq!(
+        rules[1]["backendRefs"],
+        json!([
+            backend("podinfo-primary", 100),
+            backend("podinfo-canary", 0)
+        ])
+    );
     let mut primary = backend("podinfo-primary", 80);
     primary["filters"] = set("primary-c=def; Max-Age=15");
     let mut canary_b = backend("podinfo-canary", 20);
@@ -160,7 +203,10 @@ fn session_affinity_pins_cookie_holders_and_hands_out_cookies_while_the_canary_h
 fn session_affinity_expires_the_previous_cookie_once_the_canary_is_back_to_zero() {
     let c = sticky_canary(json!({"previousSessionAffinityCookie": "canary-c=old"}));
     let rules = desired(&c, Version::V1, INITIAL, None).unwrap()["spec"]["rules"].clone();
-    assert_eq!(rules[0]["matches"][0]["headers"][0]["value"], ".*canary-c.*old.*");
+    assert_eq!(
+        rules[0]["matches"][0]["headers"][0]["value"],
+        ".*canary-c.*old.*"
+    );
     assert_eq!(
         rules[0]["filters"][0]["responseHeaderModifier"]["add"][0]["value"],
         "canary-c=old; Max-Age=-1"
@@ -202,9 +248,17 @@ fn readiness_needs_every_parent_to_accept_the_current_generation() {
     };
     assert!(check_accepted(&route("True", 3)).is_ok());
     let stale = check_accepted(&route("True", 2)).unwrap_err().to_string();
-    assert!(stale.contains("observed generation: 2, current generation: 3"), "{stale}");
+    assert!(
+        stale.contains("observed generation: 2, current generation: 3"),
+        "{stale}"
+    );
     assert!(check_accepted(&route("False", 3)).is_err());
     let mut missing = route("True", 3);
     missing["status"]["parents"] = json!([]);
-    assert!(check_accepted(&missing).unwrap_err().to_string().contains("not been accepted by parent gw"));
+    assert!(
+        check_accepted(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("not been accepted by parent gw")
+    );
 }

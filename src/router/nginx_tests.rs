@@ -20,7 +20,11 @@ fn nginx(extra: Value) -> Canary {
 }
 
 fn split(primary: i32, canary: i32) -> Routes {
-    Routes { primary, canary, mirrored: false }
+    Routes {
+        primary,
+        canary,
+        mirrored: false,
+    }
 }
 
 #[test]
@@ -38,24 +42,42 @@ fn the_canary_ingress_clones_the_original_with_the_canary_backend_and_weight() {
                "nginx.ingress.kubernetes.io/canary": "true",
                "nginx.ingress.kubernetes.io/canary-weight": "20"})
     );
-    assert_eq!(ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"], "podinfo-canary");
-    assert_eq!(read_routes(&c, DEFAULT_PREFIX, &ing).unwrap(), split(80, 20));
+    assert_eq!(
+        ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        "podinfo-canary"
+    );
+    assert_eq!(
+        read_routes(&c, DEFAULT_PREFIX, &ing).unwrap(),
+        split(80, 20)
+    );
 }
 
 #[test]
 fn ab_testing_uses_header_and_cookie_annotations_until_the_weight_is_reset() {
-    let c = nginx(json!({"analysis": {"stepWeight": null, "iterations": 3, "match": [
-        {"headers": {"x-canary": {"exact": "always"}}}, {"headers": {"cookie": {"exact": "canary"}}}]}}));
+    let c = nginx(
+        json!({"analysis": {"stepWeight": null, "iterations": 3, "match": [
+        {"headers": {"x-canary": {"exact": "always"}}}, {"headers": {"cookie": {"exact": "canary"}}}]}}),
+    );
     let on = canary_ingress(&c, "custom.ingress", &original(), split(0, 100), None).unwrap();
     let a = &on["metadata"]["annotations"];
     assert_eq!(a["custom.ingress/canary-by-header"], "x-canary");
     assert_eq!(a["custom.ingress/canary-by-header-value"], "always");
     assert_eq!(a["custom.ingress/canary-by-cookie"], "canary");
     assert_eq!(a["custom.ingress/canary-weight"], "0");
-    assert_eq!(read_routes(&c, "custom.ingress", &on).unwrap(), split(0, 100));
+    assert_eq!(
+        read_routes(&c, "custom.ingress", &on).unwrap(),
+        split(0, 100)
+    );
     let off = canary_ingress(&c, "custom.ingress", &original(), split(100, 0), None).unwrap();
-    assert!(off["metadata"]["annotations"].get("custom.ingress/canary-by-header").is_none());
-    assert_eq!(read_routes(&c, "custom.ingress", &off).unwrap(), split(100, 0));
+    assert!(
+        off["metadata"]["annotations"]
+            .get("custom.ingress/canary-by-header")
+            .is_none()
+    );
+    assert_eq!(
+        read_routes(&c, "custom.ingress", &off).unwrap(),
+        split(100, 0)
+    );
 }
 
 #[test]
