@@ -621,3 +621,75 @@ async fn linkerd_shifts_traffic_split_weights() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contour_shifts_http_proxy_weights_with_the_ingress_class() -> anyhow::Result<()> {
+    const C: &str = "projectcontour.io/v1";
+    let mut env = Env::start(&["contour.yaml"]).await?;
+    let routers = serin::router::RouterConfig {
+        ingress_class: Some("contour-external".into()),
+        ..Default::default()
+    };
+    env.start_controller("contour", passing(), routers);
+    env.init("contour", json!({})).await?;
+    let read = |v: &Value| {
+        Some(json!([
+            v["spec"]["routes"][0]["services"][0]["weight"],
+            v["spec"]["routes"][0]["services"][1]["weight"]
+        ]))
+    };
+    let rec = env.record(C, "HTTPProxy", "podinfo", read);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Contour omits zero weights.
+    let expected: Vec<Value> = [
+        (100, None),
+        (80, Some(20)),
+        (60, Some(40)),
+        (40, Some(60)),
+        (100, None),
+    ]
+    .iter()
+    .map(|(p, c)| json!([p, c]))
+    .collect();
+    assert_eq!(seen(&rec), expected);
+    let proxy = env.get(C, "HTTPProxy", "podinfo").await?;
+    assert_eq!(proxy["spec"]["ingressClassName"], "contour-external");
+    assert_eq!(
+        proxy["spec"]["routes"][0]["services"][1]["requestHeadersPolicy"]["set"][0]["value"],
+        "podinfo-canary.test.svc.cluster.local:9898"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_lists_the_canary_service_only_while_it_has_weight() -> anyhow::Result<()> {
+    const T: &str = "traefik.io/v1alpha1";
+    let mut env = Env::start(&["traefik.yaml"]).await?;
+    env.start_controller("traefik", passing(), Default::default());
+    env.init("traefik", json!({})).await?;
+    let read = |v: &Value| {
+        Some(
+            v["spec"]["weighted"]["services"]
+                .as_array()?
+                .iter()
+                .map(|s| s["weight"].clone())
+                .collect::<Vec<_>>()
+                .into(),
+        )
+    };
+    let rec = env.record(T, "TraefikService", "podinfo", read);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        vec![
+            json!([100]),
+            json!([80, 20]),
+            json!([60, 40]),
+            json!([40, 60]),
+            json!([100])
+        ]
+    );
+    Ok(())
+}

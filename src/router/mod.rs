@@ -22,11 +22,13 @@ use crate::controller::builders::{
 use crate::controller::plan::Routes;
 
 pub mod affinity;
+pub mod contour;
 pub mod gatewayapi;
 pub mod istio;
 pub mod kubernetes;
 pub mod nginx;
 pub mod smi;
+pub mod traefik;
 
 /// Errors from routers.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,11 @@ pub fn for_provider(
         Provider::Linkerd => Ok(Arc::new(smi::SmiRouter::new(client, smi::Flavour::Linkerd))),
         Provider::Osm => Ok(Arc::new(smi::SmiRouter::new(client, smi::Flavour::Smi(2)))),
         Provider::Smi(v) => Ok(Arc::new(smi::SmiRouter::new(client, smi::Flavour::Smi(v)))),
+        Provider::Contour => Ok(Arc::new(contour::ContourRouter::new(
+            client,
+            config.ingress_class.clone(),
+        ))),
+        Provider::Traefik => Ok(Arc::new(traefik::TraefikRouter::new(client))),
         other => Err(Error::Unsupported(other)),
     }
 }
