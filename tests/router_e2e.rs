@@ -693,3 +693,87 @@ async fn traefik_lists_the_canary_service_only_while_it_has_weight() -> anyhow::
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kuma_shifts_the_cluster_scoped_traffic_route() -> anyhow::Result<()> {
+    let mut env = Env::start(&["kuma.yaml"]).await?;
+    env.start_controller("kuma", passing(), Default::default());
+    env.init("kuma", json!({})).await?;
+    let api: Api<DynamicObject> =
+        Api::all_with(env.client.clone(), &ar("kuma.io/v1alpha1", "TrafficRoute"));
+    let seen_weights = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let out = seen_weights.clone();
+    env.tasks.push(tokio::spawn(async move {
+        loop {
+            if let Ok(Some(o)) = api.get_opt("podinfo").await {
+                let v = serde_json::to_value(&o).unwrap_or_default();
+                let w = json!([
+                    v["spec"]["conf"]["split"][0]["weight"],
+                    v["spec"]["conf"]["split"][1]["weight"]
+                ]);
+                if let Ok(mut s) = out.lock()
+                    && s.last() != Some(&w)
+                {
+                    s.push(w);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    }));
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&seen_weights),
+        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipper_weights_both_backends_and_disables_the_canary_route_at_zero() -> anyhow::Result<()>
+{
+    const ING: &str = "networking.k8s.io/v1";
+    let mut env = Env::start(&[]).await?;
+    env.start_controller("skipper", passing(), Default::default());
+    env.apply(json!({"apiVersion": ING, "kind": "Ingress",
+        "metadata": {"name": "podinfo", "namespace": NS, "annotations": {"zalando.org/skipper-predicate": "Host(/^app/)"}},
+        "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}}]}}]}})).await?;
+    env.init(
+        "skipper",
+        json!({"ingressRef": {"apiVersion": ING, "kind": "Ingress", "name": "podinfo"}}),
+    )
+    .await?;
+    let read = |v: &Value| {
+        let a = &v["metadata"]["annotations"];
+        Some(json!([
+            a["zalando.org/backend-weights"],
+            a["zalando.org/skipper-predicate"]
+        ]))
+    };
+    let rec = env.record(ING, "Ingress", "podinfo-canary", read);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let step = |p: i32, c: i32| {
+        let pred = if c == 0 {
+            "False() && Host(/^app/)"
+        } else {
+            "Weight(100) && Host(/^app/)"
+        };
+        json!([
+            format!(r#"{{"podinfo-canary":{c},"podinfo-primary":{p}}}"#),
+            pred
+        ])
+    };
+    assert_eq!(
+        seen(&rec),
+        vec![
+            step(100, 0),
+            step(80, 20),
+            step(60, 40),
+            step(40, 60),
+            step(100, 0)
+        ]
+    );
+    Ok(())
+}

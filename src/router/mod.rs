@@ -26,7 +26,9 @@ pub mod contour;
 pub mod gatewayapi;
 pub mod istio;
 pub mod kubernetes;
+pub mod kuma;
 pub mod nginx;
+pub mod skipper;
 pub mod smi;
 pub mod traefik;
 
@@ -108,6 +110,8 @@ pub fn for_provider(
             client,
             config.ingress_class.clone(),
         ))),
+        Provider::Kuma => Ok(Arc::new(kuma::KumaRouter::new(client))),
+        Provider::Skipper => Ok(Arc::new(skipper::SkipperRouter::new(client))),
         Provider::Traefik => Ok(Arc::new(traefik::TraefikRouter::new(client))),
         other => Err(Error::Unsupported(other)),
     }
