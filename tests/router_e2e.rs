@@ -777,3 +777,43 @@ async fn skipper_weights_both_backends_and_disables_the_canary_route_at_zero() -
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_v1_blue_green_mirrors_traffic_before_switching() -> anyhow::Result<()> {
+    let mut env = Env::start(&["gateway-api.yaml"]).await?;
+    env.start_gateway();
+    env.start_controller("gatewayapi:v1", passing(), Default::default());
+    env.init(
+        "gatewayapi:v1",
+        json!({"service": {"gatewayRefs": [{"name": "public"}]},
+        "analysis": {"stepWeight": null, "maxWeight": null, "iterations": 2, "mirror": true}}),
+    )
+    .await?;
+    let read = |v: &Value| {
+        let rule = &v["spec"]["rules"][0];
+        let mirrored = rule["filters"].as_array().is_some_and(|f| {
+            f.iter().any(|f| {
+                f["type"] == "RequestMirror"
+                    && f["requestMirror"]["backendRef"]["name"] == "podinfo-canary"
+            })
+        });
+        Some(json!([
+            rule["backendRefs"][0]["weight"],
+            rule["backendRefs"][1]["weight"],
+            mirrored
+        ]))
+    };
+    let rec = env.record(GW_V1, "HTTPRoute", "podinfo", read);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        vec![
+            json!([100, 0, false]),
+            json!([100, 0, true]),
+            json!([0, 100, false]),
+            json!([100, 0, false])
+        ]
+    );
+    Ok(())
+}
