@@ -817,3 +817,40 @@ async fn gateway_api_v1_blue_green_mirrors_traffic_before_switching() -> anyhow:
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apisix_weights_the_cloned_canary_route() -> anyhow::Result<()> {
+    const A: &str = "apisix.apache.org/v2";
+    let mut env = Env::start(&["apisix.yaml"]).await?;
+    env.start_controller("apisix", passing(), Default::default());
+    env.apply(
+        json!({"apiVersion": A, "kind": "ApisixRoute", "metadata": {"name": "app", "namespace": NS},
+        "spec": {"http": [{"name": "method", "match": {"paths": ["/*"]},
+            "backends": [{"serviceName": "podinfo", "servicePort": 9898}]}]}}),
+    )
+    .await?;
+    env.init(
+        "apisix",
+        json!({"routeRef": {"apiVersion": A, "kind": "ApisixRoute", "name": "app"}}),
+    )
+    .await?;
+    let read = |v: &Value| {
+        Some(json!([
+            v["spec"]["http"][0]["backends"][0]["weight"],
+            v["spec"]["http"][0]["backends"][1]["weight"]
+        ]))
+    };
+    let rec = env.record(A, "ApisixRoute", "app-podinfo-canary", read);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
+    );
+    let original = env.get(A, "ApisixRoute", "app").await?;
+    assert_eq!(
+        original["spec"]["http"][0]["backends"],
+        json!([{"serviceName": "podinfo", "servicePort": 9898}])
+    );
+    Ok(())
+}

@@ -22,6 +22,7 @@ use crate::controller::builders::{
 use crate::controller::plan::Routes;
 
 pub mod affinity;
+pub mod apisix;
 pub mod contour;
 pub mod gatewayapi;
 pub mod istio;
@@ -110,6 +111,7 @@ pub fn for_provider(
             client,
             config.ingress_class.clone(),
         ))),
+        Provider::Apisix => Ok(Arc::new(apisix::ApisixRouter::new(client))),
         Provider::Kuma => Ok(Arc::new(kuma::KumaRouter::new(client))),
         Provider::Skipper => Ok(Arc::new(skipper::SkipperRouter::new(client))),
         Provider::Traefik => Ok(Arc::new(traefik::TraefikRouter::new(client))),
