@@ -110,6 +110,9 @@ pub fn validate_canary(spec: &CanarySpec, ctx: &ValidationContext) -> Vec<Proble
     check_target(spec, provider, &mut out);
     check_service(spec, provider, &mut out);
     check_refs(spec, provider, &mut out);
+    if let Some(p) = provider {
+        check_provider_features(spec, p, &mut out);
+    }
 
     if let Some(d) = spec.progress_deadline_seconds
         && d <= 0
@@ -259,6 +262,114 @@ fn check_refs(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Probl
         out.push(Problem::error(
             "spec.routeRef",
             "provider apisix needs routeRef (the ApisixRoute to clone for the canary)",
+        ));
+    }
+}
+
+/// Routing features a provider's router cannot express are errors, never silently dropped.
+fn check_provider_features(spec: &CanarySpec, p: Provider, out: &mut Vec<Problem>) {
+    let svc = spec.service.clone().unwrap_or_default();
+    let unsupported = |field: &str, out: &mut Vec<Problem>| {
+        out.push(Problem::error(
+            format!("spec.service.{field}"),
+            format!("{field} is not supported by the {p} provider"),
+        ))
+    };
+    let gw = p.is_gateway_api();
+    let v1 = p == Provider::GatewayApiV1;
+    if svc.timeout.is_some() && !(p == Provider::Istio || v1 || p == Provider::Contour) {
+        unsupported("timeout", out);
+    }
+    if svc.backend_timeout.is_some() && !v1 {
+        unsupported("backendTimeout", out);
+    }
+    if svc.retries.is_some() && !matches!(p, Provider::Istio | Provider::Contour) {
+        unsupported("retries", out);
+    }
+    if svc.cors_policy.is_some() && !(p == Provider::Istio || v1) {
+        unsupported("corsPolicy", out);
+    }
+    if v1
+        && svc
+            .cors_policy
+            .as_ref()
+            .is_some_and(|c| c.allow_origins.as_ref().is_some_and(|o| !o.is_empty()))
+    {
+        out.push(Problem::error(
+            "spec.service.corsPolicy.allowOrigins",
+            "Gateway API CORS takes plain origins: use allowOrigin",
+        ));
+    }
+    if (svc.rewrite.is_some() || svc.headers.is_some()) && !(p == Provider::Istio || gw) {
+        let field = if svc.rewrite.is_some() {
+            "rewrite"
+        } else {
+            "headers"
+        };
+        unsupported(field, out);
+    }
+    if svc.mirror.as_ref().is_some_and(|m| !m.is_empty()) && !gw {
+        unsupported("mirror", out);
+    }
+    let analysis = spec.analysis.clone().unwrap_or_default();
+    if gw {
+        // HTTPRoute matches headers and query params exactly or by regex, paths also by prefix.
+        let matches = svc
+            .match_
+            .iter()
+            .flatten()
+            .map(|m| ("spec.service.match", m))
+            .chain(
+                analysis
+                    .match_
+                    .iter()
+                    .flatten()
+                    .map(|m| ("spec.analysis.match", m)),
+            );
+        for (i, (path, m)) in matches.enumerate() {
+            let bad = m
+                .headers
+                .iter()
+                .chain(m.query_params.iter())
+                .flatten()
+                .any(|(_, sm)| sm.exact.is_none() && sm.regex.is_none())
+                || m.uri.as_ref().is_some_and(|u| u.suffix.is_some())
+                || m.method.as_ref().is_some_and(|u| u.exact.is_none());
+            if bad {
+                out.push(Problem::error(
+                    path,
+                    format!("match {i}: Gateway API matches headers, query params and methods by exact value or regex, and paths by exact, prefix or regex"),
+                ));
+            }
+        }
+    }
+    if p == Provider::Nginx {
+        for (i, m) in analysis.match_.iter().flatten().enumerate() {
+            let only_headers = m.uri.is_none()
+                && m.method.is_none()
+                && m.query_params.as_ref().is_none_or(|q| q.is_empty())
+                && m.source_labels.is_none();
+            let simple = m.headers.iter().flatten().all(|(k, sm)| {
+                if k == "cookie" {
+                    sm.exact.is_some()
+                } else {
+                    sm.exact.is_some() || sm.regex.is_some()
+                }
+            });
+            if !only_headers || !simple {
+                out.push(Problem::error(
+                    format!("spec.analysis.match[{i}]"),
+                    "NGINX routes A/B traffic by one header (exact or regex) or one cookie (exact) only",
+                ));
+            }
+        }
+    }
+    let ab =
+        analysis.match_.as_ref().is_some_and(|m| !m.is_empty()) && analysis.iterations.is_some();
+    if ab && analysis.session_affinity.is_some() {
+        out.push(Problem::error(
+            "spec.analysis.sessionAffinity",
+            "session affinity needs progressive traffic (stepWeight or stepWeights), not A/B testing",
         ));
     }
 }
@@ -890,6 +1001,80 @@ mod tests {
             (
                 |s| s.provider = Some("nginx".into()),
                 "spec.ingressRef: provider nginx needs ingressRef",
+            ),
+            (
+                |s| {
+                    s.provider = Some("gatewayapi:v1beta1".into());
+                    let svc = s.service.get_or_insert_with(Default::default);
+                    svc.gateway_refs = Some(vec![ParentReference {
+                        name: "gw".into(),
+                        ..Default::default()
+                    }]);
+                    svc.timeout = Some("10s".into());
+                },
+                "spec.service.timeout: timeout is not supported by the gatewayapi:v1beta1 provider",
+            ),
+            (
+                |s| {
+                    s.provider = Some("gatewayapi:v1".into());
+                    let svc = s.service.get_or_insert_with(Default::default);
+                    svc.gateway_refs = Some(vec![ParentReference {
+                        name: "gw".into(),
+                        ..Default::default()
+                    }]);
+                    svc.retries = Some(HttpRetry::default());
+                },
+                "spec.service.retries: retries is not supported by the gatewayapi:v1 provider",
+            ),
+            (
+                |s| {
+                    s.provider = Some("gatewayapi:v1".into());
+                    let svc = s.service.get_or_insert_with(Default::default);
+                    svc.gateway_refs = Some(vec![ParentReference {
+                        name: "gw".into(),
+                        ..Default::default()
+                    }]);
+                    let a = analysis(s);
+                    a.step_weight = None;
+                    a.max_weight = None;
+                    a.iterations = Some(3);
+                    a.match_ = Some(vec![HttpMatchRequest {
+                        headers: Some(
+                            [(
+                                "user".to_string(),
+                                StringMatch {
+                                    prefix: Some("a".into()),
+                                    ..Default::default()
+                                },
+                            )]
+                            .into(),
+                        ),
+                        ..Default::default()
+                    }]);
+                },
+                "spec.analysis.match: match 0: Gateway API matches headers",
+            ),
+            (
+                |s| {
+                    let a = analysis(s);
+                    a.step_weight = None;
+                    a.max_weight = None;
+                    a.iterations = Some(3);
+                    a.match_ = Some(vec![HttpMatchRequest::default()]);
+                    a.session_affinity = Some(SessionAffinity {
+                        cookie_name: "c".into(),
+                        ..Default::default()
+                    });
+                },
+                "spec.analysis.sessionAffinity: session affinity needs progressive traffic",
+            ),
+            (
+                |s| {
+                    s.service
+                        .get_or_insert_with(Default::default)
+                        .backend_timeout = Some("5s".into())
+                },
+                "spec.service.backendTimeout: backendTimeout is not supported by the istio provider",
             ),
             (
                 |s| {

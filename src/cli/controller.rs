@@ -44,6 +44,12 @@ pub struct ControllerArgs {
     /// Smallest analysis interval, in seconds (Flagger: 10). Lower it for tests and demos.
     #[arg(long, default_value_t = 10.0)]
     pub min_interval: f64,
+    /// Annotation prefix of the NGINX ingress controller.
+    #[arg(long, default_value = "nginx.ingress.kubernetes.io")]
+    pub ingress_annotations_prefix: String,
+    /// Ingress class Contour HTTPProxies are annotated with.
+    #[arg(long, default_value = "")]
+    pub ingress_class: String,
     /// Log level (trace, debug, info, warn, error).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -134,6 +140,10 @@ pub fn run(args: ControllerArgs) -> ExitCode {
         tracing::info!(provider = args.mesh_provider, "starting serin controller");
         let providers = crate::controller::Providers {
             metrics: metrics_checker(&client, &args)?,
+            routers: crate::router::RouterConfig {
+                ingress_annotations_prefix: Some(args.ingress_annotations_prefix.clone()),
+                ingress_class: Some(args.ingress_class.clone()).filter(|c| !c.is_empty()),
+            },
             ..Default::default()
         };
         crate::controller::run_with(client, config, providers).await?;
@@ -175,7 +185,7 @@ fn metrics_checker(
 
 /// Rewrites Flagger's single-dash long flags (`-mesh-provider=x`) to clap's `--mesh-provider=x`.
 pub fn normalize_flagger_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    const LONG: [&str; 13] = [
+    const LONG: [&str; 15] = [
         "kubeconfig",
         "namespace",
         "mesh-provider",
@@ -188,6 +198,8 @@ pub fn normalize_flagger_flags(args: impl IntoIterator<Item = String>) -> Vec<St
         "log-level",
         "log-format",
         "min-interval",
+        "ingress-annotations-prefix",
+        "ingress-class",
         "version",
     ];
     args.into_iter()

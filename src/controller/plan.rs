@@ -689,6 +689,7 @@ impl<'a> Machine<'a> {
         self.status.tracked_configs = non_empty(t.tracked_configs.clone());
         self.status.run_start_time = Some(to_time(self.now));
         self.status.last_analysis_time = Some(to_time(self.now));
+        self.start_session_cookies();
         self.set_phase(CanaryPhase::Progressing, None);
         self.clone_done(self.interval())
     }
@@ -1085,6 +1086,7 @@ impl<'a> Machine<'a> {
         self.status.canary_weight = 0;
         self.status.iterations = 0;
         self.status.run_start_time = None;
+        self.end_session_cookies();
         self.status.last_promoted_spec = self.status.last_applied_spec.clone();
         self.set_phase(CanaryPhase::Succeeded, None);
         self.event(
@@ -1125,6 +1127,7 @@ impl<'a> Machine<'a> {
         self.status.canary_weight = 0;
         self.status.iterations = 0;
         self.status.run_start_time = None;
+        self.end_session_cookies();
         self.status.failure_reason = Some(why.to_string());
         self.set_phase(CanaryPhase::Failed, Some(&format!("Reason: {why}.")));
         self.actions.push(Action::PostRollout(CanaryPhase::Failed));
@@ -1224,6 +1227,7 @@ impl<'a> Machine<'a> {
         self.status.canary_weight = 0;
         self.status.iterations = 0;
         self.status.run_start_time = None;
+        self.end_session_cookies();
         self.status.last_promoted_spec = self.status.last_applied_spec.clone();
         self.set_phase(CanaryPhase::Succeeded, None);
         self.event(
@@ -1237,6 +1241,28 @@ impl<'a> Machine<'a> {
         self.actions
             .push(Action::PostRollout(CanaryPhase::Succeeded));
         self.clone_done(Requeue::AwaitChange)
+    }
+
+    /// A run starts: new session-affinity cookies for it (routers read them from status).
+    fn start_session_cookies(&mut self) {
+        let uid = self.o.canary.metadata.uid.clone().unwrap_or_default();
+        let sa = self.spec().analysis_or_default().session_affinity;
+        self.status.session_affinity_cookie = sa
+            .as_ref()
+            .map(|sa| session_cookie(&sa.cookie_name, &uid, self.now));
+        self.status.primary_session_affinity_cookie = sa
+            .as_ref()
+            .and_then(|sa| sa.primary_cookie_name.as_deref())
+            .filter(|n| !n.is_empty())
+            .map(|n| session_cookie(n, &uid, self.now));
+    }
+
+    /// A run ends: its canary cookie becomes the one routers expire.
+    fn end_session_cookies(&mut self) {
+        if let Some(c) = self.status.session_affinity_cookie.take() {
+            self.status.previous_session_affinity_cookie = Some(c);
+        }
+        self.status.primary_session_affinity_cookie = None;
     }
 
     // ---- Deletion -------------------------------------------------------------------------------
@@ -1282,6 +1308,16 @@ impl<'a> Machine<'a> {
         );
         self.clone_done(Requeue::AwaitChange)
     }
+}
+
+/// A session-affinity cookie `<name>=<value>` for the run of Canary `uid` that started at
+/// `run_start`. Flagger draws the value at random; deriving it keeps `plan` pure and gives every
+/// run (and every cookie name) its own value.
+pub fn session_cookie(name: &str, uid: &str, run_start: DateTime<Utc>) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{uid}/{}/{name}", run_start.timestamp_micros()));
+    let value: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    format!("{name}={value}")
 }
 
 /// Readiness waits poll at most every few seconds (watches usually wake us sooner).

@@ -760,3 +760,62 @@ fn routes_that_are_not_ready_pause_the_analysis_without_failed_checks() {
     assert_eq!(p.status, None);
     assert!(p.actions.is_empty());
 }
+
+fn with_affinity(mut o: Observed, primary_cookie: Option<&str>) -> Observed {
+    let a = o.canary.spec.analysis.get_or_insert_with(Default::default);
+    a.session_affinity = Some(crate::api::canary::SessionAffinity {
+        cookie_name: "canary-c".into(),
+        primary_cookie_name: primary_cookie.map(String::from),
+        ..Default::default()
+    });
+    o.canary.metadata.uid = Some("uid-1".into());
+    o
+}
+
+#[test]
+fn a_run_with_session_affinity_gets_fresh_cookies_in_status() {
+    let mut o = with_affinity(fx(), Some("primary-c"));
+    o.target = Ok(target("v1:b"));
+    let s = decide(&o, at(0)).status.expect("status");
+    assert_eq!(
+        s.session_affinity_cookie,
+        Some(session_cookie("canary-c", "uid-1", at(0)))
+    );
+    assert_eq!(
+        s.primary_session_affinity_cookie,
+        Some(session_cookie("primary-c", "uid-1", at(0)))
+    );
+    let next = decide(&o, at(60)).status.expect("status");
+    assert_ne!(
+        next.session_affinity_cookie, s.session_affinity_cookie,
+        "every run has its own cookie"
+    );
+}
+
+#[test]
+fn session_cookies_differ_by_name_and_run_and_look_like_flaggers() {
+    let c = session_cookie("canary-c", "uid-1", at(0));
+    let (name, value) = c.split_once('=').expect("name=value");
+    assert_eq!(name, "canary-c");
+    assert_eq!(value.len(), 10);
+    assert!(value.chars().all(|ch| ch.is_ascii_hexdigit()));
+    assert_ne!(c, session_cookie("canary-c", "uid-2", at(0)));
+    assert_ne!(c, session_cookie("canary-c", "uid-1", at(1)));
+    assert_eq!(c, session_cookie("canary-c", "uid-1", at(0)));
+}
+
+#[test]
+fn a_rollback_moves_the_run_cookie_to_previous_so_routers_expire_it() {
+    let o = with_status(with_affinity(progressing(1, 0), None), |s| {
+        s.failed_checks = 2;
+        s.session_affinity_cookie = Some("canary-c=abc".into());
+    });
+    let p = decide(&o, at(10));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
+    let s = p.status.expect("status");
+    assert_eq!(s.session_affinity_cookie, None);
+    assert_eq!(
+        s.previous_session_affinity_cookie.as_deref(),
+        Some("canary-c=abc")
+    );
+}

@@ -1,0 +1,159 @@
+//! The `kuma` router: the cluster-scoped TrafficRoute `<svc>` (`kuma.io/v1alpha1`) splitting
+//! `kuma.io/service` `<svc>_<ns>_svc_<port>` between primary and canary. Pure builders plus
+//! [`KumaRouter`] (API I/O).
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::{Error, INITIAL, Meta, TrafficRouter};
+use crate::api::Canary;
+use crate::controller::plan::Routes;
+
+/// The Kuma API version.
+pub const API_VERSION: &str = "kuma.io/v1alpha1";
+
+/// Kuma's service tag for a Kubernetes Service: `<name>_<ns>_svc_<port>`.
+pub fn kuma_service(canary: &Canary, name: &str) -> String {
+    let ns = canary.metadata.namespace.clone().unwrap_or_default();
+    format!("{name}_{ns}_svc_{}", super::service_port(canary))
+}
+
+/// The TrafficRoute for a split. It is cluster-scoped, so it carries no owner reference (as in
+/// Flagger); the mesh comes from the Canary's `kuma.io/mesh` annotation, default `default`.
+pub fn traffic_route(canary: &Canary, routes: Routes) -> Value {
+    let (apex, primary, canary_svc) = super::service_names(canary);
+    let mesh = canary
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("kuma.io/mesh").cloned())
+        .unwrap_or_else(|| "default".into());
+    let mut meta = super::owned_metadata(canary, &apex, Meta::Apex, false);
+    if let Some(m) = meta.as_object_mut() {
+        m.remove("namespace");
+    }
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": "TrafficRoute",
+        "metadata": meta,
+        "mesh": mesh,
+        "spec": {
+            "sources": [{"match": {"kuma.io/service": "*"}}],
+            "destinations": [{"match": {"kuma.io/service": kuma_service(canary, &apex)}}],
+            "conf": {"split": [
+                {"weight": routes.primary, "destination": {"kuma.io/service": kuma_service(canary, &primary)}},
+                {"weight": routes.canary, "destination": {"kuma.io/service": kuma_service(canary, &canary_svc)}},
+            ]},
+        },
+    })
+}
+
+/// Reads the split: the primary's weight; the canary has the rest.
+pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
+    let (apex, primary, _) = super::service_names(canary);
+    let p = live["spec"]["conf"]["split"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| {
+            s["destination"]["kuma.io/service"]
+                .as_str()
+                .and_then(|v| v.split('_').next())
+                == Some(primary.as_str())
+        })
+        .map(|s| super::weight_of(s.get("weight")));
+    match p {
+        Some(p) => super::non_zero(
+            Routes {
+                primary: p,
+                canary: 100 - p,
+                mirrored: false,
+            },
+            &format!("TrafficRoute {apex}"),
+        ),
+        None => Err(Error::Malformed(format!(
+            "TrafficRoute {apex} does not route to {primary}"
+        ))),
+    }
+}
+
+/// The Kuma router.
+pub struct KumaRouter {
+    client: kube::Client,
+}
+
+impl KumaRouter {
+    /// A router for Kuma.
+    pub fn new(client: kube::Client) -> Self {
+        Self { client }
+    }
+
+    async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
+        let ar = super::resource(API_VERSION, "TrafficRoute");
+        super::get(&self.client, None, &ar, &canary.spec.service_name()).await
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for KumaRouter {
+    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
+        let live = self.live(canary).await?;
+        let routes = live
+            .as_ref()
+            .and_then(|l| read_routes(canary, l).ok())
+            .unwrap_or(INITIAL);
+        super::apply(&self.client, None, &traffic_route(canary, routes)).await
+    }
+    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
+        super::apply(&self.client, None, &traffic_route(canary, routes)).await
+    }
+    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
+        let name = canary.spec.service_name();
+        let live = self
+            .live(canary)
+            .await?
+            .ok_or_else(|| Error::Missing(format!("TrafficRoute {name}")))?;
+        read_routes(canary, &live)
+    }
+    async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::testing::canary;
+
+    #[test]
+    fn the_route_splits_kuma_service_tags_and_has_no_owner() {
+        let c = canary("kuma", json!({}));
+        let tr = traffic_route(
+            &c,
+            Routes {
+                primary: 70,
+                canary: 30,
+                mirrored: false,
+            },
+        );
+        assert_eq!(tr["mesh"], "default");
+        assert!(tr["metadata"].get("ownerReferences").is_none());
+        assert!(tr["metadata"].get("namespace").is_none());
+        assert_eq!(
+            tr["spec"]["destinations"][0]["match"]["kuma.io/service"],
+            "podinfo_test_svc_9898"
+        );
+        assert_eq!(
+            tr["spec"]["conf"]["split"],
+            json!([{"weight": 70, "destination": {"kuma.io/service": "podinfo-primary_test_svc_9898"}},
+                   {"weight": 30, "destination": {"kuma.io/service": "podinfo-canary_test_svc_9898"}}])
+        );
+        assert_eq!(
+            read_routes(&c, &tr).unwrap(),
+            Routes {
+                primary: 70,
+                canary: 30,
+                mirrored: false
+            }
+        );
+    }
+}

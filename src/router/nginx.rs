@@ -1,0 +1,246 @@
+//! The `nginx` router: the canary Ingress `<ingressRef>-canary`, cloned from `ingressRef` with
+//! the apex backend pointed at `<svc>-canary`, steered by NGINX canary annotations.
+//!
+//! Pure builders compute the canary Ingress Flagger writes; [`NginxRouter`] applies and reads
+//! it (API I/O). The original Ingress is never written.
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+
+use super::{Error, INITIAL, TrafficRouter};
+use crate::api::Canary;
+use crate::controller::plan::Routes;
+
+/// Flagger's default `-ingress-annotations-prefix`.
+pub const DEFAULT_PREFIX: &str = "nginx.ingress.kubernetes.io";
+
+const KUBECTL: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The name of the canary Ingress.
+pub fn canary_ingress_name(canary: &Canary) -> String {
+    let base = canary
+        .spec
+        .ingress_ref
+        .as_ref()
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
+    format!("{base}-canary")
+}
+
+/// The A/B annotations (`canary-by-cookie`, `canary-by-header`, `-value`, `-pattern`) from
+/// `analysis.match`; the last match wins, as in Flagger.
+fn header_annotations(canary: &Canary, prefix: &str) -> Vec<(String, String)> {
+    let (mut cookie, mut header, mut value, mut regex) = (None, None, None, None);
+    for m in canary
+        .spec
+        .analysis
+        .iter()
+        .flat_map(|a| a.match_.iter().flatten())
+    {
+        for (k, v) in m.headers.iter().flatten() {
+            if k == "cookie" {
+                cookie = v.exact.clone();
+            } else {
+                header = Some(k.clone());
+                value = v.exact.clone();
+                regex = v.regex.clone();
+            }
+        }
+    }
+    [
+        ("canary-by-cookie", cookie),
+        ("canary-by-header", header),
+        ("canary-by-header-value", value),
+        ("canary-by-header-pattern", regex),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| {
+        v.filter(|v| !v.is_empty())
+            .map(|v| (format!("{prefix}/{k}"), v))
+    })
+    .collect()
+}
+
+fn is_ab(canary: &Canary) -> bool {
+    canary
+        .spec
+        .analysis
+        .as_ref()
+        .and_then(|a| a.match_.as_ref())
+        .is_some_and(|m| !m.is_empty())
+}
+
+/// The canary Ingress for a split, from the live original Ingress.
+pub fn canary_ingress(
+    canary: &Canary,
+    prefix: &str,
+    original: &Value,
+    routes: Routes,
+    live: Option<&Value>,
+) -> Result<Value, Error> {
+    let apex = canary.spec.service_name();
+    let original_name = original["metadata"]["name"].as_str().unwrap_or_default();
+    let mut spec = original["spec"].clone();
+    let mut found = false;
+    for rule in spec["rules"].as_array_mut().into_iter().flatten() {
+        for path in rule["http"]["paths"].as_array_mut().into_iter().flatten() {
+            if path["backend"]["service"]["name"] == json!(apex) {
+                path["backend"]["service"]["name"] = json!(format!("{apex}-canary"));
+                found = true;
+            }
+        }
+    }
+    if !found {
+        return Err(Error::Invalid(format!(
+            "backend {apex} not found in ingress {original_name}"
+        )));
+    }
+    let canary_key = format!("{prefix}/canary");
+    let mut annotations: Map<String, Value> = original["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| {
+            !k.contains(&canary_key)
+                && !k.contains(KUBECTL)
+                && !k.contains(crate::controller::builders::TOOLKIT_MARKER)
+        })
+        .collect();
+    for (k, v) in super::toolkit_annotations() {
+        annotations.insert(k, json!(v));
+    }
+    annotations.insert(canary_key.clone(), json!("true"));
+    // The weight stays "0" under A/B, where the header or cookie decides (Flagger leaves it so).
+    let weight = if is_ab(canary) { 0 } else { routes.canary };
+    annotations.insert(format!("{prefix}/canary-weight"), json!(weight.to_string()));
+    if is_ab(canary) && routes.canary > 0 {
+        for (k, v) in header_annotations(canary, prefix) {
+            annotations.insert(k, json!(v));
+        }
+    }
+    let name = canary_ingress_name(canary);
+    let mut meta = super::owned_metadata(
+        canary,
+        &name,
+        super::Meta::Bare,
+        super::owned_by(canary, live),
+    );
+    meta["annotations"] = Value::Object(annotations);
+    if let Some(labels) = original["metadata"]["labels"]
+        .as_object()
+        .filter(|l| !l.is_empty())
+    {
+        meta["labels"] = json!(labels);
+    }
+    Ok(
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}),
+    )
+}
+
+/// Reads the split from the canary Ingress annotations.
+pub fn read_routes(canary: &Canary, prefix: &str, live: &Value) -> Result<Routes, Error> {
+    let a = &live["metadata"]["annotations"];
+    if is_ab(canary)
+        && (a.get(format!("{prefix}/canary-by-cookie")).is_some()
+            || a.get(format!("{prefix}/canary-by-header")).is_some())
+    {
+        return Ok(Routes {
+            primary: 0,
+            canary: 100,
+            mirrored: false,
+        });
+    }
+    let weight = match a
+        .get(format!("{prefix}/canary-weight"))
+        .and_then(Value::as_str)
+    {
+        Some(w) => w.trim().parse::<i32>().map_err(|e| {
+            Error::Malformed(format!(
+                "canary-weight {w:?} of ingress {}: {e}",
+                canary_ingress_name(canary)
+            ))
+        })?,
+        None => 0,
+    };
+    Ok(Routes {
+        primary: 100 - weight,
+        canary: weight,
+        mirrored: false,
+    })
+}
+
+/// The NGINX ingress router.
+pub struct NginxRouter {
+    client: kube::Client,
+    prefix: String,
+}
+
+impl NginxRouter {
+    /// A router writing annotations under `prefix`.
+    pub fn new(client: kube::Client, prefix: String) -> Self {
+        Self { client, prefix }
+    }
+
+    async fn get(&self, canary: &Canary, name: &str) -> Result<Option<Value>, Error> {
+        let ar = super::resource("networking.k8s.io/v1", "Ingress");
+        super::get(
+            &self.client,
+            canary.metadata.namespace.as_deref(),
+            &ar,
+            name,
+        )
+        .await
+    }
+
+    async fn write(&self, canary: &Canary, routes: Option<Routes>) -> Result<(), Error> {
+        let original_name = canary
+            .spec
+            .ingress_ref
+            .as_ref()
+            .map(|r| r.name.clone())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| Error::Invalid("ingressRef is empty".into()))?;
+        let original = self
+            .get(canary, &original_name)
+            .await?
+            .ok_or_else(|| Error::Missing(format!("ingress {original_name}")))?;
+        let live = self.get(canary, &canary_ingress_name(canary)).await?;
+        let routes = match routes {
+            Some(r) => r,
+            None => live
+                .as_ref()
+                .and_then(|l| read_routes(canary, &self.prefix, l).ok())
+                .unwrap_or(INITIAL),
+        };
+        let body = canary_ingress(canary, &self.prefix, &original, routes, live.as_ref())?;
+        super::apply(&self.client, canary.metadata.namespace.as_deref(), &body).await
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for NginxRouter {
+    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
+        self.write(canary, None).await
+    }
+
+    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
+        self.write(canary, Some(routes)).await
+    }
+
+    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
+        let name = canary_ingress_name(canary);
+        let live = self
+            .get(canary, &name)
+            .await?
+            .ok_or_else(|| Error::Missing(format!("ingress {name}")))?;
+        read_routes(canary, &self.prefix, &live)
+    }
+
+    async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "nginx_tests.rs"]
+mod tests;

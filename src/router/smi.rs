@@ -1,0 +1,222 @@
+//! SMI routers (`linkerd`, `smi:v1alpha1|2|3`, `osm`): the TrafficSplit `<svc>`.
+//!
+//! Pure builders compute the TrafficSplit Flagger writes; [`SmiRouter`] applies and reads it
+//! (API I/O).
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::{Error, INITIAL, Meta, TrafficRouter};
+use crate::api::Canary;
+use crate::controller::plan::Routes;
+
+/// Which TrafficSplit flavour to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// Linkerd: `split.smi-spec.io/v1alpha1`.
+    Linkerd,
+    /// SMI at API version v1alpha1, v1alpha2 or v1alpha3 (`osm` is v1alpha2).
+    Smi(u8),
+}
+
+impl Flavour {
+    /// The apiVersion.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Self::Linkerd | Self::Smi(1) => "split.smi-spec.io/v1alpha1",
+            Self::Smi(2) => "split.smi-spec.io/v1alpha2",
+            Self::Smi(_) => "split.smi-spec.io/v1alpha3",
+        }
+    }
+
+    /// v1alpha1 weights are quantities (strings), later versions integers.
+    fn weight(self, w: i32) -> Value {
+        if self.api_version().ends_with("v1alpha1") {
+            json!(w.to_string())
+        } else {
+            json!(w)
+        }
+    }
+}
+
+/// The TrafficSplit for a split: root service `hosts[0]` or the apex, canary backend first.
+pub fn traffic_split(
+    canary: &Canary,
+    flavour: Flavour,
+    routes: Routes,
+    live: Option<&Value>,
+) -> Value {
+    let (apex, primary, canary_svc) = super::service_names(canary);
+    let root = canary
+        .spec
+        .service
+        .as_ref()
+        .and_then(|s| s.hosts.as_ref())
+        .and_then(|h| h.first().cloned())
+        .unwrap_or_else(|| apex.clone());
+    json!({
+        "apiVersion": flavour.api_version(),
+        "kind": "TrafficSplit",
+        "metadata": super::owned_metadata(canary, &apex, Meta::Bare, super::owned_by(canary, live)),
+        "spec": {
+            "service": root,
+            "backends": [
+                {"service": canary_svc, "weight": flavour.weight(routes.canary)},
+                {"service": primary, "weight": flavour.weight(routes.primary)},
+            ],
+        },
+    })
+}
+
+/// Reads the split from a TrafficSplit.
+pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
+    let (apex, primary, canary_svc) = super::service_names(canary);
+    let mut routes = Routes {
+        primary: 0,
+        canary: 0,
+        mirrored: false,
+    };
+    for b in live["spec"]["backends"].as_array().into_iter().flatten() {
+        if b["service"] == json!(primary) {
+            routes.primary = super::weight_of(b.get("weight"));
+        } else if b["service"] == json!(canary_svc) {
+            routes.canary = super::weight_of(b.get("weight"));
+        }
+    }
+    super::non_zero(routes, &format!("TrafficSplit {apex}"))
+}
+
+/// The SMI router.
+pub struct SmiRouter {
+    client: kube::Client,
+    flavour: Flavour,
+}
+
+impl SmiRouter {
+    /// A router writing TrafficSplits of `flavour`.
+    pub fn new(client: kube::Client, flavour: Flavour) -> Self {
+        Self { client, flavour }
+    }
+
+    async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
+        let ar = super::resource(self.flavour.api_version(), "TrafficSplit");
+        super::get(
+            &self.client,
+            canary.metadata.namespace.as_deref(),
+            &ar,
+            &canary.spec.service_name(),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for SmiRouter {
+    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
+        let live = self.live(canary).await?;
+        let routes = live
+            .as_ref()
+            .and_then(|l| read_routes(canary, l).ok())
+            .unwrap_or(INITIAL);
+        let body = traffic_split(canary, self.flavour, routes, live.as_ref());
+        super::apply(&self.client, canary.metadata.namespace.as_deref(), &body).await
+    }
+
+    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
+        let live = self.live(canary).await?;
+        let body = traffic_split(canary, self.flavour, routes, live.as_ref());
+        super::apply(&self.client, canary.metadata.namespace.as_deref(), &body).await
+    }
+
+    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
+        let name = canary.spec.service_name();
+        let live = self
+            .live(canary)
+            .await?
+            .ok_or_else(|| Error::Missing(format!("TrafficSplit {name}")))?;
+        read_routes(canary, &live)
+    }
+
+    async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::testing::canary;
+
+    #[test]
+    fn linkerd_split_uses_quantities_and_lists_the_canary_first() {
+        let c = canary("linkerd", json!({}));
+        let ts = traffic_split(
+            &c,
+            Flavour::Linkerd,
+            Routes {
+                primary: 90,
+                canary: 10,
+                mirrored: false,
+            },
+            None,
+        );
+        assert_eq!(ts["apiVersion"], "split.smi-spec.io/v1alpha1");
+        assert_eq!(
+            ts["spec"],
+            json!({"service": "podinfo", "backends": [
+            {"service": "podinfo-canary", "weight": "10"},
+            {"service": "podinfo-primary", "weight": "90"}]})
+        );
+        assert_eq!(ts["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+    }
+
+    #[test]
+    fn smi_v1alpha3_split_uses_integers_and_the_first_host_as_root() {
+        let c = canary(
+            "smi:v1alpha3",
+            json!({"service": {"hosts": ["app.example.com"]}}),
+        );
+        let ts = traffic_split(
+            &c,
+            Flavour::Smi(3),
+            Routes {
+                primary: 40,
+                canary: 60,
+                mirrored: false,
+            },
+            None,
+        );
+        assert_eq!(ts["apiVersion"], "split.smi-spec.io/v1alpha3");
+        assert_eq!(ts["spec"]["service"], "app.example.com");
+        assert_eq!(ts["spec"]["backends"][0]["weight"], 60);
+        assert_eq!(
+            read_routes(&c, &ts).unwrap(),
+            Routes {
+                primary: 40,
+                canary: 60,
+                mirrored: false
+            }
+        );
+    }
+
+    #[test]
+    fn quantity_weights_read_back_including_milli_units() {
+        let c = canary("linkerd", json!({}));
+        let live = json!({"spec": {"backends": [
+            {"service": "podinfo-canary", "weight": "250m"},
+            {"service": "podinfo-primary", "weight": "99"}]}});
+        assert_eq!(
+            read_routes(&c, &live).unwrap(),
+            Routes {
+                primary: 99,
+                canary: 0,
+                mirrored: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_split_without_weights_is_an_error() {
+        let c = canary("osm", json!({}));
+        assert!(read_routes(&c, &json!({"spec": {"backends": []}})).is_err());
+    }
+}

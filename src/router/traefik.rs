@@ -1,0 +1,161 @@
+//! The `traefik` router: the TraefikService `<svc>` (`traefik.io/v1alpha1`) with weighted
+//! services; users' IngressRoutes reference it. Pure builders plus [`TraefikRouter`] (API I/O).
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::{Error, INITIAL, Meta, TrafficRouter};
+use crate::api::Canary;
+use crate::controller::plan::Routes;
+
+/// The Traefik API version.
+pub const API_VERSION: &str = "traefik.io/v1alpha1";
+
+fn service(canary: &Canary, name: &str, weight: i32) -> Value {
+    let mut s = json!({"name": name, "namespace": canary.metadata.namespace, "port": super::service_port(canary)});
+    // Traefik's `weight` is omitempty.
+    if weight != 0 {
+        s["weight"] = json!(weight);
+    }
+    s
+}
+
+/// The TraefikService for a split: the canary is listed only while it has weight.
+pub fn traefik_service(canary: &Canary, routes: Routes, live: Option<&Value>) -> Value {
+    let (apex, primary, canary_svc) = super::service_names(canary);
+    let mut services = vec![service(canary, &primary, routes.primary)];
+    if routes.canary > 0 {
+        services.push(service(canary, &canary_svc, routes.canary));
+    }
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": "TraefikService",
+        "metadata": super::owned_metadata(canary, &apex, Meta::Apex, super::owned_by(canary, live)),
+        "spec": {"weighted": {"services": services}},
+    })
+}
+
+/// Reads the split: the primary's weight; the canary has the rest.
+pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
+    let (apex, primary, _) = super::service_names(canary);
+    let services = live["spec"]["weighted"]["services"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if services.is_empty() {
+        return Err(Error::Malformed(format!(
+            "TraefikService {apex}: services not found"
+        )));
+    }
+    let p = services
+        .iter()
+        .find(|s| s["name"] == json!(primary))
+        .map(|s| super::weight_of(s.get("weight")))
+        .unwrap_or(0);
+    Ok(Routes {
+        primary: p,
+        canary: 100 - p,
+        mirrored: false,
+    })
+}
+
+/// The Traefik router.
+pub struct TraefikRouter {
+    client: kube::Client,
+}
+
+impl TraefikRouter {
+    /// A router for Traefik.
+    pub fn new(client: kube::Client) -> Self {
+        Self { client }
+    }
+
+    async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
+        let ar = super::resource(API_VERSION, "TraefikService");
+        super::get(
+            &self.client,
+            canary.metadata.namespace.as_deref(),
+            &ar,
+            &canary.spec.service_name(),
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for TraefikRouter {
+    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
+        let live = self.live(canary).await?;
+        let routes = live
+            .as_ref()
+            .and_then(|l| read_routes(canary, l).ok())
+            .unwrap_or(INITIAL);
+        super::apply(
+            &self.client,
+            canary.metadata.namespace.as_deref(),
+            &traefik_service(canary, routes, live.as_ref()),
+        )
+        .await
+    }
+    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
+        super::non_zero(routes, "TraefikService")?;
+        let live = self.live(canary).await?;
+        super::apply(
+            &self.client,
+            canary.metadata.namespace.as_deref(),
+            &traefik_service(canary, routes, live.as_ref()),
+        )
+        .await
+    }
+    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
+        let name = canary.spec.service_name();
+        let live = self
+            .live(canary)
+            .await?
+            .ok_or_else(|| Error::Missing(format!("TraefikService {name}")))?;
+        read_routes(canary, &live)
+    }
+    async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::testing::canary;
+
+    #[test]
+    fn the_canary_is_listed_only_while_it_has_weight() {
+        let c = canary("traefik", json!({}));
+        let s = traefik_service(&c, INITIAL, None);
+        assert_eq!(
+            s["spec"],
+            json!({"weighted": {"services": [
+            {"name": "podinfo-primary", "namespace": "test", "port": 9898, "weight": 100}]}})
+        );
+        assert_eq!(read_routes(&c, &s).unwrap(), INITIAL);
+        let s = traefik_service(
+            &c,
+            Routes {
+                primary: 0,
+                canary: 100,
+                mirrored: false,
+            },
+            None,
+        );
+        assert_eq!(
+            s["spec"]["weighted"]["services"],
+            json!([
+            {"name": "podinfo-primary", "namespace": "test", "port": 9898},
+            {"name": "podinfo-canary", "namespace": "test", "port": 9898, "weight": 100}])
+        );
+        assert_eq!(
+            read_routes(&c, &s).unwrap(),
+            Routes {
+                primary: 0,
+                canary: 100,
+                mirrored: false
+            }
+        );
+    }
+}

@@ -1,0 +1,856 @@
+//! End to end: whole canary runs through each traffic router on the embedded cluster, with the
+//! provider CRDs of `tests/fixtures/crds/`, 1-second intervals, and the routing object checked
+//! after every step.
+//!
+//! The controller runs in-process (`controller::run_with`) so that a test can inject a metrics
+//! checker that fails at a chosen weight, the way Flagger's e2e suites use a failing load test.
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+use serin::api::{Canary, CanaryPhase};
+use serin::cluster::sim::{self, SimConfig};
+use serin::cluster::{ClusterConfig, ClusterHandle};
+use serin::controller::observe::ObserveConfig;
+use serin::metrics::{AnalysisReport, MetricsChecker, Verdict};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const NS: &str = "test";
+
+struct Env {
+    client: Client,
+    _cluster: ClusterHandle,
+    _sims: sim::SimHandle,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Fails every analysis once the canary weight reaches `at` (never with `i32::MAX`).
+struct FailAt(i32);
+
+#[async_trait]
+impl MetricsChecker for FailAt {
+    async fn check(&self, canary: &Canary) -> AnalysisReport {
+        let weight = canary.status.as_ref().map(|s| s.canary_weight).unwrap_or(0);
+        if weight >= self.0 {
+            AnalysisReport {
+                verdict: Verdict::Fail(format!("injected failure at weight {weight}")),
+                records: vec![],
+            }
+        } else {
+            AnalysisReport::pass()
+        }
+    }
+}
+
+fn ar(api_version: &str, kind: &str) -> ApiResource {
+    let (g, v) = api_version.split_once('/').unwrap_or(("", api_version));
+    ApiResource::from_gvk(&GroupVersionKind::gvk(g, v, kind))
+}
+
+impl Env {
+    async fn start(crd_files: &[&str]) -> anyhow::Result<Env> {
+        let sims = SimConfig {
+            pod_ready_delay: Duration::from_millis(100),
+            ..SimConfig::default()
+        };
+        let (cluster, sims) = sim::start_cluster(
+            ClusterConfig {
+                nodes: 2,
+                ..ClusterConfig::default()
+            },
+            sims,
+        )
+        .await?;
+        let client = cluster.client()?;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let mut all = serin::api::crd::all();
+        for f in crd_files {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/crds")
+                .join(f);
+            let text =
+                std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                let v: Value = serde::Deserialize::deserialize(doc)?;
+                if !v.is_null() {
+                    all.push(serde_json::from_value(v)?);
+                }
+            }
+        }
+        for crd in all {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .context("installing CRDs")?;
+        }
+        let nss: Api<Namespace> = Api::all(client.clone());
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
+        )
+        .await?;
+        let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
+        eventually(10, "canaries to be served", || async {
+            Ok(canaries.list(&Default::default()).await.ok())
+        })
+        .await?;
+        Ok(Env {
+            client,
+            _cluster: cluster,
+            _sims: sims,
+            tasks: vec![],
+        })
+    }
+
+    fn start_controller(
+        &mut self,
+        provider: &str,
+        metrics: Arc<dyn MetricsChecker>,
+        routers: serin::router::RouterConfig,
+    ) {
+        let config = serin::controller::Config {
+            observe: ObserveConfig {
+                mesh_provider: provider.into(),
+                min_interval: Duration::from_secs(1),
+                ..ObserveConfig::default()
+            },
+            namespace: Some(NS.into()),
+            listen: None,
+        };
+        let providers = serin::controller::Providers {
+            metrics,
+            routers,
+            ..Default::default()
+        };
+        let client = self.client.clone();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = serin::controller::run_with(client, config, providers).await {
+                eprintln!("controller stopped: {e}");
+            }
+        }));
+    }
+
+    /// A Gateway controller stand-in: accepts every HTTPRoute's parents for its current generation.
+    fn start_gateway(&mut self) {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            NS,
+            &ar("gateway.networking.k8s.io/v1", "HTTPRoute"),
+        );
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                if let Ok(list) = api.list(&ListParams::default()).await {
+                    for r in list {
+                        let v = serde_json::to_value(&r).unwrap_or_default();
+                        let generation = v["metadata"]["generation"].as_i64().unwrap_or(0);
+                        let parents: Vec<Value> = v["spec"]["parentRefs"].as_array().cloned().unwrap_or_default().into_iter().map(|p| {
+                            json!({"parentRef": p, "controllerName": "example.com/gateway", "conditions": [{
+                                "type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+                                "observedGeneration": generation, "lastTransitionTime": "2025-01-01T00:00:00Z"}]})
+                        }).collect();
+                        if v["status"]["parents"] != json!(parents) {
+                            let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                            let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"parents": parents}}))).await;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+
+    /// Records every distinct value `read` extracts from the object, in order.
+    fn record(
+        &mut self,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+        read: fn(&Value) -> Option<Value>,
+    ) -> Arc<Mutex<Vec<Value>>> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), NS, &ar(api_version, kind));
+        let seen = Arc::new(Mutex::new(Vec::<Value>::new()));
+        let out = seen.clone();
+        let name = name.to_string();
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                if let Ok(Some(o)) = api.get_opt(&name).await
+                    && let Some(v) = read(&serde_json::to_value(&o).unwrap_or_default())
+                    && let Ok(mut s) = seen.lock()
+                    && s.last() != Some(&v)
+                {
+                    s.push(v);
+                }
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        }));
+        out
+    }
+
+    async fn apply(&self, obj: Value) -> anyhow::Result<()> {
+        let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), NS, &ar(&api_version, &kind));
+        api.patch(
+            &name,
+            &PatchParams::apply("e2e-test").force(),
+            &Patch::Apply(&obj),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn get(&self, api_version: &str, kind: &str, name: &str) -> anyhow::Result<Value> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), NS, &ar(api_version, kind));
+        Ok(serde_json::to_value(api.get(name).await?)?)
+    }
+
+    /// A user's edit, as `kubectl patch --type=json` sends it (an update, not an apply).
+    async fn json_patch(
+        &self,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+        ops: Value,
+    ) -> anyhow::Result<()> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), NS, &ar(api_version, kind));
+        let patch: json_patch::Patch = serde_json::from_value(ops)?;
+        api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn wait_phase(&self, phase: CanaryPhase, secs: u64) -> anyhow::Result<Canary> {
+        let api: Api<Canary> = Api::namespaced(self.client.clone(), NS);
+        eventually(secs, &format!("canary to reach {phase}"), || async {
+            let c = api.get("podinfo").await?;
+            Ok((c.status.as_ref().and_then(|s| s.phase) == Some(phase)).then_some(c))
+        })
+        .await
+    }
+
+    /// Deploys podinfo and its Canary and waits for initialisation.
+    async fn init(&self, provider: &str, extra: Value) -> anyhow::Result<()> {
+        self.apply(podinfo("1.0")).await?;
+        self.apply(canary(provider, extra)).await?;
+        self.wait_phase(CanaryPhase::Initialized, 30).await?;
+        Ok(())
+    }
+
+    /// Starts a run by changing the image, and waits for its end.
+    async fn run(&self, end: CanaryPhase) -> anyhow::Result<Canary> {
+        self.apply(podinfo("2.0")).await?;
+        self.wait_phase(CanaryPhase::Progressing, 20).await?;
+        self.wait_phase(end, 60).await
+    }
+}
+
+async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {secs}s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn podinfo(version: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "podinfo", "namespace": NS, "labels": {"app": "podinfo"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "podinfo"}},
+            "template": {
+                "metadata": {"labels": {"app": "podinfo"}},
+                "spec": {"containers": [{"name": "podinfod", "image": format!("ghcr.io/stefanprodan/podinfo:{version}"),
+                    "ports": [{"name": "http", "containerPort": 9898}]}]}
+            }
+        }
+    })
+}
+
+fn canary(provider: &str, extra: Value) -> Value {
+    let mut c = json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {
+            "provider": provider,
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "progressDeadlineSeconds": 60,
+            "service": {"port": 9898},
+            "analysis": {"interval": "1s", "threshold": 1, "stepWeight": 20, "maxWeight": 60}
+        }
+    });
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        match (c["spec"].get_mut(k), v) {
+            (Some(Value::Object(dst)), Value::Object(src)) => {
+                for (k2, v2) in src {
+                    if v2.is_null() {
+                        dst.remove(k2);
+                    } else {
+                        dst.insert(k2.clone(), v2.clone());
+                    }
+                }
+            }
+            _ => c["spec"][k] = v.clone(),
+        }
+    }
+    c
+}
+
+fn passing() -> Arc<dyn MetricsChecker> {
+    Arc::new(FailAt(i32::MAX))
+}
+
+/// `[primary, canary]` weights of the rule routing to both Services.
+fn httproute_weights(v: &Value) -> Option<Value> {
+    let rules = v["spec"]["rules"].as_array()?;
+    let rule = rules
+        .iter()
+        .rev()
+        .find(|r| r["backendRefs"].as_array().is_some_and(|b| b.len() == 2))?;
+    Some(json!([
+        rule["backendRefs"][0]["weight"],
+        rule["backendRefs"][1]["weight"]
+    ]))
+}
+
+fn weights(pairs: &[(i32, i32)]) -> Vec<Value> {
+    pairs.iter().map(|(p, c)| json!([p, c])).collect()
+}
+
+fn seen(r: &Arc<Mutex<Vec<Value>>>) -> Vec<Value> {
+    r.lock().map(|v| v.clone()).unwrap_or_default()
+}
+
+const GW_V1: &str = "gateway.networking.k8s.io/v1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_v1_shifts_weights_step_by_step_promotes_and_keeps_user_additions()
+-> anyhow::Result<()> {
+    let mut env = Env::start(&["gateway-api.yaml"]).await?;
+    env.start_gateway();
+    env.start_controller("gatewayapi:v1", passing(), Default::default());
+    env.init(
+        "gatewayapi:v1",
+        json!({"service": {"gatewayRefs": [{"name": "public", "namespace": "gateways"}]}}),
+    )
+    .await?;
+    let route = env.get(GW_V1, "HTTPRoute", "podinfo").await?;
+    assert_eq!(route["metadata"]["ownerReferences"][0]["kind"], "Canary");
+    assert_eq!(
+        route["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/reconcile"],
+        "disabled"
+    );
+    // A user adds a rule and an annotation with plain updates, as kubectl edit would.
+    let user_rule = json!({"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+        "backendRefs": [{"name": "admin", "port": 80}]});
+    env.json_patch(
+        GW_V1,
+        "HTTPRoute",
+        "podinfo",
+        json!([
+        {"op": "add", "path": "/spec/rules/-", "value": user_rule},
+        {"op": "add", "path": "/metadata/annotations/example.com~1team", "value": "web"}]),
+    )
+    .await?;
+    let rec = env.record(GW_V1, "HTTPRoute", "podinfo", httproute_weights);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
+    );
+    let route = env.get(GW_V1, "HTTPRoute", "podinfo").await?;
+    let b = |name: &str, w: i32| json!({"group": "", "kind": "Service", "name": name, "port": 9898, "weight": w});
+    assert_eq!(
+        route["spec"]["rules"],
+        json!([
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [b("podinfo-primary", 100), b("podinfo-canary", 0)]},
+        user_rule])
+    );
+    assert_eq!(route["metadata"]["annotations"]["example.com/team"], "web");
+    // The Canary schema defaults the parent's group and kind, as Flagger's does.
+    assert_eq!(
+        route["spec"]["parentRefs"],
+        json!([{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "gateways"}])
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_v1_waits_for_the_gateway_to_accept_the_route_before_shifting()
+-> anyhow::Result<()> {
+    let mut env = Env::start(&["gateway-api.yaml"]).await?;
+    env.start_controller("gatewayapi:v1", passing(), Default::default());
+    env.init(
+        "gatewayapi:v1",
+        json!({"service": {"gatewayRefs": [{"name": "public"}]}}),
+    )
+    .await?;
+    env.apply(podinfo("2.0")).await?;
+    env.wait_phase(CanaryPhase::Progressing, 20).await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let c = env.wait_phase(CanaryPhase::Progressing, 1).await?;
+    let status = c.status.unwrap_or_default();
+    assert_eq!(
+        (status.canary_weight, status.failed_checks),
+        (0, 0),
+        "no traffic shifted while the route is not accepted"
+    );
+    env.start_gateway();
+    env.wait_phase(CanaryPhase::Succeeded, 60).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_v1_rolls_back_to_the_primary_at_the_failing_step() -> anyhow::Result<()> {
+    let mut env = Env::start(&["gateway-api.yaml"]).await?;
+    env.start_gateway();
+    env.start_controller("gatewayapi:v1", Arc::new(FailAt(40)), Default::default());
+    env.init(
+        "gatewayapi:v1",
+        json!({"service": {"gatewayRefs": [{"name": "public"}]}}),
+    )
+    .await?;
+    let rec = env.record(GW_V1, "HTTPRoute", "podinfo", httproute_weights);
+    let c = env.run(CanaryPhase::Failed).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        weights(&[(100, 0), (80, 20), (60, 40), (100, 0)])
+    );
+    assert_eq!(c.status.unwrap_or_default().canary_weight, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_v1beta1_ab_testing_through_a_gamma_service_parent() -> anyhow::Result<()> {
+    const V: &str = "gateway.networking.k8s.io/v1beta1";
+    let mut env = Env::start(&["gateway-api.yaml"]).await?;
+    env.start_controller("gatewayapi:v1beta1", passing(), Default::default());
+    env.init("gatewayapi:v1beta1", json!({
+        "service": {"gatewayRefs": [{"group": "core", "kind": "Service", "name": "podinfo", "port": 9898}]},
+        "analysis": {"stepWeight": null, "maxWeight": null, "iterations": 2,
+                     "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}})).await?;
+    let rules = |v: &Value| Some(v["spec"]["rules"].clone());
+    let rec = env.record(V, "HTTPRoute", "podinfo", rules);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let b = |name: &str, w: i32| json!({"group": "", "kind": "Service", "name": name, "port": 9898, "weight": w});
+    let rule = |p: i32, c: i32| {
+        json!([
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/"}, "headers": [{"type": "Exact", "name": "x-canary", "value": "insider"}]}],
+         "backendRefs": [b("podinfo-primary", p), b("podinfo-canary", c)]},
+        {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [b("podinfo-primary", 100)]}])
+    };
+    assert_eq!(seen(&rec), vec![rule(100, 0), rule(0, 100), rule(100, 0)]);
+    let route = env.get(V, "HTTPRoute", "podinfo").await?;
+    assert_eq!(route["apiVersion"], V);
+    assert_eq!(route["spec"]["parentRefs"][0]["kind"], "Service");
+    Ok(())
+}
+
+const ISTIO: &str = "networking.istio.io/v1beta1";
+
+fn vs_weights(v: &Value) -> Option<Value> {
+    let http = v["spec"]["http"].as_array()?;
+    let r = http
+        .iter()
+        .rev()
+        .find(|r| r["route"].as_array().is_some_and(|d| d.len() == 2))?;
+    Some(json!([r["route"][0]["weight"], r["route"][1]["weight"]]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_shifts_virtual_service_weights_and_keeps_user_routes() -> anyhow::Result<()> {
+    let mut env = Env::start(&["istio.yaml"]).await?;
+    env.start_controller("istio", passing(), Default::default());
+    env.init(
+        "istio",
+        json!({"service": {"timeout": "15s", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}),
+    )
+    .await?;
+    for name in ["podinfo-primary", "podinfo-canary"] {
+        let dr = env.get(ISTIO, "DestinationRule", name).await?;
+        assert_eq!(
+            dr["spec"],
+            json!({"host": name, "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}})
+        );
+    }
+    let user = json!({"match": [{"uri": {"prefix": "/admin"}}], "route": [{"destination": {"host": "admin"}}]});
+    env.json_patch(
+        ISTIO,
+        "VirtualService",
+        "podinfo",
+        json!([{"op": "add", "path": "/spec/http/0", "value": user}]),
+    )
+    .await?;
+    let rec = env.record(ISTIO, "VirtualService", "podinfo", vs_weights);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
+    );
+    let vs = env.get(ISTIO, "VirtualService", "podinfo").await?;
+    let d = |h: &str, w: i32| json!({"destination": {"host": h}, "weight": w});
+    assert_eq!(
+        vs["spec"],
+        json!({"hosts": ["podinfo"], "gateways": ["mesh"], "http": [
+        user, {"timeout": "15s", "route": [d("podinfo-primary", 100), d("podinfo-canary", 0)]}]})
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_steers_the_canary_ingress_by_annotations_with_a_custom_prefix() -> anyhow::Result<()>
+{
+    let mut env = Env::start(&[]).await?;
+    let routers = serin::router::RouterConfig {
+        ingress_annotations_prefix: Some("custom.nginx.io".into()),
+        ..Default::default()
+    };
+    env.start_controller("nginx", passing(), routers);
+    let ingress = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "podinfo", "namespace": NS, "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+        "spec": {"rules": [{"host": "app.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}}]}}]}});
+    env.apply(ingress.clone()).await?;
+    env.init("nginx", json!({"ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}})).await?;
+    const ING: &str = "networking.k8s.io/v1";
+    env.json_patch(
+        ING,
+        "Ingress",
+        "podinfo-canary",
+        json!([
+        {"op": "add", "path": "/metadata/annotations/example.com~1team", "value": "web"}]),
+    )
+    .await?;
+    let read =
+        |v: &Value| Some(v["metadata"]["annotations"]["custom.nginx.io/canary-weight"].clone());
+    let rec = env.record(ING, "Ingress", "podinfo-canary", read);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        vec![
+            json!("0"),
+            json!("20"),
+            json!("40"),
+            json!("60"),
+            json!("0")
+        ]
+    );
+    let canary_ing = env.get(ING, "Ingress", "podinfo-canary").await?;
+    assert_eq!(
+        canary_ing["metadata"]["annotations"]["custom.nginx.io/canary"],
+        "true"
+    );
+    assert_eq!(
+        canary_ing["metadata"]["annotations"]["example.com/team"],
+        "web"
+    );
+    assert_eq!(
+        canary_ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        "podinfo-canary"
+    );
+    let original = env.get(ING, "Ingress", "podinfo").await?;
+    assert_eq!(original["spec"], ingress["spec"]);
+    assert!(
+        original["metadata"]["annotations"]
+            .get("custom.nginx.io/canary")
+            .is_none()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linkerd_shifts_traffic_split_weights() -> anyhow::Result<()> {
+    const SMI: &str = "split.smi-spec.io/v1alpha1";
+    let mut env = Env::start(&["smi.yaml"]).await?;
+    env.start_controller("linkerd", passing(), Default::default());
+    env.init("linkerd", json!({})).await?;
+    let read = |v: &Value| {
+        Some(json!([
+            v["spec"]["backends"][1]["weight"],
+            v["spec"]["backends"][0]["weight"]
+        ]))
+    };
+    let rec = env.record(SMI, "TrafficSplit", "podinfo", read);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let q = |pairs: &[(i32, i32)]| {
+        pairs
+            .iter()
+            .map(|(p, c)| json!([p.to_string(), c.to_string()]))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        seen(&rec),
+        q(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contour_shifts_http_proxy_weights_with_the_ingress_class() -> anyhow::Result<()> {
+    const C: &str = "projectcontour.io/v1";
+    let mut env = Env::start(&["contour.yaml"]).await?;
+    let routers = serin::router::RouterConfig {
+        ingress_class: Some("contour-external".into()),
+        ..Default::default()
+    };
+    env.start_controller("contour", passing(), routers);
+    env.init("contour", json!({})).await?;
+    let read = |v: &Value| {
+        Some(json!([
+            v["spec"]["routes"][0]["services"][0]["weight"],
+            v["spec"]["routes"][0]["services"][1]["weight"]
+        ]))
+    };
+    let rec = env.record(C, "HTTPProxy", "podinfo", read);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Contour omits zero weights.
+    let expected: Vec<Value> = [
+        (100, None),
+        (80, Some(20)),
+        (60, Some(40)),
+        (40, Some(60)),
+        (100, None),
+    ]
+    .iter()
+    .map(|(p, c)| json!([p, c]))
+    .collect();
+    assert_eq!(seen(&rec), expected);
+    let proxy = env.get(C, "HTTPProxy", "podinfo").await?;
+    assert_eq!(proxy["spec"]["ingressClassName"], "contour-external");
+    assert_eq!(
+        proxy["spec"]["routes"][0]["services"][1]["requestHeadersPolicy"]["set"][0]["value"],
+        "podinfo-canary.test.svc.cluster.local:9898"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_lists_the_canary_service_only_while_it_has_weight() -> anyhow::Result<()> {
+    const T: &str = "traefik.io/v1alpha1";
+    let mut env = Env::start(&["traefik.yaml"]).await?;
+    env.start_controller("traefik", passing(), Default::default());
+    env.init("traefik", json!({})).await?;
+    let read = |v: &Value| {
+        Some(
+            v["spec"]["weighted"]["services"]
+                .as_array()?
+                .iter()
+                .map(|s| s["weight"].clone())
+                .collect::<Vec<_>>()
+                .into(),
+        )
+    };
+    let rec = env.record(T, "TraefikService", "podinfo", read);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        vec![
+            json!([100]),
+            json!([80, 20]),
+            json!([60, 40]),
+            json!([40, 60]),
+            json!([100])
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kuma_shifts_the_cluster_scoped_traffic_route() -> anyhow::Result<()> {
+    let mut env = Env::start(&["kuma.yaml"]).await?;
+    env.start_controller("kuma", passing(), Default::default());
+    env.init("kuma", json!({})).await?;
+    let api: Api<DynamicObject> =
+        Api::all_with(env.client.clone(), &ar("kuma.io/v1alpha1", "TrafficRoute"));
+    let seen_weights = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let out = seen_weights.clone();
+    env.tasks.push(tokio::spawn(async move {
+        loop {
+            if let Ok(Some(o)) = api.get_opt("podinfo").await {
+                let v = serde_json::to_value(&o).unwrap_or_default();
+                let w = json!([
+                    v["spec"]["conf"]["split"][0]["weight"],
+                    v["spec"]["conf"]["split"][1]["weight"]
+                ]);
+                if let Ok(mut s) = out.lock()
+                    && s.last() != Some(&w)
+                {
+                    s.push(w);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    }));
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&seen_weights),
+        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipper_weights_both_backends_and_disables_the_canary_route_at_zero() -> anyhow::Result<()>
+{
+    const ING: &str = "networking.k8s.io/v1";
+    let mut env = Env::start(&[]).await?;
+    env.start_controller("skipper", passing(), Default::default());
+    env.apply(json!({"apiVersion": ING, "kind": "Ingress",
+        "metadata": {"name": "podinfo", "namespace": NS, "annotations": {"zalando.org/skipper-predicate": "Host(/^app/)"}},
+        "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}}]}}]}})).await?;
+    env.init(
+        "skipper",
+        json!({"ingressRef": {"apiVersion": ING, "kind": "Ingress", "name": "podinfo"}}),
+    )
+    .await?;
+    let read = |v: &Value| {
+        let a = &v["metadata"]["annotations"];
+        Some(json!([
+            a["zalando.org/backend-weights"],
+            a["zalando.org/skipper-predicate"]
+        ]))
+    };
+    let rec = env.record(ING, "Ingress", "podinfo-canary", read);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let step = |p: i32, c: i32| {
+        let pred = if c == 0 {
+            "False() && Host(/^app/)"
+        } else {
+            "Weight(100) && Host(/^app/)"
+        };
+        json!([
+            format!(r#"{{"podinfo-canary":{c},"podinfo-primary":{p}}}"#),
+            pred
+        ])
+    };
+    assert_eq!(
+        seen(&rec),
+        vec![
+            step(100, 0),
+            step(80, 20),
+            step(60, 40),
+            step(40, 60),
+            step(100, 0)
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_v1_blue_green_mirrors_traffic_before_switching() -> anyhow::Result<()> {
+    let mut env = Env::start(&["gateway-api.yaml"]).await?;
+    env.start_gateway();
+    env.start_controller("gatewayapi:v1", passing(), Default::default());
+    env.init(
+        "gatewayapi:v1",
+        json!({"service": {"gatewayRefs": [{"name": "public"}]},
+        "analysis": {"stepWeight": null, "maxWeight": null, "iterations": 2, "mirror": true}}),
+    )
+    .await?;
+    let read = |v: &Value| {
+        let rule = &v["spec"]["rules"][0];
+        let mirrored = rule["filters"].as_array().is_some_and(|f| {
+            f.iter().any(|f| {
+                f["type"] == "RequestMirror"
+                    && f["requestMirror"]["backendRef"]["name"] == "podinfo-canary"
+            })
+        });
+        Some(json!([
+            rule["backendRefs"][0]["weight"],
+            rule["backendRefs"][1]["weight"],
+            mirrored
+        ]))
+    };
+    let rec = env.record(GW_V1, "HTTPRoute", "podinfo", read);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        vec![
+            json!([100, 0, false]),
+            json!([100, 0, true]),
+            json!([0, 100, false]),
+            json!([100, 0, false])
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apisix_weights_the_cloned_canary_route() -> anyhow::Result<()> {
+    const A: &str = "apisix.apache.org/v2";
+    let mut env = Env::start(&["apisix.yaml"]).await?;
+    env.start_controller("apisix", passing(), Default::default());
+    env.apply(
+        json!({"apiVersion": A, "kind": "ApisixRoute", "metadata": {"name": "app", "namespace": NS},
+        "spec": {"http": [{"name": "method", "match": {"paths": ["/*"]},
+            "backends": [{"serviceName": "podinfo", "servicePort": 9898}]}]}}),
+    )
+    .await?;
+    env.init(
+        "apisix",
+        json!({"routeRef": {"apiVersion": A, "kind": "ApisixRoute", "name": "app"}}),
+    )
+    .await?;
+    let read = |v: &Value| {
+        Some(json!([
+            v["spec"]["http"][0]["backends"][0]["weight"],
+            v["spec"]["http"][0]["backends"][1]["weight"]
+        ]))
+    };
+    let rec = env.record(A, "ApisixRoute", "app-podinfo-canary", read);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
+    );
+    let original = env.get(A, "ApisixRoute", "app").await?;
+    assert_eq!(
+        original["spec"]["http"][0]["backends"],
+        json!([{"serviceName": "podinfo", "servicePort": 9898}])
+    );
+    Ok(())
+}
