@@ -236,7 +236,12 @@ pub fn run(args: ControllerArgs) -> ExitCode {
 
 /// Rewrites Flagger's single-dash long flags (`-mesh-provider=x`) to clap's `--mesh-provider=x`.
 pub fn normalize_flagger_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    const LONG: [&str; 21] = [
+    const LONG: [&str; 25] = [
+        // serin loadtester (flagger-loadtester's flags)
+        "timeout",
+        "log-cmd-output",
+        "namespace-regexp",
+        "enable-types",
         "slack-url",
         "slack-token",
         "slack-proxy-url",
