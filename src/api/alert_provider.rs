@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::metric_template::SecretRef;
 
-/// The alert provider types the schema accepts.
-pub const ALERT_PROVIDER_TYPES: [&str; 5] = ["slack", "msteams", "discord", "rocket", "gchat"];
+/// The alert provider types the schema accepts (Flagger's five, plus Serin's generic JSON
+/// `webhook`).
+pub const ALERT_PROVIDER_TYPES: [&str; 6] =
+    ["slack", "msteams", "discord", "rocket", "gchat", "webhook"];
 
 /// A chat or webhook destination for alerts.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -56,6 +56,87 @@ pub struct ControllerArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Global notifier and event webhook.
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+}
+
+/// Flagger's global notifier and event webhook flags (env vars as in Flagger; a flag given on the
+/// command line wins over its env var).
+#[derive(Debug, Clone, Default, Args)]
+pub struct NotifyArgs {
+    /// Slack incoming webhook URL for canaries without `analysis.alerts`.
+    #[arg(long, env = "SLACK_URL", default_value = "", hide_env_values = true)]
+    pub slack_url: String,
+    /// Slack bot token (sent as a bearer token).
+    #[arg(long, env = "SLACK_TOKEN", default_value = "", hide_env_values = true)]
+    pub slack_token: String,
+    /// Proxy for Slack calls.
+    #[arg(
+        long,
+        env = "SLACK_PROXY_URL",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub slack_proxy_url: String,
+    /// Slack user name.
+    #[arg(long, default_value = "flagger")]
+    pub slack_user: String,
+    /// Slack channel (required for the Slack notifier).
+    #[arg(long, default_value = "")]
+    pub slack_channel: String,
+    /// MS Teams connector URL (wins over Slack when both are set).
+    #[arg(long, env = "MSTEAMS_URL", default_value = "", hide_env_values = true)]
+    pub msteams_url: String,
+    /// Proxy for MS Teams calls.
+    #[arg(
+        long,
+        env = "MSTEAMS_PROXY_URL",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub msteams_proxy_url: String,
+    /// Receives every event of canaries without `event` webhooks.
+    #[arg(
+        long,
+        env = "EVENT_WEBHOOK_URL",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub event_webhook: String,
+}
+
+impl NotifyArgs {
+    /// The global notifier, as Flagger picks it: MS Teams if set, else Slack if it has a channel.
+    pub fn global(&self) -> Option<crate::notifier::Destination> {
+        use crate::notifier::{Destination, Kind};
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        if !self.msteams_url.is_empty() {
+            return Some(Destination {
+                kind: Kind::MsTeams,
+                address: self.msteams_url.clone(),
+                channel: String::new(),
+                username: String::new(),
+                proxy: some(&self.msteams_proxy_url),
+                token: None,
+            });
+        }
+        if self.slack_url.is_empty() {
+            return None;
+        }
+        if self.slack_channel.is_empty() {
+            tracing::warn!("--slack-url is set without --slack-channel: Slack notifier disabled");
+            return None;
+        }
+        Some(Destination {
+            kind: Kind::Slack,
+            address: self.slack_url.clone(),
+            channel: self.slack_channel.clone(),
+            username: self.slack_user.clone(),
+            proxy: some(&self.slack_proxy_url),
+            token: some(&self.slack_token),
+        })
+    }
 }
 
 /// Log output formats.
@@ -137,15 +218,21 @@ pub fn run(args: ControllerArgs) -> ExitCode {
             namespace: args.namespace.clone(),
             listen: (args.port != 0).then(|| std::net::SocketAddr::from(([0, 0, 0, 0], args.port))),
         };
-        tracing::info!(provider = args.mesh_provider, "starting serin controller");
+        let event_webhook = Some(args.notify.event_webhook.clone()).filter(|u| !u.is_empty());
         let providers = crate::controller::Providers {
+            webhooks: std::sync::Arc::new(crate::webhook::HttpWebhooks::new(event_webhook)?),
+            notifier: std::sync::Arc::new(crate::notifier::ProviderNotifier::new(
+                Some(client.clone()),
+                args.notify.global(),
+                args.cluster_name.clone(),
+            )),
             metrics: metrics_checker(&client, &args)?,
             routers: crate::router::RouterConfig {
                 ingress_annotations_prefix: Some(args.ingress_annotations_prefix.clone()),
                 ingress_class: Some(args.ingress_class.clone()).filter(|c| !c.is_empty()),
             },
-            ..Default::default()
         };
+        tracing::info!(provider = args.mesh_provider, "starting serin controller");
         crate::controller::run_with(client, config, providers).await?;
         Ok(())
     });
@@ -185,7 +272,20 @@ fn metrics_checker(
 
 /// Rewrites Flagger's single-dash long flags (`-mesh-provider=x`) to clap's `--mesh-provider=x`.
 pub fn normalize_flagger_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    const LONG: [&str; 15] = [
+    const LONG: [&str; 27] = [
+        // serin loadtester (flagger-loadtester's flags)
+        "timeout",
+        "log-cmd-output",
+        "namespace-regexp",
+        "enable-types",
+        "slack-url",
+        "slack-token",
+        "slack-proxy-url",
+        "slack-user",
+        "slack-channel",
+        "msteams-url",
+        "msteams-proxy-url",
+        "event-webhook",
         "kubeconfig",
         "namespace",
         "mesh-provider",
@@ -243,5 +343,47 @@ mod tests {
                 "-v"
             ]
         );
+    }
+
+    fn notify(pairs: &[(&str, &str)]) -> NotifyArgs {
+        let mut n = NotifyArgs {
+            slack_user: "flagger".into(),
+            ..Default::default()
+        };
+        for (k, v) in pairs {
+            let v = v.to_string();
+            match *k {
+                "slack-url" => n.slack_url = v,
+                "slack-channel" => n.slack_channel = v,
+                "msteams-url" => n.msteams_url = v,
+                "slack-proxy-url" => n.slack_proxy_url = v,
+                _ => unreachable!("test key"),
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn msteams_wins_over_slack_and_slack_needs_a_channel() {
+        use crate::notifier::Kind;
+        let both = notify(&[
+            ("slack-url", "https://s"),
+            ("slack-channel", "c"),
+            ("msteams-url", "https://t"),
+        ]);
+        assert_eq!(both.global().map(|d| d.kind), Some(Kind::MsTeams));
+        let slack = notify(&[
+            ("slack-url", "https://s"),
+            ("slack-channel", "c"),
+            ("slack-proxy-url", "http://p"),
+        ]);
+        let d = slack.global().expect("slack");
+        assert_eq!(
+            (d.kind, d.channel.as_str(), d.username.as_str()),
+            (Kind::Slack, "c", "flagger")
+        );
+        assert_eq!(d.proxy.as_deref(), Some("http://p"));
+        assert!(notify(&[("slack-url", "https://s")]).global().is_none());
+        assert!(notify(&[]).global().is_none());
     }
 }

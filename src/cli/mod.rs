@@ -5,6 +5,7 @@ use std::process::ExitCode;
 pub mod cluster;
 pub mod controller;
 pub mod crds;
+pub mod loadtester;
 pub mod validate;
 
 /// Serin: progressive delivery for Kubernetes, API-compatible with Flagger.
@@ -26,7 +27,9 @@ pub enum Command {
     /// Run the embedded Kubernetes-compatible API server with simulated workloads.
     Cluster(cluster::ClusterArgs),
     /// Run the canary controller against a cluster.
-    Controller(controller::ControllerArgs),
+    Controller(Box<controller::ControllerArgs>),
+    /// Serve flagger-loadtester's API (gates, rollback gates, hey/helm/kubectl tasks).
+    Loadtester(loadtester::LoadtesterArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -35,6 +38,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Crds(args) => crds::run(args),
         Command::Cluster(args) => cluster::run(args),
-        Command::Controller(args) => controller::run(args),
+        Command::Controller(args) => controller::run(*args),
+        Command::Loadtester(args) => loadtester::run(args),
     }
 }

@@ -508,19 +508,29 @@ async fn target_cache_is_fresh(ctx: &Context, canary: &Canary) -> bool {
 async fn answer(ctx: &Context, canary: &Canary, req: CheckRequest, checks: &mut Checks) {
     let phase = canary.status.as_ref().and_then(|s| s.phase);
     let hooks = &ctx.providers.webhooks;
+    // A failed hook's decision record goes to `status.checks`; the plan decides when.
+    let mut note = |r: Result<(), crate::webhook::HookFailure>| match r {
+        Ok(()) => Ok(()),
+        Err(f) => {
+            checks.hook_records.extend(f.record);
+            Err(f.message)
+        }
+    };
     match req {
         CheckRequest::ConfirmRollout => {
-            checks.confirm_rollout =
-                Some(hooks.gate(canary, WebhookType::ConfirmRollout, phase).await)
+            let r = note(hooks.gate(canary, WebhookType::ConfirmRollout, phase).await);
+            checks.confirm_rollout = Some(r.is_ok())
         }
         CheckRequest::Rollback => {
             checks.rollback = Some(hooks.rollback_requested(canary, phase).await)
         }
         CheckRequest::PreRollout => {
-            checks.pre_rollout = Some(hooks.run(canary, WebhookType::PreRollout, phase).await)
+            let r = note(hooks.run(canary, WebhookType::PreRollout, phase).await);
+            checks.pre_rollout = Some(r)
         }
         CheckRequest::Analysis => {
-            checks.analysis = Some(match hooks.run(canary, WebhookType::Rollout, phase).await {
+            let r = note(hooks.run(canary, WebhookType::Rollout, phase).await);
+            checks.analysis = Some(match r {
                 Ok(()) => {
                     let report = ctx.providers.metrics.check(canary).await;
                     ctx.telemetry.observe_checks(canary, &report.records);
@@ -530,18 +540,20 @@ async fn answer(ctx: &Context, canary: &Canary, req: CheckRequest, checks: &mut 
             });
         }
         CheckRequest::ConfirmTrafficIncrease => {
-            checks.confirm_traffic_increase = Some(
+            let r = note(
                 hooks
                     .gate(canary, WebhookType::ConfirmTrafficIncrease, phase)
                     .await,
-            )
+            );
+            checks.confirm_traffic_increase = Some(r.is_ok())
         }
         CheckRequest::ConfirmPromotion => {
-            checks.confirm_promotion = Some(
+            let r = note(
                 hooks
                     .gate(canary, WebhookType::ConfirmPromotion, phase)
                     .await,
-            )
+            );
+            checks.confirm_promotion = Some(r.is_ok())
         }
     }
 }

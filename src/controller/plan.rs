@@ -130,6 +130,8 @@ pub struct Checks {
     pub confirm_traffic_increase: Option<bool>,
     /// Is the `confirm-promotion` gate open?
     pub confirm_promotion: Option<bool>,
+    /// Decision records of the hooks and gates that failed while answering (URL, status, body).
+    pub hook_records: Vec<crate::api::canary::CheckRecord>,
 }
 
 /// A question `plan` needs answered before it can decide.
@@ -652,12 +654,15 @@ impl<'a> Machine<'a> {
                                 self.id()
                             ),
                         );
-                        self.actions.push(Action::Alert(
-                            AlertSeverity::Warn,
-                            "Canary is waiting for approval.".into(),
-                        ));
+                        if !self.gate_muted(crate::api::webhook_type::WebhookType::ConfirmRollout) {
+                            self.actions.push(Action::Alert(
+                                AlertSeverity::Warn,
+                                "Canary is waiting for approval.".into(),
+                            ));
+                        }
                         self.set_phase(CanaryPhase::Waiting, None);
                     }
+                    self.record_hooks();
                     self.status.last_analysis_time = Some(to_time(self.now));
                     return self.clone_done(self.interval());
                 }
@@ -730,6 +735,30 @@ impl<'a> Machine<'a> {
 
     fn has_hooks(&self, t: crate::api::webhook_type::WebhookType) -> bool {
         !self.spec().webhooks_of(t).is_empty()
+    }
+
+    /// Writes the failed hooks' decision records (URL, status, body) into the status.
+    fn record_hooks(&mut self) {
+        if !self.checks.hook_records.is_empty() {
+            self.status.checks = Some(self.checks.hook_records.clone());
+        }
+    }
+
+    /// A closed gate alerts unless the gate that said no has `muteAlert` (as in Flagger). Which
+    /// gate said no is known from its decision record; without one, only when all are muted.
+    fn gate_muted(&self, t: crate::api::webhook_type::WebhookType) -> bool {
+        let gates = self.spec().webhooks_of(t);
+        let failed: Vec<&str> = self
+            .checks
+            .hook_records
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        let relevant: Vec<_> = gates
+            .iter()
+            .filter(|w| failed.is_empty() || failed.contains(&w.name.as_str()))
+            .collect();
+        !relevant.is_empty() && relevant.iter().all(|w| w.mute_alert == Some(true))
     }
 
     // ---- Progressing and WaitingPromotion ---------------------------------------------------
@@ -837,6 +866,7 @@ impl<'a> Machine<'a> {
                 }
                 Some(Err(msg)) => {
                     let msg = msg.clone();
+                    self.record_hooks();
                     return self.failed_check(&msg);
                 }
                 _ => {}
@@ -850,6 +880,7 @@ impl<'a> Machine<'a> {
                 None => return self.need(CheckRequest::Analysis),
                 Some(Err(msg)) => {
                     let msg = msg.clone();
+                    self.record_hooks();
                     return self.failed_check(&msg);
                 }
                 Some(Ok(report)) => {
@@ -930,6 +961,7 @@ impl<'a> Machine<'a> {
                     None => return self.need(CheckRequest::ConfirmTrafficIncrease),
                     Some(false) => {
                         self.event(EventType::Normal, format!("Waiting for approval: confirm-traffic-increase gate is closed for {}", self.id()));
+                        self.record_hooks();
                         return self.clone_done(self.interval());
                     }
                     Some(true) => {}
@@ -1021,15 +1053,18 @@ impl<'a> Machine<'a> {
                             self.id()
                         ),
                     );
-                    self.actions.push(Action::Alert(
-                        AlertSeverity::Warn,
-                        "Canary promotion is waiting for approval.".into(),
-                    ));
+                    if !self.gate_muted(crate::api::webhook_type::WebhookType::ConfirmPromotion) {
+                        self.actions.push(Action::Alert(
+                            AlertSeverity::Warn,
+                            "Canary promotion is waiting for approval.".into(),
+                        ));
+                    }
                     // Unlike Flagger, the status weight keeps reading the traffic actually routed.
                     let weight = self.status.canary_weight;
                     self.set_phase(CanaryPhase::WaitingPromotion, None);
                     self.status.canary_weight = weight;
                 }
+                self.record_hooks();
                 Ok(false)
             }
         }

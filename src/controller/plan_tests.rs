@@ -819,3 +819,91 @@ fn a_rollback_moves_the_run_cookie_to_previous_so_routers_expire_it() {
         Some("canary-c=abc")
     );
 }
+
+fn failed_record(name: &str) -> crate::api::canary::CheckRecord {
+    crate::api::canary::CheckRecord {
+        name: name.into(),
+        kind: "webhook".into(),
+        query: Some("http://lt.test/gate/check".into()),
+        value: Some(403.0),
+        outcome: "Fail".into(),
+        message: Some("POST http://lt.test/gate/check returned 403: Forbidden".into()),
+        ..Default::default()
+    }
+}
+
+fn alerts(p: &Plan) -> Vec<&str> {
+    p.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Alert(_, m) => Some(m.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_pre_rollout_hook_is_recorded_in_the_status_checks() {
+    let mut o = progressing(0, 0);
+    o.canary.spec.analysis.as_mut().expect("analysis").webhooks = Some(vec![hook("pre-rollout")]);
+    let p = decide_with(
+        &o,
+        Checks {
+            pre_rollout: Some(Err("Halt podinfo.test advancement pre-rollout check pre-rollout failed POST … returned 500: boom".into())),
+            hook_records: vec![failed_record("pre-rollout")],
+            ..Default::default()
+        },
+        at(10),
+    );
+    let status = p.status.expect("status");
+    assert_eq!(status.failed_checks, 1);
+    assert_eq!(status.checks, Some(vec![failed_record("pre-rollout")]));
+}
+
+#[test]
+fn a_failed_rollout_hook_is_recorded_in_the_status_checks() {
+    let mut o = progressing(1, 0);
+    o.canary.spec.analysis.as_mut().expect("analysis").webhooks = Some(vec![hook("rollout")]);
+    let p = decide_with(
+        &o,
+        Checks {
+            analysis: Some(Err(
+                "Halt podinfo.test advancement external check rollout failed".into(),
+            )),
+            hook_records: vec![failed_record("rollout")],
+            ..Default::default()
+        },
+        at(10),
+    );
+    let status = p.status.expect("status");
+    assert_eq!(status.failed_checks, 1);
+    assert_eq!(status.checks, Some(vec![failed_record("rollout")]));
+}
+
+#[test]
+fn a_closed_gate_with_mute_alert_sends_no_alert_but_records_why() {
+    let mut o = fx();
+    o.target = Ok(target("v1:b"));
+    let muted = CanaryWebhook {
+        mute_alert: Some(true),
+        ..hook("confirm-rollout")
+    };
+    o.canary.spec.analysis.as_mut().expect("analysis").webhooks = Some(vec![muted]);
+    let closed = Checks {
+        confirm_rollout: Some(false),
+        hook_records: vec![failed_record("confirm-rollout")],
+        ..Default::default()
+    };
+    let p = decide_with(&o, closed.clone(), at(0));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Waiting));
+    assert!(alerts(&p).is_empty(), "{:?}", alerts(&p));
+    assert_eq!(
+        p.status.and_then(|s| s.checks),
+        Some(vec![failed_record("confirm-rollout")])
+    );
+
+    o.canary.spec.analysis.as_mut().expect("analysis").webhooks =
+        Some(vec![hook("confirm-rollout")]);
+    let p = decide_with(&o, closed, at(0));
+    assert_eq!(alerts(&p), vec!["Canary is waiting for approval."]);
+}
