@@ -1,0 +1,259 @@
+//! The end-to-end harness shared by the test binaries that run the real `serin controller`
+//! against the embedded cluster with its simulators (1-second intervals).
+#![allow(dead_code)]
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use serin::api::{Canary, CanaryPhase};
+use serin::cluster::sim::{self, SimConfig};
+use serin::cluster::{ClusterConfig, ClusterHandle};
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const NS: &str = "test";
+
+pub struct Env {
+    pub client: Client,
+    pub kubeconfig: PathBuf,
+    pub dir: PathBuf,
+    pub controller: Option<Child>,
+    pub cluster: ClusterHandle,
+    pub _sims: sim::SimHandle,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop_controller();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Env {
+    pub async fn start(name: &str) -> anyhow::Result<Env> {
+        let sims = SimConfig {
+            pod_ready_delay: Duration::from_millis(200),
+            ..SimConfig::default()
+        };
+        let (cluster, sims) = sim::start_cluster(
+            ClusterConfig {
+                nodes: 2,
+                ..ClusterConfig::default()
+            },
+            sims,
+        )
+        .await?;
+        let dir = std::env::temp_dir().join(format!("serin-e2e-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let kubeconfig = dir.join("kubeconfig");
+        cluster.write_kubeconfig(&kubeconfig)?;
+        let client = cluster.client()?;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in serin::api::crd::all() {
+            crds.create(&PostParams::default(), &crd)
+                .await
+                .context("installing CRDs")?;
+        }
+        let nss: Api<Namespace> = Api::all(client.clone());
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
+        )
+        .await?;
+        // The CRDs are served once a list works.
+        let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
+        eventually(10, "canaries to be served", || async {
+            Ok(canaries.list(&Default::default()).await.ok())
+        })
+        .await?;
+        Ok(Env {
+            client,
+            kubeconfig,
+            dir,
+            controller: None,
+            cluster,
+            _sims: sims,
+        })
+    }
+
+    pub fn start_controller(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("controller.log"))?;
+        let child = Command::new(env!("CARGO_BIN_EXE_serin"))
+            .args(["controller", "--kubeconfig"])
+            .arg(&self.kubeconfig)
+            .args([
+                "-mesh-provider=kubernetes",
+                "--min-interval",
+                "1",
+                "--port",
+                "0",
+                "--log-level",
+                "debug",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.controller = Some(child);
+        Ok(())
+    }
+
+    pub fn stop_controller(&mut self) {
+        if let Some(mut c) = self.controller.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("controller.log")).unwrap_or_default()
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub async fn apply(&self, obj: Value) -> anyhow::Result<()> {
+        let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+        let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+            group, version, &kind,
+        ));
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(self.client.clone(), NS, &ar);
+        api.patch(
+            &name,
+            &PatchParams::apply("e2e-test").force(),
+            &Patch::Apply(&obj),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn canary(&self, name: &str) -> anyhow::Result<Canary> {
+        Ok(self.api::<Canary>().get(name).await?)
+    }
+
+    pub async fn wait_phase(
+        &self,
+        name: &str,
+        phase: CanaryPhase,
+        secs: u64,
+    ) -> anyhow::Result<Canary> {
+        let res = eventually(secs, &format!("canary {name} to reach {phase}"), || async {
+            let c = self.canary(name).await?;
+            Ok((c.status.as_ref().and_then(|s| s.phase) == Some(phase)).then_some(c))
+        })
+        .await;
+        if res.is_err() {
+            let c = self.canary(name).await.ok();
+            eprintln!(
+                "canary status: {:#?}\ncontroller log:\n{}",
+                c.and_then(|c| c.status),
+                self.log()
+            );
+        }
+        res
+    }
+
+    pub async fn deployment(&self, name: &str) -> anyhow::Result<Deployment> {
+        Ok(self.api::<Deployment>().get(name).await?)
+    }
+}
+
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {secs}s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn podinfo(image: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "podinfo", "namespace": NS, "labels": {"app": "podinfo"}},
+        "spec": {
+            "replicas": 2,
+            "progressDeadlineSeconds": 4,
+            "selector": {"matchLabels": {"app": "podinfo"}},
+            "template": {
+                "metadata": {"labels": {"app": "podinfo"}, "annotations": annotations},
+                "spec": {"containers": [{
+                    "name": "podinfod", "image": image,
+                    "ports": [{"name": "http", "containerPort": 9898}],
+                    "envFrom": [{"configMapRef": {"name": "podinfo-config"}}]
+                }]}
+            }
+        }
+    })
+}
+
+pub fn config(data: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "podinfo-config", "namespace": NS}, "data": {"color": data}})
+}
+
+pub fn canary(name: &str, target_kind: &str, target: &str, extra: Value) -> Value {
+    let mut c = json!({
+        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": {"apiVersion": "apps/v1", "kind": target_kind, "name": target},
+            "progressDeadlineSeconds": 6,
+            "service": {"port": 9898},
+            "analysis": {"interval": "1s", "threshold": 2, "iterations": 2}
+        }
+    });
+    if let (Some(spec), Some(extra)) = (c["spec"].as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    c
+}
+
+pub fn image_of(d: &Deployment) -> Option<String> {
+    d.spec
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .image
+        .clone()
+}
+
+pub fn ready(d: &Deployment) -> i32 {
+    d.status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
+}
