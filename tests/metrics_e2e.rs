@@ -1,192 +1,38 @@
 //! End to end metric analysis: the real `serin controller` binary against the embedded cluster,
 //! with a real Prometheus scraping a test exporter that plays the canary's pods (podinfo-style
 //! `http_request_duration_seconds_*` series for `podinfo-<hash>-<id>`).
-use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::Namespace;
+mod common;
+
+use anyhow::Context;
+use common::e2e::{Env, NS, eventually};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 use serin::api::canary::CheckRecord;
 use serin::api::{Canary, CanaryPhase};
-use serin::cluster::sim::{self, SimConfig};
-use serin::cluster::{ClusterConfig, ClusterHandle};
-use std::future::Future;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 #[path = "support/prometheus.rs"]
 mod support;
 use support::{Exporter, Prometheus, Workload};
 
-const NS: &str = "test";
-
-struct Env {
-    client: Client,
-    _kubeconfig: PathBuf,
-    dir: PathBuf,
-    controller: Option<Child>,
-    _cluster: ClusterHandle,
-    _sims: sim::SimHandle,
+/// The shared harness, with the controller pointed at the test's Prometheus.
+async fn start(name: &str, metrics_server: &str) -> anyhow::Result<Env> {
+    let mut env = Env::start(&format!("metrics-{name}")).await?;
+    env.extra_args = vec!["--metrics-server".into(), metrics_server.into()];
+    env.start_controller()?;
+    Ok(env)
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.controller.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Env {
-    async fn start(name: &str, metrics_server: &str) -> anyhow::Result<Env> {
-        let sims = SimConfig {
-            pod_ready_delay: Duration::from_millis(200),
-            ..SimConfig::default()
-        };
-        let (cluster, sims) = sim::start_cluster(
-            ClusterConfig {
-                nodes: 2,
-                ..ClusterConfig::default()
-            },
-            sims,
-        )
-        .await?;
-        let dir =
-            std::env::temp_dir().join(format!("serin-metrics-e2e-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let kubeconfig = dir.join("kubeconfig");
-        cluster.write_kubeconfig(&kubeconfig)?;
-        let client = cluster.client()?;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in serin::api::crd::all() {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .context("installing CRDs")?;
-        }
-        let nss: Api<Namespace> = Api::all(client.clone());
-        nss.create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
-        )
-        .await?;
-        let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
-        eventually(10, "canaries to be served", || async {
-            Ok(canaries.list(&Default::default()).await.ok())
-        })
-        .await?;
-        let log = std::fs::File::create(dir.join("controller.log"))?;
-        let controller = Command::new(env!("CARGO_BIN_EXE_serin"))
-            .args(["controller", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .args([
-                "-mesh-provider=kubernetes",
-                "--metrics-server",
-                metrics_server,
-                "--min-interval",
-                "1",
-                "--port",
-                "0",
-                "--log-level",
-                "debug",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        Ok(Env {
-            client,
-            _kubeconfig: kubeconfig,
-            dir,
-            controller: Some(controller),
-            _cluster: cluster,
-            _sims: sims,
-        })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("controller.log")).unwrap_or_default()
-    }
-
-    async fn apply(&self, obj: Value) -> anyhow::Result<()> {
-        let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
-        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
-        let name = obj["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-        let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
-            group, version, &kind,
-        ));
-        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(self.client.clone(), NS, &ar);
-        api.patch(
-            &name,
-            &PatchParams::apply("metrics-e2e").force(),
-            &Patch::Apply(&obj),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn canary(&self, name: &str) -> anyhow::Result<Canary> {
-        Ok(Api::<Canary>::namespaced(self.client.clone(), NS)
-            .get(name)
-            .await?)
-    }
-
-    async fn wait_phase(
-        &self,
-        name: &str,
-        phase: CanaryPhase,
-        secs: u64,
-    ) -> anyhow::Result<Canary> {
-        let res = eventually(secs, &format!("canary {name} to reach {phase}"), || async {
-            let c = self.canary(name).await?;
-            Ok((c.status.as_ref().and_then(|s| s.phase) == Some(phase)).then_some(c))
-        })
-        .await;
-        if res.is_err() {
-            let c = self.canary(name).await.ok();
-            eprintln!(
-                "canary status: {:#?}\ncontroller log:\n{}",
-                c.and_then(|c| c.status),
-                self.log()
-            );
-        }
-        res
-    }
-
-    async fn event_notes(&self) -> anyhow::Result<Vec<String>> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), NS);
-        Ok(events
-            .list(&Default::default())
-            .await?
-            .items
-            .into_iter()
-            .filter_map(|e| e.note)
-            .collect())
-    }
-}
-
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out after {secs}s waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The notes of every event recorded in the test namespace.
+async fn event_notes(env: &Env) -> anyhow::Result<Vec<String>> {
+    let events: Api<Event> = Api::namespaced(env.client.clone(), NS);
+    Ok(events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|e| e.note)
+        .collect())
 }
 
 fn deployment(name: &str, image: &str) -> Value {
@@ -293,7 +139,7 @@ async fn a_healthy_canary_is_promoted_and_an_erroring_one_is_rolled_back_with_th
     let pod = "podinfo-5f7c9d8b4-x2k4p";
     exporter.set(Workload::healthy(pod, NS, "podinfo"));
     let prom = Prometheus::start("e2e-promote", exporter.addr, false).await?;
-    let env = Env::start("promote", &prom.url).await?;
+    let env = start("promote", &prom.url).await?;
     env.apply(error_rate_template()).await?;
     env.apply(deployment("podinfo", "podinfo:1.0.0")).await?;
     env.apply(canary("podinfo", None)).await?;
@@ -342,7 +188,7 @@ async fn a_healthy_canary_is_promoted_and_an_erroring_one_is_rolled_back_with_th
     // between 50% and 99%.
     let v = sr.value.unwrap_or_default();
     assert!((50.0..99.0).contains(&v), "success rate {v}");
-    let notes = env.event_notes().await?;
+    let notes = event_notes(&env).await?;
     assert!(
         notes.iter().any(
             |n| n.starts_with("Halt podinfo.test advancement success rate")
@@ -369,7 +215,7 @@ async fn without_traffic_hold_waits_for_data_while_fail_rolls_back() -> anyhow::
         "unrelated",
     ));
     let prom = Prometheus::start("e2e-hold", exporter.addr, false).await?;
-    let env = Env::start("hold", &prom.url).await?;
+    let env = start("hold", &prom.url).await?;
     env.apply(error_rate_template()).await?;
     for (name, policy) in [("held", "hold"), ("failing", "fail")] {
         env.apply(deployment(name, "podinfo:1.0.0")).await?;
@@ -403,7 +249,7 @@ async fn without_traffic_hold_waits_for_data_while_fail_rolls_back() -> anyhow::
             ("error-rate", "NoData")
         ])
     );
-    let notes = env.event_notes().await?;
+    let notes = event_notes(&env).await?;
     assert!(
         notes.iter().any(|n| n.starts_with("Holding held.test advancement: Halt advancement no values found for kubernetes metric request-success-rate")),
         "{notes:#?}"

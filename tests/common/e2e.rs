@@ -20,6 +20,8 @@ use std::time::Duration;
 pub const NS: &str = "test";
 
 pub struct Env {
+    /// Extra `serin controller` flags (e.g. `--metrics-server URL`).
+    pub extra_args: Vec<String>,
     pub client: Client,
     pub kubeconfig: PathBuf,
     pub dir: PathBuf,
@@ -73,6 +75,7 @@ impl Env {
         })
         .await?;
         Ok(Env {
+            extra_args: Vec::new(),
             client,
             kubeconfig,
             dir,
@@ -99,6 +102,7 @@ impl Env {
                 "--log-level",
                 "debug",
             ])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
