@@ -64,7 +64,7 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
         .arg(kubeconfig)
         .args(args)
         .output()
-        .expect("kubectl is installed (/usr/bin/kubectl)")
+        .expect("kubectl must be installed: apt-get install -y kubernetes-client (.ci/run does it)")
 }
 
 fn ok(out: Output) -> String {
