@@ -535,7 +535,7 @@ fn non_resource(sh: &Shared, path: &str, accept: &str) -> Response {
             bytes_response(200, b"ok".to_vec(), "text/plain; charset=utf-8")
         }
         "/openapi/v2" if accept.contains("protobuf") && !accept.contains("json") => {
-            error_response(&ApiError::not_found_path())
+            bytes_response(200, openapi_v2_protobuf(), "application/octet-stream")
         }
         "/openapi/v3" => json_response(200, &openapi_v3_root(&sh.lock())),
         p if p.starts_with("/openapi/v3/") => {
@@ -551,6 +551,30 @@ fn non_resource(sh: &Shared, path: &str, accept: &str) -> Response {
         ),
         _ => error_response(&ApiError::not_found_path()),
     }
+}
+
+/// A minimal OpenAPI v2 document in gnostic's protobuf encoding (swagger, empty paths), the
+/// form older kubectl clients (before server-side field validation) download for client-side
+/// validation. With no definitions, kubectl validates nothing locally and the server decides.
+fn openapi_v2_protobuf() -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
+        out.push((number << 3) | 2); // length-delimited
+        let mut len = bytes.len();
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+        out.extend_from_slice(bytes);
+    }
+    let mut doc = Vec::new();
+    field(&mut doc, 1, b"2.0"); // Document.swagger
+    field(&mut doc, 8, &[]); // Document.paths
+    doc
 }
 
 /// `/openapi/v3`: one document per served group version.
