@@ -131,25 +131,19 @@ impl ApisixRouter {
     }
 
     async fn write(&self, canary: &Canary, routes: Option<Routes>) -> Result<(), Error> {
-        let original_name = canary
-            .spec
-            .route_ref
-            .as_ref()
-            .map(|r| r.name.clone())
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| Error::Invalid("routeRef is empty".into()))?;
-        let original = self
-            .get(canary, &original_name)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("ApisixRoute {original_name}")))?;
-        let live = self.get(canary, &canary_route_name(canary)).await?;
-        let routes = routes.unwrap_or_else(|| {
-            live.as_ref()
-                .and_then(|l| read_routes(canary, l).ok())
-                .unwrap_or(INITIAL)
-        });
-        let body = canary_route(canary, &original, routes, live.as_ref())?;
-        super::apply(&self.client, canary.metadata.namespace.as_deref(), &body).await
+        super::write_clone(
+            &self.client,
+            canary,
+            &super::resource(API_VERSION, "ApisixRoute"),
+            canary.spec.route_ref.as_ref(),
+            "routeRef",
+            &canary_route_name(canary),
+            routes,
+            INITIAL,
+            |live| read_routes(canary, live).ok(),
+            |original, routes, live| canary_route(canary, original, routes, live),
+        )
+        .await
     }
 }
 

@@ -294,6 +294,36 @@ pub async fn get(
 }
 
 /// Server-side applies `body` (which carries apiVersion, kind and metadata.name) as `serin`.
+/// The write path shared by routers that clone one of the user's objects into a canary copy
+/// (NGINX and Skipper Ingresses, APISIX routes): read the referenced original and the live copy,
+/// keep the live weights unless new ones are given, build the copy and apply it.
+#[allow(clippy::too_many_arguments)]
+pub async fn write_clone(
+    client: &kube::Client,
+    canary: &Canary,
+    ar: &ApiResource,
+    reference: Option<&crate::api::canary::TargetRef>,
+    reference_field: &str,
+    copy_name: &str,
+    routes: Option<Routes>,
+    initial: Routes,
+    read: impl Fn(&Value) -> Option<Routes>,
+    build: impl FnOnce(&Value, Routes, Option<&Value>) -> Result<Value, Error>,
+) -> Result<(), Error> {
+    let ns = canary.metadata.namespace.as_deref();
+    let original_name = reference
+        .map(|r| r.name.clone())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| Error::Invalid(format!("{reference_field} is empty")))?;
+    let original = get(client, ns, ar, &original_name)
+        .await?
+        .ok_or_else(|| Error::Missing(format!("{} {original_name}", ar.kind)))?;
+    let live = get(client, ns, ar, copy_name).await?;
+    let routes = routes.unwrap_or_else(|| live.as_ref().and_then(&read).unwrap_or(initial));
+    let body = build(&original, routes, live.as_ref())?;
+    apply(client, ns, &body).await
+}
+
 pub async fn apply(client: &kube::Client, ns: Option<&str>, body: &Value) -> Result<(), Error> {
     let api_version = body["apiVersion"].as_str().unwrap_or_default();
     let kind = body["kind"].as_str().unwrap_or_default();

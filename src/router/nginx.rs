@@ -193,27 +193,19 @@ impl NginxRouter {
     }
 
     async fn write(&self, canary: &Canary, routes: Option<Routes>) -> Result<(), Error> {
-        let original_name = canary
-            .spec
-            .ingress_ref
-            .as_ref()
-            .map(|r| r.name.clone())
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| Error::Invalid("ingressRef is empty".into()))?;
-        let original = self
-            .get(canary, &original_name)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("ingress {original_name}")))?;
-        let live = self.get(canary, &canary_ingress_name(canary)).await?;
-        let routes = match routes {
-            Some(r) => r,
-            None => live
-                .as_ref()
-                .and_then(|l| read_routes(canary, &self.prefix, l).ok())
-                .unwrap_or(INITIAL),
-        };
-        let body = canary_ingress(canary, &self.prefix, &original, routes, live.as_ref())?;
-        super::apply(&self.client, canary.metadata.namespace.as_deref(), &body).await
+        super::write_clone(
+            &self.client,
+            canary,
+            &super::resource("networking.k8s.io/v1", "Ingress"),
+            canary.spec.ingress_ref.as_ref(),
+            "ingressRef",
+            &canary_ingress_name(canary),
+            routes,
+            INITIAL,
+            |live| read_routes(canary, &self.prefix, live).ok(),
+            |original, routes, live| canary_ingress(canary, &self.prefix, original, routes, live),
+        )
+        .await
     }
 }
 
