@@ -5,6 +5,7 @@ use std::process::ExitCode;
 pub mod cluster;
 pub mod controller;
 pub mod crds;
+pub mod demo;
 pub mod loadtester;
 pub mod validate;
 
@@ -26,6 +27,8 @@ pub enum Command {
     Crds(crds::CrdsArgs),
     /// Run the embedded Kubernetes-compatible API server with simulated workloads.
     Cluster(cluster::ClusterArgs),
+    /// Run a real progressive delivery on the embedded cluster, with live traffic and Prometheus.
+    Demo(demo::DemoArgs),
     /// Run the canary controller against a cluster.
     Controller(Box<controller::ControllerArgs>),
     /// Serve flagger-loadtester's API (gates, rollback gates, hey/helm/kubectl tasks).
@@ -38,6 +41,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Crds(args) => crds::run(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Controller(args) => controller::run(*args),
         Command::Loadtester(args) => loadtester::run(args),
     }
