@@ -232,9 +232,26 @@ pub fn frame(s: &Snapshot) -> String {
     let _ = writeln!(o, "  {BOLD}events{RESET}");
     for e in &s.events {
         let colour = if e.type_ == "Warning" { RED } else { DIM };
-        let _ = writeln!(o, "    {colour}{:<8}{RESET} {}", e.reason, e.message);
+        let _ = writeln!(
+            o,
+            "    {colour}{:<8}{RESET} {}",
+            e.reason,
+            truncate(&e.message, 100)
+        );
     }
     o
+}
+
+/// `text` cut to `max` characters, with an ellipsis when cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    // Halt events carry the query after the headline; the headline is what a reader scans.
+    let headline = text.split(" [check ").next().unwrap_or(text);
+    if headline.chars().count() <= max {
+        return headline.to_string();
+    }
+    let mut cut: String = headline.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// Plain log lines for what changed between `prev` and `s` (nothing when nothing changed).
