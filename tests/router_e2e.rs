@@ -854,3 +854,293 @@ async fn apisix_weights_the_cloned_canary_route() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+const GLOO_GW: &str = "gateway.solo.io/v1";
+const GLOO: &str = "gloo.solo.io/v1";
+
+/// `[primary, canary]` weights of the RouteTable route sending to both Upstreams (Gloo leaves
+/// zero weights out, read as null).
+fn route_table_weights(v: &Value) -> Option<Value> {
+    let r = v["spec"]["routes"].as_array()?.iter().find(|r| {
+        r["routeAction"]["multi"]["destinations"]
+            .as_array()
+            .is_some_and(|d| d.len() == 2)
+    })?;
+    let d = &r["routeAction"]["multi"]["destinations"];
+    Some(json!([d[0]["weight"], d[1]["weight"]]))
+}
+
+fn gloo_dest(name: &str, weight: Option<i32>) -> Value {
+    let mut d = json!({"destination": {"upstream": {"name": format!("test-podinfo-{name}upstream-9898"), "namespace": NS}}});
+    if let Some(w) = weight {
+        d["weight"] = json!(w);
+    }
+    d
+}
+
+fn omitted_zero(pairs: &[(i32, i32)]) -> Vec<Value> {
+    let w = |x: i32| if x == 0 { Value::Null } else { json!(x) };
+    pairs.iter().map(|(p, c)| json!([w(*p), w(*c)])).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gloo_shifts_route_table_weights_through_generated_upstreams_and_keeps_user_routes()
+-> anyhow::Result<()> {
+    let mut env = Env::start(&["gloo.yaml"]).await?;
+    env.start_controller("gloo", passing(), Default::default());
+    // The upstreamRef Upstream only carries settings for the generated Upstreams.
+    let tuning = json!({"connectTimeout": "2s", "maxRequestsPerConnection": 51});
+    env.apply(json!({"apiVersion": GLOO, "kind": "Upstream",
+        "metadata": {"name": "config-upstream", "namespace": NS},
+        "spec": {"static": {"hosts": [{"addr": "example.com", "port": 80}]}, "connectionConfig": tuning}}))
+    .await?;
+    env.init(
+        "gloo",
+        json!({"upstreamRef": {"apiVersion": GLOO, "kind": "Upstream", "name": "config-upstream", "namespace": NS}}),
+    )
+    .await?;
+    // Each Upstream selects the pods of its Service: `app: podinfo-primary` / `app: podinfo`.
+    for (role, selector_value) in [("primary", "podinfo-primary"), ("canary", "podinfo")] {
+        let name = format!("test-podinfo-{role}upstream-9898");
+        let up = env.get(GLOO, "Upstream", &name).await?;
+        assert_eq!(
+            up["spec"],
+            json!({"kube": {"serviceName": format!("podinfo-{role}"), "serviceNamespace": NS, "servicePort": 9898,
+                "selector": {"app": selector_value}}, "connectionConfig": tuning}),
+            "{name}"
+        );
+        assert_eq!(up["metadata"]["ownerReferences"][0]["kind"], "Canary");
+    }
+    let rt = env.get(GLOO_GW, "RouteTable", "podinfo").await?;
+    assert_eq!(rt["metadata"]["ownerReferences"][0]["kind"], "Canary");
+    let user = json!({"matchers": [{"prefix": "/admin"}],
+        "routeAction": {"single": {"upstream": {"name": "admin", "namespace": NS}}}});
+    env.json_patch(
+        GLOO_GW,
+        "RouteTable",
+        "podinfo",
+        json!([
+        {"op": "add", "path": "/spec/routes/0", "value": user},
+        {"op": "add", "path": "/metadata/annotations/example.com~1team", "value": "web"}]),
+    )
+    .await?;
+    let rec = env.record(GLOO_GW, "RouteTable", "podinfo", route_table_weights);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        omitted_zero(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
+    );
+    let rt = env.get(GLOO_GW, "RouteTable", "podinfo").await?;
+    assert_eq!(
+        rt["spec"],
+        json!({"routes": [user, {"routeAction": {"multi": {"destinations": [
+            gloo_dest("primary", Some(100)), gloo_dest("canary", None)]}},
+            "inheritablePathMatchers": true}]})
+    );
+    assert_eq!(rt["metadata"]["annotations"]["example.com/team"], "web");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gloo_rolls_back_to_the_primary_at_the_failing_step() -> anyhow::Result<()> {
+    let mut env = Env::start(&["gloo.yaml"]).await?;
+    env.start_controller("gloo", Arc::new(FailAt(40)), Default::default());
+    env.init("gloo", json!({})).await?;
+    let rec = env.record(GLOO_GW, "RouteTable", "podinfo", route_table_weights);
+    let c = env.run(CanaryPhase::Failed).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        omitted_zero(&[(100, 0), (80, 20), (60, 40), (100, 0)])
+    );
+    assert_eq!(c.status.unwrap_or_default().canary_weight, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gloo_ab_testing_matches_headers_and_keeps_everyone_else_on_the_primary()
+-> anyhow::Result<()> {
+    let mut env = Env::start(&["gloo.yaml"]).await?;
+    env.start_controller("gloo", passing(), Default::default());
+    env.init(
+        "gloo",
+        json!({"analysis": {"stepWeight": null, "maxWeight": null, "iterations": 2,
+        "match": [{"headers": {"x-canary": {"exact": "insider"}}, "method": {"exact": "GET"}}]}}),
+    )
+    .await?;
+    let rec = env.record(GLOO_GW, "RouteTable", "podinfo", |v| {
+        Some(v["spec"]["routes"].clone())
+    });
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let w = |x: i32| (x != 0).then_some(x);
+    let routes = |p: i32, c: i32| {
+        json!([
+            {"matchers": [{"headers": [{"name": "x-canary", "value": "insider"}], "methods": ["GET"]}],
+             "routeAction": {"multi": {"destinations": [gloo_dest("primary", w(p)), gloo_dest("canary", w(c))]}},
+             "inheritablePathMatchers": true},
+            {"routeAction": {"multi": {"destinations": [gloo_dest("primary", Some(100))]}},
+             "inheritablePathMatchers": true}])
+    };
+    assert_eq!(
+        seen(&rec),
+        vec![routes(100, 0), routes(0, 100), routes(100, 0)]
+    );
+    Ok(())
+}
+
+const MESH_V2: &str = "appmesh.k8s.aws/v1beta2";
+const MESH_V1: &str = "appmesh.k8s.aws/v1beta1";
+
+/// `[primary, canary]` weights of the apex VirtualRouter's weighted route (canary listed first).
+fn virtual_router_weights(v: &Value) -> Option<Value> {
+    let t = &v["spec"]["routes"][0]["httpRoute"]["action"]["weightedTargets"];
+    Some(json!([t[1]["weight"], t[0]["weight"]]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_mesh_v1beta2_shifts_virtual_router_weights_and_keeps_the_mesh_controllers_fields()
+-> anyhow::Result<()> {
+    let mut env = Env::start(&["appmesh.yaml"]).await?;
+    env.start_controller("appmesh:v1beta2", passing(), Default::default());
+    env.init(
+        "appmesh:v1beta2",
+        json!({"service": {"timeout": "15s", "backends": ["backend1"], "hosts": ["app.example.com"]}}),
+    )
+    .await?;
+    for (name, selector) in [
+        ("podinfo-primary", "podinfo-primary"),
+        ("podinfo-canary", "podinfo"),
+    ] {
+        let vn = env.get(MESH_V2, "VirtualNode", name).await?;
+        assert_eq!(vn["metadata"]["ownerReferences"][0]["kind"], "Canary");
+        assert_eq!(
+            vn["spec"],
+            json!({"podSelector": {"matchLabels": {"app": selector}},
+                "listeners": [{"portMapping": {"port": 9898, "protocol": "http"},
+                    "timeout": {"http": {"perRequest": {"unit": "ms", "value": 15000}}}}],
+                "serviceDiscovery": {"dns": {"hostname": format!("{name}.test.svc.cluster.local.")}},
+                "backends": [{"virtualService": {"virtualServiceRef": {"name": "backend1"}}}]})
+        );
+    }
+    let vs = env.get(MESH_V2, "VirtualService", "podinfo").await?;
+    assert_eq!(
+        vs["spec"],
+        json!({"provider": {"virtualRouter": {"virtualRouterRef": {"name": "podinfo"}}}})
+    );
+    assert_eq!(
+        vs["metadata"]["annotations"]["gateway.appmesh.k8s.aws/domain"],
+        "app.example.com,"
+    );
+    let canary_vr = env.get(MESH_V2, "VirtualRouter", "podinfo-canary").await?;
+    assert_eq!(
+        canary_vr["spec"]["routes"][0]["httpRoute"]["action"]["weightedTargets"],
+        json!([{"virtualNodeRef": {"name": "podinfo-canary"}, "weight": 100},
+               {"virtualNodeRef": {"name": "podinfo-primary"}, "weight": 0}])
+    );
+    // The App Mesh controller's webhook fills in meshRef; a user adds a route of their own.
+    let mesh_ref = json!({"name": "global", "uid": "mesh-uid"});
+    let user = json!({"name": "admin", "priority": 1, "httpRoute": {"match": {"prefix": "/admin"},
+        "action": {"weightedTargets": [{"virtualNodeRef": {"name": "admin"}, "weight": 1}]}}});
+    env.json_patch(
+        MESH_V2,
+        "VirtualRouter",
+        "podinfo",
+        json!([
+        {"op": "add", "path": "/spec/meshRef", "value": mesh_ref},
+        {"op": "add", "path": "/spec/routes/-", "value": user}]),
+    )
+    .await?;
+    let rec = env.record(MESH_V2, "VirtualRouter", "podinfo", virtual_router_weights);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
+    );
+    let vr = env.get(MESH_V2, "VirtualRouter", "podinfo").await?;
+    assert_eq!(vr["spec"]["meshRef"], mesh_ref);
+    assert_eq!(vr["spec"]["routes"][1], user);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_mesh_v1beta2_rolls_back_to_the_primary_at_the_failing_step() -> anyhow::Result<()> {
+    let mut env = Env::start(&["appmesh.yaml"]).await?;
+    env.start_controller("appmesh:v1beta2", Arc::new(FailAt(40)), Default::default());
+    env.init("appmesh:v1beta2", json!({})).await?;
+    let rec = env.record(MESH_V2, "VirtualRouter", "podinfo", virtual_router_weights);
+    let c = env.run(CanaryPhase::Failed).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        weights(&[(100, 0), (80, 20), (60, 40), (100, 0)])
+    );
+    assert_eq!(c.status.unwrap_or_default().canary_weight, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_mesh_v1beta2_ab_testing_routes_matching_headers_by_priority() -> anyhow::Result<()> {
+    let mut env = Env::start(&["appmesh.yaml"]).await?;
+    env.start_controller("appmesh:v1beta2", passing(), Default::default());
+    env.init(
+        "appmesh:v1beta2",
+        json!({"analysis": {"stepWeight": null, "maxWeight": null, "iterations": 2,
+        "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}}),
+    )
+    .await?;
+    let rec = env.record(MESH_V2, "VirtualRouter", "podinfo", |v| {
+        Some(v["spec"]["routes"].clone())
+    });
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = |n: &str, w: i32| json!({"virtualNodeRef": {"name": n}, "weight": w});
+    let routes = |p: i32, c: i32| {
+        json!([
+            {"name": "podinfo-a", "priority": 10, "httpRoute": {
+                "match": {"prefix": "/", "headers": [{"name": "x-canary", "match": {"exact": "insider"}}]},
+                "action": {"weightedTargets": [t("podinfo-canary", c), t("podinfo-primary", p)]}}},
+            {"name": "podinfo-b", "priority": 20, "httpRoute": {"match": {"prefix": "/"},
+                "action": {"weightedTargets": [t("podinfo-primary", 100)]}}}])
+    };
+    assert_eq!(
+        seen(&rec),
+        vec![routes(100, 0), routes(0, 100), routes(100, 0)]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_mesh_v1beta1_shifts_the_weights_inside_the_virtual_service() -> anyhow::Result<()> {
+    let mut env = Env::start(&["appmesh.yaml"]).await?;
+    env.start_controller("appmesh", passing(), Default::default());
+    env.init("appmesh", json!({"service": {"meshName": "global"}}))
+        .await?;
+    for (name, host) in [
+        ("podinfo", "podinfo-primary.test"),
+        ("podinfo-primary", "podinfo-primary.test"),
+        ("podinfo-canary", "podinfo-canary.test"),
+    ] {
+        let vn = env.get(MESH_V1, "VirtualNode", name).await?;
+        assert_eq!(vn["spec"]["meshName"], "global");
+        assert_eq!(vn["spec"]["serviceDiscovery"]["dns"]["hostName"], host);
+    }
+    let canary_vs = env
+        .get(MESH_V1, "VirtualService", "podinfo-canary.test")
+        .await?;
+    assert_eq!(canary_vs["spec"]["virtualRouter"]["name"], "podinfo-canary");
+    let read = |v: &Value| {
+        let t = &v["spec"]["routes"][0]["http"]["action"]["weightedTargets"];
+        Some(json!([t[1]["weight"], t[0]["weight"]]))
+    };
+    let rec = env.record(MESH_V1, "VirtualService", "podinfo.test", read);
+    env.run(CanaryPhase::Succeeded).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen(&rec),
+        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
+    );
+    Ok(())
+}

@@ -30,8 +30,10 @@ pub const PROVIDER_NAMES: [&str; 19] = [
 pub enum Provider {
     /// Apache APISIX (ApisixRoute).
     Apisix,
-    /// AWS App Mesh (`appmesh` or `appmesh:v1beta2`).
+    /// AWS App Mesh with the legacy `appmesh.k8s.aws/v1beta1` API (`appmesh`).
     AppMesh,
+    /// AWS App Mesh with the `appmesh.k8s.aws/v1beta2` API (`appmesh:v1beta2`).
+    AppMeshV1beta2,
     /// Contour (HTTPProxy).
     Contour,
     /// Gateway API HTTPRoute `gateway.networking.k8s.io/v1`.
@@ -56,8 +58,14 @@ pub enum Provider {
     Osm,
     /// Skipper ingress.
     Skipper,
-    /// SMI TrafficSplit at the given API version (1, 2 or 3 for v1alpha1..3).
-    Smi(u8),
+    /// SMI TrafficSplit at the given API version (1, 2 or 3 for v1alpha1..3); `istio` for the
+    /// `smi:<version>:istio` flavour, which annotates the split with the Istio gateways.
+    Smi {
+        /// 1, 2 or 3 for v1alpha1..3.
+        version: u8,
+        /// Whether the mesh suffix is `:istio`.
+        istio: bool,
+    },
     /// Traefik (TraefikService).
     Traefik,
 }
@@ -76,17 +84,21 @@ impl FromStr for Provider {
     type Err = UnknownProvider;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // `smi:v1alpha3:istio`-style mesh suffixes are accepted for SMI, as Flagger's flag does.
-        let smi = |v: &str| -> Option<u8> {
-            match v.split(':').next() {
-                Some("v1alpha1") => Some(1),
-                Some("v1alpha2") => Some(2),
-                Some("v1alpha3") => Some(3),
-                _ => None,
-            }
+        let smi = |v: &str| -> Option<Provider> {
+            let mut parts = v.splitn(2, ':');
+            let version = match parts.next() {
+                Some("v1alpha1") => 1,
+                Some("v1alpha2") => 2,
+                Some("v1alpha3") => 3,
+                _ => return None,
+            };
+            let istio = parts.next() == Some("istio");
+            Some(Provider::Smi { version, istio })
         };
         Ok(match s {
             "apisix" => Self::Apisix,
-            "appmesh" | "appmesh:v1beta2" => Self::AppMesh,
+            "appmesh" => Self::AppMesh,
+            "appmesh:v1beta2" => Self::AppMeshV1beta2,
             "contour" => Self::Contour,
             "gatewayapi:v1" => Self::GatewayApiV1,
             "gatewayapi:v1beta1" => Self::GatewayApiV1beta1,
@@ -101,8 +113,8 @@ impl FromStr for Provider {
             "skipper" => Self::Skipper,
             "traefik" => Self::Traefik,
             other => {
-                if let Some(v) = other.strip_prefix("smi:").and_then(smi) {
-                    return Ok(Self::Smi(v));
+                if let Some(p) = other.strip_prefix("smi:").and_then(smi) {
+                    return Ok(p);
                 }
                 let hint = if other == "gatewayapi" {
                     // Flagger silently routes a bare `gatewayapi` through Istio; we refuse instead.
@@ -125,6 +137,7 @@ impl Provider {
         match self {
             Self::Apisix => "apisix",
             Self::AppMesh => "appmesh",
+            Self::AppMeshV1beta2 => "appmesh:v1beta2",
             Self::Contour => "contour",
             Self::GatewayApiV1 => "gatewayapi:v1",
             Self::GatewayApiV1beta1 => "gatewayapi:v1beta1",
@@ -137,11 +150,31 @@ impl Provider {
             Self::Nginx => "nginx",
             Self::Osm => "osm",
             Self::Skipper => "skipper",
-            Self::Smi(1) => "smi:v1alpha1",
-            Self::Smi(2) => "smi:v1alpha2",
-            Self::Smi(_) => "smi:v1alpha3",
+            Self::Smi {
+                version: 1,
+                istio: false,
+            } => "smi:v1alpha1",
+            Self::Smi {
+                version: 2,
+                istio: false,
+            } => "smi:v1alpha2",
+            Self::Smi { istio: false, .. } => "smi:v1alpha3",
+            Self::Smi {
+                version: 1,
+                istio: true,
+            } => "smi:v1alpha1:istio",
+            Self::Smi {
+                version: 2,
+                istio: true,
+            } => "smi:v1alpha2:istio",
+            Self::Smi { istio: true, .. } => "smi:v1alpha3:istio",
             Self::Traefik => "traefik",
         }
+    }
+
+    /// True for both App Mesh API versions.
+    pub fn is_app_mesh(self) -> bool {
+        matches!(self, Self::AppMesh | Self::AppMeshV1beta2)
     }
 
     /// True for both Gateway API versions.
@@ -162,6 +195,7 @@ impl Provider {
                 | Self::GatewayApiV1
                 | Self::GatewayApiV1beta1
                 | Self::AppMesh
+                | Self::AppMeshV1beta2
                 | Self::Contour
                 | Self::Gloo
                 | Self::Nginx
@@ -199,9 +233,7 @@ mod tests {
     fn every_schema_provider_name_parses() {
         for name in PROVIDER_NAMES {
             let p: Provider = name.parse().unwrap();
-            if name != "appmesh:v1beta2" {
-                assert_eq!(p.as_str(), name);
-            }
+            assert_eq!(p.as_str(), name);
         }
     }
 
@@ -216,6 +248,19 @@ mod tests {
 
     #[test]
     fn smi_accepts_a_mesh_suffix() {
-        assert_eq!("smi:v1alpha3:istio".parse(), Ok(Provider::Smi(3)));
+        assert_eq!(
+            "smi:v1alpha3:istio".parse(),
+            Ok(Provider::Smi {
+                version: 3,
+                istio: true
+            })
+        );
+        assert_eq!(
+            "smi:v1alpha1:linkerd".parse(),
+            Ok(Provider::Smi {
+                version: 1,
+                istio: false
+            })
+        );
     }
 }

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use super::alert_provider::{ALERT_PROVIDER_TYPES, AlertProviderSpec};
-use super::canary::{CanaryAnalysis, CanarySpec, HttpMatchRequest, StringMatch};
+use super::canary::{CanaryAnalysis, CanaryService, CanarySpec, HttpMatchRequest, StringMatch};
 use super::defaults::MIN_INTERVAL;
 use super::duration::{matches_interval_pattern, parse_duration};
 use super::metric_template::{METRIC_PROVIDER_TYPES, MetricTemplateSpec};
@@ -264,6 +264,24 @@ fn check_refs(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Probl
             "provider apisix needs routeRef (the ApisixRoute to clone for the canary)",
         ));
     }
+    if p == Provider::AppMesh
+        && spec
+            .service
+            .as_ref()
+            .and_then(|s| s.mesh_name.as_deref())
+            .is_none_or(str::is_empty)
+    {
+        out.push(Problem::error(
+            "spec.service.meshName",
+            "provider appmesh (App Mesh v1beta1) needs meshName; with appmesh:v1beta2 the mesh comes from the namespace",
+        ));
+    }
+    if spec.upstream_ref.is_some() && p != Provider::Gloo {
+        out.push(Problem::error(
+            "spec.upstreamRef",
+            format!("upstreamRef is only used by the gloo provider, not {p}"),
+        ));
+    }
 }
 
 /// Routing features a provider's router cannot express are errors, never silently dropped.
@@ -277,13 +295,15 @@ fn check_provider_features(spec: &CanarySpec, p: Provider, out: &mut Vec<Problem
     };
     let gw = p.is_gateway_api();
     let v1 = p == Provider::GatewayApiV1;
-    if svc.timeout.is_some() && !(p == Provider::Istio || v1 || p == Provider::Contour) {
+    let app_mesh = p.is_app_mesh();
+    if svc.timeout.is_some() && !(p == Provider::Istio || v1 || p == Provider::Contour || app_mesh)
+    {
         unsupported("timeout", out);
     }
     if svc.backend_timeout.is_some() && !v1 {
         unsupported("backendTimeout", out);
     }
-    if svc.retries.is_some() && !matches!(p, Provider::Istio | Provider::Contour) {
+    if svc.retries.is_some() && !matches!(p, Provider::Istio | Provider::Contour) && !app_mesh {
         unsupported("retries", out);
     }
     if svc.cors_policy.is_some() && !(p == Provider::Istio || v1) {
@@ -364,6 +384,12 @@ fn check_provider_features(spec: &CanarySpec, p: Provider, out: &mut Vec<Problem
             }
         }
     }
+    if p == Provider::Gloo {
+        check_gloo_matches(&svc, &analysis, out);
+    }
+    if app_mesh {
+        check_app_mesh_matches(&svc, &analysis, out);
+    }
     let ab =
         analysis.match_.as_ref().is_some_and(|m| !m.is_empty()) && analysis.iterations.is_some();
     if ab && analysis.session_affinity.is_some() {
@@ -371,6 +397,91 @@ fn check_provider_features(spec: &CanarySpec, p: Provider, out: &mut Vec<Problem
             "spec.analysis.sessionAffinity",
             "session affinity needs progressive traffic (stepWeight or stepWeights), not A/B testing",
         ));
+    }
+}
+
+/// Whether a match uses anything besides the listed kinds of condition.
+fn uses_other_than(m: &HttpMatchRequest, headers: bool, query: bool, method: bool) -> bool {
+    let some_map = |x: &Option<std::collections::BTreeMap<String, StringMatch>>| {
+        x.as_ref().is_some_and(|x| !x.is_empty())
+    };
+    (!headers && some_map(&m.headers))
+        || (!query && some_map(&m.query_params))
+        || (!method && m.method.is_some())
+        || m.uri.is_some()
+        || m.scheme.is_some()
+        || m.authority.is_some()
+        || m.port.is_some()
+        || m.source_labels.is_some()
+        || m.gateways.is_some()
+        || m.source_namespace.is_some()
+        || some_map(&m.without_headers)
+        || m.ignore_uri_case.is_some()
+}
+
+/// Gloo: the RouteTable inherits its path from the delegating VirtualService, and its A/B
+/// matchers take headers and query parameters by exact value or regex, and methods.
+fn check_gloo_matches(svc: &CanaryService, a: &CanaryAnalysis, out: &mut Vec<Problem>) {
+    if svc.match_.as_ref().is_some_and(|m| !m.is_empty()) {
+        out.push(Problem::error(
+            "spec.service.match",
+            "match is not supported by the gloo provider: the RouteTable inherits the path of the VirtualService that delegates to it",
+        ));
+    }
+    for (i, m) in a.match_.iter().flatten().enumerate() {
+        let inexact = m
+            .headers
+            .iter()
+            .chain(m.query_params.iter())
+            .flatten()
+            .any(|(_, sm)| sm.exact.is_none() && sm.regex.is_none())
+            || m.method.as_ref().is_some_and(|sm| sm.exact.is_none());
+        if inexact || uses_other_than(m, true, true, true) {
+            out.push(Problem::error(
+                format!("spec.analysis.match[{i}]"),
+                "Gloo matches A/B traffic by headers and query params (exact value or regex) and by method (exact)",
+            ));
+        }
+    }
+}
+
+/// App Mesh: routes match a URI prefix, and A/B routes one set of headers that must all match.
+fn check_app_mesh_matches(svc: &CanaryService, a: &CanaryAnalysis, out: &mut Vec<Problem>) {
+    for (i, m) in svc.match_.iter().flatten().enumerate() {
+        let prefix_only = i == 0
+            && !uses_other_than(
+                &HttpMatchRequest {
+                    uri: None,
+                    ..m.clone()
+                },
+                false,
+                false,
+                false,
+            )
+            && m.uri
+                .as_ref()
+                .is_none_or(|u| u.exact.is_none() && u.suffix.is_none() && u.regex.is_none());
+        if !prefix_only {
+            out.push(Problem::error(
+                format!("spec.service.match[{i}]"),
+                "App Mesh routes by one URI prefix only (service.match[0].uri.prefix)",
+            ));
+        }
+    }
+    let matches = a.match_.as_deref().unwrap_or_default();
+    if matches.len() > 1 {
+        out.push(Problem::error(
+            "spec.analysis.match",
+            "App Mesh takes one A/B match entry (its headers must all match); alternatives cannot be expressed",
+        ));
+    }
+    for (i, m) in matches.iter().enumerate() {
+        if uses_other_than(m, true, false, false) {
+            out.push(Problem::error(
+                format!("spec.analysis.match[{i}]"),
+                "App Mesh matches A/B traffic by headers only",
+            ));
+        }
     }
 }
 
@@ -1070,6 +1181,91 @@ mod tests {
             ),
             (
                 |s| {
+                    s.provider = Some("gloo".into());
+                    let a = analysis(s);
+                    a.step_weight = None;
+                    a.max_weight = None;
+                    a.iterations = Some(3);
+                    a.match_ = Some(vec![HttpMatchRequest {
+                        headers: Some(
+                            [(
+                                "user".to_string(),
+                                StringMatch {
+                                    prefix: Some("a".into()),
+                                    ..Default::default()
+                                },
+                            )]
+                            .into(),
+                        ),
+                        ..Default::default()
+                    }]);
+                },
+                "spec.analysis.match[0]: Gloo matches A/B traffic by headers and query params",
+            ),
+            (
+                |s| {
+                    s.provider = Some("gloo".into());
+                    s.service.get_or_insert_with(Default::default).match_ =
+                        Some(vec![HttpMatchRequest::default()]);
+                },
+                "spec.service.match: match is not supported by the gloo provider",
+            ),
+            (
+                |s| {
+                    s.provider = Some("appmesh:v1beta2".into());
+                    s.service.get_or_insert_with(Default::default).timeout = Some("5s".into());
+                    let a = analysis(s);
+                    a.step_weight = None;
+                    a.max_weight = None;
+                    a.iterations = Some(3);
+                    a.match_ = Some(vec![
+                        HttpMatchRequest::default(),
+                        HttpMatchRequest::default(),
+                    ]);
+                },
+                "spec.analysis.match: App Mesh takes one A/B match entry",
+            ),
+            (
+                |s| {
+                    s.provider = Some("appmesh:v1beta2".into());
+                    let a = analysis(s);
+                    a.step_weight = None;
+                    a.max_weight = None;
+                    a.iterations = Some(3);
+                    a.match_ = Some(vec![HttpMatchRequest {
+                        method: Some(StringMatch {
+                            exact: Some("GET".into()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]);
+                },
+                "spec.analysis.match[0]: App Mesh matches A/B traffic by headers only",
+            ),
+            (
+                |s| s.provider = Some("appmesh".into()),
+                "spec.service.meshName: provider appmesh (App Mesh v1beta1) needs meshName",
+            ),
+            (
+                |s| {
+                    s.provider = Some("appmesh:v1beta2".into());
+                    analysis(s).mirror = Some(true);
+                },
+                "spec.analysis.mirror: traffic mirroring is not supported by the appmesh:v1beta2 provider",
+            ),
+            (
+                |s| {
+                    s.upstream_ref = Some(UpstreamRef {
+                        api_version: "gloo.solo.io/v1".into(),
+                        kind: "Upstream".into(),
+                        name: "config".into(),
+                        namespace: None,
+                    })
+                },
+                "spec.upstreamRef: upstreamRef is only used by the gloo provider, not istio",
+            ),
+            (
+                |s| {
                     s.service
                         .get_or_insert_with(Default::default)
                         .backend_timeout = Some("5s".into())
@@ -1111,6 +1307,65 @@ mod tests {
             );
             assert!(got[0].starts_with(want), "want {want:?}, got {:?}", got[0]);
         }
+    }
+
+    #[test]
+    fn gloo_and_app_mesh_accept_what_their_routers_write() {
+        let exact = |v: &str| StringMatch {
+            exact: Some(v.into()),
+            ..Default::default()
+        };
+        let ab = |s: &mut CanarySpec, m: HttpMatchRequest| {
+            let a = analysis(s);
+            a.step_weight = None;
+            a.max_weight = None;
+            a.iterations = Some(3);
+            a.match_ = Some(vec![m]);
+        };
+        let mut gloo = base();
+        gloo.provider = Some("gloo".into());
+        ab(
+            &mut gloo,
+            HttpMatchRequest {
+                headers: Some([("x-canary".to_string(), exact("insider"))].into()),
+                query_params: Some([("beta".to_string(), exact("1"))].into()),
+                method: Some(exact("GET")),
+                ..Default::default()
+            },
+        );
+        assert_eq!(errors(&gloo), Vec::<String>::new());
+        let mut mesh = base();
+        mesh.provider = Some("appmesh:v1beta2".into());
+        let svc = mesh.service.get_or_insert_with(Default::default);
+        svc.timeout = Some("15s".into());
+        svc.retries = Some(HttpRetry {
+            attempts: Some(3),
+            ..Default::default()
+        });
+        svc.match_ = Some(vec![HttpMatchRequest {
+            uri: Some(StringMatch {
+                prefix: Some("/api".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]);
+        ab(
+            &mut mesh,
+            HttpMatchRequest {
+                headers: Some(
+                    [(
+                        "user-agent".to_string(),
+                        StringMatch {
+                            suffix: Some("Mobile".into()),
+                            ..Default::default()
+                        },
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+        );
+        assert_eq!(errors(&mesh), Vec::<String>::new());
     }
 
     #[test]

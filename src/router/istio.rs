@@ -29,8 +29,9 @@ pub fn is_tcp(canary: &Canary) -> bool {
         .is_some_and(|p| p.eq_ignore_ascii_case("tcp"))
 }
 
-/// The DestinationRule for `host`, with `service.trafficPolicy`.
-pub fn destination_rule(canary: &Canary, host: &str) -> Value {
+/// The DestinationRule for `host`, with `service.trafficPolicy`. Like Flagger, a rule that
+/// existed before the Canary is updated but not adopted (no owner reference).
+pub fn destination_rule(canary: &Canary, host: &str, live: Option<&Value>) -> Value {
     let policy = canary
         .spec
         .service
@@ -40,7 +41,7 @@ pub fn destination_rule(canary: &Canary, host: &str) -> Value {
     json!({
         "apiVersion": API_VERSION,
         "kind": "DestinationRule",
-        "metadata": super::owned_metadata(canary, host, Meta::Bare, true),
+        "metadata": super::owned_metadata(canary, host, Meta::Bare, super::owned_by(canary, live)),
         "spec": object([("host", json!(host)), ("trafficPolicy", policy)]),
     })
 }
@@ -391,8 +392,11 @@ impl TrafficRouter for IstioRouter {
     async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
         let ns = canary.metadata.namespace.as_deref();
         let (_, primary, canary_svc) = super::service_names(canary);
+        let rules = super::resource(API_VERSION, "DestinationRule");
         for host in [primary, canary_svc] {
-            super::apply(&self.client, ns, &destination_rule(canary, &host)).await?;
+            let live = super::get(&self.client, ns, &rules, &host).await?;
+            let body = destination_rule(canary, &host, live.as_ref());
+            super::apply(&self.client, ns, &body).await?;
         }
         let live = self.live(canary).await?;
         let routes = live

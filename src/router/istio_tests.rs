@@ -41,12 +41,24 @@ fn destination_rules_carry_the_traffic_policy_and_no_flux_annotations() {
         "istio",
         json!({"service": {"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}),
     );
-    let dr = destination_rule(&c, "podinfo-canary");
+    let dr = destination_rule(&c, "podinfo-canary", None);
     assert_eq!(
         dr["spec"],
         json!({"host": "podinfo-canary", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}})
     );
     assert!(dr["metadata"].get("annotations").is_none());
+    assert_eq!(dr["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+}
+
+#[test]
+fn a_destination_rule_that_existed_before_the_canary_is_not_adopted() {
+    let c = canary("istio", json!({}));
+    let live = json!({"metadata": {"name": "podinfo-canary", "ownerReferences": []}});
+    let dr = destination_rule(&c, "podinfo-canary", Some(&live));
+    assert!(dr["metadata"].get("ownerReferences").is_none());
+    let ours = destination_rule(&c, "podinfo-canary", None);
+    let dr = destination_rule(&c, "podinfo-canary", Some(&ours));
+    assert_eq!(dr["metadata"]["ownerReferences"][0]["uid"], "uid-1");
 }
 
 #[test]

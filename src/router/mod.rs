@@ -23,8 +23,10 @@ use crate::controller::plan::Routes;
 
 pub mod affinity;
 pub mod apisix;
+pub mod appmesh;
 pub mod contour;
 pub mod gatewayapi;
+pub mod gloo;
 pub mod istio;
 pub mod kubernetes;
 pub mod kuma;
@@ -105,8 +107,17 @@ pub fn for_provider(
                 .unwrap_or_else(|| nginx::DEFAULT_PREFIX.to_string()),
         ))),
         Provider::Linkerd => Ok(Arc::new(smi::SmiRouter::new(client, smi::Flavour::Linkerd))),
-        Provider::Osm => Ok(Arc::new(smi::SmiRouter::new(client, smi::Flavour::Smi(2)))),
-        Provider::Smi(v) => Ok(Arc::new(smi::SmiRouter::new(client, smi::Flavour::Smi(v)))),
+        Provider::Osm => Ok(Arc::new(smi::SmiRouter::new(
+            client,
+            smi::Flavour::Smi {
+                version: 2,
+                istio: false,
+            },
+        ))),
+        Provider::Smi { version, istio } => Ok(Arc::new(smi::SmiRouter::new(
+            client,
+            smi::Flavour::Smi { version, istio },
+        ))),
         Provider::Contour => Ok(Arc::new(contour::ContourRouter::new(
             client,
             config.ingress_class.clone(),
@@ -115,6 +126,15 @@ pub fn for_provider(
         Provider::Kuma => Ok(Arc::new(kuma::KumaRouter::new(client))),
         Provider::Skipper => Ok(Arc::new(skipper::SkipperRouter::new(client))),
         Provider::Traefik => Ok(Arc::new(traefik::TraefikRouter::new(client))),
+        Provider::Gloo => Ok(Arc::new(gloo::GlooRouter::new(client))),
+        Provider::AppMesh => Ok(Arc::new(appmesh::AppMeshRouter::new(
+            client,
+            appmesh::Version::V1beta1,
+        ))),
+        Provider::AppMeshV1beta2 => Ok(Arc::new(appmesh::AppMeshRouter::new(
+            client,
+            appmesh::Version::V1beta2,
+        ))),
         other => Err(Error::Unsupported(other)),
     }
 }

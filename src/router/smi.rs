@@ -14,17 +14,28 @@ use crate::controller::plan::Routes;
 pub enum Flavour {
     /// Linkerd: `split.smi-spec.io/v1alpha1`.
     Linkerd,
-    /// SMI at API version v1alpha1, v1alpha2 or v1alpha3 (`osm` is v1alpha2).
-    Smi(u8),
+    /// SMI at API version v1alpha1, v1alpha2 or v1alpha3 (`osm` is v1alpha2); `istio` for
+    /// `smi:<version>:istio`.
+    Smi {
+        /// 1, 2 or 3.
+        version: u8,
+        /// Whether the mesh is Istio (through its SMI adapter).
+        istio: bool,
+    },
 }
+
+/// The annotation Istio's SMI adapter reads to attach the VirtualService it generates to
+/// gateways (`service.gateways` as a JSON list).
+pub const ISTIO_GATEWAYS_ANNOTATION: &str =
+    "VirtualService.v1alpha3.networking.istio.io/spec.gateways";
 
 impl Flavour {
     /// The apiVersion.
     pub fn api_version(self) -> &'static str {
         match self {
-            Self::Linkerd | Self::Smi(1) => "split.smi-spec.io/v1alpha1",
-            Self::Smi(2) => "split.smi-spec.io/v1alpha2",
-            Self::Smi(_) => "split.smi-spec.io/v1alpha3",
+            Self::Linkerd | Self::Smi { version: 1, .. } => "split.smi-spec.io/v1alpha1",
+            Self::Smi { version: 2, .. } => "split.smi-spec.io/v1alpha2",
+            Self::Smi { .. } => "split.smi-spec.io/v1alpha3",
         }
     }
 
@@ -53,10 +64,20 @@ pub fn traffic_split(
         .and_then(|s| s.hosts.as_ref())
         .and_then(|h| h.first().cloned())
         .unwrap_or_else(|| apex.clone());
+    let mut meta = super::owned_metadata(canary, &apex, Meta::Bare, super::owned_by(canary, live));
+    let gateways = canary
+        .spec
+        .service
+        .as_ref()
+        .and_then(|s| s.gateways.clone())
+        .unwrap_or_default();
+    if matches!(flavour, Flavour::Smi { istio: true, .. }) && !gateways.is_empty() {
+        meta["annotations"] = json!({ISTIO_GATEWAYS_ANNOTATION: json!(gateways).to_string()});
+    }
     json!({
         "apiVersion": flavour.api_version(),
         "kind": "TrafficSplit",
-        "metadata": super::owned_metadata(canary, &apex, Meta::Bare, super::owned_by(canary, live)),
+        "metadata": meta,
         "spec": {
             "service": root,
             "backends": [
@@ -177,7 +198,10 @@ mod tests {
         );
         let ts = traffic_split(
             &c,
-            Flavour::Smi(3),
+            Flavour::Smi {
+                version: 3,
+                istio: false,
+            },
             Routes {
                 primary: 40,
                 canary: 60,
@@ -196,6 +220,29 @@ mod tests {
                 mirrored: false
             }
         );
+    }
+
+    #[test]
+    fn smi_on_istio_annotates_the_split_with_the_gateways() {
+        let c = canary(
+            "smi:v1alpha3:istio",
+            json!({"service": {"gateways": ["public-gateway", "mesh"]}}),
+        );
+        let istio = Flavour::Smi {
+            version: 3,
+            istio: true,
+        };
+        let ts = traffic_split(&c, istio, INITIAL, None);
+        assert_eq!(
+            ts["metadata"]["annotations"][ISTIO_GATEWAYS_ANNOTATION],
+            r#"["public-gateway","mesh"]"#
+        );
+        let plain = Flavour::Smi {
+            version: 3,
+            istio: false,
+        };
+        let ts = traffic_split(&c, plain, INITIAL, None);
+        assert!(ts["metadata"].get("annotations").is_none());
     }
 
     #[test]
