@@ -38,7 +38,10 @@ fn the_demo_promotes_v2_then_rolls_v3_back_without_routing_failures() {
         "serin demo failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    let results: Vec<&str> = stdout.lines().filter(|l| l.starts_with("result ")).collect();
+    let results: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("result "))
+        .collect();
     assert_eq!(results.len(), 2, "{stdout}");
 
     let promote = results[0];
@@ -46,7 +49,10 @@ fn the_demo_promotes_v2_then_rolls_v3_back_without_routing_failures() {
     assert_eq!(field(promote, "outcome"), "Succeeded", "{stdout}");
     assert_eq!(field(promote, "primary"), "v2", "{stdout}");
     assert_eq!(field(promote, "routing_failures"), "0", "{stdout}");
-    assert!(served(promote, "v2") > 0, "the canary got no traffic: {promote}");
+    assert!(
+        served(promote, "v2") > 0,
+        "the canary got no traffic: {promote}"
+    );
 
     let rollback = results[1];
     assert_eq!(field(rollback, "scenario"), "rollback");
@@ -57,7 +63,10 @@ fn the_demo_promotes_v2_then_rolls_v3_back_without_routing_failures() {
 
     // The story as the controller told it: weights advanced, a check failed on v3's errors and
     // the threshold rolled it back.
-    assert!(stdout.contains("Advance podinfo.demo canary weight 60"), "{stdout}");
+    assert!(
+        stdout.contains("Advance podinfo.demo canary weight 60"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("check request-success-rate") && stdout.contains("Fail"),
         "{stdout}"
@@ -71,5 +80,8 @@ fn the_demo_promotes_v2_then_rolls_v3_back_without_routing_failures() {
         .lines()
         .find(|l| l.starts_with("load generator:"))
         .expect("load line");
-    assert!(load.contains(" 0 routing failures, 0 transport errors"), "{load}");
+    assert!(
+        load.contains(" 0 routing failures, 0 transport errors"),
+        "{load}"
+    );
 }

@@ -497,6 +497,7 @@ fn snapshot(
         events,
         rates,
         routing_failures,
+        finished: Vec::new(),
     }
 }
 
@@ -514,6 +515,7 @@ async fn follow(
     out: &Out,
     leg: Leg<'_>,
     prev: &mut Option<Snapshot>,
+    finished: &[String],
     done: impl Fn(&str, bool) -> bool,
 ) -> Result<(String, Vec<String>), Error> {
     let Leg {
@@ -534,7 +536,7 @@ async fn follow(
         let stats = stack.gateway.stats();
         let failures = stats.routing_failures_total() - baseline_failures;
         let r = rates.push(Instant::now(), stats);
-        let snap = snapshot(
+        let mut snap = snapshot(
             scenario,
             title,
             started.elapsed(),
@@ -543,6 +545,7 @@ async fn follow(
             r,
             failures,
         );
+        snap.finished = finished.to_vec();
         if snap.phase == "Progressing" {
             progressing = true;
         }
@@ -586,15 +589,26 @@ fn served_between(a: &gateway::Stats, b: &gateway::Stats) -> Vec<(String, u64)> 
         .collect()
 }
 
+/// A scenario: the version it deploys and the phase the story expects.
+struct Step {
+    name: &'static str,
+    version: &'static Version,
+    expected: &'static str,
+}
+
 async fn run_scenario(
     stack: &Stack,
     out: &Out,
-    name: &str,
-    version: &Version,
-    expected: &str,
+    step: &Step,
     interval: Duration,
     prev: &mut Option<Snapshot>,
+    finished: &[String],
 ) -> Result<ScenarioResult, Error> {
+    let Step {
+        name,
+        version,
+        expected,
+    } = *step;
     let before_primary = stack.primary_version().await?;
     let expected_primary = if expected == "Succeeded" {
         version.name.to_string()
@@ -617,6 +631,7 @@ async fn run_scenario(
             limit: Duration::from_secs(120),
         },
         prev,
+        finished,
         |phase, progressing| progressing && matches!(phase, "Succeeded" | "Failed"),
     )
     .await?;
@@ -669,6 +684,7 @@ pub async fn run(opts: Options) -> Result<bool, Error> {
             limit: Duration::from_secs(60),
         },
         &mut prev,
+        &[],
         |phase, _| phase == "Initialized",
     )
     .await?;
@@ -688,15 +704,36 @@ pub async fn run(opts: Options) -> Result<bool, Error> {
     }
     // Let Prometheus see the primary's traffic before the first change.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let plan: Vec<(&str, &Version, &str)> = match opts.scenario {
-        Scenario::Promote => vec![("promote", &V2, "Succeeded")],
-        Scenario::Rollback => vec![("rollback", &V3, "Failed")],
-        Scenario::All => vec![("promote", &V2, "Succeeded"), ("rollback", &V3, "Failed")],
+    let promote = Step {
+        name: "promote",
+        version: &V2,
+        expected: "Succeeded",
     };
-    let mut results = Vec::new();
-    for (name, version, expected) in plan {
-        results
-            .push(run_scenario(&stack, &out, name, version, expected, interval, &mut prev).await?);
+    let rollback = Step {
+        name: "rollback",
+        version: &V3,
+        expected: "Failed",
+    };
+    let plan = match opts.scenario {
+        Scenario::Promote => vec![promote],
+        Scenario::Rollback => vec![rollback],
+        Scenario::All => vec![promote, rollback],
+    };
+    let mut results: Vec<ScenarioResult> = Vec::new();
+    for step in &plan {
+        let finished: Vec<String> = results
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} → {} in {:.1}s, primary {}",
+                    r.scenario,
+                    r.outcome,
+                    r.duration.as_secs_f64(),
+                    r.primary_version
+                )
+            })
+            .collect();
+        results.push(run_scenario(&stack, &out, step, interval, &mut prev, &finished).await?);
     }
     if !out.plain {
         print!("\x1b[2J\x1b[H");

@@ -64,8 +64,10 @@ pub struct Snapshot {
     pub events: Vec<EventView>,
     /// Traffic per version.
     pub rates: Vec<RateView>,
-    /// Requests the gateway could not route since the demo started.
+    /// Requests the gateway could not route during the scenario.
     pub routing_failures: u64,
+    /// One line per scenario already finished.
+    pub finished: Vec<String>,
 }
 
 /// How a scenario ended.
@@ -180,6 +182,9 @@ pub fn frame(s: &Snapshot) -> String {
         s.title,
         s.elapsed.as_secs_f64()
     );
+    for f in &s.finished {
+        let _ = writeln!(o, "  {DIM}done:{RESET} {f}");
+    }
     let _ = writeln!(o);
     let _ = writeln!(
         o,
