@@ -61,6 +61,14 @@ fn the_demo_promotes_v2_then_rolls_v3_back_without_routing_failures() {
     assert_eq!(field(rollback, "routing_failures"), "0", "{stdout}");
     assert!(served(rollback, "v3") > 0, "v3 got no traffic: {rollback}");
 
+    // Every check passed while v2 was analysed: no Warning event in the promote scenario.
+    let promote_log = stdout
+        .split("== scenario promote")
+        .nth(1)
+        .and_then(|rest| rest.split("== scenario rollback").next())
+        .expect("a promote section");
+    assert!(!promote_log.contains("event Warning"), "{promote_log}");
+
     // The story as the controller told it: weights advanced, a check failed on v3's errors and
     // the threshold rolled it back.
     assert!(
