@@ -26,6 +26,7 @@ pub mod apisix;
 pub mod contour;
 pub mod gatewayapi;
 pub mod istio;
+pub mod knative;
 pub mod kubernetes;
 pub mod kuma;
 pub mod nginx;
@@ -115,6 +116,7 @@ pub fn for_provider(
         Provider::Kuma => Ok(Arc::new(kuma::KumaRouter::new(client))),
         Provider::Skipper => Ok(Arc::new(skipper::SkipperRouter::new(client))),
         Provider::Traefik => Ok(Arc::new(traefik::TraefikRouter::new(client))),
+        Provider::Knative => Ok(Arc::new(knative::KnativeRouter::new(client))),
         other => Err(Error::Unsupported(other)),
     }
 }
