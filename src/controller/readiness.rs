@@ -486,4 +486,61 @@ mod tests {
             .is_ready()
         );
     }
+
+    #[test]
+    fn a_knative_revision_is_ready_once_reconciled_latest_and_ready() {
+        use crate::router::knative::ServiceState;
+        let ready = ServiceState {
+            latest_created: Some("podinfo-00002".into()),
+            latest_ready: Some("podinfo-00002".into()),
+            primary_revision: Some("podinfo-00001".into()),
+            ready: Some(("True".into(), String::new())),
+            reconciled: true,
+            serving: vec!["podinfo-00001".into()],
+        };
+        assert_eq!(knative_readiness(&ready), Readiness::Ready);
+        let stale = ServiceState {
+            reconciled: false,
+            ..ready.clone()
+        };
+        assert!(matches!(knative_readiness(&stale), Readiness::Waiting(_)));
+        let starting = ServiceState {
+            latest_ready: Some("podinfo-00001".into()),
+            ready: Some(("False".into(), "Revision failed: ImagePullBackOff".into())),
+            ..ready.clone()
+        };
+        assert_eq!(
+            knative_readiness(&starting),
+            Readiness::Waiting(
+                "Knative Revision podinfo-00002 is not ready: Revision failed: ImagePullBackOff"
+                    .into()
+            )
+        );
+        let route_not_ready = ServiceState {
+            ready: Some(("Unknown".into(), String::new())),
+            ..ready.clone()
+        };
+        assert!(matches!(
+            knative_readiness(&route_not_ready),
+            Readiness::Waiting(_)
+        ));
+        assert!(matches!(
+            knative_readiness(&ServiceState::default()),
+            Readiness::Waiting(_)
+        ));
+
+        // The primary serves when Knative routes to it or it is the latest ready revision.
+        assert_eq!(
+            knative_primary_readiness(&ready, "podinfo-00001"),
+            Readiness::Ready
+        );
+        assert_eq!(
+            knative_primary_readiness(&ready, "podinfo-00002"),
+            Readiness::Ready
+        );
+        assert!(matches!(
+            knative_primary_readiness(&ready, "podinfo-00003"),
+            Readiness::Waiting(_)
+        ));
+    }
 }
