@@ -157,9 +157,16 @@ fn observe_workloads(
         }
     };
     if !matches!(tref.kind.as_str(), "Deployment" | "DaemonSet") {
+        let what = if tref.kind == "Service" {
+            format!(
+                "a Kubernetes Service target ({} Service, a Service-to-Service canary)",
+                tref.api_version
+            )
+        } else {
+            format!("targetRef kind {:?}", tref.kind)
+        };
         return Err(TargetProblem::Invalid(format!(
-            "targetRef kind {:?} is not supported yet (Deployment and DaemonSet are)",
-            tref.kind
+            "{what} is not supported yet (Deployment, DaemonSet and serving.knative.dev/v1 Service are)"
         )));
     }
     let target = lookup(&tref.name).ok_or_else(|| {
