@@ -339,15 +339,31 @@ pub async fn run_with(
         .default_backoff()
         .reflect(hpa_writer)
         .touched_objects();
-    // Without Knative Serving the list fails and the watcher retries with backoff.
+    // Knative Serving is often not installed: its Services are watched only once a Canary
+    // targets one (an idle controller makes no requests), and a failing list is retried with
+    // backoff.
     let knative_api: Api<DynamicObject> = match &ns {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &knative_ar),
         None => Api::all_with(client.clone(), &knative_ar),
     };
-    let knative_stream = watcher(knative_api, wc.clone())
-        .default_backoff()
-        .reflect(knative_writer)
-        .touched_objects();
+    let knative_stream = {
+        let (store, wc) = (canary_store.clone(), wc.clone());
+        futures::stream::once(async move {
+            while !store.state().iter().any(|c| {
+                c.spec
+                    .target_ref
+                    .as_ref()
+                    .is_some_and(|t| t.is_knative_service())
+            }) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            watcher(knative_api, wc)
+                .default_backoff()
+                .reflect(knative_writer)
+                .touched_objects()
+        })
+        .flatten()
+    };
 
     let by_workload =
         {
@@ -494,7 +510,18 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
     if let Some(w) = written {
         ctx.recent_writes.remember(&w);
     }
+    let knative_unlisted = canary
+        .spec
+        .target_ref
+        .as_ref()
+        .is_some_and(|t| t.is_knative_service())
+        && !ctx
+            .stores
+            .knative_synced
+            .load(std::sync::atomic::Ordering::Acquire);
     Ok(match plan.requeue {
+        // The Knative watch starts with the first Knative canary; look again once it has listed.
+        _ if knative_unlisted => KubeAction::requeue(Duration::from_secs(2)),
         Requeue::AwaitChange => KubeAction::await_change(),
         Requeue::After(d) => KubeAction::requeue(d.max(Duration::from_millis(100))),
     })
