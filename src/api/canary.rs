@@ -154,6 +154,14 @@ pub struct TargetRef {
     pub name: String,
 }
 
+impl TargetRef {
+    /// Whether this names a Knative Service (`serving.knative.dev/v1`, kind `Service`), as
+    /// Flagger's `IsKnativeService` decides.
+    pub fn is_knative_service(&self) -> bool {
+        self.kind == "Service" && self.api_version == "serving.knative.dev/v1"
+    }
+}
+
 /// A reference to the target's autoscaler (HPA or KEDA ScaledObject).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -141,7 +141,7 @@ fn check_target(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Pro
     if t.name.is_empty() {
         out.push(Problem::error("spec.targetRef.name", "name is required"));
     }
-    let knative = t.kind == "Service" && t.api_version.starts_with("serving.knative.dev/");
+    let knative = t.is_knative_service();
     match t.kind.as_str() {
         "Deployment" | "DaemonSet" if t.api_version != "apps/v1" => out.push(Problem::error(
             "spec.targetRef.apiVersion",
@@ -1307,6 +1307,77 @@ mod tests {
             );
             assert!(got[0].starts_with(want), "want {want:?}, got {:?}", got[0]);
         }
+    }
+
+    fn knative(spec: &mut CanarySpec) {
+        spec.provider = Some("knative".into());
+        spec.service = None;
+        spec.target_ref = Some(TargetRef {
+            api_version: "serving.knative.dev/v1".into(),
+            kind: "Service".into(),
+            name: "podinfo".into(),
+        });
+    }
+
+    #[test]
+    fn knative_targets_and_the_knative_provider_go_together_without_an_autoscaler() {
+        let mut s = base();
+        knative(&mut s);
+        assert_eq!(errors(&s), Vec::<String>::new());
+
+        let mut other_provider = s.clone();
+        other_provider.provider = Some("istio".into());
+        assert_eq!(
+            errors(&other_provider),
+            vec!["spec.provider: a Knative Service target needs provider: knative"]
+        );
+
+        let mut deployment = base();
+        deployment.provider = Some("knative".into());
+        assert_eq!(
+            errors(&deployment),
+            vec!["spec.targetRef: provider knative needs a serving.knative.dev/v1 Service target"]
+        );
+
+        let mut old_api = s.clone();
+        if let Some(t) = old_api.target_ref.as_mut() {
+            t.api_version = "serving.knative.dev/v1alpha1".into();
+        }
+        assert_eq!(
+            errors(&old_api),
+            vec!["spec.targetRef: provider knative needs a serving.knative.dev/v1 Service target"]
+        );
+
+        let mut scaled = s.clone();
+        scaled.autoscaler_ref = Some(AutoscalerRef {
+            api_version: "autoscaling/v2".into(),
+            kind: "HorizontalPodAutoscaler".into(),
+            name: "podinfo".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            errors(&scaled),
+            vec!["spec.autoscalerRef: Knative targets scale themselves; remove autoscalerRef"]
+        );
+    }
+
+    #[test]
+    fn knative_cannot_express_ab_matches_or_mirroring() {
+        let mut s = base();
+        knative(&mut s);
+        let a = analysis(&mut s);
+        a.step_weight = None;
+        a.max_weight = None;
+        a.iterations = Some(5);
+        a.match_ = Some(vec![HttpMatchRequest::default()]);
+        a.mirror = Some(true);
+        assert_eq!(
+            errors(&s),
+            vec![
+                "spec.analysis.match: A/B testing is not supported by the knative provider",
+                "spec.analysis.mirror: traffic mirroring is not supported by the knative provider",
+            ]
+        );
     }
 
     #[test]

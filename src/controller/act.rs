@@ -98,6 +98,9 @@ impl Actuator<'_> {
                 .map_err(Error::Encode)?;
                 self.apply_json(&ns, &obj).await?;
             }
+            Action::SetPrimaryRevision(rev) => {
+                crate::router::knative::set_primary_revision(self.client, canary, rev).await?
+            }
             Action::ScaleTarget(n) => self.scale_target(canary, &ns, *n).await?,
             Action::ReconcileRouter => self.router.reconcile(canary).await?,
             Action::SetRoutes(r) => self.router.set_routes(canary, *r).await?,

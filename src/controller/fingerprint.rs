@@ -19,6 +19,11 @@ use crate::controller::workload::{FLAGGER_ID_ANNOTATION, SCALE_TO_ZERO_SELECTOR}
 /// Prefix of Serin fingerprints; anything else in `lastAppliedSpec` is a Flagger hash.
 pub const FINGERPRINT_PREFIX: &str = "v1:";
 
+/// The fingerprint of a Knative revision: its name (Knative names every template change anew).
+pub fn revision_fingerprint(revision: &str) -> String {
+    format!("{FINGERPRINT_PREFIX}revision:{revision}")
+}
+
 /// Whether `s` is a Serin fingerprint (as opposed to a Flagger hash found on adoption).
 pub fn is_serin_fingerprint(s: &str) -> bool {
     s.starts_with(FINGERPRINT_PREFIX)

@@ -5,7 +5,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::controller::{Action as KubeAction, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -248,6 +248,9 @@ pub async fn run_with(
     let (cm_reader, cm_writer) = reflector::store::<ConfigMap>();
     let (secret_reader, secret_writer) = reflector::store::<Secret>();
     let (hpa_reader, hpa_writer) = reflector::store::<HorizontalPodAutoscaler>();
+    let knative_ar = crate::router::knative::resource();
+    let knative_writer = reflector::store::Writer::<DynamicObject>::new(knative_ar.clone());
+    let knative_reader = knative_writer.as_reader();
     let stores = Stores {
         deployments: deploy_reader,
         daemonsets: ds_reader,
@@ -255,6 +258,8 @@ pub async fn run_with(
         configmaps: cm_reader,
         secrets: secret_reader,
         hpas: hpa_reader,
+        knative_services: knative_reader,
+        knative_synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
 
     let telemetry = telemetry::Telemetry::new(&config.observe.mesh_provider);
@@ -295,6 +300,16 @@ pub async fn run_with(
                 tracing::info!("caches synced");
             }
         });
+        let (store, synced) = (
+            stores.knative_services.clone(),
+            stores.knative_synced.clone(),
+        );
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                synced.store(true, std::sync::atomic::Ordering::Release);
+                tracing::info!("Knative Services listed");
+            }
+        });
     }
 
     let controller = Controller::new(canaries, wc.clone());
@@ -324,6 +339,31 @@ pub async fn run_with(
         .default_backoff()
         .reflect(hpa_writer)
         .touched_objects();
+    // Knative Serving is often not installed: its Services are watched only once a Canary
+    // targets one (an idle controller makes no requests), and a failing list is retried with
+    // backoff.
+    let knative_api: Api<DynamicObject> = match &ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &knative_ar),
+        None => Api::all_with(client.clone(), &knative_ar),
+    };
+    let knative_stream = {
+        let (store, wc) = (canary_store.clone(), wc.clone());
+        futures::stream::once(async move {
+            while !store.state().iter().any(|c| {
+                c.spec
+                    .target_ref
+                    .as_ref()
+                    .is_some_and(|t| t.is_knative_service())
+            }) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            watcher(knative_api, wc)
+                .default_backoff()
+                .reflect(knative_writer)
+                .touched_objects()
+        })
+        .flatten()
+    };
 
     let by_workload =
         {
@@ -358,6 +398,7 @@ pub async fn run_with(
     let m1 = by_workload.clone();
     let m2 = by_workload.clone();
     let m3 = by_workload.clone();
+    let m4 = by_workload.clone();
     let n1 = in_namespace.clone();
     let n2 = in_namespace.clone();
     let svc_store = canary_store.clone();
@@ -366,6 +407,11 @@ pub async fn run_with(
         .watches_stream(deploy_stream, move |d| m1(d.name_any(), d.namespace()))
         .watches_stream(ds_stream, move |d| m2(d.name_any(), d.namespace()))
         .watches_stream(hpa_stream, move |h| m3(h.name_any(), h.namespace()))
+        .watches_stream_with(
+            knative_stream,
+            move |s| m4(s.name_any(), s.namespace()),
+            knative_ar.clone(),
+        )
         .watches_stream(svc_stream, move |s| {
             // Generated Services are owned by their Canary; others may be a pre-existing apex.
             let ns = s.namespace();
@@ -464,7 +510,18 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
     if let Some(w) = written {
         ctx.recent_writes.remember(&w);
     }
+    let knative_unlisted = canary
+        .spec
+        .target_ref
+        .as_ref()
+        .is_some_and(|t| t.is_knative_service())
+        && !ctx
+            .stores
+            .knative_synced
+            .load(std::sync::atomic::Ordering::Acquire);
     Ok(match plan.requeue {
+        // The Knative watch starts with the first Knative canary; look again once it has listed.
+        _ if knative_unlisted => KubeAction::requeue(Duration::from_secs(2)),
         Requeue::AwaitChange => KubeAction::await_change(),
         Requeue::After(d) => KubeAction::requeue(d.max(Duration::from_millis(100))),
     })

@@ -4,9 +4,12 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::ResourceExt;
+use kube::api::DynamicObject;
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::builders::{self, BuildConfig};
@@ -17,6 +20,7 @@ use super::readiness;
 use super::workload::Workload;
 use crate::api::validation::{self, ValidationContext};
 use crate::api::{Canary, Provider};
+use crate::router::knative;
 
 /// The finalizer Flagger uses for `revertOnDeletion`.
 pub const FINALIZER: &str = "finalizer.flagger.app";
@@ -36,6 +40,11 @@ pub struct Stores {
     pub secrets: Store<Secret>,
     /// HorizontalPodAutoscalers.
     pub hpas: Store<HorizontalPodAutoscaler>,
+    /// Knative Services (`serving.knative.dev/v1`).
+    pub knative_services: Store<DynamicObject>,
+    /// Set once the Knative Services have been listed. Knative Serving is often not installed,
+    /// so the other caches do not wait for this one; a Knative target waits instead.
+    pub knative_synced: Arc<AtomicBool>,
 }
 
 /// Controller settings that observation depends on.
@@ -137,6 +146,9 @@ fn observe_workloads(
     let Some(tref) = canary.spec.target_ref.as_ref() else {
         return Err(TargetProblem::Invalid("spec.targetRef is required".into()));
     };
+    if tref.is_knative_service() {
+        return observe_knative(stores, &tref.name, &ns);
+    }
     let lookup = |name: &str| -> Option<Workload> {
         match tref.kind.as_str() {
             "Deployment" => get(&stores.deployments, name, &ns).map(Workload::Deployment),
@@ -145,9 +157,16 @@ fn observe_workloads(
         }
     };
     if !matches!(tref.kind.as_str(), "Deployment" | "DaemonSet") {
+        let what = if tref.kind == "Service" {
+            format!(
+                "a Kubernetes Service target ({} Service, a Service-to-Service canary)",
+                tref.api_version
+            )
+        } else {
+            format!("targetRef kind {:?}", tref.kind)
+        };
         return Err(TargetProblem::Invalid(format!(
-            "targetRef kind {:?} is not supported yet (Deployment and DaemonSet are)",
-            tref.kind
+            "{what} is not supported yet (Deployment, DaemonSet and serving.knative.dev/v1 Service are)"
         )));
     }
     let target = lookup(&tref.name).ok_or_else(|| {
@@ -327,6 +346,49 @@ fn observe_workloads(
         generated.promoted_hpa = Some(desired);
     }
     Ok((target_obs, primary_obs, generated))
+}
+
+/// A Knative Service target: the canary is the latest created revision, the primary the one
+/// named by `flagger.app/primary-revision`; there are no generated objects.
+fn observe_knative(
+    stores: &Stores,
+    name: &str,
+    ns: &str,
+) -> Result<(TargetObs, Option<PrimaryObs>, Generated), TargetProblem> {
+    if !stores.knative_synced.load(Ordering::Acquire) {
+        return Err(TargetProblem::Missing(format!(
+            "Knative Service {name}.{ns}: Knative Services are not listed yet (is Knative Serving installed?)"
+        )));
+    }
+    let key = ObjectRef::<DynamicObject>::new_with(name, knative::resource()).within(ns);
+    let live = stores
+        .knative_services
+        .get(&key)
+        .ok_or_else(|| TargetProblem::Missing(format!("Knative Service {name}.{ns} not found")))?;
+    let state = knative::read_state(&to_json(live.as_ref()));
+    let latest = state.latest_created.clone().ok_or_else(|| {
+        TargetProblem::Missing(format!("Knative Service {name}.{ns} has no revision yet"))
+    })?;
+    let target = TargetObs {
+        kind: knative::KIND.to_string(),
+        name: name.to_string(),
+        selector: (String::new(), String::new()),
+        fingerprint: fingerprint::revision_fingerprint(&latest),
+        tracked_configs: BTreeMap::new(),
+        replicas: 1,
+        scale_up_replicas: 1,
+        readiness: readiness::knative_readiness(&state),
+    };
+    let primary = state.primary_revision.as_ref().map(|rev| PrimaryObs {
+        fingerprint: fingerprint::revision_fingerprint(rev),
+        readiness: readiness::knative_primary_readiness(&state, rev),
+        replicas: 1,
+    });
+    let generated = Generated {
+        primary_revision: Some(latest),
+        ..Default::default()
+    };
+    Ok((target, primary, generated))
 }
 
 fn is_owned_by<K: kube::Resource>(obj: &K, canary: &Canary) -> bool {

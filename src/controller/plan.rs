@@ -22,10 +22,10 @@ pub const READY_CONDITION: &str = "Ready";
 /// Flagger's condition.
 pub const PROMOTED_CONDITION: &str = "Promoted";
 
-/// What observe found for the target workload.
+/// What observe found for the target.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetObs {
-    /// `Deployment` or `DaemonSet`.
+    /// `Deployment`, `DaemonSet`, or `Service` (a Knative Service).
     pub kind: String,
     /// Name of the target.
     pub name: String,
@@ -39,11 +39,20 @@ pub struct TargetObs {
     pub replicas: i32,
     /// Replicas to scale up to when a run starts or the target is restored.
     pub scale_up_replicas: i32,
-    /// Readiness of the target (the canary pods).
+    /// Readiness of the target (the canary pods, or the latest Knative revision).
     pub readiness: Readiness,
 }
 
-/// What observe found for the primary workload.
+impl TargetObs {
+    /// Whether the target is a workload Serin scales and fronts with generated Services
+    /// (Deployment, DaemonSet). A Knative Service scales itself and is its own router.
+    pub fn is_workload(&self) -> bool {
+        matches!(self.kind.as_str(), "Deployment" | "DaemonSet")
+    }
+}
+
+/// What observe found for the primary: the primary workload, or for a Knative target the
+/// revision named by `flagger.app/primary-revision`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PrimaryObs {
     /// Fingerprint of what the primary runs (template mapped back to the target's names).
@@ -59,6 +68,8 @@ pub struct PrimaryObs {
 pub struct Generated {
     /// Desired primary workload (for creation and promotion).
     pub primary: Option<Workload>,
+    /// Knative: the revision initialisation and promotion name as primary (the latest created).
+    pub primary_revision: Option<String>,
     /// Services (apex, primary, canary) whose live state differs from the desired one.
     pub services_to_apply: Vec<serde_json::Value>,
     /// Primary config copies that do not exist yet.
@@ -184,6 +195,8 @@ pub enum Action {
     CreatePrimary(Workload),
     /// Copy the target's template into the primary (promotion).
     PromotePrimary(Workload),
+    /// Knative: name this revision as the primary (`flagger.app/primary-revision`).
+    SetPrimaryRevision(String),
     /// Scale the target (Deployment replicas, or the DaemonSet scale-to-zero node selector).
     ScaleTarget(i32),
     /// Create or update the router's objects without touching weights.
@@ -532,9 +545,7 @@ impl<'a> Machine<'a> {
             self.actions.push(Action::Apply(hpa));
         }
         let Some(primary) = &self.o.primary else {
-            if let Some(p) = self.o.generated.primary.clone() {
-                self.actions.push(Action::CreatePrimary(p));
-            }
+            self.create_primary();
             return self.clone_done(Requeue::After(short(self.o.interval)));
         };
         if !self.spec().skips_analysis() {
@@ -560,7 +571,7 @@ impl<'a> Machine<'a> {
         }
         let t = self.target().clone();
         if t.replicas > 0 {
-            self.actions.push(Action::ScaleTarget(0));
+            self.scale_target(0);
         }
         self.actions.push(Action::ReconcileRouter);
         self.status.last_applied_spec = Some(t.fingerprint.clone());
@@ -601,9 +612,7 @@ impl<'a> Machine<'a> {
         if self.o.primary.is_none() {
             // The primary was deleted behind our back: recreate it from the target's last
             // promoted state is impossible, so recreate from the target and re-initialise.
-            if let Some(p) = self.o.generated.primary.clone() {
-                self.actions.push(Action::CreatePrimary(p));
-            }
+            self.create_primary();
             self.event(
                 EventType::Warning,
                 format!("{} primary is missing; re-initialising", self.id()),
@@ -676,8 +685,7 @@ impl<'a> Machine<'a> {
         let t = self.target().clone();
         self.actions.push(Action::ReconcileRouter);
         if t.replicas == 0 {
-            self.actions
-                .push(Action::ScaleTarget(t.scale_up_replicas.max(1)));
+            self.scale_target(t.scale_up_replicas.max(1));
         }
         self.event(EventType::Normal, format!("{what} {}", self.target_id()));
         self.actions.push(Action::Alert(
@@ -775,8 +783,7 @@ impl<'a> Machine<'a> {
         }
         if t.replicas == 0 {
             // Someone scaled the canary down mid-run (e.g. a GitOps sync): bring it back.
-            self.actions
-                .push(Action::ScaleTarget(t.scale_up_replicas.max(1)));
+            self.scale_target(t.scale_up_replicas.max(1));
         }
         // The canary must be ready before any analysis tick; a canary that never becomes ready
         // fails after the progress deadline instead of hanging in Progressing.
@@ -1108,6 +1115,26 @@ impl<'a> Machine<'a> {
         if let Some(hpa) = self.o.generated.promoted_hpa.clone() {
             self.actions.push(Action::Apply(hpa));
         }
+        if let Some(rev) = self.o.generated.primary_revision.clone() {
+            self.actions.push(Action::SetPrimaryRevision(rev));
+        }
+    }
+
+    /// Creates the primary: the primary workload, or for a Knative target names the latest
+    /// revision as primary (the router then writes the initial split).
+    fn create_primary(&mut self) {
+        if let Some(p) = self.o.generated.primary.clone() {
+            self.actions.push(Action::CreatePrimary(p));
+        } else if let Some(rev) = self.o.generated.primary_revision.clone() {
+            self.actions.push(Action::SetPrimaryRevision(rev));
+        }
+    }
+
+    /// Scales the target; only workloads are scaled (Knative scales its revisions itself).
+    fn scale_target(&mut self, replicas: i32) {
+        if self.o.target.as_ref().is_ok_and(TargetObs::is_workload) {
+            self.actions.push(Action::ScaleTarget(replicas));
+        }
     }
 
     fn skip_to_promotion(&mut self) -> Flow {
@@ -1117,7 +1144,7 @@ impl<'a> Machine<'a> {
             mirrored: false,
         }));
         self.push_promotion_actions();
-        self.actions.push(Action::ScaleTarget(0));
+        self.scale_target(0);
         self.status.canary_weight = 0;
         self.status.iterations = 0;
         self.status.run_start_time = None;
@@ -1148,7 +1175,7 @@ impl<'a> Machine<'a> {
             canary: 0,
             mirrored: false,
         }));
-        self.actions.push(Action::ScaleTarget(0));
+        self.scale_target(0);
         self.event(
             EventType::Warning,
             format!("Canary failed! Scaling down {}", self.target_id()),
@@ -1257,7 +1284,7 @@ impl<'a> Machine<'a> {
 
     fn finalising(&mut self) -> Flow {
         if self.target().replicas > 0 {
-            self.actions.push(Action::ScaleTarget(0));
+            self.scale_target(0);
         }
         self.status.canary_weight = 0;
         self.status.iterations = 0;
@@ -1320,6 +1347,16 @@ impl<'a> Machine<'a> {
             self.actions.push(Action::RemoveFinalizer);
             return self.clone_done(Requeue::AwaitChange);
         };
+        if !t.is_workload() {
+            // A Knative Service serves on its own: the router hands its traffic back to it.
+            self.actions.push(Action::FinalizeRouter);
+            self.actions.push(Action::RemoveFinalizer);
+            self.event(
+                EventType::Normal,
+                format!("Terminated canary {}", self.id()),
+            );
+            return self.clone_done(Requeue::AwaitChange);
+        }
         if t.replicas == 0 {
             let replicas = self
                 .o

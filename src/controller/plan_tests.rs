@@ -907,3 +907,228 @@ fn a_closed_gate_with_mute_alert_sends_no_alert_but_records_why() {
     let p = decide_with(&o, closed, at(0));
     assert_eq!(alerts(&p), vec!["Canary is waiting for approval."]);
 }
+
+// ---- Knative Service targets ----------------------------------------------------------------
+
+fn revision(n: u32) -> String {
+    format!("podinfo-{n:05}")
+}
+
+fn knative_primary(n: u32) -> PrimaryObs {
+    PrimaryObs {
+        fingerprint: crate::controller::fingerprint::revision_fingerprint(&revision(n)),
+        readiness: Readiness::Ready,
+        replicas: 1,
+    }
+}
+
+/// A knative canary (stepWeight 20, maxWeight 60) whose latest created revision is `latest`
+/// and whose primary is revision `primary`, initialised on the primary.
+fn knative(latest: u32, primary: Option<u32>) -> Observed {
+    let fp = |n: u32| crate::controller::fingerprint::revision_fingerprint(&revision(n));
+    let mut o = fx();
+    o.provider = Some(Provider::Knative);
+    let spec = &mut o.canary.spec;
+    spec.provider = Some("knative".into());
+    spec.service = None;
+    spec.target_ref = Some(TargetRef {
+        api_version: "serving.knative.dev/v1".into(),
+        kind: "Service".into(),
+        name: "podinfo".into(),
+    });
+    if let Some(a) = spec.analysis.as_mut() {
+        a.iterations = None;
+        a.step_weight = Some(20);
+        a.max_weight = Some(60);
+    }
+    o.target = Ok(TargetObs {
+        kind: "Service".into(),
+        name: "podinfo".into(),
+        selector: (String::new(), String::new()),
+        fingerprint: fp(latest),
+        tracked_configs: Default::default(),
+        replicas: 1,
+        scale_up_replicas: 1,
+        readiness: Readiness::Ready,
+    });
+    o.primary = primary.map(knative_primary);
+    o.generated = Generated {
+        primary_revision: Some(revision(latest)),
+        ..Default::default()
+    };
+    let promoted = fp(primary.unwrap_or(latest));
+    with_status(o, |s| {
+        s.last_applied_spec = Some(promoted.clone());
+        s.last_promoted_spec = Some(promoted);
+    })
+}
+
+/// `knative(2, Some(1))` in a run at `weight`, last tick at t=0.
+fn knative_progressing(weight: i32) -> Observed {
+    with_status(knative(2, Some(1)), |s| {
+        s.phase = Some(CanaryPhase::Progressing);
+        s.last_applied_spec = Some(crate::controller::fingerprint::revision_fingerprint(
+            &revision(2),
+        ));
+        s.canary_weight = weight;
+        s.last_analysis_time = Some(to_time(at(0)));
+        s.run_start_time = Some(to_time(at(0)));
+    })
+}
+
+fn scales(p: &Plan) -> bool {
+    p.actions
+        .iter()
+        .any(|a| matches!(a, Action::ScaleTarget(_) | Action::RestoreApexService))
+}
+
+fn split(primary: i32, canary: i32) -> Action {
+    Action::SetRoutes(Routes {
+        primary,
+        canary,
+        mirrored: false,
+    })
+}
+
+#[test]
+fn knative_initialization_names_the_latest_revision_primary_then_reconciles_the_traffic() {
+    let mut o = with_status(knative(1, None), |s| *s = CanaryStatus::default());
+    let p = decide(&o, at(0));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Initializing));
+    assert_eq!(
+        p.actions,
+        vec![Action::SetPrimaryRevision(revision(1))],
+        "no primary workload, no scaling"
+    );
+
+    o.canary.status = p.status;
+    o.primary = Some(knative_primary(1));
+    let p = decide(&o, at(1));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Initialized));
+    assert!(p.actions.contains(&Action::ReconcileRouter));
+    assert!(!scales(&p), "{:?}", p.actions);
+}
+
+#[test]
+fn knative_initialization_waits_until_the_primary_revision_serves() {
+    let mut o = with_status(knative(1, Some(1)), |s| {
+        s.phase = Some(CanaryPhase::Initializing)
+    });
+    o.primary = Some(PrimaryObs {
+        readiness: Readiness::Waiting("Knative Revision podinfo-00001 is not serving".into()),
+        ..knative_primary(1)
+    });
+    let p = decide(&o, at(0));
+    assert_eq!(p.status, None);
+    assert!(!p.actions.contains(&Action::ReconcileRouter));
+}
+
+#[test]
+fn a_new_knative_revision_starts_a_run_without_scaling_anything() {
+    let o = with_status(knative(2, Some(1)), |s| {
+        s.phase = Some(CanaryPhase::Succeeded)
+    });
+    let p = decide(&o, at(0));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Progressing));
+    assert!(!scales(&p), "{:?}", p.actions);
+    assert_eq!(
+        p.status.and_then(|s| s.last_applied_spec).as_deref(),
+        Some("v1:revision:podinfo-00002")
+    );
+    // The same revision as the primary is no run.
+    let idle = with_status(knative(1, Some(1)), |s| {
+        s.phase = Some(CanaryPhase::Succeeded)
+    });
+    assert_eq!(decide(&idle, at(0)).actions, vec![]);
+}
+
+#[test]
+fn knative_weights_step_up_then_promotion_names_the_new_revision_primary() {
+    let p = decide(&knative_progressing(20), at(10));
+    assert_eq!(
+        p.actions
+            .iter()
+            .filter(|a| matches!(a, Action::SetRoutes(_)))
+            .collect::<Vec<_>>(),
+        vec![&split(60, 40)]
+    );
+
+    let p = decide(&knative_progressing(60), at(10));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Promoting));
+    assert!(p.actions.contains(&Action::SetPrimaryRevision(revision(2))));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::PromotePrimary(_) | Action::SetRoutes(_)))
+    );
+}
+
+#[test]
+fn knative_promotion_waits_for_the_annotation_then_routes_everything_to_the_new_primary() {
+    let promoting = |primary: u32| {
+        let mut o = with_status(knative_progressing(60), |s| {
+            s.phase = Some(CanaryPhase::Promoting)
+        });
+        o.primary = Some(knative_primary(primary));
+        o
+    };
+    // The annotation has not landed yet: name the revision again, route nothing.
+    let p = decide(&promoting(1), at(10));
+    assert_eq!(p.actions, vec![Action::SetPrimaryRevision(revision(2))]);
+
+    let p = decide(&promoting(2), at(10));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Finalising));
+    assert!(p.actions.contains(&split(100, 0)));
+
+    let finalising = with_status(promoting(2), |s| s.phase = Some(CanaryPhase::Finalising));
+    let p = decide(&finalising, at(11));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Succeeded));
+    assert!(!scales(&p), "{:?}", p.actions);
+}
+
+#[test]
+fn knative_rollback_puts_all_traffic_back_on_the_primary_revision() {
+    let o = with_status(knative_progressing(40), |s| s.failed_checks = 2);
+    let p = decide(&o, at(10));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
+    assert!(p.actions.contains(&split(100, 0)));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::SetPrimaryRevision(_)))
+    );
+    assert!(!scales(&p), "{:?}", p.actions);
+}
+
+#[test]
+fn an_unready_knative_revision_rolls_back_at_the_progress_deadline() {
+    let mut o = knative_progressing(0);
+    if let Ok(t) = o.target.as_mut() {
+        t.readiness = Readiness::Waiting("Knative Revision podinfo-00002 is not ready".into());
+    }
+    assert_eq!(decide(&o, at(30)).status, None);
+    let p = decide(&o, at(601));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
+    assert!(p.actions.contains(&split(100, 0)));
+}
+
+#[test]
+fn deleting_a_knative_canary_releases_the_service_at_once() {
+    let mut o = knative_progressing(40);
+    o.canary.spec.revert_on_deletion = Some(true);
+    o.canary.metadata.deletion_timestamp = Some(to_time(at(0)));
+    o.has_finalizer = true;
+    if let Ok(t) = o.target.as_mut() {
+        t.readiness = Readiness::Waiting("not ready".into());
+    }
+    let p = decide(&o, at(5));
+    let effects: Vec<_> = p
+        .actions
+        .iter()
+        .filter(|a| !matches!(a, Action::Event(..)))
+        .collect();
+    assert_eq!(
+        effects,
+        vec![&Action::FinalizeRouter, &Action::RemoveFinalizer]
+    );
+}

@@ -1,5 +1,5 @@
-//! Whether a Deployment or DaemonSet has finished rolling out, by Flagger's rules and with
-//! Flagger's messages; pure (the clock is the `now` argument).
+//! Whether a Deployment, DaemonSet or Knative Service has finished rolling out, by Flagger's rules and
+//! with Flagger's messages; pure (the clock is the `now` argument).
 //!
 //! `Waiting` is Flagger's retriable error (try again next tick, no failed check), `Failed` its
 //! non-retriable one (the rollout is stuck past its deadline: roll back).
@@ -186,6 +186,50 @@ pub fn workload_readiness(
     match w {
         Workload::Deployment(d) => deployment_readiness(d, threshold_percent, deadline, now),
         Workload::DaemonSet(d) => daemonset_readiness(d, threshold_percent, deadline, since, now),
+    }
+}
+
+/// Readiness of a Knative Service's latest created revision (the canary): Knative has
+/// reconciled the current spec, the latest created revision is the latest ready one and the
+/// Service's `Ready` condition is `True`. Knative retries a failing revision itself, so this is
+/// never `Failed`: the run's progress deadline decides when to give up.
+pub fn knative_readiness(s: &crate::router::knative::ServiceState) -> Readiness {
+    let Some(latest) = &s.latest_created else {
+        return Readiness::Waiting("Knative Service has no revision yet".into());
+    };
+    if !s.reconciled {
+        return Readiness::Waiting("waiting for Knative to reconcile the Service".into());
+    }
+    if s.latest_ready.as_ref() != Some(latest) {
+        let why = s
+            .ready
+            .as_ref()
+            .map(|(_, m)| m.as_str())
+            .filter(|m| !m.is_empty())
+            .unwrap_or("not ready yet");
+        return Readiness::Waiting(format!("Knative Revision {latest} is not ready: {why}"));
+    }
+    match &s.ready {
+        Some((status, _)) if status == "True" => Readiness::Ready,
+        Some((_, message)) if !message.is_empty() => {
+            Readiness::Waiting(format!("Knative Service is not ready: {message}"))
+        }
+        _ => Readiness::Waiting("Knative Service is not ready yet".into()),
+    }
+}
+
+/// Readiness of the primary revision of a Knative Service: it is the latest ready revision or
+/// Knative routes to it.
+pub fn knative_primary_readiness(
+    s: &crate::router::knative::ServiceState,
+    revision: &str,
+) -> Readiness {
+    let serving =
+        s.latest_ready.as_deref() == Some(revision) || s.serving.iter().any(|r| r == revision);
+    if serving {
+        Readiness::Ready
+    } else {
+        Readiness::Waiting(format!("Knative Revision {revision} is not serving"))
     }
 }
 
@@ -441,5 +485,62 @@ mod tests {
             )
             .is_ready()
         );
+    }
+
+    #[test]
+    fn a_knative_revision_is_ready_once_reconciled_latest_and_ready() {
+        use crate::router::knative::ServiceState;
+        let ready = ServiceState {
+            latest_created: Some("podinfo-00002".into()),
+            latest_ready: Some("podinfo-00002".into()),
+            primary_revision: Some("podinfo-00001".into()),
+            ready: Some(("True".into(), String::new())),
+            reconciled: true,
+            serving: vec!["podinfo-00001".into()],
+        };
+        assert_eq!(knative_readiness(&ready), Readiness::Ready);
+        let stale = ServiceState {
+            reconciled: false,
+            ..ready.clone()
+        };
+        assert!(matches!(knative_readiness(&stale), Readiness::Waiting(_)));
+        let starting = ServiceState {
+            latest_ready: Some("podinfo-00001".into()),
+            ready: Some(("False".into(), "Revision failed: ImagePullBackOff".into())),
+            ..ready.clone()
+        };
+        assert_eq!(
+            knative_readiness(&starting),
+            Readiness::Waiting(
+                "Knative Revision podinfo-00002 is not ready: Revision failed: ImagePullBackOff"
+                    .into()
+            )
+        );
+        let route_not_ready = ServiceState {
+            ready: Some(("Unknown".into(), String::new())),
+            ..ready.clone()
+        };
+        assert!(matches!(
+            knative_readiness(&route_not_ready),
+            Readiness::Waiting(_)
+        ));
+        assert!(matches!(
+            knative_readiness(&ServiceState::default()),
+            Readiness::Waiting(_)
+        ));
+
+        // The primary serves when Knative routes to it or it is the latest ready revision.
+        assert_eq!(
+            knative_primary_readiness(&ready, "podinfo-00001"),
+            Readiness::Ready
+        );
+        assert_eq!(
+            knative_primary_readiness(&ready, "podinfo-00002"),
+            Readiness::Ready
+        );
+        assert!(matches!(
+            knative_primary_readiness(&ready, "podinfo-00003"),
+            Readiness::Waiting(_)
+        ));
     }
 }

@@ -26,6 +26,13 @@ pub trait Objects: Send + Sync {
         namespace: &str,
         name: &str,
     ) -> Result<BTreeMap<String, Vec<u8>>, String>;
+    /// `status.latestCreatedRevisionName` of Knative Service `namespace/name`: Flagger's
+    /// `{{ route }}` for Knative canaries. Without a Kubernetes API there is none.
+    async fn knative_latest_revision(&self, namespace: &str, name: &str) -> Result<String, String> {
+        Err(format!(
+            "cannot read Knative Service {namespace}/{name}: no Kubernetes API"
+        ))
+    }
 }
 
 /// [`Objects`] read from the Kubernetes API, one GET per use (only while a run is analysed).
@@ -60,6 +67,20 @@ impl Objects for KubeObjects {
             data.insert(k, v.0);
         }
         Ok(data)
+    }
+
+    async fn knative_latest_revision(&self, namespace: &str, name: &str) -> Result<String, String> {
+        let ar = crate::router::knative::resource();
+        let s =
+            kube::Api::<kube::api::DynamicObject>::namespaced_with(self.0.clone(), namespace, &ar)
+                .get(name)
+                .await
+                .map_err(|e| format!("cannot get Knative Service {namespace}/{name}: {e}"))?;
+        let json = serde_json::to_value(&s)
+            .map_err(|e| format!("cannot read Knative Service {namespace}/{name}: {e}"))?;
+        crate::router::knative::read_state(&json)
+            .latest_created
+            .ok_or_else(|| format!("Knative Service {namespace}/{name} has no revision yet"))
     }
 }
 
@@ -104,12 +125,27 @@ impl<O: Objects> Analyzer<O> {
         canary: &Canary,
         metric: &CanaryMetric,
         subject: &Subject,
+        route: Option<&Result<String, String>>,
     ) -> Vec<CheckRecord> {
         let now = Utc::now();
-        let model = Model::for_metric(canary, metric);
+        let mut model = Model::for_metric(canary, metric);
+        let observer = Observer::for_provider(&subject.provider);
+        match route {
+            Some(Ok(revision)) => model.route = revision.clone(),
+            Some(Err(e)) => {
+                // Without the revision name the query would silently measure something else.
+                let kind = if metric.is_builtin() {
+                    evaluate::kind_of(metric, observer.duration_to_ms())
+                } else {
+                    Kind::Custom
+                };
+                let reading = Reading::Failed(e.clone());
+                return vec![evaluate::judge(metric, kind, None, reading, subject, now)];
+            }
+            None => {}
+        }
         let mut out = Vec::new();
         if metric.is_builtin() {
-            let observer = Observer::for_provider(&subject.provider);
             let kind = evaluate::kind_of(metric, observer.duration_to_ms());
             let (query, reading) = match builtin::render(observer, &metric.name, &model) {
                 Ok(q) => {
@@ -242,11 +278,23 @@ impl<O: Objects> MetricsChecker for Analyzer<O> {
                 .unwrap_or_default(),
             provider: builtin::metrics_provider(canary, &self.mesh_provider),
         };
+        // Flagger's `{{ route }}` for Knative is the latest created revision, read per tick.
+        let knative =
+            canary.spec.provider.as_deref() == Some("knative") || self.mesh_provider == "knative";
+        let route = if knative && !canary.spec.metrics().is_empty() {
+            Some(
+                self.objects
+                    .knative_latest_revision(&subject.namespace, &subject.target)
+                    .await,
+            )
+        } else {
+            None
+        };
         let checks = canary
             .spec
             .metrics()
             .iter()
-            .map(|m| self.check_metric(canary, m, &subject));
+            .map(|m| self.check_metric(canary, m, &subject, route.as_ref()));
         let records: Vec<CheckRecord> = futures::future::join_all(checks)
             .await
             .into_iter()
@@ -256,5 +304,82 @@ impl<O: Objects> MetricsChecker for Analyzer<O> {
             verdict: evaluate::verdict(&records, canary.spec.inconclusive_policy()),
             records,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Objects with one Knative Service whose latest created revision is `podinfo-00002`.
+    struct Knative(Option<&'static str>);
+
+    #[async_trait]
+    impl Objects for Knative {
+        async fn metric_template(&self, ns: &str, name: &str) -> Result<MetricTemplate, String> {
+            Err(format!("no MetricTemplate {ns}/{name}"))
+        }
+        async fn secret_data(
+            &self,
+            ns: &str,
+            name: &str,
+        ) -> Result<BTreeMap<String, Vec<u8>>, String> {
+            Err(format!("no Secret {ns}/{name}"))
+        }
+        async fn knative_latest_revision(&self, ns: &str, name: &str) -> Result<String, String> {
+            self.0
+                .map(str::to_string)
+                .ok_or_else(|| format!("Knative Service {ns}/{name} not found"))
+        }
+    }
+
+    fn knative_canary() -> Canary {
+        serde_json::from_value(json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"},
+            "spec": {
+                "provider": "knative",
+                "targetRef": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "podinfo"},
+                "analysis": {"interval": "1m", "threshold": 2, "stepWeight": 10, "metrics": [
+                    {"name": "request-success-rate", "interval": "1m", "thresholdRange": {"min": 99}}
+                ]}
+            }
+        }))
+        .unwrap_or_else(|e| panic!("fixture canary: {e}"))
+    }
+
+    // Nothing listens on port 1: the query fails, but its text is in the decision record.
+    const NO_PROMETHEUS: &str = "http://127.0.0.1:1";
+
+    #[tokio::test]
+    async fn knative_route_is_the_latest_created_revision() {
+        let checker = Analyzer::new(Knative(Some("podinfo-00002")), NO_PROMETHEUS, "istio")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let report = checker.check(&knative_canary()).await;
+        let query = report.records.first().and_then(|r| r.query.clone());
+        assert_eq!(
+            query.as_deref(),
+            Some(
+                r#"sum( rate( envoy_cluster_upstream_rq{ envoy_cluster_name=~"test/podinfo-00002", envoy_response_code!~"5.*" }[1m] ) ) / sum( rate( envoy_cluster_upstream_rq{ envoy_cluster_name=~"test/podinfo-00002", }[1m] ) ) * 100"#
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_knative_service_fails_the_check_instead_of_querying_the_target() {
+        let checker =
+            Analyzer::new(Knative(None), NO_PROMETHEUS, "istio").unwrap_or_else(|e| panic!("{e}"));
+        let report = checker.check(&knative_canary()).await;
+        assert_eq!(report.records.len(), 1);
+        assert_eq!(report.records[0].query, None);
+        assert!(
+            report.records[0]
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("Knative Service test/podinfo not found")),
+            "{:?}",
+            report.records[0]
+        );
     }
 }

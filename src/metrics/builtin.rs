@@ -40,7 +40,7 @@ pub enum Observer {
 
 /// The provider string Flagger uses to pick the observer: the canary's provider, else the
 /// controller default; `linkerd` when the default mentions linkerd and the canary names any
-/// provider; with a `:service` suffix for Service targets.
+/// provider; with a `:service` suffix for Kubernetes Service targets (not Knative ones).
 pub fn metrics_provider(canary: &Canary, mesh_provider: &str) -> String {
     let mut p = mesh_provider.to_string();
     if let Some(own) = canary.spec.provider.as_deref().filter(|p| !p.is_empty()) {
@@ -54,7 +54,7 @@ pub fn metrics_provider(canary: &Canary, mesh_provider: &str) -> String {
         .spec
         .target_ref
         .as_ref()
-        .is_some_and(|t| t.kind == "Service")
+        .is_some_and(|t| t.kind == "Service" && !t.is_knative_service())
     {
         p.push_str(":service");
     }
@@ -222,10 +222,18 @@ mod tests {
             "podinfo",
             CanarySpec {
                 provider: provider.map(str::to_string),
-                target_ref: Some(TargetRef {
-                    api_version: "apps/v1".into(),
-                    kind: kind.into(),
-                    name: "podinfo".into(),
+                // "KnativeService" stands for a serving.knative.dev/v1 Service.
+                target_ref: Some(match kind {
+                    "KnativeService" => TargetRef {
+                        api_version: "serving.knative.dev/v1".into(),
+                        kind: "Service".into(),
+                        name: "podinfo".into(),
+                    },
+                    _ => TargetRef {
+                        api_version: "apps/v1".into(),
+                        kind: kind.into(),
+                        name: "podinfo".into(),
+                    },
                 }),
                 ..Default::default()
             },
@@ -270,6 +278,13 @@ mod tests {
             (Some("smi:v1alpha3"), "istio", "Deployment", Observer::Istio),
             (None, "kubernetes", "Deployment", Observer::Http),
             (Some("knative"), "istio", "Deployment", Observer::Knative),
+            // A Knative Service is not a Kubernetes Service: no `:service` suffix.
+            (
+                Some("knative"),
+                "istio",
+                "KnativeService",
+                Observer::Knative,
+            ),
         ];
         for (own, mesh, kind, want) in cases {
             let p = metrics_provider(&canary(own, kind), mesh);

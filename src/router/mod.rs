@@ -28,6 +28,7 @@ pub mod contour;
 pub mod gatewayapi;
 pub mod gloo;
 pub mod istio;
+pub mod knative;
 pub mod kubernetes;
 pub mod kuma;
 pub mod nginx;
@@ -38,9 +39,6 @@ pub mod traefik;
 /// Errors from routers.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The provider has no router in this build.
-    #[error("provider {0} is not supported by this version of Serin yet")]
-    Unsupported(Provider),
     /// A Kubernetes API call failed.
     #[error("router API call failed: {0}")]
     Api(#[from] kube::Error),
@@ -80,7 +78,7 @@ pub struct RouterConfig {
     pub ingress_class: Option<String>,
 }
 
-/// Returns the router for a provider, or a clear error for providers not built yet.
+/// Returns the router for a provider (every provider of Flagger has one).
 pub fn for_provider(
     provider: Provider,
     client: &kube::Client,
@@ -135,7 +133,7 @@ pub fn for_provider(
             client,
             appmesh::Version::V1beta2,
         ))),
-        other => Err(Error::Unsupported(other)),
+        Provider::Knative => Ok(Arc::new(knative::KnativeRouter::new(client))),
     }
 }
 
