@@ -96,13 +96,14 @@ pub struct ScenarioResult {
 }
 
 impl ScenarioResult {
-    /// Analysis steps: the state changes after the first that wait for an analysis interval
-    /// (weight changes, failed checks, promotion, rollback). Finalising and Succeeded follow the
-    /// primary's rollout as soon as it is ready, not the interval, so they are not counted.
+    /// Analysis steps: the state changes after the first traffic shift that wait for an analysis
+    /// interval (weight changes, failed checks, promotion, rollback). Detecting the revision and
+    /// shifting the first weight follow the canary's startup, and Finalising and Succeeded follow
+    /// the primary's rollout, not the interval, so they are not counted.
     pub fn steps(&self) -> usize {
         self.states
             .iter()
-            .skip(1)
+            .skip(2)
             .filter(|s| !s.starts_with("Finalising") && !s.starts_with("Succeeded"))
             .count()
     }
@@ -429,8 +430,8 @@ mod tests {
             routing_failures: 0,
         };
         assert!(r.as_expected());
-        assert_eq!(r.steps(), 2);
-        assert_eq!(r.minimum(), Duration::from_secs(4));
+        assert_eq!(r.steps(), 1);
+        assert_eq!(r.minimum(), Duration::from_secs(2));
         r.routing_failures = 1;
         assert!(!r.as_expected());
         assert!(result_line(&r).contains("routing_failures=1"));
