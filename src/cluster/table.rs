@@ -61,24 +61,22 @@ fn age(ts: &Value) -> Value {
     }
 }
 
-/// Evaluates the simple JSONPath forms printer columns use: `.a.b`, `.a[0].b`.
+/// Evaluates a printer column's JSONPath (`.a.b`, `.a[0].b`, `.a[*].b`,
+/// `.a[?(@.type=="Ready")].status`); like the API server's table convertor, a path with several
+/// results shows the first.
 fn json_path<'a>(obj: &'a Value, path: &str) -> &'a Value {
-    let mut cur = obj;
-    for seg in path
-        .trim_start_matches('.')
-        .split('.')
-        .filter(|s| !s.is_empty())
-    {
-        let (field, index) = match seg.split_once('[') {
-            Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (seg, None),
-        };
-        cur = &cur[field];
-        if let Some(i) = index {
-            cur = &cur[i];
-        }
-    }
-    cur
+    use jsonpath_rust::JsonPath;
+    static NULL: Value = Value::Null;
+    let path = path.trim();
+    let path = path
+        .strip_prefix('{')
+        .and_then(|p| p.strip_suffix('}'))
+        .unwrap_or(path);
+    let full = format!("${path}");
+    obj.query(&full)
+        .ok()
+        .and_then(|r| r.into_iter().next())
+        .unwrap_or(&NULL)
 }
 
 fn col(name: &str, ty: &str, priority: i64) -> Value {
@@ -297,5 +295,12 @@ mod tests {
         assert_eq!(json_path(&o, ".status.phase"), "Succeeded");
         assert_eq!(json_path(&o, ".status.conditions[0].type"), "Ready");
         assert!(json_path(&o, ".spec.x").is_null());
+        let gw = json!({"status": {"addresses": [{"value": "10.0.0.1"}, {"value": "10.0.0.2"}],
+            "conditions": [{"type": "Accepted", "status": "True"}, {"type": "Programmed", "status": "False"}]}});
+        assert_eq!(json_path(&gw, ".status.addresses[*].value"), "10.0.0.1");
+        assert_eq!(
+            json_path(&gw, r#".status.conditions[?(@.type=="Programmed")].status"#),
+            "False"
+        );
     }
 }
