@@ -98,6 +98,9 @@ pub enum Error {
     /// Something did not happen in time.
     #[error("{0} (controller log: {1})")]
     Timeout(String, String),
+    /// Ctrl-C.
+    #[error("interrupted; everything the demo started was stopped")]
+    Interrupted,
     /// The load generator's client could not be built.
     #[error("load generator: {0}")]
     Load(#[from] reqwest::Error),
@@ -187,6 +190,11 @@ async fn apply(client: &kube::Client, obj: &Value) -> Result<(), Error> {
     Ok(())
 }
 
+/// Where the demo keeps its kubeconfig, logs and Prometheus data while it runs.
+fn work_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("serin-demo-{}", std::process::id()))
+}
+
 /// Everything the demo started; dropping it stops it all.
 struct Stack {
     dir: PathBuf,
@@ -194,7 +202,8 @@ struct Stack {
     client: kube::Client,
     gateway: gateway::Gateway,
     prometheus: prometheus::Prometheus,
-    controller: tokio::process::Child,
+    /// Held so that dropping the stack kills it (`kill_on_drop`).
+    _controller: tokio::process::Child,
     load: Option<load::Load>,
     _app: tokio::task::JoinHandle<()>,
     _sims: sim::SimHandle,
@@ -207,6 +216,7 @@ impl Drop for Stack {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Out {
     plain: bool,
 }
@@ -231,10 +241,10 @@ impl Out {
 }
 
 async fn start_stack(opts: &Options, out: &Out) -> Result<Stack, Error> {
-    let dir = std::env::temp_dir().join(format!("serin-demo-{}", std::process::id()));
+    let prom_bin = prometheus::locate(opts.prometheus.as_deref())?;
+    let dir = work_dir();
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-    let prom_bin = prometheus::locate(opts.prometheus.as_deref())?;
     let t0 = Instant::now();
     let (cluster, sims) = sim::start_cluster(
         ClusterConfig {
@@ -325,7 +335,7 @@ async fn start_stack(opts: &Options, out: &Out) -> Result<Stack, Error> {
         client,
         gateway: gw,
         prometheus: prom,
-        controller,
+        _controller: controller,
         load: None,
         _app: app_task,
         _sims: sims,
@@ -653,10 +663,43 @@ async fn run_scenario(
 }
 
 /// Runs the demo and returns whether every scenario ended as the story says.
+///
+/// Ctrl-C at any point stops everything the demo started (child processes included) and returns
+/// [`Error::Interrupted`]; with `keep_running`, Ctrl-C after the story is the normal way out.
 pub async fn run(opts: Options) -> Result<bool, Error> {
     let out = Out { plain: opts.plain };
+    let (ok, stack) = tokio::select! {
+        r = story(&opts, &out) => r?,
+        _ = tokio::signal::ctrl_c() => {
+            // The story's future is dropped by now, and with it every child process.
+            let _ = std::fs::remove_dir_all(work_dir());
+            return Err(Error::Interrupted);
+        }
+    };
+    if opts.keep_running {
+        out.say(&format!(
+            "\nEverything keeps running (Ctrl-C to stop). Try:\n  kubectl --kubeconfig {} -n {NAMESPACE} get canaries,deployments,httproutes,gateways\n  curl -H 'Host: {HOST}' http://{}/\n  Prometheus: {}\n  controller log: {}",
+            stack.kubeconfig.display(),
+            stack.gateway.proxy_addr,
+            stack.prometheus.url,
+            stack.controller_log()
+        ));
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    let dir = stack.dir.clone();
+    drop(stack);
+    if ok && !opts.keep_running {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(ok)
+}
+
+/// Starts everything, tells the story and returns whether it went as expected, with everything
+/// still running.
+async fn story(opts: &Options, out: &Out) -> Result<(bool, Stack), Error> {
+    let out = *out;
     let wall = Instant::now();
-    let mut stack = start_stack(&opts, &out).await?;
+    let mut stack = start_stack(opts, &out).await?;
     let canary_doc = yaml_docs(CANARY_YAML)?
         .into_iter()
         .next()
@@ -765,21 +808,7 @@ pub async fn run(opts: Options) -> Result<bool, Error> {
             stack.controller_log()
         ));
     }
-    if opts.keep_running {
-        out.say(&format!(
-            "\nEverything keeps running (Ctrl-C to stop). Try:\n  kubectl --kubeconfig {} -n {NAMESPACE} get canaries,deployments,httproutes\n  curl -H 'Host: {HOST}' http://{}/\n  Prometheus: {}\n  controller log: {}",
-            stack.kubeconfig.display(),
-            stack.gateway.proxy_addr,
-            stack.prometheus.url,
-            stack.controller_log()
-        ));
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    let _ = stack.controller.start_kill();
-    if ok && !opts.keep_running {
-        let _ = std::fs::remove_dir_all(&stack.dir);
-    }
-    Ok(ok)
+    Ok((ok, stack))
 }
 
 #[cfg(test)]
