@@ -193,14 +193,7 @@ impl ContourRouter {
     }
 
     async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
-        let ar = super::resource(API_VERSION, "HTTPProxy");
-        super::get(
-            &self.client,
-            canary.metadata.namespace.as_deref(),
-            &ar,
-            &canary.spec.service_name(),
-        )
-        .await
+        super::get_apex(&self.client, canary, API_VERSION, "HTTPProxy").await
     }
 
     async fn write(&self, canary: &Canary, routes: Option<Routes>) -> Result<(), Error> {

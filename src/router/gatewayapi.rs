@@ -545,12 +545,11 @@ impl GatewayApiRouter {
     }
 
     async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
-        let ar = super::resource(self.version.api_version(), "HTTPRoute");
-        super::get(
+        super::get_apex(
             &self.client,
-            canary.metadata.namespace.as_deref(),
-            &ar,
-            &canary.spec.service_name(),
+            canary,
+            self.version.api_version(),
+            "HTTPRoute",
         )
         .await
     }

@@ -265,14 +265,7 @@ impl GlooRouter {
     }
 
     async fn route_table_live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
-        let ar = super::resource(ROUTE_TABLE_API_VERSION, "RouteTable");
-        super::get(
-            &self.client,
-            canary.metadata.namespace.as_deref(),
-            &ar,
-            &canary.spec.service_name(),
-        )
-        .await
+        super::get_apex(&self.client, canary, ROUTE_TABLE_API_VERSION, "RouteTable").await
     }
 
     /// The `upstreamRef` Upstream; its namespace defaults to the Canary's.

@@ -376,14 +376,7 @@ impl IstioRouter {
     }
 
     async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
-        let ar = super::resource(API_VERSION, "VirtualService");
-        super::get(
-            &self.client,
-            canary.metadata.namespace.as_deref(),
-            &ar,
-            &canary.spec.service_name(),
-        )
-        .await
+        super::get_apex(&self.client, canary, API_VERSION, "VirtualService").await
     }
 }
 

@@ -311,6 +311,24 @@ pub async fn get(
         .transpose()
 }
 
+/// The live routing object of `kind` named after the Canary's apex Service, in its namespace
+/// (the name every router that keeps one object per canary uses).
+pub async fn get_apex(
+    client: &kube::Client,
+    canary: &Canary,
+    api_version: &str,
+    kind: &str,
+) -> Result<Option<Value>, Error> {
+    let ar = resource(api_version, kind);
+    get(
+        client,
+        canary.metadata.namespace.as_deref(),
+        &ar,
+        &canary.spec.service_name(),
+    )
+    .await
+}
+
 /// Server-side applies `body` (which carries apiVersion, kind and metadata.name) as `serin`.
 /// The write path shared by routers that clone one of the user's objects into a canary copy
 /// (NGINX and Skipper Ingresses, APISIX routes): read the referenced original and the live copy,

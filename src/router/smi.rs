@@ -119,12 +119,11 @@ impl SmiRouter {
     }
 
     async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
-        let ar = super::resource(self.flavour.api_version(), "TrafficSplit");
-        super::get(
+        super::get_apex(
             &self.client,
-            canary.metadata.namespace.as_deref(),
-            &ar,
-            &canary.spec.service_name(),
+            canary,
+            self.flavour.api_version(),
+            "TrafficSplit",
         )
         .await
     }
