@@ -222,10 +222,13 @@ fn check_target(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Pro
 fn check_service(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Problem>) {
     let Some(s) = &spec.service else {
         // A Knative Service is its own router, and the `kubernetes` provider routes nothing
-        // for a Service target; every other provider needs the port.
+        // for a Service target; every other provider needs the port. (A Service target with
+        // provider knative is already reported as the wrong target.)
         let needs_service = match spec.target_ref.as_ref() {
             Some(t) if t.is_knative_service() => false,
-            Some(t) if t.kind == "Service" => provider != Some(Provider::Kubernetes),
+            Some(t) if t.kind == "Service" => {
+                !matches!(provider, Some(Provider::Kubernetes | Provider::Knative))
+            }
             _ => true,
         };
         if needs_service {
