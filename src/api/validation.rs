@@ -170,6 +170,30 @@ fn check_target(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Pro
             ));
         }
     }
+    let service_target = t.kind == "Service" && !knative;
+    if service_target && spec.autoscaler_ref.is_some() {
+        out.push(Problem::error(
+            "spec.autoscalerRef",
+            "a Service target has no workload to scale; remove autoscalerRef",
+        ));
+    }
+    if service_target
+        && let Some(name) = spec
+            .service
+            .as_ref()
+            .and_then(|s| s.name.as_deref())
+            .filter(|n| !n.is_empty() && *n != t.name)
+    {
+        // The copies are named after the target; routers would point at Services that
+        // never exist.
+        out.push(Problem::error(
+            "spec.service.name",
+            format!(
+                "a Service target is copied to {0}-primary and {0}-canary, so service.name must be empty or {0:?}, got {name:?}",
+                t.name
+            ),
+        ));
+    }
     if knative && spec.autoscaler_ref.is_some() {
         out.push(Problem::error(
             "spec.autoscalerRef",
@@ -197,7 +221,17 @@ fn check_target(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Pro
 
 fn check_service(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Problem>) {
     let Some(s) = &spec.service else {
-        if spec.target_ref.as_ref().is_none_or(|t| t.kind != "Service") {
+        // A Knative Service is its own router, and the `kubernetes` provider routes nothing
+        // for a Service target; every other provider needs the port. (A Service target with
+        // provider knative is already reported as the wrong target.)
+        let needs_service = match spec.target_ref.as_ref() {
+            Some(t) if t.is_knative_service() => false,
+            Some(t) if t.kind == "Service" => {
+                !matches!(provider, Some(Provider::Kubernetes | Provider::Knative))
+            }
+            _ => true,
+        };
+        if needs_service {
             out.push(Problem::error(
                 "spec.service",
                 "service is required (at least service.port)",
@@ -1358,6 +1392,69 @@ mod tests {
         assert_eq!(
             errors(&scaled),
             vec!["spec.autoscalerRef: Knative targets scale themselves; remove autoscalerRef"]
+        );
+    }
+
+    #[test]
+    fn service_targets_need_no_autoscaler_and_keep_the_target_name() {
+        let service_target = |s: &mut CanarySpec| {
+            s.target_ref = Some(TargetRef {
+                api_version: "v1".into(),
+                kind: "Service".into(),
+                name: "podinfo".into(),
+            });
+        };
+        let mut s = base();
+        service_target(&mut s);
+        assert_eq!(errors(&s), Vec::<String>::new());
+
+        let mut scaled = s.clone();
+        scaled.autoscaler_ref = Some(AutoscalerRef {
+            api_version: "autoscaling/v2".into(),
+            kind: "HorizontalPodAutoscaler".into(),
+            name: "podinfo".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            errors(&scaled),
+            vec![
+                "spec.autoscalerRef: a Service target has no workload to scale; remove autoscalerRef"
+            ]
+        );
+
+        let mut renamed = s.clone();
+        if let Some(svc) = renamed.service.as_mut() {
+            svc.name = Some("frontend".into());
+        }
+        let got = errors(&renamed);
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert!(
+            got[0].starts_with("spec.service.name: a Service target is copied to podinfo-primary")
+        );
+        if let Some(svc) = renamed.service.as_mut() {
+            svc.name = Some("podinfo".into());
+        }
+        assert_eq!(errors(&renamed), Vec::<String>::new());
+
+        let mut portless = s.clone();
+        portless.service = None;
+        assert_eq!(
+            errors(&portless),
+            vec!["spec.service: service is required (at least service.port)"]
+        );
+        portless.provider = Some("kubernetes".into());
+        if let Some(a) = portless.analysis.as_mut() {
+            a.step_weight = None;
+            a.max_weight = None;
+            a.iterations = Some(3);
+        }
+        assert_eq!(errors(&portless), Vec::<String>::new());
+
+        let mut knative_provider = s.clone();
+        knative_provider.provider = Some("knative".into());
+        assert_eq!(
+            errors(&knative_provider),
+            vec!["spec.targetRef: provider knative needs a serving.knative.dev/v1 Service target"]
         );
     }
 

@@ -1,5 +1,5 @@
 //! Level-triggered change detection: a stable fingerprint of a pod template plus its tracked
-//! configs, and the inverse of the primary's template rewrite; pure.
+//! configs (or of a Service target's spec), and the inverse of the primary's template rewrite; pure.
 //!
 //! Flagger hashes a go-spew dump of the Go struct, which changes whenever `k8s.io/api` adds a field
 //! (every upgrade restarts every canary). This fingerprint is sha256 over canonical JSON instead:
@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{PodTemplateSpec, ServiceSpec};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -105,10 +105,24 @@ pub fn template_fingerprint(
 ) -> String {
     // Serialising k8s-openapi types and string maps to a Value cannot fail (no non-string keys,
     // no custom serialisers that error); Null is a safe, still deterministic, fallback.
-    let mut doc = serde_json::json!({
+    let doc = serde_json::json!({
         "template": serde_json::to_value(normalized(template)).unwrap_or(Value::Null),
         "configs": serde_json::to_value(configs).unwrap_or(Value::Null),
     });
+    digest_of(doc)
+}
+
+/// The fingerprint of a Kubernetes Service target: `v1:` + hex of the first 16 bytes of sha256
+/// over the canonical JSON of `{"service": spec}`. The caller passes the spec as Serin copies
+/// it (see [`crate::controller::service_target::copyable_spec`]), so the target and its
+/// `-primary` copy fingerprint alike exactly when promotion would write nothing new.
+pub fn service_fingerprint(spec: &ServiceSpec) -> String {
+    digest_of(serde_json::json!({
+        "service": serde_json::to_value(spec).unwrap_or(Value::Null),
+    }))
+}
+
+fn digest_of(mut doc: Value) -> String {
     prune(&mut doc);
     let mut canonical = String::new();
     write_canonical(&mut canonical, &doc);

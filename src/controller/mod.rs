@@ -27,6 +27,7 @@ pub mod fingerprint;
 pub mod observe;
 pub mod plan;
 pub mod readiness;
+pub mod service_target;
 pub mod telemetry;
 pub mod workload;
 

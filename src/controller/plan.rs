@@ -25,7 +25,7 @@ pub const PROMOTED_CONDITION: &str = "Promoted";
 /// What observe found for the target.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetObs {
-    /// `Deployment`, `DaemonSet`, or `Service` (a Knative Service).
+    /// `Deployment`, `DaemonSet`, or `Service` (a Knative Service or a Kubernetes Service).
     pub kind: String,
     /// Name of the target.
     pub name: String,
@@ -39,20 +39,23 @@ pub struct TargetObs {
     pub replicas: i32,
     /// Replicas to scale up to when a run starts or the target is restored.
     pub scale_up_replicas: i32,
-    /// Readiness of the target (the canary pods, or the latest Knative revision).
+    /// Readiness of the target (the canary pods, the latest Knative revision; always ready for
+    /// a Kubernetes Service).
     pub readiness: Readiness,
 }
 
 impl TargetObs {
     /// Whether the target is a workload Serin scales and fronts with generated Services
-    /// (Deployment, DaemonSet). A Knative Service scales itself and is its own router.
+    /// (Deployment, DaemonSet). A Knative Service scales itself and is its own router; a
+    /// Kubernetes Service target has nothing to scale and is copied, not fronted.
     pub fn is_workload(&self) -> bool {
         matches!(self.kind.as_str(), "Deployment" | "DaemonSet")
     }
 }
 
-/// What observe found for the primary: the primary workload, or for a Knative target the
-/// revision named by `flagger.app/primary-revision`.
+/// What observe found for the primary: the primary workload, for a Knative target the
+/// revision named by `flagger.app/primary-revision`, for a Kubernetes Service target the
+/// `<target>-primary` Service.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PrimaryObs {
     /// Fingerprint of what the primary runs (template mapped back to the target's names).
@@ -70,6 +73,8 @@ pub struct Generated {
     pub primary: Option<Workload>,
     /// Knative: the revision initialisation and promotion name as primary (the latest created).
     pub primary_revision: Option<String>,
+    /// Kubernetes Service target: the `<target>-primary` copy as creation and promotion write it.
+    pub primary_service: Option<serde_json::Value>,
     /// Services (apex, primary, canary) whose live state differs from the desired one.
     pub services_to_apply: Vec<serde_json::Value>,
     /// Primary config copies that do not exist yet.
@@ -1118,15 +1123,21 @@ impl<'a> Machine<'a> {
         if let Some(rev) = self.o.generated.primary_revision.clone() {
             self.actions.push(Action::SetPrimaryRevision(rev));
         }
+        if let Some(svc) = self.o.generated.primary_service.clone() {
+            self.actions.push(Action::Apply(svc));
+        }
     }
 
-    /// Creates the primary: the primary workload, or for a Knative target names the latest
-    /// revision as primary (the router then writes the initial split).
+    /// Creates the primary: the primary workload, for a Knative target names the latest
+    /// revision as primary (the router then writes the initial split), for a Kubernetes Service
+    /// target copies the target into `<target>-primary`.
     fn create_primary(&mut self) {
         if let Some(p) = self.o.generated.primary.clone() {
             self.actions.push(Action::CreatePrimary(p));
         } else if let Some(rev) = self.o.generated.primary_revision.clone() {
             self.actions.push(Action::SetPrimaryRevision(rev));
+        } else if let Some(svc) = self.o.generated.primary_service.clone() {
+            self.actions.push(Action::Apply(svc));
         }
     }
 
@@ -1348,7 +1359,8 @@ impl<'a> Machine<'a> {
             return self.clone_done(Requeue::AwaitChange);
         };
         if !t.is_workload() {
-            // A Knative Service serves on its own: the router hands its traffic back to it.
+            // A Knative Service serves on its own, and a Kubernetes Service target was never
+            // changed: the router hands the traffic back.
             self.actions.push(Action::FinalizeRouter);
             self.actions.push(Action::RemoveFinalizer);
             self.event(

@@ -1132,3 +1132,185 @@ fn deleting_a_knative_canary_releases_the_service_at_once() {
         vec![&Action::FinalizeRouter, &Action::RemoveFinalizer]
     );
 }
+
+// ---- Kubernetes Service targets (Service-to-Service canary) ----------------------------------
+
+fn service_copy(name: &str, selector: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "test"},
+        "spec": {"selector": {"app": selector}, "ports": [{"port": 9898}]}
+    })
+}
+
+/// A kubernetes-provider canary targeting Service `podinfo` whose spec fingerprints as `target`,
+/// with `podinfo-primary` at `primary` (absent when `None`); the canary copy is in sync.
+fn service_target(target: &str, primary: Option<&str>) -> Observed {
+    let mut o = fx();
+    o.canary.spec.target_ref = Some(TargetRef {
+        api_version: "v1".into(),
+        kind: "Service".into(),
+        name: "podinfo".into(),
+    });
+    o.target = Ok(TargetObs {
+        kind: "Service".into(),
+        name: "podinfo".into(),
+        selector: (String::new(), String::new()),
+        fingerprint: target.into(),
+        tracked_configs: Default::default(),
+        replicas: 1,
+        scale_up_replicas: 1,
+        readiness: Readiness::Ready,
+    });
+    o.primary = primary.map(|fp| PrimaryObs {
+        fingerprint: fp.into(),
+        readiness: Readiness::Ready,
+        replicas: 1,
+    });
+    o.generated = Generated {
+        primary_service: Some(service_copy("podinfo-primary", "podinfo-green")),
+        ..Default::default()
+    };
+    o
+}
+
+fn applies(p: &Plan, name: &str) -> bool {
+    p.actions.iter().any(|a| {
+        matches!(a, Action::Apply(v) if v.pointer("/metadata/name").and_then(|n| n.as_str()) == Some(name))
+    })
+}
+
+#[test]
+fn a_service_target_initializes_by_copying_the_service_without_scaling() {
+    let mut o = with_status(service_target("v1:a", None), |s| {
+        *s = CanaryStatus::default()
+    });
+    o.generated
+        .services_to_apply
+        .push(service_copy("podinfo-canary", "podinfo-green"));
+    let p = decide(&o, at(0));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Initializing));
+    assert_eq!(
+        p.actions,
+        vec![
+            Action::Apply(service_copy("podinfo-canary", "podinfo-green")),
+            Action::Apply(service_copy("podinfo-primary", "podinfo-green")),
+        ]
+    );
+
+    o.canary.status = p.status;
+    o.generated.services_to_apply.clear();
+    o.primary = Some(primary("v1:a"));
+    let p = decide(&o, at(1));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Initialized));
+    assert!(p.actions.contains(&Action::ReconcileRouter));
+    assert!(!scales(&p), "{:?}", p.actions);
+    assert!(
+        !applies(&p, "podinfo-primary"),
+        "the primary is created once"
+    );
+}
+
+#[test]
+fn a_changed_service_spec_starts_a_run_and_an_unchanged_one_does_not() {
+    let idle = with_status(service_target("v1:a", Some("v1:a")), |s| {
+        s.phase = Some(CanaryPhase::Succeeded)
+    });
+    assert_eq!(decide(&idle, at(0)).actions, vec![]);
+
+    let changed = with_status(service_target("v1:b", Some("v1:a")), |s| {
+        s.phase = Some(CanaryPhase::Succeeded)
+    });
+    let p = decide(&changed, at(0));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Progressing));
+    assert!(!scales(&p), "{:?}", p.actions);
+    assert!(!applies(&p, "podinfo-primary"), "the primary keeps serving");
+    assert_eq!(
+        p.status.and_then(|s| s.last_applied_spec).as_deref(),
+        Some("v1:b")
+    );
+}
+
+#[test]
+fn the_canary_copy_is_repaired_in_every_phase() {
+    for phase in [
+        CanaryPhase::Initialized,
+        CanaryPhase::Progressing,
+        CanaryPhase::Failed,
+    ] {
+        let mut o = with_status(service_target("v1:a", Some("v1:a")), |s| {
+            s.phase = Some(phase)
+        });
+        o.generated
+            .services_to_apply
+            .push(service_copy("podinfo-canary", "podinfo-blue"));
+        let p = decide(&o, at(0));
+        assert!(applies(&p, "podinfo-canary"), "{phase:?}: {:?}", p.actions);
+    }
+}
+
+#[test]
+fn promoting_a_service_target_copies_its_spec_into_the_primary() {
+    let o = with_status(service_target("v1:b", Some("v1:a")), |s| {
+        s.phase = Some(CanaryPhase::Progressing);
+        s.last_applied_spec = Some("v1:b".into());
+        s.iterations = 3;
+        s.last_analysis_time = Some(to_time(at(0)));
+        s.run_start_time = Some(to_time(at(0)));
+    });
+    let p = decide(&o, at(10));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Promoting));
+    assert!(applies(&p, "podinfo-primary"), "{:?}", p.actions);
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::PromotePrimary(_) | Action::CreatePrimary(_)))
+    );
+
+    let finalising = with_status(service_target("v1:b", Some("v1:b")), |s| {
+        s.phase = Some(CanaryPhase::Finalising);
+        s.last_applied_spec = Some("v1:b".into());
+    });
+    let p = decide(&finalising, at(11));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Succeeded));
+    assert!(!scales(&p), "{:?}", p.actions);
+    assert_eq!(
+        p.status.and_then(|s| s.last_promoted_spec).as_deref(),
+        Some("v1:b")
+    );
+}
+
+#[test]
+fn a_failed_service_canary_leaves_the_primary_copy_alone() {
+    let o = with_status(service_target("v1:b", Some("v1:a")), |s| {
+        s.phase = Some(CanaryPhase::Progressing);
+        s.last_applied_spec = Some("v1:b".into());
+        s.failed_checks = 2;
+        s.last_analysis_time = Some(to_time(at(0)));
+        s.run_start_time = Some(to_time(at(0)));
+    });
+    let p = decide(&o, at(10));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
+    assert!(!applies(&p, "podinfo-primary"), "{:?}", p.actions);
+    assert!(!scales(&p), "{:?}", p.actions);
+}
+
+#[test]
+fn deleting_a_service_canary_releases_it_at_once() {
+    let mut o = with_status(service_target("v1:b", Some("v1:a")), |s| {
+        s.phase = Some(CanaryPhase::Progressing)
+    });
+    o.canary.spec.revert_on_deletion = Some(true);
+    o.canary.metadata.deletion_timestamp = Some(to_time(at(0)));
+    o.has_finalizer = true;
+    let p = decide(&o, at(5));
+    let effects: Vec<_> = p
+        .actions
+        .iter()
+        .filter(|a| !matches!(a, Action::Event(..)))
+        .collect();
+    assert_eq!(
+        effects,
+        vec![&Action::FinalizeRouter, &Action::RemoveFinalizer]
+    );
+}
