@@ -6,135 +6,39 @@
 //!
 //! The controller runs in-process (`controller::run_with`) so that a test can inject a metrics
 //! checker that fails at a chosen weight.
-use anyhow::{Context, bail};
-use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+mod common;
+
+use common::inprocess::{Env, FailAt, NS, eventually, passing, seen};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use serin::api::{Canary, CanaryPhase};
-use serin::cluster::sim::{self, SimConfig};
-use serin::cluster::{ClusterConfig, ClusterHandle};
-use serin::controller::observe::ObserveConfig;
-use serin::metrics::{AnalysisReport, MetricsChecker, Verdict};
+use serin::cluster::ClusterConfig;
+use serin::cluster::sim::SimConfig;
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const NS: &str = "test";
 const KSVC: &str = "serving.knative.dev/v1";
 
-struct Env {
-    client: Client,
-    _cluster: ClusterHandle,
-    _sims: sim::SimHandle,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// Fails every analysis once the canary weight reaches `at` (never with `i32::MAX`).
-struct FailAt(i32);
-
-#[async_trait]
-impl MetricsChecker for FailAt {
-    async fn check(&self, canary: &Canary) -> AnalysisReport {
-        let weight = canary.status.as_ref().map(|s| s.canary_weight).unwrap_or(0);
-        if weight >= self.0 {
-            AnalysisReport {
-                verdict: Verdict::Fail(format!("injected failure at weight {weight}")),
-                records: vec![],
-            }
-        } else {
-            AnalysisReport::pass()
-        }
-    }
-}
-
-fn ksvc_resource() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "serving.knative.dev",
-        "v1",
-        "Service",
-    ))
-}
-
 impl Env {
+    /// The default cluster with the Knative CRD, once Knative Services are served too.
     async fn start() -> anyhow::Result<Env> {
-        let (cluster, sims) =
-            sim::start_cluster(ClusterConfig::default(), SimConfig::default()).await?;
-        let client = cluster.client()?;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        let mut all = serin::api::crd::all();
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/crds/knative.yaml");
-        let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let v: Value = serde::Deserialize::deserialize(doc)?;
-            if !v.is_null() {
-                all.push(serde_json::from_value(v)?);
-            }
-        }
-        for crd in all {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .context("installing CRDs")?;
-        }
-        let nss: Api<Namespace> = Api::all(client.clone());
-        nss.create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
+        let env = Env::start_with(
+            ClusterConfig::default(),
+            SimConfig::default(),
+            &["knative.yaml"],
         )
         .await?;
-        let ksvcs: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &ksvc_resource());
-        let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
-        eventually(10, "CRDs to be served", || async {
-            Ok((canaries.list(&Default::default()).await.is_ok()
-                && ksvcs.list(&Default::default()).await.is_ok())
-            .then_some(()))
+        let ksvcs = env.ksvcs();
+        eventually(10, "Knative Services to be served", || async {
+            Ok(ksvcs.list(&Default::default()).await.is_ok().then_some(()))
         })
         .await?;
-        Ok(Env {
-            client,
-            _cluster: cluster,
-            _sims: sims,
-            tasks: vec![],
-        })
+        Ok(env)
     }
 
     fn ksvcs(&self) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), NS, &ksvc_resource())
-    }
-
-    fn start_controller(&mut self, metrics: Arc<dyn MetricsChecker>) {
-        let config = serin::controller::Config {
-            observe: ObserveConfig {
-                mesh_provider: "istio".into(),
-                min_interval: Duration::from_secs(1),
-                ..ObserveConfig::default()
-            },
-            namespace: Some(NS.into()),
-            listen: None,
-        };
-        let providers = serin::controller::Providers {
-            metrics,
-            ..Default::default()
-        };
-        let client = self.client.clone();
-        self.tasks.push(tokio::spawn(async move {
-            if let Err(e) = serin::controller::run_with(client, config, providers).await {
-                eprintln!("controller stopped: {e}");
-            }
-        }));
+        self.dynamic(KSVC, "Service")
     }
 
     /// Knative Serving's part: one revision `<svc>-0000N` per distinct template, ready one beat
@@ -203,46 +107,16 @@ impl Env {
     }
 
     /// Records every distinct `[primary-revision annotation, spec.traffic]` of the Service.
-    fn record(&mut self) -> Arc<Mutex<Vec<Value>>> {
-        let api = self.ksvcs();
-        let seen = Arc::new(Mutex::new(Vec::<Value>::new()));
-        let out = seen.clone();
-        self.tasks.push(tokio::spawn(async move {
-            loop {
-                if let Ok(Some(o)) = api.get_opt("podinfo").await {
-                    let v = split_of(&serde_json::to_value(&o).unwrap_or_default());
-                    if let Ok(mut s) = seen.lock()
-                        && s.last() != Some(&v)
-                    {
-                        s.push(v);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-        }));
-        out
-    }
-
-    async fn apply(&self, api: &Api<DynamicObject>, obj: Value) -> anyhow::Result<()> {
-        let name = obj["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        api.patch(
-            &name,
-            &PatchParams::apply("e2e-test").force(),
-            &Patch::Apply(&obj),
-        )
-        .await?;
-        Ok(())
+    fn record_split(&mut self) -> Arc<Mutex<Vec<Value>>> {
+        self.record(KSVC, "Service", "podinfo", |v| Some(split_of(v)))
     }
 
     async fn deploy(&self, version: &str) -> anyhow::Result<()> {
-        self.apply(&self.ksvcs(), podinfo(version)).await
+        self.apply(podinfo(version)).await
     }
 
     async fn ksvc(&self) -> anyhow::Result<Value> {
-        Ok(serde_json::to_value(self.ksvcs().get("podinfo").await?)?)
+        self.get(KSVC, "Service", "podinfo").await
     }
 
     /// Waits until Knative (the stand-in) routes `traffic` (`status.traffic`).
@@ -258,38 +132,7 @@ impl Env {
     }
 
     async fn apply_canary(&self, extra: Value) -> anyhow::Result<()> {
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            self.client.clone(),
-            NS,
-            &ApiResource::from_gvk(&GroupVersionKind::gvk("flagger.app", "v1beta1", "Canary")),
-        );
-        self.apply(&api, canary(extra)).await
-    }
-
-    async fn wait_phase(&self, phase: CanaryPhase, secs: u64) -> anyhow::Result<Canary> {
-        let api: Api<Canary> = Api::namespaced(self.client.clone(), NS);
-        eventually(secs, &format!("canary to reach {phase}"), || async {
-            let c = api.get("podinfo").await?;
-            Ok((c.status.as_ref().and_then(|s| s.phase) == Some(phase)).then_some(c))
-        })
-        .await
-    }
-}
-
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out after {secs}s waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.apply(canary(extra)).await
     }
 }
 
@@ -337,10 +180,6 @@ fn split(primary: &str, canary: i32) -> Value {
     ]])
 }
 
-fn seen(r: &Arc<Mutex<Vec<Value>>>) -> Vec<Value> {
-    r.lock().map(|v| v.clone()).unwrap_or_default()
-}
-
 /// The recorded steps once the recorder (polling every 40 ms) has seen the `last` one.
 async fn steps_until(r: &Arc<Mutex<Vec<Value>>>, last: Value) -> anyhow::Result<Vec<Value>> {
     let found = eventually(5, "the final split to be recorded", || async {
@@ -358,14 +197,14 @@ async fn knative_shifts_traffic_to_the_latest_revision_and_promotes_it_by_annota
 -> anyhow::Result<()> {
     let mut env = Env::start().await?;
     env.start_knative();
-    env.start_controller(Arc::new(FailAt(i32::MAX)));
+    env.start_controller("istio", passing(), Default::default());
     env.deploy("1.0").await?;
     env.apply_canary(json!({"revertOnDeletion": true})).await?;
     env.wait_phase(CanaryPhase::Initialized, 30).await?;
     // Initialisation names the current revision primary and pins all traffic on it.
     assert_eq!(split_of(&env.ksvc().await?), split("podinfo-00001", 0));
 
-    let steps = env.record();
+    let steps = env.record_split();
     env.deploy("2.0").await?;
     env.wait_phase(CanaryPhase::Progressing, 20).await?;
     env.wait_phase(CanaryPhase::Succeeded, 60).await?;
@@ -407,12 +246,12 @@ async fn knative_shifts_traffic_to_the_latest_revision_and_promotes_it_by_annota
 async fn knative_rolls_back_to_the_primary_revision_at_the_failing_step() -> anyhow::Result<()> {
     let mut env = Env::start().await?;
     env.start_knative();
-    env.start_controller(Arc::new(FailAt(40)));
+    env.start_controller("istio", Arc::new(FailAt(40)), Default::default());
     env.deploy("1.0").await?;
     env.apply_canary(json!({})).await?;
     env.wait_phase(CanaryPhase::Initialized, 30).await?;
 
-    let steps = env.record();
+    let steps = env.record_split();
     env.deploy("2.0").await?;
     env.wait_phase(CanaryPhase::Progressing, 20).await?;
     let failed = env.wait_phase(CanaryPhase::Failed, 60).await?;

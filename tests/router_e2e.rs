@@ -4,249 +4,29 @@
 //!
 //! The controller runs in-process (`controller::run_with`) so that a test can inject a metrics
 //! checker that fails at a chosen weight, the way Flagger's e2e suites use a failing load test.
-use anyhow::{Context, bail};
-use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+mod common;
+
+use common::inprocess::{Env, FailAt, GW_V1, NS, ar, httproute_weights, passing, seen, weights};
+use kube::api::{Api, DynamicObject};
 use serde_json::{Value, json};
 use serin::api::{Canary, CanaryPhase};
-use serin::cluster::sim::{self, SimConfig};
-use serin::cluster::{ClusterConfig, ClusterHandle};
-use serin::controller::observe::ObserveConfig;
-use serin::metrics::{AnalysisReport, MetricsChecker, Verdict};
-use std::future::Future;
+use serin::cluster::ClusterConfig;
+use serin::cluster::sim::SimConfig;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const NS: &str = "test";
-
-struct Env {
-    client: Client,
-    _cluster: ClusterHandle,
-    _sims: sim::SimHandle,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-/// Fails every analysis once the canary weight reaches `at` (never with `i32::MAX`).
-struct FailAt(i32);
-
-#[async_trait]
-impl MetricsChecker for FailAt {
-    async fn check(&self, canary: &Canary) -> AnalysisReport {
-        let weight = canary.status.as_ref().map(|s| s.canary_weight).unwrap_or(0);
-        if weight >= self.0 {
-            AnalysisReport {
-                verdict: Verdict::Fail(format!("injected failure at weight {weight}")),
-                records: vec![],
-            }
-        } else {
-            AnalysisReport::pass()
-        }
-    }
-}
-
-fn ar(api_version: &str, kind: &str) -> ApiResource {
-    let (g, v) = api_version.split_once('/').unwrap_or(("", api_version));
-    ApiResource::from_gvk(&GroupVersionKind::gvk(g, v, kind))
-}
-
 impl Env {
+    /// Two nodes whose pods become ready after 100 ms, plus the provider CRDs of `crd_files`.
     async fn start(crd_files: &[&str]) -> anyhow::Result<Env> {
+        let cluster = ClusterConfig {
+            nodes: 2,
+            ..ClusterConfig::default()
+        };
         let sims = SimConfig {
             pod_ready_delay: Duration::from_millis(100),
             ..SimConfig::default()
         };
-        let (cluster, sims) = sim::start_cluster(
-            ClusterConfig {
-                nodes: 2,
-                ..ClusterConfig::default()
-            },
-            sims,
-        )
-        .await?;
-        let client = cluster.client()?;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        let mut all = serin::api::crd::all();
-        for f in crd_files {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/crds")
-                .join(f);
-            let text =
-                std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-                let v: Value = serde::Deserialize::deserialize(doc)?;
-                if !v.is_null() {
-                    all.push(serde_json::from_value(v)?);
-                }
-            }
-        }
-        for crd in all {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .context("installing CRDs")?;
-        }
-        let nss: Api<Namespace> = Api::all(client.clone());
-        nss.create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
-        )
-        .await?;
-        let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
-        eventually(10, "canaries to be served", || async {
-            Ok(canaries.list(&Default::default()).await.ok())
-        })
-        .await?;
-        Ok(Env {
-            client,
-            _cluster: cluster,
-            _sims: sims,
-            tasks: vec![],
-        })
-    }
-
-    fn start_controller(
-        &mut self,
-        provider: &str,
-        metrics: Arc<dyn MetricsChecker>,
-        routers: serin::router::RouterConfig,
-    ) {
-        let config = serin::controller::Config {
-            observe: ObserveConfig {
-                mesh_provider: provider.into(),
-                min_interval: Duration::from_secs(1),
-                ..ObserveConfig::default()
-            },
-            namespace: Some(NS.into()),
-            listen: None,
-        };
-        let providers = serin::controller::Providers {
-            metrics,
-            routers,
-            ..Default::default()
-        };
-        let client = self.client.clone();
-        self.tasks.push(tokio::spawn(async move {
-            if let Err(e) = serin::controller::run_with(client, config, providers).await {
-                eprintln!("controller stopped: {e}");
-            }
-        }));
-    }
-
-    /// A Gateway controller stand-in: accepts every HTTPRoute's parents for its current generation.
-    fn start_gateway(&mut self) {
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            self.client.clone(),
-            NS,
-            &ar("gateway.networking.k8s.io/v1", "HTTPRoute"),
-        );
-        self.tasks.push(tokio::spawn(async move {
-            loop {
-                if let Ok(list) = api.list(&ListParams::default()).await {
-                    for r in list {
-                        let v = serde_json::to_value(&r).unwrap_or_default();
-                        let generation = v["metadata"]["generation"].as_i64().unwrap_or(0);
-                        let parents: Vec<Value> = v["spec"]["parentRefs"].as_array().cloned().unwrap_or_default().into_iter().map(|p| {
-                            json!({"parentRef": p, "controllerName": "example.com/gateway", "conditions": [{
-                                "type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
-                                "observedGeneration": generation, "lastTransitionTime": "2025-01-01T00:00:00Z"}]})
-                        }).collect();
-                        if v["status"]["parents"] != json!(parents) {
-                            let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
-                            let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"parents": parents}}))).await;
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }));
-    }
-
-    /// Records every distinct value `read` extracts from the object, in order.
-    fn record(
-        &mut self,
-        api_version: &str,
-        kind: &str,
-        name: &str,
-        read: fn(&Value) -> Option<Value>,
-    ) -> Arc<Mutex<Vec<Value>>> {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), NS, &ar(api_version, kind));
-        let seen = Arc::new(Mutex::new(Vec::<Value>::new()));
-        let out = seen.clone();
-        let name = name.to_string();
-        self.tasks.push(tokio::spawn(async move {
-            loop {
-                if let Ok(Some(o)) = api.get_opt(&name).await
-                    && let Some(v) = read(&serde_json::to_value(&o).unwrap_or_default())
-                    && let Ok(mut s) = seen.lock()
-                    && s.last() != Some(&v)
-                {
-                    s.push(v);
-                }
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-        }));
-        out
-    }
-
-    async fn apply(&self, obj: Value) -> anyhow::Result<()> {
-        let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
-        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
-        let name = obj["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), NS, &ar(&api_version, &kind));
-        api.patch(
-            &name,
-            &PatchParams::apply("e2e-test").force(),
-            &Patch::Apply(&obj),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn get(&self, api_version: &str, kind: &str, name: &str) -> anyhow::Result<Value> {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), NS, &ar(api_version, kind));
-        Ok(serde_json::to_value(api.get(name).await?)?)
-    }
-
-    /// A user's edit, as `kubectl patch --type=json` sends it (an update, not an apply).
-    async fn json_patch(
-        &self,
-        api_version: &str,
-        kind: &str,
-        name: &str,
-        ops: Value,
-    ) -> anyhow::Result<()> {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), NS, &ar(api_version, kind));
-        let patch: json_patch::Patch = serde_json::from_value(ops)?;
-        api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
-            .await?;
-        Ok(())
-    }
-
-    async fn wait_phase(&self, phase: CanaryPhase, secs: u64) -> anyhow::Result<Canary> {
-        let api: Api<Canary> = Api::namespaced(self.client.clone(), NS);
-        eventually(secs, &format!("canary to reach {phase}"), || async {
-            let c = api.get("podinfo").await?;
-            Ok((c.status.as_ref().and_then(|s| s.phase) == Some(phase)).then_some(c))
-        })
-        .await
+        Env::start_with(cluster, sims, crd_files).await
     }
 
     /// Deploys podinfo and its Canary and waits for initialisation.
@@ -262,23 +42,6 @@ impl Env {
         self.apply(podinfo("2.0")).await?;
         self.wait_phase(CanaryPhase::Progressing, 20).await?;
         self.wait_phase(end, 60).await
-    }
-}
-
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out after {secs}s waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -326,33 +89,6 @@ fn canary(provider: &str, extra: Value) -> Value {
     }
     c
 }
-
-fn passing() -> Arc<dyn MetricsChecker> {
-    Arc::new(FailAt(i32::MAX))
-}
-
-/// `[primary, canary]` weights of the rule routing to both Services.
-fn httproute_weights(v: &Value) -> Option<Value> {
-    let rules = v["spec"]["rules"].as_array()?;
-    let rule = rules
-        .iter()
-        .rev()
-        .find(|r| r["backendRefs"].as_array().is_some_and(|b| b.len() == 2))?;
-    Some(json!([
-        rule["backendRefs"][0]["weight"],
-        rule["backendRefs"][1]["weight"]
-    ]))
-}
-
-fn weights(pairs: &[(i32, i32)]) -> Vec<Value> {
-    pairs.iter().map(|(p, c)| json!([p, c])).collect()
-}
-
-fn seen(r: &Arc<Mutex<Vec<Value>>>) -> Vec<Value> {
-    r.lock().map(|v| v.clone()).unwrap_or_default()
-}
-
-const GW_V1: &str = "gateway.networking.k8s.io/v1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_v1_shifts_weights_step_by_step_promotes_and_keeps_user_additions()

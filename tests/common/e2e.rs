@@ -1,5 +1,6 @@
 //! The end-to-end harness shared by the test binaries that run the real `serin controller`
-//! against the embedded cluster with its simulators (1-second intervals).
+//! against the embedded cluster with its simulators (1-second intervals); its cluster helpers
+//! (`install`, `apply`, `poll_until`) also serve the in-process harness of `inprocess`.
 #![allow(dead_code)]
 
 use anyhow::{Context, bail};
@@ -7,7 +8,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use serin::api::{Canary, CanaryPhase};
 use serin::cluster::sim::{self, SimConfig};
@@ -56,18 +58,7 @@ impl Env {
         let kubeconfig = dir.join("kubeconfig");
         cluster.write_kubeconfig(&kubeconfig)?;
         let client = cluster.client()?;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for crd in serin::api::crd::all() {
-            crds.create(&PostParams::default(), &crd)
-                .await
-                .context("installing CRDs")?;
-        }
-        let nss: Api<Namespace> = Api::all(client.clone());
-        nss.create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
-        )
-        .await?;
+        install(&client, serin::api::crd::all()).await?;
         // The CRDs are served once a list works.
         let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
         eventually(10, "canaries to be served", || async {
@@ -132,24 +123,7 @@ impl Env {
     }
 
     pub async fn apply(&self, obj: Value) -> anyhow::Result<()> {
-        let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
-        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
-        let name = obj["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-        let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
-            group, version, &kind,
-        ));
-        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(self.client.clone(), NS, &ar);
-        api.patch(
-            &name,
-            &PatchParams::apply("e2e-test").force(),
-            &Patch::Apply(&obj),
-        )
-        .await?;
-        Ok(())
+        apply(&self.client, obj).await
     }
 
     pub async fn canary(&self, name: &str) -> anyhow::Result<Canary> {
@@ -183,7 +157,64 @@ impl Env {
     }
 }
 
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<T>
+/// The resource of `kind` in `api_version` (`group/version`, or `version` for the core group).
+pub fn ar(api_version: &str, kind: &str) -> ApiResource {
+    let (g, v) = api_version.split_once('/').unwrap_or(("", api_version));
+    ApiResource::from_gvk(&GroupVersionKind::gvk(g, v, kind))
+}
+
+/// Server-side applies `obj` in `NS`, taking its resource from `apiVersion` and `kind`.
+pub async fn apply(client: &Client, obj: Value) -> anyhow::Result<()> {
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
+    let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), NS, &ar(&api_version, &kind));
+    api.patch(
+        &name,
+        &PatchParams::apply("e2e-test").force(),
+        &Patch::Apply(&obj),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Creates `crds` and the namespace `NS` (the CRDs are not necessarily served yet).
+pub async fn install(client: &Client, crds: Vec<CustomResourceDefinition>) -> anyhow::Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds {
+        api.create(&PostParams::default(), &crd)
+            .await
+            .context("installing CRDs")?;
+    }
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": NS}}))?,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Polls `check` every 100 ms until it yields a value or `secs` pass.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    poll_until(Duration::from_millis(100), secs, what, check).await
+}
+
+/// Polls `check` every `every` until it yields a value or `secs` pass.
+pub async fn poll_until<T, F, Fut>(
+    every: Duration,
+    secs: u64,
+    what: &str,
+    mut check: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Option<T>>>,
@@ -196,7 +227,7 @@ where
         if tokio::time::Instant::now() > deadline {
             bail!("timed out after {secs}s waiting for {what}");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -1,3 +1,4 @@
 //! Helpers shared by integration tests.
 pub mod capture;
 pub mod e2e;
+pub mod inprocess;
