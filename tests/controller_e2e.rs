@@ -263,14 +263,20 @@ async fn deleting_a_canary_with_revert_on_deletion_restores_the_target_first() -
         .await?;
     // Until the canary is gone, the apex Service always selects ready pods.
     let services: Api<Service> = env.api();
-    eventually(30, "the canary to be deleted", || async {
-        let apex = services.get("podinfo").await?;
-        let sel = apex
-            .spec
+    let selector = |apex: Service| {
+        apex.spec
             .and_then(|s| s.selector)
             .and_then(|s| s.get("app").cloned())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    eventually(30, "the canary to be deleted", || async {
+        let sel = selector(services.get("podinfo").await?);
         let backing = env.deployment(&sel).await.ok();
+        // The two reads are not atomic: if the apex moved on in between (and the Deployment it
+        // selected was removed after the switch), this sample says nothing.
+        if selector(services.get("podinfo").await?) != sel {
+            return Ok(None);
+        }
         if backing.as_ref().map(ready).unwrap_or(0) == 0 {
             eprintln!("controller log:\n{}", env.log());
         }
