@@ -263,7 +263,10 @@ pub async fn run_with(
         knative_synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
 
-    let telemetry = telemetry::Telemetry::new(&config.observe.mesh_provider);
+    let telemetry = telemetry::Telemetry::new(
+        &config.observe.mesh_provider,
+        providers.notifier.delivery_counters(),
+    );
     if let Some(addr) = config.listen {
         let t = telemetry.clone();
         tokio::spawn(async move {

@@ -63,8 +63,20 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Registers the metrics.
-    pub fn new(mesh_provider: &str) -> Self {
+    pub fn new(mesh_provider: &str, alerts: Option<crate::notifier::DeliveryCounters>) -> Self {
         let mut registry = Registry::default();
+        if let Some(c) = alerts {
+            registry.register(
+                "serin_alerts_delivered",
+                "Alerts delivered to AlertProviders or the global notifier",
+                c.delivered,
+            );
+            registry.register(
+                "serin_alerts_failed",
+                "Alerts that could not be delivered (provider or Secret missing, POST failed)",
+                c.failed,
+            );
+        }
         let info = Family::<InfoLabels, Gauge>::default();
         info.get_or_create(&InfoLabels {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -246,4 +258,23 @@ pub async fn serve(addr: std::net::SocketAddr, telemetry: Telemetry) -> std::io:
         );
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_deliveries_and_failures_are_exported() {
+        let counters = crate::notifier::DeliveryCounters::default();
+        let t = Telemetry::new("istio", Some(counters.clone()));
+        counters.delivered.inc();
+        counters.delivered.inc();
+        counters.failed.inc();
+        let text = t.encode();
+        assert!(text.contains("serin_alerts_delivered_total 2"), "{text}");
+        assert!(text.contains("serin_alerts_failed_total 1"), "{text}");
+        let without = Telemetry::new("istio", None).encode();
+        assert!(!without.contains("serin_alerts"), "{without}");
+    }
 }

@@ -778,9 +778,7 @@ async fn story(opts: &Options, out: &Out) -> Result<(bool, Stack), Error> {
             .collect();
         results.push(run_scenario(&stack, &out, step, interval, &mut prev, &finished).await?);
     }
-    if !out.plain {
-        print!("\x1b[2J\x1b[H");
-    }
+    // The live view's last frame stays on screen; the summary follows below it.
     let load = stack.load.as_ref().map(|l| l.stats()).unwrap_or_default();
     out.say("");
     out.say(&view::summary(&results, !out.plain));

@@ -3,8 +3,6 @@
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::api::Canary;
@@ -63,6 +61,20 @@ pub trait Notifier: Send + Sync {
     /// Delivers one alert; failures are logged and counted by the implementation, never returned:
     /// a notification must not block the analysis.
     async fn alert(&self, canary: &Canary, severity: AlertSeverity, message: &str);
+
+    /// The delivered and failed counters, for the controller's `/metrics` (`None`: not counted).
+    fn delivery_counters(&self) -> Option<DeliveryCounters> {
+        None
+    }
+}
+
+/// Alerts delivered and alerts that could not be delivered, as exported on `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryCounters {
+    /// Delivered alerts.
+    pub delivered: prometheus_client::metrics::counter::Counter,
+    /// Alerts that could not be delivered (provider missing, Secret missing, POST failed).
+    pub failed: prometheus_client::metrics::counter::Counter,
 }
 
 /// A notifier that only logs.
@@ -228,8 +240,7 @@ pub struct ProviderNotifier {
     client: Option<kube::Client>,
     global: Option<Destination>,
     cluster_name: String,
-    sent: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
+    counters: DeliveryCounters,
 }
 
 impl ProviderNotifier {
@@ -243,19 +254,18 @@ impl ProviderNotifier {
             client,
             global,
             cluster_name: cluster_name.into(),
-            sent: Arc::default(),
-            failed: Arc::default(),
+            counters: DeliveryCounters::default(),
         }
     }
 
     /// Notifications delivered so far.
     pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
+        self.counters.delivered.get()
     }
 
     /// Notifications that could not be delivered so far.
     pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
+        self.counters.failed.get()
     }
 
     async fn destination(
@@ -295,10 +305,10 @@ impl ProviderNotifier {
     fn count(&self, canary: &Canary, target: &str, r: Result<(), Error>) {
         match r {
             Ok(()) => {
-                self.sent.fetch_add(1, Ordering::Relaxed);
+                self.counters.delivered.inc();
             }
             Err(e) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.counters.failed.inc();
                 tracing::warn!(
                     canary = canary.metadata.name.as_deref().unwrap_or_default(),
                     namespace = canary.metadata.namespace.as_deref().unwrap_or_default(),
@@ -313,6 +323,10 @@ impl ProviderNotifier {
 
 #[async_trait]
 impl Notifier for ProviderNotifier {
+    fn delivery_counters(&self) -> Option<DeliveryCounters> {
+        Some(self.counters.clone())
+    }
+
     async fn alert(&self, canary: &Canary, severity: AlertSeverity, text: &str) {
         let message = Message {
             name: canary.metadata.name.clone().unwrap_or_default(),
