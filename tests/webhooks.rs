@@ -221,6 +221,31 @@ async fn retries_recover_from_5xx_and_give_up_after_the_last_attempt() {
 }
 
 #[tokio::test]
+async fn a_429_with_retry_after_waits_as_asked_before_retrying() {
+    let srv = Capture::start().await;
+    // Backoff alone would wait 10 ms; the server asks for 1 s.
+    let h = HttpWebhooks::new(None)
+        .expect("client")
+        .with_backoff(Backoff {
+            min: Duration::from_millis(10),
+            max: Duration::from_secs(5),
+        });
+    let mut w = hook("rollout", srv.url("/"));
+    w.retries = Some(1);
+    let c = canary(vec![w], CanaryPhase::Progressing);
+    srv.retry_after("1");
+    srv.script(&[(429, "slow down"), (200, "ok")]);
+    let started = std::time::Instant::now();
+    assert!(h.run(&c, WebhookType::Rollout, None).await.is_ok());
+    assert_eq!(srv.requests().len(), 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "retried after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_slow_webhook_times_out_and_the_record_says_so() {
     let srv = Capture::start().await;
     srv.delay(Duration::from_millis(1500));

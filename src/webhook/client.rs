@@ -1,5 +1,6 @@
 //! One webhook POST with Flagger's rules: success at status ≤ 202, retries with exponential
-//! backoff on transport errors, 429 and 5xx (except 501); URLs are redacted before they are shown.
+//! backoff (or the `Retry-After` a 429/503 asks for) on transport errors, 429 and 5xx (except
+//! 501); URLs are redacted before they are shown.
 //! Does network I/O.
 use std::time::Duration;
 
@@ -111,6 +112,31 @@ pub fn body_prefix(body: &[u8]) -> String {
     text.trim_end_matches('\u{FFFD}').trim().to_string()
 }
 
+/// The wait a 429 or 503 answer asks for in `Retry-After` (delay-seconds or an HTTP date, as
+/// RFC 9110 allows), capped at `max` so a receiver cannot hold the analysis longer than the
+/// backoff would. `None` for other statuses and for values that do not parse.
+pub fn retry_after(
+    status: u16,
+    header: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+    max: Duration,
+) -> Option<Duration> {
+    if status != 429 && status != 503 {
+        return None;
+    }
+    let value = header?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            (at.with_timezone(&chrono::Utc) - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(max))
+}
+
 fn retryable(status: u16) -> bool {
     status == 429 || (status >= 500 && status != 501)
 }
@@ -149,12 +175,21 @@ pub async fn post_json(
             .json(body)
             .send()
             .await;
+        let mut asked: Option<Duration> = None;
         let (err, again) = match res {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 if is_success(status) {
                     return Ok(status);
                 }
+                asked = retry_after(
+                    status,
+                    resp.headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok()),
+                    chrono::Utc::now(),
+                    backoff.max,
+                );
                 let bytes = resp.bytes().await.unwrap_or_default();
                 (
                     CallError::Status {
@@ -179,7 +214,7 @@ pub async fn post_json(
         if !again || attempt > retries {
             return Err(err);
         }
-        tokio::time::sleep(backoff.wait(attempt - 1)).await;
+        tokio::time::sleep(asked.unwrap_or_else(|| backoff.wait(attempt - 1))).await;
     }
 }
 
@@ -221,6 +256,30 @@ mod tests {
         let cut = body_prefix(long.as_bytes());
         assert!(cut.len() <= BODY_PREFIX);
         assert_eq!(cut, "é".repeat(100));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_on_429_and_503_and_capped() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let max = Duration::from_secs(30);
+        assert_eq!(
+            retry_after(429, Some("3"), now, max),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            retry_after(503, Some("Sun, 22 Nov 2026 10:00:05 GMT"), now, max),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            retry_after(503, Some("Sun, 22 Nov 2026 09:00:00 GMT"), now, max),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(429, Some("3600"), now, max), Some(max));
+        assert_eq!(retry_after(500, Some("3"), now, max), None);
+        assert_eq!(retry_after(429, Some("soon"), now, max), None);
+        assert_eq!(retry_after(429, None, now, max), None);
     }
 
     #[test]

@@ -22,6 +22,8 @@ struct Inner {
     script: VecDeque<(u16, String)>,
     fallback: (u16, String),
     delay: Duration,
+    /// `Retry-After` sent with every 429 and 503 answer.
+    retry_after: Option<String>,
 }
 
 /// The server's handle.
@@ -66,6 +68,11 @@ impl Capture {
             answers.iter().map(|(s, b)| (*s, b.to_string())).collect();
     }
 
+    /// Sends `Retry-After: value` with every 429 and 503 answer.
+    pub fn retry_after(&self, value: &str) {
+        self.inner.lock().expect("lock").retry_after = Some(value.into());
+    }
+
     pub fn delay(&self, d: Duration) {
         self.inner.lock().expect("lock").delay = d;
     }
@@ -96,8 +103,9 @@ async fn handle(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, String) {
-    let (answer, delay) = {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (answer, delay, retry_after) = {
         let mut i = inner.lock().expect("lock");
         i.requests.push(Captured {
             path: uri.path().to_string(),
@@ -105,13 +113,18 @@ async fn handle(
             body: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
         });
         let a = i.script.pop_front().unwrap_or_else(|| i.fallback.clone());
-        (a, i.delay)
+        (a, i.delay, i.retry_after.clone())
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    (
-        StatusCode::from_u16(answer.0).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        answer.1,
-    )
+    let status = StatusCode::from_u16(answer.0).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, answer.1).into_response();
+    if let Some(v) = retry_after.filter(|_| matches!(answer.0, 429 | 503))
+        && let Ok(v) = axum::http::HeaderValue::from_str(&v)
+    {
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
+    resp
 }
