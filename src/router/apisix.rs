@@ -120,14 +120,7 @@ impl ApisixRouter {
     }
 
     async fn get(&self, canary: &Canary, name: &str) -> Result<Option<Value>, Error> {
-        let ar = super::resource(API_VERSION, "ApisixRoute");
-        super::get(
-            &self.client,
-            canary.metadata.namespace.as_deref(),
-            &ar,
-            name,
-        )
-        .await
+        super::get_for(&self.client, canary, API_VERSION, "ApisixRoute", name).await
     }
 
     async fn write(&self, canary: &Canary, routes: Option<Routes>) -> Result<(), Error> {

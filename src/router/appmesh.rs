@@ -535,14 +535,7 @@ impl AppMeshRouter {
     }
 
     async fn live(&self, canary: &Canary, kind: &str, name: &str) -> Result<Option<Value>, Error> {
-        let ar = super::resource(self.version.api_version(), kind);
-        super::get(
-            &self.client,
-            canary.metadata.namespace.as_deref(),
-            &ar,
-            name,
-        )
-        .await
+        super::get_for(&self.client, canary, self.version.api_version(), kind, name).await
     }
 
     /// Writes the apex router (v1beta2 VirtualRouter, v1beta1 VirtualService) with `split`, or

@@ -311,6 +311,18 @@ pub async fn get(
         .transpose()
 }
 
+/// The live object `name` of `kind` in the Canary's namespace.
+pub async fn get_for(
+    client: &kube::Client,
+    canary: &Canary,
+    api_version: &str,
+    kind: &str,
+    name: &str,
+) -> Result<Option<Value>, Error> {
+    let ar = resource(api_version, kind);
+    get(client, canary.metadata.namespace.as_deref(), &ar, name).await
+}
+
 /// The live routing object of `kind` named after the Canary's apex Service, in its namespace
 /// (the name every router that keeps one object per canary uses).
 pub async fn get_apex(
@@ -319,11 +331,11 @@ pub async fn get_apex(
     api_version: &str,
     kind: &str,
 ) -> Result<Option<Value>, Error> {
-    let ar = resource(api_version, kind);
-    get(
+    get_for(
         client,
-        canary.metadata.namespace.as_deref(),
-        &ar,
+        canary,
+        api_version,
+        kind,
         &canary.spec.service_name(),
     )
     .await

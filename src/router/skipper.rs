@@ -139,11 +139,11 @@ impl SkipperRouter {
     }
 
     async fn get(&self, canary: &Canary, name: &str) -> Result<Option<Value>, Error> {
-        let ar = super::resource("networking.k8s.io/v1", "Ingress");
-        super::get(
+        super::get_for(
             &self.client,
-            canary.metadata.namespace.as_deref(),
-            &ar,
+            canary,
+            "networking.k8s.io/v1",
+            "Ingress",
             name,
         )
         .await
