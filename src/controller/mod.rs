@@ -465,6 +465,9 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
         return Ok(KubeAction::requeue(Duration::from_millis(200)));
     }
     let mut observed = observe::observe(&ctx.config.observe, &ctx.stores, &canary, now);
+    if canary.metadata.deletion_timestamp.is_some() {
+        observed.target_ready_pods = target_ready_pods(&ctx, &canary).await;
+    }
     let router = observed
         .provider
         .map(|p| crate::router::for_provider(p, &ctx.client, &ctx.providers.routers))
@@ -529,6 +532,66 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
         Requeue::AwaitChange => KubeAction::await_change(),
         Requeue::After(d) => KubeAction::requeue(d.max(Duration::from_millis(100))),
     })
+}
+
+/// The target workload's ready, not terminating Pods, listed live by its `matchLabels`; `None`
+/// for other targets, selectors with expressions, or when the list fails (then the workload's
+/// status alone decides, as before).
+async fn target_ready_pods(ctx: &Context, canary: &Canary) -> Option<u32> {
+    let t = canary.spec.target_ref.as_ref()?;
+    let ns = canary.namespace().unwrap_or_default();
+    let selector = match t.kind.as_str() {
+        "Deployment" => ctx
+            .stores
+            .deployments
+            .get(&ObjectRef::new(&t.name).within(&ns))
+            .map(|d| d.spec.selector.clone()),
+        "DaemonSet" => ctx
+            .stores
+            .daemonsets
+            .get(&ObjectRef::new(&t.name).within(&ns))
+            .map(|d| d.spec.selector.clone()),
+        _ => None,
+    }?;
+    if selector
+        .match_expressions
+        .as_ref()
+        .is_some_and(|e| !e.is_empty())
+    {
+        return None;
+    }
+    let labels: Vec<String> = selector
+        .match_labels
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if labels.is_empty() {
+        return None;
+    }
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(ctx.client.clone(), &ns)
+        .list(&kube::api::ListParams::default().labels(&labels.join(",")))
+        .await;
+    match pods {
+        Ok(list) => Some(
+            list.items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        })
+                })
+                .count() as u32,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the target's pods; relying on its status");
+            None
+        }
+    }
 }
 
 /// True when the cached target has the live object's resourceVersion (or there is no target).

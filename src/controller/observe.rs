@@ -125,6 +125,7 @@ pub fn observe(
         interval,
         has_finalizer,
         routes: None,
+        target_ready_pods: None,
     };
     match observe_workloads(cfg, stores, canary, now) {
         Ok((t, p, g)) => {

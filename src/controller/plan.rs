@@ -120,6 +120,9 @@ pub struct Observed {
     /// The live traffic split, read from the router while a run is in progress; an `Err` means
     /// the routing objects are not usable yet (e.g. a Gateway has not accepted the route).
     pub routes: Option<Result<Routes, String>>,
+    /// Ready Pods of the target counted from the Pods themselves, read live while a Canary with
+    /// a workload target is being deleted (`None`: not counted).
+    pub target_ready_pods: Option<u32>,
 }
 
 /// Why the target cannot be used.
@@ -1381,6 +1384,11 @@ impl<'a> Machine<'a> {
             return self.clone_done(Requeue::After(short(self.o.interval)));
         }
         if t.readiness != Readiness::Ready {
+            return self.clone_done(Requeue::After(short(self.o.interval)));
+        }
+        if self.o.target_ready_pods == Some(0) {
+            // A workload's status can lag the Pods it counts: right after a scale to zero and
+            // back, it may still report the deleted Pods as ready. The Pods decide.
             return self.clone_done(Requeue::After(short(self.o.interval)));
         }
         self.actions.push(Action::RestoreApexService);

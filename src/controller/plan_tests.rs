@@ -84,6 +84,7 @@ fn fx() -> Observed {
         interval: Duration::from_secs(10),
         has_finalizer: false,
         routes: None,
+        target_ready_pods: None,
     }
 }
 
@@ -704,6 +705,12 @@ fn revert_on_deletion_restores_the_target_before_letting_go() {
         replicas: 2,
         ..target("v1:a")
     });
+    // The workload's status says ready, but no Pod of it is: keep waiting.
+    o.target_ready_pods = Some(0);
+    let p = decide(&o, at(2));
+    assert!(!p.actions.contains(&Action::RestoreApexService));
+    assert!(!p.actions.contains(&Action::RemoveFinalizer));
+    o.target_ready_pods = Some(2);
     let p = decide(&o, at(2));
     let restore = p
         .actions
