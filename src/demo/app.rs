@@ -116,16 +116,6 @@ impl Registry {
             .collect()
     }
 
-    /// How many Pods have a server.
-    pub fn len(&self) -> usize {
-        self.inner.read().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Whether no Pod has a server.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn insert(&self, ip: String, b: Backend) {
         self.inner
             .write()

@@ -115,28 +115,44 @@ pub async fn start(bin: &Path, dir: &Path, target: SocketAddr) -> Result<Prometh
         _child: child,
         url: format!("http://127.0.0.1:{port}"),
     };
-    // Ready is not enough: Prometheus hands new targets to its scrapers through a discovery
-    // step that runs every 5 s, so the first scrape comes seconds after startup. Wait for it, so
-    // that the first analysis has a full window of samples.
+    if wait_until_scraped(&p.url, None, Duration::from_secs(30)).await {
+        return Ok(p);
+    }
+    Err(Error::NotReady {
+        log: log_path.display().to_string(),
+    })
+}
+
+/// Waits until the Prometheus at `url` has scraped a target at least once (`up == 1` has a
+/// result), optionally with basic-auth `(user, password)`; false after `within`.
+///
+/// Ready is not enough: Prometheus hands new targets to its scrapers through a discovery step
+/// that runs every 5 s, so the first scrape comes seconds after startup, and an analysis that
+/// queries before it sees no data.
+pub async fn wait_until_scraped(
+    url: &str,
+    basic_auth: Option<(&str, &str)>,
+    within: Duration,
+) -> bool {
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if let Ok(r) = http
-            .get(format!("{}/api/v1/query", p.url))
-            .query(&[("query", "up{job=\"demo-gateway\"} == 1")])
-            .send()
-            .await
+        let mut req = http
+            .get(format!("{url}/api/v1/query"))
+            .query(&[("query", "up == 1")]);
+        if let Some((user, password)) = basic_auth {
+            req = req.basic_auth(user, Some(password));
+        }
+        if let Ok(r) = req.send().await
             && r.status().is_success()
             && let Ok(body) = r.json::<serde_json::Value>().await
             && body["data"]["result"]
                 .as_array()
                 .is_some_and(|a| !a.is_empty())
         {
-            return Ok(p);
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(Error::NotReady {
-        log: log_path.display().to_string(),
-    })
+    false
 }

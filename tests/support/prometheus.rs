@@ -289,34 +289,16 @@ impl Prometheus {
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
         serin::install_crypto_provider();
-        let http = reqwest::Client::builder().build()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            // Ready is not enough: Prometheus hands new targets to its scrapers through a
-            // discovery step that runs every 5 s, so wait for the first scrape itself.
-            let mut req = http
-                .get(format!("{}/api/v1/query", self.url))
-                .query(&[("query", "up == 1")]);
-            if self.basic_auth {
-                req = req.basic_auth(USER, Some(PASSWORD));
-            }
-            if let Ok(r) = req.send().await
-                && r.status().is_success()
-                && let Ok(body) = r.json::<serde_json::Value>().await
-                && body["data"]["result"]
-                    .as_array()
-                    .is_some_and(|a| !a.is_empty())
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "prometheus did not scrape its target within 30s; log:\n{}",
-                    std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let auth = self.basic_auth.then_some((USER, PASSWORD));
+        if !serin::demo::prometheus::wait_until_scraped(&self.url, auth, Duration::from_secs(30))
+            .await
+        {
+            bail!(
+                "prometheus did not scrape its target within 30s; log:\n{}",
+                std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+            );
         }
+        Ok(())
     }
 
     /// Stops the process (the outage case).
