@@ -43,7 +43,7 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
     Permission {
         group: "flagger.app",
         resources: &["canaries"],
-        verbs: &["get", "list", "watch", "patch"],
+        verbs: &["list", "watch", "patch"],
         feature: "watch Canaries (the reconcile loop); add/remove finalizer.flagger.app for revertOnDeletion (merge patch)",
         evidence: Evidence::E2e,
     },
@@ -66,16 +66,48 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
     Permission {
         group: "flagger.app",
         resources: &["metrictemplates", "alertproviders"],
-        verbs: &["get", "list"],
-        feature: "startup check that the CRDs are installed (list); read MetricTemplates for analysis.metrics[].templateRef and AlertProviders for analysis.alerts (get)",
+        verbs: &["list"],
+        feature: "startup check that the MetricTemplate and AlertProvider CRDs are installed",
         evidence: Evidence::E2e,
+    },
+    Permission {
+        group: "flagger.app",
+        resources: &["metrictemplates"],
+        verbs: &["get"],
+        feature: "analysis.metrics[].templateRef: read the MetricTemplate",
+        evidence: Evidence::E2e,
+    },
+    Permission {
+        group: "flagger.app",
+        resources: &["alertproviders"],
+        verbs: &["get"],
+        feature: "analysis.alerts[].providerRef: read the AlertProvider",
+        evidence: Evidence::Documented(
+            "src/notifier/mod.rs; tests/notifier.rs drives the notifier against a local server, not the e2e harness",
+        ),
     },
     Permission {
         group: "apps",
         resources: &["deployments", "daemonsets"],
-        verbs: &["get", "list", "watch", "create", "patch"],
-        feature: "watch targets; create and promote <target>-primary (server-side apply); scale the target (merge patch); revertOnDeletion reads the target",
+        verbs: &["list", "watch", "create", "patch"],
+        feature: "watch targets; create and promote <target>-primary (server-side apply); scale the target (merge patch, a node selector for DaemonSets)",
         evidence: Evidence::E2e,
+    },
+    Permission {
+        group: "apps",
+        resources: &["deployments"],
+        verbs: &["get"],
+        feature: "revertOnDeletion: read the Deployment target before handing traffic back",
+        evidence: Evidence::E2e,
+    },
+    Permission {
+        group: "apps",
+        resources: &["daemonsets"],
+        verbs: &["get"],
+        feature: "revertOnDeletion: read the DaemonSet target before handing traffic back",
+        evidence: Evidence::Documented(
+            "src/controller/mod.rs; no e2e scenario deletes a DaemonSet Canary with revertOnDeletion",
+        ),
     },
     Permission {
         group: "",
@@ -87,16 +119,34 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
     Permission {
         group: "",
         resources: &["configmaps", "secrets"],
-        verbs: &["list", "watch", "create", "patch"],
-        feature: "config tracking: watch ConfigMaps and Secrets referenced by targets and copy them to -primary (server-side apply)",
+        verbs: &["list", "watch"],
+        feature: "config tracking: watch the ConfigMaps and Secrets targets reference",
         evidence: Evidence::E2e,
+    },
+    Permission {
+        group: "",
+        resources: &["configmaps"],
+        verbs: &["create", "patch"],
+        feature: "config tracking: copy referenced ConfigMaps to <name>-primary (server-side apply)",
+        evidence: Evidence::E2e,
+    },
+    Permission {
+        group: "",
+        resources: &["secrets"],
+        verbs: &["create", "patch"],
+        feature: "config tracking: copy referenced Secrets to <name>-primary (server-side apply)",
+        evidence: Evidence::Documented(
+            "src/controller/configs.rs; the e2e targets reference ConfigMaps only",
+        ),
     },
     Permission {
         group: "",
         resources: &["secrets"],
         verbs: &["get"],
         feature: "credentials of MetricTemplate providers (spec.provider.secretRef) and AlertProviders (spec.secretRef)",
-        evidence: Evidence::E2e,
+        evidence: Evidence::Documented(
+            "src/metrics/analyzer.rs and src/notifier/mod.rs; no e2e template or provider uses a secretRef",
+        ),
     },
     Permission {
         group: "",
@@ -108,15 +158,24 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
     Permission {
         group: "autoscaling",
         resources: &["horizontalpodautoscalers"],
-        verbs: &["list", "watch", "create", "patch"],
-        feature: "autoscalerRef: watch the target's HPA (autoscaling/v2) and create/update <hpa>-primary (server-side apply)",
+        verbs: &["list", "watch"],
+        feature: "autoscalerRef: watch the target's HorizontalPodAutoscaler (autoscaling/v2)",
         evidence: Evidence::E2e,
+    },
+    Permission {
+        group: "autoscaling",
+        resources: &["horizontalpodautoscalers"],
+        verbs: &["create", "patch"],
+        feature: "autoscalerRef: create and update <hpa>-primary (server-side apply)",
+        evidence: Evidence::Documented(
+            "src/controller/builders.rs; no e2e Canary has an autoscalerRef",
+        ),
     },
     Permission {
         group: "events.k8s.io",
         resources: &["events"],
-        verbs: &["create", "patch"],
-        feature: "Kubernetes Events on Canaries (kube-runtime's Recorder creates an events.k8s.io/v1 Event and patches its series)",
+        verbs: &["create"],
+        feature: "Kubernetes Events on Canaries (kube-runtime's Recorder creates events.k8s.io/v1 Events; Serin uses a fresh Recorder per event, so it never patches an event series)",
         evidence: Evidence::E2e,
     },
     Permission {
