@@ -4,6 +4,7 @@ pub mod cli;
 pub mod cluster;
 pub mod controller;
 pub mod demo;
+pub mod install;
 pub mod loadtester;
 pub mod metrics;
 pub mod notifier;

@@ -219,3 +219,118 @@ fn kubectl_applies_and_gets_against_serin_cluster() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts `serin cluster` writing its kubeconfig into `dir`.
+fn start_cluster(dir: &Path) -> (Server, PathBuf) {
+    let kubeconfig = dir.join("kubeconfig");
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_serin"))
+            .args(["cluster", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .spawn()
+            .expect("serin cluster starts"),
+    );
+    let start = Instant::now();
+    while !kubeconfig.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "kubeconfig never written"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (server, kubeconfig)
+}
+
+#[test]
+fn kubectl_installs_the_crds_and_the_deploy_bundle_with_validation_on() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("serin-kubectl-install-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let (server, kubeconfig) = start_cluster(&dir);
+    let crds = root.join("crds");
+    let out = ok(kubectl(
+        &kubeconfig,
+        &["apply", "-f", crds.to_str().unwrap_or_default()],
+    ));
+    assert!(out.contains("canaries.flagger.app created"), "{out}");
+    let bundle = root.join("deploy/install.yaml");
+    let out = ok(kubectl(
+        &kubeconfig,
+        &["apply", "-f", bundle.to_str().unwrap_or_default()],
+    ));
+    for line in [
+        "namespace/serin-system created",
+        "customresourcedefinition.apiextensions.k8s.io/canaries.flagger.app ",
+        "serviceaccount/serin created",
+        "clusterrole.rbac.authorization.k8s.io/serin created",
+        "clusterrolebinding.rbac.authorization.k8s.io/serin created",
+        "role.rbac.authorization.k8s.io/serin-leader-election created",
+        "rolebinding.rbac.authorization.k8s.io/serin-leader-election created",
+        "service/serin created",
+        "deployment.apps/serin created",
+        "poddisruptionbudget.policy/serin created",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    // Applying again changes nothing. (kubectl's strategic merge patch always resends a
+    // PodDisruptionBudget's selector, whose patch strategy is `replace`: it reports
+    // "configured" with nothing changed.)
+    let out = ok(kubectl(
+        &kubeconfig,
+        &["apply", "-f", bundle.to_str().unwrap_or_default()],
+    ));
+    assert!(
+        out.lines()
+            .all(|l| l.ends_with(" unchanged") || l.starts_with("poddisruptionbudget.policy/")),
+        "second apply:\n{out}"
+    );
+    let out = ok(kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "clusterrole",
+            "serin",
+            "-o",
+            "jsonpath={.rules[0].resources}",
+        ],
+    ));
+    assert!(out.contains("canaries"), "{out}");
+    let out = ok(kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            "serin-system",
+            "get",
+            "pdb",
+            "serin",
+            "-o",
+            "jsonpath={.spec.minAvailable}",
+        ],
+    ));
+    assert_eq!(out, "1");
+    let loadtester = root.join("deploy/loadtester");
+    let ns = dir.join("ns.yaml");
+    std::fs::write(
+        &ns,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: test}\n",
+    )
+    .expect("ns");
+    ok(kubectl(
+        &kubeconfig,
+        &["apply", "-f", ns.to_str().unwrap_or_default()],
+    ));
+    let out = ok(kubectl(
+        &kubeconfig,
+        &[
+            "apply",
+            "-n",
+            "test",
+            "-k",
+            loadtester.to_str().unwrap_or_default(),
+        ],
+    ));
+    assert!(out.contains("deployment.apps/loadtester created"), "{out}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

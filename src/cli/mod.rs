@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crds;
 pub mod demo;
 pub mod loadtester;
+pub mod manifests;
 pub mod validate;
 
 /// Serin: progressive delivery for Kubernetes, API-compatible with Flagger.
@@ -25,6 +26,9 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Print the CustomResourceDefinitions Serin serves (flagger.app/v1beta1).
     Crds(crds::CrdsArgs),
+    /// Print the install bundle (deploy/install.yaml), or write every generated file of deploy/
+    /// and charts/serin/ with `--write .`.
+    Manifests(manifests::ManifestsArgs),
     /// Run the embedded Kubernetes-compatible API server with simulated workloads.
     Cluster(cluster::ClusterArgs),
     /// Run a real progressive delivery on the embedded cluster, with live traffic and Prometheus.
@@ -40,6 +44,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Crds(args) => crds::run(args),
+        Command::Manifests(args) => manifests::run(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Controller(args) => controller::run(*args),

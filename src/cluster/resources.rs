@@ -76,6 +76,7 @@ impl ResourceType {
                     | "daemonsets"
                     | "horizontalpodautoscalers"
                     | "ingresses"
+                    | "poddisruptionbudgets"
                     | "customresourcedefinitions"
                     | "pods"
             )
@@ -359,6 +360,66 @@ pub fn builtins() -> Vec<ResourceType> {
                 "reason",
                 "type",
             ],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+            &[],
+            false,
+            false,
+            false,
+            &[],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            &[],
+            false,
+            false,
+            false,
+            &[],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            true,
+            &[],
+            false,
+            false,
+            false,
+            &[],
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+            &[],
+            false,
+            false,
+            false,
+            &[],
+        ),
+        builtin(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+            &["pdb"],
+            true,
+            false,
+            false,
+            &[],
         ),
         builtin(
             "apiextensions.k8s.io",

@@ -36,6 +36,8 @@ impl Drop for Env {
     fn drop(&mut self) {
         self.stop_controller();
         let _ = std::fs::remove_dir_all(&self.dir);
+        // Every request the controller made must be allowed by deploy/'s RBAC.
+        super::rbac::assert_controller_authorized(&self.cluster.requests().snapshot());
     }
 }
 

@@ -37,6 +37,8 @@ impl Drop for Env {
         for t in &self.tasks {
             t.abort();
         }
+        // Every request the controller made must be allowed by deploy/'s RBAC.
+        super::rbac::assert_controller_authorized(&self._cluster.requests().snapshot());
     }
 }
 
@@ -123,12 +125,28 @@ impl Env {
             routers,
             ..Default::default()
         };
-        let client = self.client.clone();
+        let client = self.controller_client();
         self.tasks.push(tokio::spawn(async move {
             if let Err(e) = serin::controller::run_with(client, config, providers).await {
                 eprintln!("controller stopped: {e}");
             }
         }));
+    }
+
+    /// A client that identifies as the controller (its User-Agent), so that the RBAC check
+    /// at drop can tell the controller's requests from the test's.
+    pub fn controller_client(&self) -> Client {
+        let url = self
+            ._cluster
+            .url()
+            .parse::<http::Uri>()
+            .expect("cluster URL");
+        let mut config = kube::Config::new(url);
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static("serin-controller/in-process"),
+        ));
+        Client::try_from(config).expect("controller client")
     }
 
     /// A Gateway controller stand-in: accepts every HTTPRoute's parents for its current generation.

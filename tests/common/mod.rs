@@ -2,3 +2,4 @@
 pub mod capture;
 pub mod e2e;
 pub mod inprocess;
+pub mod rbac;

@@ -1,0 +1,180 @@
+//! The install bundle in deploy/ and charts/serin/: generated files match the code, kustomize
+//! renders the same objects as deploy/install.yaml, and every overlay sets its provider.
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Parses a multi-document YAML stream, keyed by apiVersion/kind/namespace/name.
+fn objects(text: &str) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let v: Value = serde::Deserialize::deserialize(doc).expect("YAML document");
+        if v.is_null() {
+            continue;
+        }
+        let key = format!(
+            "{}/{}/{}/{}",
+            v["apiVersion"].as_str().unwrap_or_default(),
+            v["kind"].as_str().unwrap_or_default(),
+            v["metadata"]["namespace"].as_str().unwrap_or_default(),
+            v["metadata"]["name"].as_str().unwrap_or_default()
+        );
+        assert!(out.insert(key.clone(), v).is_none(), "{key} twice");
+    }
+    out
+}
+
+/// Numbers as values (kustomize writes `65535.0` where serde writes `65535`).
+fn normalize(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9e15 => Value::from(f as i64),
+            _ => v.clone(),
+        },
+        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), normalize(v))).collect())
+        }
+        _ => v.clone(),
+    }
+}
+
+/// The JSON pointer of the first difference between two values, if any.
+fn difference(a: &Value, b: &Value, at: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                difference(
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    &format!("{at}/{k}"),
+                )
+            })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (p, q))| difference(p, q, &format!("{at}/{i}"))),
+        _ => (normalize(a) != normalize(b)).then(|| format!("{at}: {a} != {b}")),
+    }
+}
+
+fn kustomize(dir: &str) -> String {
+    let out = Command::new("kubectl")
+        .args(["kustomize", dir])
+        .current_dir(root())
+        .output()
+        .expect(
+            "kubectl (with its built-in kustomize) must be installed to test deploy/: \
+             apt-get install -y kubernetes-client, or any kubectl >= 1.14 (.ci/run installs it)",
+        );
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn every_generated_file_matches_the_code() {
+    let mut stale = Vec::new();
+    for (path, want) in serin::install::files().expect("render the bundle") {
+        let have = std::fs::read_to_string(root().join(&path)).unwrap_or_default();
+        if have != want {
+            stale.push(path);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale generated files {stale:?}: run `{}`",
+        serin::install::REGENERATE
+    );
+}
+
+#[test]
+fn the_bundle_carries_the_committed_crds() {
+    let crds = std::fs::read_to_string(root().join("crds/flagger.yaml")).expect("crds");
+    let bundle = objects(
+        &std::fs::read_to_string(root().join("deploy/install.yaml")).expect("install.yaml"),
+    );
+    for (key, crd) in objects(&crds) {
+        assert_eq!(
+            bundle.get(&key),
+            Some(&crd),
+            "{key} differs from crds/flagger.yaml"
+        );
+    }
+}
+
+#[test]
+fn kustomize_renders_the_same_objects_as_install_yaml() {
+    let bundle = objects(
+        &std::fs::read_to_string(root().join("deploy/install.yaml")).expect("install.yaml"),
+    );
+    let rendered = objects(&kustomize("deploy"));
+    assert_eq!(
+        rendered.keys().collect::<Vec<_>>(),
+        bundle.keys().collect::<Vec<_>>()
+    );
+    for (key, obj) in &bundle {
+        let diff = difference(&rendered[key], obj, "");
+        assert!(diff.is_none(), "{key} differs at {diff:?}");
+    }
+}
+
+fn args_of(objs: &BTreeMap<String, Value>) -> Vec<String> {
+    let d = objs
+        .get("apps/v1/Deployment/serin-system/serin")
+        .expect("the controller Deployment");
+    serde_json::from_value(d["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+        .expect("args")
+}
+
+#[test]
+fn every_overlay_sets_its_provider_and_prometheus() {
+    let base = objects(&kustomize("deploy"));
+    for p in serin::install::PROFILES {
+        let rendered = objects(&kustomize(&format!("deploy/overlays/{}", p.overlay)));
+        let args = args_of(&rendered);
+        assert!(
+            args.contains(&format!("--mesh-provider={}", p.mesh_provider)),
+            "{}: {args:?}",
+            p.overlay
+        );
+        assert!(
+            args.contains(&format!("--metrics-server={}", p.metrics_server)),
+            "{}: {args:?}",
+            p.overlay
+        );
+        assert!(args.contains(&"--enable-leader-election".to_string()));
+        // Only the args differ from the base.
+        assert_eq!(
+            rendered.keys().collect::<Vec<_>>(),
+            base.keys().collect::<Vec<_>>()
+        );
+        for (key, obj) in &base {
+            if !key.ends_with("/Deployment/serin-system/serin") {
+                let diff = difference(&rendered[key], obj, "");
+                assert!(diff.is_none(), "{}: {key} differs at {diff:?}", p.overlay);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_load_tester_kustomization_renders_its_deployment_and_service() {
+    let rendered = objects(&kustomize("deploy/loadtester"));
+    let keys: Vec<&String> = rendered.keys().collect();
+    assert_eq!(
+        keys,
+        ["apps/v1/Deployment//loadtester", "v1/Service//loadtester"]
+    );
+}
