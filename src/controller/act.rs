@@ -18,8 +18,7 @@ use crate::notifier::Notifier;
 use crate::router::TrafficRouter;
 use crate::webhook::Webhooks;
 
-/// Field manager for everything Serin writes with server-side apply.
-pub const FIELD_MANAGER: &str = "serin";
+pub use crate::core::FIELD_MANAGER;
 
 /// What `act` needs.
 pub struct Actuator<'a> {

@@ -15,6 +15,8 @@ use crate::api::defaults::Strategy;
 use crate::api::time::{from_time, to_time};
 use crate::api::validation::Problem;
 use crate::api::{Canary, CanaryPhase, Provider};
+pub use crate::core::alert::AlertSeverity;
+pub use crate::core::routes::{Routes, session_cookie};
 use crate::metrics::Verdict;
 
 /// The Serin condition that reports whether the spec and target are usable.
@@ -85,17 +87,6 @@ pub struct Generated {
     pub missing_hpa: Option<serde_json::Value>,
     /// Primary HPA as promotion must write it.
     pub promoted_hpa: Option<serde_json::Value>,
-}
-
-/// Live traffic split read back from the router.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Routes {
-    /// Weight of the primary.
-    pub primary: i32,
-    /// Weight of the canary.
-    pub canary: i32,
-    /// Whether traffic is mirrored to the canary.
-    pub mirrored: bool,
 }
 
 /// Everything the state machine looks at, for one Canary.
@@ -177,17 +168,6 @@ pub enum EventType {
     Normal,
     /// Warning.
     Warning,
-}
-
-/// Alert severity, as AlertProviders filter it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AlertSeverity {
-    /// Informational.
-    Info,
-    /// Warning.
-    Warn,
-    /// Error.
-    Error,
 }
 
 /// One side effect, executed in order by `act`.
@@ -1400,16 +1380,6 @@ impl<'a> Machine<'a> {
         );
         self.clone_done(Requeue::AwaitChange)
     }
-}
-
-/// A session-affinity cookie `<name>=<value>` for the run of Canary `uid` that started at
-/// `run_start`. Flagger draws the value at random; deriving it keeps `plan` pure and gives every
-/// run (and every cookie name) its own value.
-pub fn session_cookie(name: &str, uid: &str, run_start: DateTime<Utc>) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("{uid}/{}/{name}", run_start.timestamp_micros()));
-    let value: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
-    format!("{name}={value}")
 }
 
 /// Readiness waits poll at most every few seconds (watches usually wake us sooner).

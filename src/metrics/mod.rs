@@ -6,7 +6,6 @@ pub mod analyzer;
 pub mod builtin;
 pub mod evaluate;
 pub mod prometheus;
-pub mod template;
 
 pub use analyzer::{Analyzer, KubeObjects, Objects};
 pub use evaluate::Outcome;
