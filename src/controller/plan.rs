@@ -14,7 +14,7 @@ use crate::api::canary::{CanaryCondition, CanaryStatus};
 use crate::api::defaults::Strategy;
 use crate::api::time::{from_time, to_time};
 use crate::api::validation::Problem;
-use crate::api::{Canary, CanaryPhase, Provider};
+use crate::api::{Canary, CanaryPhase, Provider, TargetKind};
 pub use crate::core::alert::AlertSeverity;
 pub use crate::core::routes::{Routes, session_cookie};
 use crate::metrics::Verdict;
@@ -27,8 +27,8 @@ pub const PROMOTED_CONDITION: &str = "Promoted";
 /// What observe found for the target.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetObs {
-    /// `Deployment`, `DaemonSet`, or `Service` (a Knative Service or a Kubernetes Service).
-    pub kind: String,
+    /// The target's kind.
+    pub kind: TargetKind,
     /// Name of the target.
     pub name: String,
     /// The selector label and its value (e.g. `app`, `podinfo`).
@@ -51,7 +51,7 @@ impl TargetObs {
     /// (Deployment, DaemonSet). A Knative Service scales itself and is its own router; a
     /// Kubernetes Service target has nothing to scale and is copied, not fronted.
     pub fn is_workload(&self) -> bool {
-        matches!(self.kind.as_str(), "Deployment" | "DaemonSet")
+        self.kind.is_workload()
     }
 }
 
@@ -310,7 +310,7 @@ impl<'a> Machine<'a> {
 
     fn kind(&self) -> String {
         match &self.o.target {
-            Ok(t) => t.kind.clone(),
+            Ok(t) => t.kind.to_string(),
             Err(_) => self
                 .spec()
                 .target_ref

@@ -14,7 +14,7 @@ fn at(secs: i64) -> DateTime<Utc> {
 
 fn target(fp: &str) -> TargetObs {
     TargetObs {
-        kind: "Deployment".into(),
+        kind: TargetKind::Deployment,
         name: "podinfo".into(),
         selector: ("app".into(), "podinfo".into()),
         fingerprint: fp.into(),
@@ -949,7 +949,7 @@ fn knative(latest: u32, primary: Option<u32>) -> Observed {
         a.max_weight = Some(60);
     }
     o.target = Ok(TargetObs {
-        kind: "Service".into(),
+        kind: TargetKind::KnativeService,
         name: "podinfo".into(),
         selector: (String::new(), String::new()),
         fingerprint: fp(latest),
@@ -1160,7 +1160,7 @@ fn service_target(target: &str, primary: Option<&str>) -> Observed {
         name: "podinfo".into(),
     });
     o.target = Ok(TargetObs {
-        kind: "Service".into(),
+        kind: TargetKind::Service,
         name: "podinfo".into(),
         selector: (String::new(), String::new()),
         fingerprint: target.into(),
