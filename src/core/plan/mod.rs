@@ -17,7 +17,7 @@ use crate::api::validation::Problem;
 use crate::api::{Canary, CanaryPhase, Provider, TargetKind};
 pub use crate::core::alert::AlertSeverity;
 pub use crate::core::routes::{Routes, session_cookie};
-use crate::metrics::Verdict;
+use crate::core::verdict::Verdict;
 
 /// The Serin condition that reports whether the spec and target are usable.
 pub const READY_CONDITION: &str = "Ready";
@@ -135,7 +135,7 @@ pub struct Checks {
     /// `pre-rollout` hooks: `Err(message)` on failure.
     pub pre_rollout: Option<Result<(), String>>,
     /// `rollout` hooks (an `Err` is their first failure) then metrics (a report).
-    pub analysis: Option<Result<crate::metrics::AnalysisReport, String>>,
+    pub analysis: Option<Result<crate::core::verdict::AnalysisReport, String>>,
     /// Is the `confirm-traffic-increase` gate open?
     pub confirm_traffic_increase: Option<bool>,
     /// Is the `confirm-promotion` gate open?
@@ -620,7 +620,7 @@ impl<'a> Machine<'a> {
                 .status
                 .last_applied_spec
                 .as_deref()
-                .is_some_and(super::fingerprint::is_serin_fingerprint);
+                .is_some_and(crate::core::fingerprint::is_serin_fingerprint);
         if adopting {
             // A Canary Flagger left Failed: its hash cannot be compared with ours, so take the
             // current target as the already-judged revision instead of re-running it.
@@ -1406,7 +1406,7 @@ fn failing_check_events(
     records: &[crate::api::canary::CheckRecord],
     policy: crate::api::defaults::InconclusivePolicy,
 ) -> Vec<String> {
-    use crate::metrics::Outcome;
+    use crate::core::verdict::Outcome;
     let fmt = |v: Option<f64>| v.map_or_else(|| "none".to_string(), |v| v.to_string());
     records
         .iter()
@@ -1431,5 +1431,4 @@ fn failing_check_events(
 }
 
 #[cfg(test)]
-#[path = "plan_tests.rs"]
 mod tests;
