@@ -1,6 +1,7 @@
 //! Progressing and WaitingPromotion: readiness, rollback hooks, the failed-checks threshold,
 //! one analysis tick, and advancing the weight or the iteration; pure.
 
+use super::gates::Gate;
 use super::promotion::Rollback;
 use super::*;
 
@@ -173,16 +174,8 @@ impl Machine<'_> {
         let weight = self.status.canary_weight;
         let max = self.spec().max_weight();
         if weight < max && self.phase() == Some(CanaryPhase::Progressing) {
-            if self.has_hooks(crate::api::webhook_type::WebhookType::ConfirmTrafficIncrease) {
-                match self.checks.confirm_traffic_increase {
-                    None => return self.need(CheckRequest::ConfirmTrafficIncrease),
-                    Some(false) => {
-                        self.event(EventType::Normal, format!("Waiting for approval: confirm-traffic-increase gate is closed for {}", self.id()));
-                        self.record_hooks();
-                        return self.clone_done(self.interval());
-                    }
-                    Some(true) => {}
-                }
+            if !self.gate(Gate::ConfirmTrafficIncrease)? {
+                return self.clone_done(self.interval());
             }
             let next = self.spec().next_weight(weight).unwrap_or(max);
             self.actions.push(Action::SetRoutes(Routes {
@@ -229,10 +222,8 @@ impl Machine<'_> {
         }
         if !ab && provider != Provider::Kubernetes && i == n {
             // Blue/green: switch all traffic to the new version one tick before promotion.
-            match self.gate_promotion() {
-                Ok(true) => {}
-                Ok(false) => return self.clone_done(self.interval()),
-                Err(step) => return Err(step),
+            if !self.gate(Gate::ConfirmPromotion)? {
+                return self.clone_done(self.interval());
             }
             self.actions.push(Action::SetRoutes(Routes {
                 primary: 0,
@@ -253,45 +244,11 @@ impl Machine<'_> {
         self.confirm_and_promote()
     }
 
-    /// `Ok(true)` when promotion may go ahead; `Ok(false)` after moving to WaitingPromotion.
-    pub(super) fn gate_promotion(&mut self) -> Result<bool, Step> {
-        if !self.has_hooks(crate::api::webhook_type::WebhookType::ConfirmPromotion) {
-            return Ok(true);
-        }
-        match self.checks.confirm_promotion {
-            None => Err(Step::Need(CheckRequest::ConfirmPromotion)),
-            Some(true) => Ok(true),
-            Some(false) => {
-                if self.phase() != Some(CanaryPhase::WaitingPromotion) {
-                    self.event(
-                        EventType::Normal,
-                        format!(
-                            "Waiting for approval: confirm-promotion gate is closed for {}",
-                            self.id()
-                        ),
-                    );
-                    if !self.gate_muted(crate::api::webhook_type::WebhookType::ConfirmPromotion) {
-                        self.actions.push(Action::Alert(
-                            AlertSeverity::Warn,
-                            "Canary promotion is waiting for approval.".into(),
-                        ));
-                    }
-                    // Unlike Flagger, the status weight keeps reading the traffic actually routed.
-                    let weight = self.status.canary_weight;
-                    self.set_phase(CanaryPhase::WaitingPromotion, None);
-                    self.status.canary_weight = weight;
-                }
-                self.record_hooks();
-                Ok(false)
-            }
-        }
-    }
-
     pub(super) fn confirm_and_promote(&mut self) -> Flow {
-        match self.gate_promotion() {
-            Ok(true) => self.promote(),
-            Ok(false) => self.clone_done(self.interval()),
-            Err(step) => Err(step),
+        if self.gate(Gate::ConfirmPromotion)? {
+            self.promote()
+        } else {
+            self.clone_done(self.interval())
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Initialisation and the steady phases (Initialized, Succeeded, Failed, Waiting): create the
 //! primary, detect a new revision, pass the confirm-rollout gate and start a run; pure.
 
+use super::gates::Gate;
 use super::*;
 
 impl Machine<'_> {
@@ -115,36 +116,9 @@ impl Machine<'_> {
 
     /// Asks the confirm-rollout gate, then starts a run or waits.
     pub(super) fn gate_and_start(&mut self) -> Flow {
-        if !self
-            .spec()
-            .webhooks_of(crate::api::webhook_type::WebhookType::ConfirmRollout)
-            .is_empty()
-        {
-            match self.checks.confirm_rollout {
-                None => return self.need(CheckRequest::ConfirmRollout),
-                Some(false) => {
-                    if self.phase() != Some(CanaryPhase::Waiting) {
-                        self.event(
-                            EventType::Normal,
-                            format!(
-                                "Waiting for approval: confirm-rollout gate is closed for {}",
-                                self.id()
-                            ),
-                        );
-                        if !self.gate_muted(crate::api::webhook_type::WebhookType::ConfirmRollout) {
-                            self.actions.push(Action::Alert(
-                                AlertSeverity::Warn,
-                                "Canary is waiting for approval.".into(),
-                            ));
-                        }
-                        self.set_phase(CanaryPhase::Waiting, None);
-                    }
-                    self.record_hooks();
-                    self.status.last_analysis_time = Some(to_time(self.now));
-                    return self.clone_done(self.interval());
-                }
-                Some(true) => {}
-            }
+        if !self.gate(Gate::ConfirmRollout)? {
+            self.status.last_analysis_time = Some(to_time(self.now));
+            return self.clone_done(self.interval());
         }
         self.start_run("New revision detected! Scaling up")
     }
