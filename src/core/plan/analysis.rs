@@ -44,7 +44,7 @@ impl Machine<'_> {
                     });
                 }
                 let wait = (deadline - self.now).to_std().unwrap_or_default();
-                return self.clone_done(Requeue::After(wait.min(short(self.o.interval))));
+                return Ok(Requeue::After(wait.min(short(self.o.interval))));
             }
         }
         if !self.spec().skips_analysis()
@@ -57,16 +57,16 @@ impl Machine<'_> {
             return self.skip_to_promotion();
         }
         if let Some(wait) = self.tick_due() {
-            return self.clone_done(Requeue::After(wait));
+            return Ok(Requeue::After(wait));
         }
         if let Some(Err(msg)) = &self.o.routes {
             // Never shift traffic blind: wait until the router can report the split.
             tracing::debug!("routes not ready: {msg}");
-            return self.clone_done(Requeue::After(short(self.o.interval)));
+            return Ok(Requeue::After(short(self.o.interval)));
         }
         if self.has_hooks(crate::api::webhook_type::WebhookType::Rollback) {
             match self.checks.rollback {
-                None => return self.need(CheckRequest::Rollback),
+                None => return Err(CheckRequest::Rollback),
                 Some(true) => return self.rollback(Rollback::Webhook),
                 Some(false) => {}
             }
@@ -81,7 +81,7 @@ impl Machine<'_> {
         if first_tick {
             match &self.checks.pre_rollout {
                 None if self.has_hooks(crate::api::webhook_type::WebhookType::PreRollout) => {
-                    return self.need(CheckRequest::PreRollout);
+                    return Err(CheckRequest::PreRollout);
                 }
                 Some(Err(msg)) => {
                     let msg = msg.clone();
@@ -96,7 +96,7 @@ impl Machine<'_> {
             );
         } else {
             match &self.checks.analysis {
-                None => return self.need(CheckRequest::Analysis),
+                None => return Err(CheckRequest::Analysis),
                 Some(Err(msg)) => {
                     let msg = msg.clone();
                     self.record_hooks();
@@ -123,7 +123,7 @@ impl Machine<'_> {
                                 self.event(EventType::Warning, e);
                             }
                             self.status.failed_checks += 1;
-                            return self.clone_done(self.interval());
+                            return Ok(self.interval());
                         }
                         Verdict::Hold(msg) => {
                             let msg = msg.clone();
@@ -161,13 +161,13 @@ impl Machine<'_> {
             EventType::Warning,
             format!("Holding {} advancement: {msg}", self.id()),
         );
-        self.clone_done(self.interval())
+        Ok(self.interval())
     }
 
     pub(super) fn failed_check(&mut self, msg: &str) -> Flow {
         self.status.failed_checks += 1;
         self.event(EventType::Warning, msg.to_string());
-        self.clone_done(self.interval())
+        Ok(self.interval())
     }
 
     pub(super) fn advance_weight(&mut self) -> Flow {
@@ -175,7 +175,7 @@ impl Machine<'_> {
         let max = self.spec().max_weight();
         if weight < max && self.phase() == Some(CanaryPhase::Progressing) {
             if !self.gate(Gate::ConfirmTrafficIncrease)? {
-                return self.clone_done(self.interval());
+                return Ok(self.interval());
             }
             let next = self.spec().next_weight(weight).unwrap_or(max);
             self.actions.push(Action::SetRoutes(Routes {
@@ -188,7 +188,7 @@ impl Machine<'_> {
                 EventType::Normal,
                 format!("Advance {} canary weight {next}", self.id()),
             );
-            return self.clone_done(self.interval());
+            return Ok(self.interval());
         }
         self.confirm_and_promote()
     }
@@ -218,12 +218,12 @@ impl Machine<'_> {
                 EventType::Normal,
                 format!("Advance {} canary iteration {}/{n}", self.id(), i + 1),
             );
-            return self.clone_done(self.interval());
+            return Ok(self.interval());
         }
         if !ab && provider != Provider::Kubernetes && i == n {
             // Blue/green: switch all traffic to the new version one tick before promotion.
             if !self.gate(Gate::ConfirmPromotion)? {
-                return self.clone_done(self.interval());
+                return Ok(self.interval());
             }
             self.actions.push(Action::SetRoutes(Routes {
                 primary: 0,
@@ -235,7 +235,7 @@ impl Machine<'_> {
                 EventType::Normal,
                 format!("Routing all traffic to canary {}", self.id()),
             );
-            return self.clone_done(self.interval());
+            return Ok(self.interval());
         }
         if !ab && provider != Provider::Kubernetes {
             // The traffic switch already passed the gate.
@@ -248,7 +248,7 @@ impl Machine<'_> {
         if self.gate(Gate::ConfirmPromotion)? {
             self.promote()
         } else {
-            self.clone_done(self.interval())
+            Ok(self.interval())
         }
     }
 }

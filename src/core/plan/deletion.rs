@@ -8,7 +8,7 @@ impl Machine<'_> {
     /// Service at it, then let go. The apex never selects zero ready pods.
     pub(super) fn finalize(&mut self) -> Flow {
         if !self.o.has_finalizer {
-            return self.clone_done(Requeue::AwaitChange);
+            return Ok(Requeue::AwaitChange);
         }
         if self.phase() != Some(CanaryPhase::Terminating) {
             self.set_phase(CanaryPhase::Terminating, None);
@@ -20,7 +20,7 @@ impl Machine<'_> {
         let Ok(t) = self.o.target.clone() else {
             // Nothing to restore.
             self.actions.push(Action::RemoveFinalizer);
-            return self.clone_done(Requeue::AwaitChange);
+            return Ok(Requeue::AwaitChange);
         };
         if !t.is_workload() {
             // A Knative Service serves on its own, and a Kubernetes Service target was never
@@ -31,7 +31,7 @@ impl Machine<'_> {
                 EventType::Normal,
                 format!("Terminated canary {}", self.id()),
             );
-            return self.clone_done(Requeue::AwaitChange);
+            return Ok(Requeue::AwaitChange);
         }
         if t.replicas == 0 {
             let replicas = self
@@ -42,15 +42,15 @@ impl Machine<'_> {
                 .filter(|r| *r > 0)
                 .unwrap_or(t.scale_up_replicas.max(1));
             self.actions.push(Action::ScaleTarget(replicas));
-            return self.clone_done(Requeue::After(short(self.o.interval)));
+            return Ok(Requeue::After(short(self.o.interval)));
         }
         if t.readiness != Readiness::Ready {
-            return self.clone_done(Requeue::After(short(self.o.interval)));
+            return Ok(Requeue::After(short(self.o.interval)));
         }
         if self.o.target_ready_pods == Some(0) {
             // A workload's status can lag the Pods it counts: right after a scale to zero and
             // back, it may still report the deleted Pods as ready. The Pods decide.
-            return self.clone_done(Requeue::After(short(self.o.interval)));
+            return Ok(Requeue::After(short(self.o.interval)));
         }
         self.actions.push(Action::RestoreApexService);
         self.actions.push(Action::FinalizeRouter);
@@ -59,6 +59,6 @@ impl Machine<'_> {
             EventType::Normal,
             format!("Terminated canary {}", self.id()),
         );
-        self.clone_done(Requeue::AwaitChange)
+        Ok(Requeue::AwaitChange)
     }
 }

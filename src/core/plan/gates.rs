@@ -63,13 +63,13 @@ impl Gate {
 impl Machine<'_> {
     /// Asks a gate: `Ok(true)` when it is open or has no webhooks, `Ok(false)` when it is closed
     /// (after the event, alert and phase of a closed gate), `Err` to ask the webhooks first.
-    pub(super) fn gate(&mut self, gate: Gate) -> Result<bool, Step> {
+    pub(super) fn gate(&mut self, gate: Gate) -> Result<bool, CheckRequest> {
         let hooks = gate.webhook_type();
         if !self.has_hooks(hooks) {
             return Ok(true);
         }
         match gate.answer(self.checks) {
-            None => Err(Step::Need(gate.request())),
+            None => Err(gate.request()),
             Some(true) => Ok(true),
             Some(false) => {
                 let entering = gate.waiting_phase().is_none_or(|p| self.phase() != Some(p));

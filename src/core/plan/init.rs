@@ -17,13 +17,13 @@ impl Machine<'_> {
         }
         let Some(primary) = &self.o.primary else {
             self.create_primary();
-            return self.clone_done(Requeue::After(short(self.o.interval)));
+            return Ok(Requeue::After(short(self.o.interval)));
         };
         if !self.spec().skips_analysis() {
             match &primary.readiness {
                 Readiness::Ready => {}
                 Readiness::Waiting(_) => {
-                    return self.clone_done(Requeue::After(short(self.o.interval)));
+                    return Ok(Requeue::After(short(self.o.interval)));
                 }
                 Readiness::Failed(msg) => {
                     let msg = msg.clone();
@@ -36,7 +36,7 @@ impl Machine<'_> {
                         CanaryPhase::Failed,
                         Some(&format!("Primary not ready: {msg}")),
                     );
-                    return self.clone_done(Requeue::AwaitChange);
+                    return Ok(Requeue::AwaitChange);
                 }
             }
         }
@@ -60,7 +60,7 @@ impl Machine<'_> {
             AlertSeverity::Info,
             format!("New {} detected, initialization completed.", t.kind),
         ));
-        self.clone_done(Requeue::AwaitChange)
+        Ok(Requeue::AwaitChange)
     }
 
     /// Whether the target runs a revision that a run should analyse.
@@ -87,7 +87,7 @@ impl Machine<'_> {
                 format!("{} primary is missing; re-initialising", self.id()),
             );
             self.set_phase(CanaryPhase::Initializing, None);
-            return self.clone_done(Requeue::After(short(self.o.interval)));
+            return Ok(Requeue::After(short(self.o.interval)));
         }
         for cfg in self.o.generated.missing_configs.clone() {
             self.actions.push(Action::Apply(cfg));
@@ -106,10 +106,10 @@ impl Machine<'_> {
             // A Canary Flagger left Failed: its hash cannot be compared with ours, so take the
             // current target as the already-judged revision instead of re-running it.
             self.status.last_applied_spec = Some(t.fingerprint.clone());
-            return self.clone_done(Requeue::AwaitChange);
+            return Ok(Requeue::AwaitChange);
         }
         if !self.new_revision() {
-            return self.clone_done(Requeue::AwaitChange);
+            return Ok(Requeue::AwaitChange);
         }
         self.gate_and_start()
     }
@@ -118,7 +118,7 @@ impl Machine<'_> {
     pub(super) fn gate_and_start(&mut self) -> Flow {
         if !self.gate(Gate::ConfirmRollout)? {
             self.status.last_analysis_time = Some(to_time(self.now));
-            return self.clone_done(self.interval());
+            return Ok(self.interval());
         }
         self.start_run("New revision detected! Scaling up")
     }
@@ -146,16 +146,16 @@ impl Machine<'_> {
         self.status.last_analysis_time = Some(to_time(self.now));
         self.start_session_cookies();
         self.set_phase(CanaryPhase::Progressing, None);
-        self.clone_done(self.interval())
+        Ok(self.interval())
     }
 
     pub(super) fn waiting(&mut self) -> Flow {
         if let Some(wait) = self.tick_due() {
-            return self.clone_done(Requeue::After(wait));
+            return Ok(Requeue::After(wait));
         }
         if self.has_hooks(crate::api::webhook_type::WebhookType::Rollback) {
             match self.checks.rollback {
-                None => return self.need(CheckRequest::Rollback),
+                None => return Err(CheckRequest::Rollback),
                 Some(true) => {
                     // Nothing runs yet in Waiting: mark this revision failed so it is not retried.
                     let fp = self.target().fingerprint.clone();
@@ -175,7 +175,7 @@ impl Machine<'_> {
                         Some("Rollback webhook invoked while waiting for approval."),
                     );
                     self.actions.push(Action::PostRollout(CanaryPhase::Failed));
-                    return self.clone_done(Requeue::AwaitChange);
+                    return Ok(Requeue::AwaitChange);
                 }
                 Some(false) => {}
             }

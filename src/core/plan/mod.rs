@@ -246,8 +246,9 @@ struct Machine<'a> {
     actions: Vec<Action>,
 }
 
-/// Short-circuit: either the plan is complete or a check is needed.
-type Flow = Result<(), Step>;
+/// What a phase handler decided: `Ok(requeue)` completes the plan (the machine holds its actions
+/// and status); `Err(request)` asks a check first, and `?` carries that out of nested handlers.
+type Flow = Result<Requeue, CheckRequest>;
 
 impl<'a> Machine<'a> {
     fn new(o: &'a Observed, checks: &'a Checks, now: DateTime<Utc>) -> Self {
@@ -263,8 +264,8 @@ impl<'a> Machine<'a> {
 
     fn run(mut self) -> Step {
         match self.decide() {
-            Ok(()) => self.finish(Requeue::AwaitChange),
-            Err(step) => step,
+            Ok(requeue) => self.finish(requeue),
+            Err(request) => Step::Need(request),
         }
     }
 
@@ -342,14 +343,6 @@ impl<'a> Machine<'a> {
             status,
             requeue,
         }))
-    }
-
-    fn done(self, requeue: Requeue) -> Flow {
-        Err(self.finish(requeue))
-    }
-
-    fn need(&self, r: CheckRequest) -> Flow {
-        Err(Step::Need(r))
     }
 
     /// Sets the phase and the `Promoted` condition the way Flagger does; `why` is appended to
@@ -451,7 +444,7 @@ impl<'a> Machine<'a> {
                 "Suspended",
                 "Canary is suspended; no runs start or advance.",
             );
-            return self.clone_done(Requeue::AwaitChange);
+            return Ok(Requeue::AwaitChange);
         }
 
         // Generated objects that are missing or drifted are repaired in every phase.
@@ -468,19 +461,8 @@ impl<'a> Machine<'a> {
             Some(CanaryPhase::Progressing | CanaryPhase::WaitingPromotion) => self.progressing(),
             Some(CanaryPhase::Promoting) => self.promoting(),
             Some(CanaryPhase::Finalising) => self.finalising(),
-            Some(CanaryPhase::Terminating | CanaryPhase::Terminated) => Ok(()),
+            Some(CanaryPhase::Terminating | CanaryPhase::Terminated) => Ok(Requeue::AwaitChange),
         }
-    }
-
-    fn clone_done(&mut self, requeue: Requeue) -> Flow {
-        let m = Machine {
-            o: self.o,
-            checks: self.checks,
-            now: self.now,
-            status: self.status.clone(),
-            actions: std::mem::take(&mut self.actions),
-        };
-        m.done(requeue)
     }
 
     /// Bad input: the first error, as (reason, message).
@@ -509,7 +491,7 @@ impl<'a> Machine<'a> {
             self.event(EventType::Warning, format!("{} {message}", self.id()));
         }
         self.set_condition(READY_CONDITION, "False", reason, message);
-        self.clone_done(Requeue::AwaitChange)
+        Ok(Requeue::AwaitChange)
     }
 
     fn target(&self) -> &TargetObs {

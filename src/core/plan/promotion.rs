@@ -101,7 +101,7 @@ impl Machine<'_> {
         );
         self.set_phase(CanaryPhase::Promoting, None);
         self.status.canary_weight = self.status.canary_weight.max(0);
-        self.clone_done(Requeue::After(short(self.o.interval)))
+        Ok(Requeue::After(short(self.o.interval)))
     }
 
     pub(super) fn push_promotion_actions(&mut self) {
@@ -169,7 +169,7 @@ impl Machine<'_> {
         ));
         self.actions
             .push(Action::PostRollout(CanaryPhase::Succeeded));
-        self.clone_done(Requeue::AwaitChange)
+        Ok(Requeue::AwaitChange)
     }
 
     pub(super) fn rollback(&mut self, reason: Rollback) -> Flow {
@@ -202,25 +202,25 @@ impl Machine<'_> {
         self.status.failure_reason = Some(why.clone());
         self.set_phase(CanaryPhase::Failed, Some(&format!("Reason: {why}.")));
         self.actions.push(Action::PostRollout(CanaryPhase::Failed));
-        self.clone_done(Requeue::AwaitChange)
+        Ok(Requeue::AwaitChange)
     }
 
     pub(super) fn promoting(&mut self) -> Flow {
         let want = self.status.last_applied_spec.clone();
         let Some(primary) = self.o.primary.clone() else {
-            return self.clone_done(Requeue::After(short(self.o.interval)));
+            return Ok(Requeue::After(short(self.o.interval)));
         };
         if want.as_deref() != Some(primary.fingerprint.as_str()) {
             // The copy did not land (or the target changed again): copy again.
             if self.target().fingerprint.as_str() == want.as_deref().unwrap_or_default() {
                 self.push_promotion_actions();
             }
-            return self.clone_done(Requeue::After(short(self.o.interval)));
+            return Ok(Requeue::After(short(self.o.interval)));
         }
         match &primary.readiness {
             Readiness::Ready => {}
             Readiness::Waiting(_) => {
-                return self.clone_done(Requeue::After(short(self.o.interval)));
+                return Ok(Requeue::After(short(self.o.interval)));
             }
             Readiness::Failed(msg) => {
                 // The new primary cannot become ready: keep traffic on the canary, which is.
@@ -242,7 +242,7 @@ impl Machine<'_> {
                     Some(&format!("Reason: promotion failed, {msg}.")),
                 );
                 self.actions.push(Action::PostRollout(CanaryPhase::Failed));
-                return self.clone_done(Requeue::AwaitChange);
+                return Ok(Requeue::AwaitChange);
             }
         }
         let provider = self.o.provider.unwrap_or(Provider::Kubernetes);
@@ -265,10 +265,10 @@ impl Machine<'_> {
             }
             self.status.canary_weight = 0;
             self.set_phase(CanaryPhase::Finalising, None);
-            return self.clone_done(Requeue::After(Duration::ZERO));
+            return Ok(Requeue::After(Duration::ZERO));
         }
         if let Some(wait) = self.tick_due() {
-            return self.clone_done(Requeue::After(wait));
+            return Ok(Requeue::After(wait));
         }
         let canary = (self.status.canary_weight - step).max(0);
         self.actions.push(Action::SetRoutes(Routes {
@@ -284,9 +284,9 @@ impl Machine<'_> {
         );
         if canary == 0 {
             self.set_phase(CanaryPhase::Finalising, None);
-            return self.clone_done(Requeue::After(Duration::ZERO));
+            return Ok(Requeue::After(Duration::ZERO));
         }
-        self.clone_done(self.interval())
+        Ok(self.interval())
     }
 
     pub(super) fn finalising(&mut self) -> Flow {
@@ -309,7 +309,7 @@ impl Machine<'_> {
         ));
         self.actions
             .push(Action::PostRollout(CanaryPhase::Succeeded));
-        self.clone_done(Requeue::AwaitChange)
+        Ok(Requeue::AwaitChange)
     }
 
     /// A run starts: new session-affinity cookies for it (routers read them from status).
