@@ -3,6 +3,7 @@ pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod controller;
+pub mod core;
 pub mod demo;
 pub mod install;
 pub mod loadtester;

@@ -10,7 +10,7 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 use serin::api::Canary;
 use serin::api::alert_provider::AlertProvider;
-use serin::controller::plan::AlertSeverity;
+use serin::core::AlertSeverity;
 use serin::notifier::{Destination, Kind, Message, Notifier, ProviderNotifier, send};
 
 fn message(severity: AlertSeverity) -> Message {

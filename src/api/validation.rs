@@ -960,7 +960,7 @@ pub fn validate_metric_template(spec: &MetricTemplateSpec) -> Vec<Problem> {
     }
     if spec.query.trim().is_empty() {
         out.push(Problem::error("spec.query", "query is required"));
-    } else if let Err(e) = crate::metrics::template::check(&spec.query) {
+    } else if let Err(e) = super::template::check(&spec.query) {
         out.push(Problem::error("spec.query", e.to_string()));
     }
     out

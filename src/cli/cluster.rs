@@ -1,4 +1,5 @@
 //! `serin cluster`: starts the embedded API server and writes a kubeconfig (network and file I/O).
+use crate::core::text::error_chain;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,16 +81,4 @@ pub fn run(args: ClusterArgs) -> ExitCode {
         cluster.shutdown().await;
         ExitCode::SUCCESS
     })
-}
-
-/// An error with its causes, on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        cur = s.source();
-    }
-    text
 }

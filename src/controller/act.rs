@@ -12,14 +12,13 @@ use super::Error;
 use super::observe::FINALIZER;
 use super::plan::{Action, EventType, Plan};
 use super::workload::{SCALE_TO_ZERO_SELECTOR, Workload};
-use crate::api::Canary;
 use crate::api::webhook_type::WebhookType;
+use crate::api::{Canary, TargetKind};
 use crate::notifier::Notifier;
 use crate::router::TrafficRouter;
 use crate::webhook::Webhooks;
 
-/// Field manager for everything Serin writes with server-side apply.
-pub const FIELD_MANAGER: &str = "serin";
+pub use crate::core::FIELD_MANAGER;
 
 /// What `act` needs.
 pub struct Actuator<'a> {
@@ -212,8 +211,8 @@ impl Actuator<'_> {
         let Some(t) = &canary.spec.target_ref else {
             return Ok(());
         };
-        match t.kind.as_str() {
-            "DaemonSet" => {
+        match TargetKind::of(t) {
+            Some(TargetKind::DaemonSet) => {
                 let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);
                 let value = if replicas == 0 {
                     json!("true")
@@ -225,13 +224,15 @@ impl Actuator<'_> {
                     .await
                     .map_err(Error::Scale)?;
             }
-            _ => {
+            Some(TargetKind::Deployment) => {
                 let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
                 let patch = json!({"spec": {"replicas": replicas}});
                 api.patch(&t.name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .map_err(Error::Scale)?;
             }
+            // Services and Knative Services have nothing to scale; plan never asks.
+            Some(TargetKind::Service | TargetKind::KnativeService) | None => {}
         }
         Ok(())
     }

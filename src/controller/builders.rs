@@ -7,7 +7,7 @@ use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec,
 };
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::Canary;
@@ -15,12 +15,10 @@ use crate::api::canary::CustomMetadata;
 use crate::controller::configs::{ConfigRenames, rename_refs};
 use crate::controller::workload::{FLAGGER_ID_ANNOTATION, SCALE_TO_ZERO_SELECTOR, Workload};
 
-/// Marker of Flux toolkit keys; Flagger never copies them, so Flux does not adopt or prune copies.
-pub const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";
-/// Annotation telling Flux's kustomize-controller to leave an object alone.
-pub const KUSTOMIZE_RECONCILE_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/reconcile";
-/// Annotation telling Flux's helm-controller not to revert drift on an object.
-pub const HELM_DRIFT_DETECTION_ANNOTATION: &str = "helm.toolkit.fluxcd.io/driftDetection";
+pub use crate::core::fields::{
+    HELM_DRIFT_DETECTION_ANNOTATION, KUSTOMIZE_RECONCILE_ANNOTATION, TOOLKIT_MARKER,
+    drop_toolkit_keys, owner_reference,
+};
 /// Sidecar containers whose ports port discovery skips.
 pub const SIDECAR_CONTAINERS: [&str; 2] = ["istio-proxy", "envoy"];
 
@@ -89,26 +87,6 @@ pub fn selector_label(
             namespace: target.metadata().namespace.clone().unwrap_or_default(),
             labels: cfg.selector_labels.clone(),
         })
-}
-
-/// The controller owner reference to a Canary, so that deleting it garbage-collects what it owns.
-pub fn owner_reference(canary: &Canary) -> OwnerReference {
-    OwnerReference {
-        api_version: "flagger.app/v1beta1".into(),
-        kind: "Canary".into(),
-        name: canary.metadata.name.clone().unwrap_or_default(),
-        uid: canary.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
-/// A copy of `map` without Flux toolkit keys.
-pub fn drop_toolkit_keys(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    map.iter()
-        .filter(|(k, _)| !k.contains(TOOLKIT_MARKER))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
 }
 
 /// Flagger's `includeLabelsByPrefix`: keys matching one of the prefixes (`*` matches all, an

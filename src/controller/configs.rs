@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest, Sha256};
 
 use crate::api::Canary;
-use crate::controller::builders::{drop_toolkit_keys, owner_reference};
+use crate::core::fields::{drop_toolkit_keys, owner_reference};
 
 /// Annotation opting a ConfigMap or Secret out of tracking (any value starting with `disable`).
 pub const CONFIG_TRACKING_ANNOTATION: &str = "flagger.app/config-tracking";

@@ -15,19 +15,9 @@ use sha2::{Digest, Sha256};
 use crate::controller::builders::{TOOLKIT_MARKER, primary_value, rewrite_self_selectors};
 use crate::controller::configs::{ConfigRenames, rename_refs};
 use crate::controller::workload::{FLAGGER_ID_ANNOTATION, SCALE_TO_ZERO_SELECTOR};
-
-/// Prefix of Serin fingerprints; anything else in `lastAppliedSpec` is a Flagger hash.
-pub const FINGERPRINT_PREFIX: &str = "v1:";
-
-/// The fingerprint of a Knative revision: its name (Knative names every template change anew).
-pub fn revision_fingerprint(revision: &str) -> String {
-    format!("{FINGERPRINT_PREFIX}revision:{revision}")
-}
-
-/// Whether `s` is a Serin fingerprint (as opposed to a Flagger hash found on adoption).
-pub fn is_serin_fingerprint(s: &str) -> bool {
-    s.starts_with(FINGERPRINT_PREFIX)
-}
+pub use crate::core::fingerprint::{
+    FINGERPRINT_PREFIX, is_serin_fingerprint, revision_fingerprint,
+};
 
 /// Drops nulls, empty objects and empty arrays, bottom-up: the API server and our builders may
 /// spell "nothing" either way.

@@ -25,11 +25,10 @@ pub mod builders;
 pub mod configs;
 pub mod fingerprint;
 pub mod observe;
-pub mod plan;
-pub mod readiness;
 pub mod service_target;
 pub mod telemetry;
-pub mod workload;
+
+pub use crate::core::{plan, readiness, workload};
 
 use observe::{ObserveConfig, Stores};
 use plan::{CheckRequest, Checks, Requeue, Step};

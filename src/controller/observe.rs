@@ -20,7 +20,7 @@ use super::readiness::{self, Readiness};
 use super::service_target;
 use super::workload::Workload;
 use crate::api::validation::{self, ValidationContext};
-use crate::api::{Canary, Provider};
+use crate::api::{Canary, Provider, TargetKind};
 use crate::router::knative;
 
 /// The finalizer Flagger uses for `revertOnDeletion`.
@@ -148,26 +148,25 @@ fn observe_workloads(
     let Some(tref) = canary.spec.target_ref.as_ref() else {
         return Err(TargetProblem::Invalid("spec.targetRef is required".into()));
     };
-    if tref.is_knative_service() {
-        return observe_knative(stores, &tref.name, &ns);
-    }
-    if tref.kind == "Service" {
-        return observe_service(cfg, stores, canary, &tref.name, &ns);
-    }
-    let lookup = |name: &str| -> Option<Workload> {
-        match tref.kind.as_str() {
-            "Deployment" => get(&stores.deployments, name, &ns).map(Workload::Deployment),
-            "DaemonSet" => get(&stores.daemonsets, name, &ns).map(Workload::DaemonSet),
-            _ => None,
+    let target = match TargetKind::of(tref) {
+        Some(TargetKind::KnativeService) => return observe_knative(stores, &tref.name, &ns),
+        Some(TargetKind::Service) => {
+            return observe_service(cfg, stores, canary, &tref.name, &ns);
+        }
+        Some(TargetKind::Deployment) => {
+            get(&stores.deployments, &tref.name, &ns).map(Workload::Deployment)
+        }
+        Some(TargetKind::DaemonSet) => {
+            get(&stores.daemonsets, &tref.name, &ns).map(Workload::DaemonSet)
+        }
+        None => {
+            return Err(TargetProblem::Invalid(format!(
+                "targetRef kind {:?} is not supported (Deployment, DaemonSet and Service are)",
+                tref.kind
+            )));
         }
     };
-    if !matches!(tref.kind.as_str(), "Deployment" | "DaemonSet") {
-        return Err(TargetProblem::Invalid(format!(
-            "targetRef kind {:?} is not supported (Deployment, DaemonSet and Service are)",
-            tref.kind
-        )));
-    }
-    let target = lookup(&tref.name).ok_or_else(|| {
+    let target = target.ok_or_else(|| {
         TargetProblem::Missing(format!("{} {}.{ns} not found", tref.kind, tref.name))
     })?;
     let label = builders::selector_label(&target, &cfg.build)
@@ -241,7 +240,14 @@ fn observe_workloads(
     let target_fp = fingerprint::template_fingerprint(&template, &target_configs);
 
     let primary_name = format!("{}-primary", target.name());
-    let primary = lookup(&primary_name);
+    let primary = match target {
+        Workload::Deployment(_) => {
+            get(&stores.deployments, &primary_name, &ns).map(Workload::Deployment)
+        }
+        Workload::DaemonSet(_) => {
+            get(&stores.daemonsets, &primary_name, &ns).map(Workload::DaemonSet)
+        }
+    };
     let hpa_ref = canary
         .spec
         .autoscaler_ref
@@ -278,7 +284,7 @@ fn observe_workloads(
         }
     });
     let target_obs = TargetObs {
-        kind: target.kind().to_string(),
+        kind: target.target_kind(),
         name: target.name().to_string(),
         selector: label.clone(),
         fingerprint: target_fp.clone(),
@@ -368,7 +374,7 @@ fn observe_knative(
         TargetProblem::Missing(format!("Knative Service {name}.{ns} has no revision yet"))
     })?;
     let target = TargetObs {
-        kind: knative::KIND.to_string(),
+        kind: TargetKind::KnativeService,
         name: name.to_string(),
         selector: (String::new(), String::new()),
         fingerprint: fingerprint::revision_fingerprint(&latest),
@@ -420,7 +426,7 @@ fn observe_service(
         traffic_distribution,
     ));
     let target_obs = TargetObs {
-        kind: "Service".to_string(),
+        kind: TargetKind::Service,
         name: name.to_string(),
         selector: (String::new(), String::new()),
         fingerprint,

@@ -458,12 +458,12 @@ async fn send(req: reqwest::RequestBuilder) -> Result<(u16, u64), String> {
     let resp = req
         .send()
         .await
-        .map_err(|e| crate::webhook::client::error_chain(&e))?;
+        .map_err(|e| crate::core::text::error_chain(&e))?;
     let status = resp.status().as_u16();
     let bytes = resp
         .bytes()
         .await
-        .map_err(|e| crate::webhook::client::error_chain(&e))?;
+        .map_err(|e| crate::core::text::error_chain(&e))?;
     Ok((status, bytes.len() as u64))
 }
 

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use super::builtin::{self, Observer};
 use super::evaluate::{self, Kind, Reading, Subject};
 use super::prometheus::{Auth, Endpoint, Prometheus};
-use super::template::{self, Model};
 use super::{AnalysisReport, MetricsChecker};
 use crate::api::canary::{CanaryMetric, CheckRecord};
+use crate::api::template::{self, Model};
 use crate::api::{Canary, MetricTemplate};
 
 /// Reads the objects a check needs. A trait so that the checker can run against a real
@@ -70,7 +70,7 @@ impl Objects for KubeObjects {
     }
 
     async fn knative_latest_revision(&self, namespace: &str, name: &str) -> Result<String, String> {
-        let ar = crate::router::knative::resource();
+        let ar = crate::core::knative::resource();
         let s =
             kube::Api::<kube::api::DynamicObject>::namespaced_with(self.0.clone(), namespace, &ar)
                 .get(name)
@@ -78,7 +78,7 @@ impl Objects for KubeObjects {
                 .map_err(|e| format!("cannot get Knative Service {namespace}/{name}: {e}"))?;
         let json = serde_json::to_value(&s)
             .map_err(|e| format!("cannot read Knative Service {namespace}/{name}: {e}"))?;
-        crate::router::knative::read_state(&json)
+        crate::core::knative::read_state(&json)
             .latest_created
             .ok_or_else(|| format!("Knative Service {namespace}/{name} has no revision yet"))
     }

@@ -188,8 +188,8 @@ impl Observer {
 pub fn render(
     observer: Observer,
     name: &str,
-    model: &super::template::Model,
-) -> Result<String, super::template::Error> {
+    model: &crate::api::template::Model,
+) -> Result<String, crate::api::template::Error> {
     let template = if name == SUCCESS_RATE {
         observer.success_rate_query()
     } else {
@@ -208,14 +208,15 @@ pub fn render(
     } else {
         template.to_string()
     };
-    super::template::render(&template, model).map(|q| super::template::collapse_whitespace(&q))
+    crate::api::template::render(&template, model)
+        .map(|q| crate::api::template::collapse_whitespace(&q))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::canary::{CanarySpec, TargetRef};
-    use crate::metrics::template::Model;
+    use crate::api::template::Model;
 
     fn canary(provider: Option<&str>, kind: &str) -> Canary {
         let mut c = Canary::new(

@@ -2,47 +2,11 @@
 //! tick under the inconclusive policy; pure.
 use chrono::{DateTime, Utc};
 
-use super::Verdict;
 use super::builtin::{DURATION, SUCCESS_RATE};
 use crate::api::canary::{CanaryMetric, CheckRecord};
 use crate::api::defaults::InconclusivePolicy;
-
-/// How one check ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// The value is inside the range.
-    Pass,
-    /// The value is outside the range: a real regression.
-    Fail,
-    /// The query returned nothing (or NaN): usually no traffic.
-    NoData,
-    /// The query could not be run (transport, credentials, PromQL, unexpected shape).
-    Error,
-}
-
-impl Outcome {
-    /// The wire spelling (`status.checks[].outcome`, metric labels).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pass => "Pass",
-            Self::Fail => "Fail",
-            Self::NoData => "NoData",
-            Self::Error => "Error",
-        }
-    }
-
-    /// Parses the wire spelling.
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pass, Self::Fail, Self::NoData, Self::Error]
-            .into_iter()
-            .find(|o| o.as_str() == s)
-    }
-
-    /// Whether the outcome says nothing about the canary's health.
-    pub fn is_inconclusive(self) -> bool {
-        matches!(self, Self::NoData | Self::Error)
-    }
-}
+pub use crate::core::verdict::Outcome;
+use crate::core::verdict::Verdict;
 
 /// What the provider answered for one query.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,44 +6,11 @@ pub mod analyzer;
 pub mod builtin;
 pub mod evaluate;
 pub mod prometheus;
-pub mod template;
 
+pub use crate::core::verdict::{AnalysisReport, Outcome, Verdict};
 pub use analyzer::{Analyzer, KubeObjects, Objects};
-pub use evaluate::Outcome;
 
 use crate::api::Canary;
-use crate::api::canary::CheckRecord;
-
-/// What one analysis tick concluded.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Verdict {
-    /// Every check passed: the canary may advance.
-    Pass,
-    /// A check failed: counts as a failed check (Flagger's "Halt …" message).
-    Fail(String),
-    /// The result is inconclusive (no data, or the provider failed) and the policy says hold:
-    /// neither fail nor advance.
-    Hold(String),
-}
-
-/// The verdict plus one decision record per check.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AnalysisReport {
-    /// The conclusion.
-    pub verdict: Verdict,
-    /// What each check saw.
-    pub records: Vec<CheckRecord>,
-}
-
-impl AnalysisReport {
-    /// A passing report with no records.
-    pub fn pass() -> Self {
-        Self {
-            verdict: Verdict::Pass,
-            records: vec![],
-        }
-    }
-}
 
 /// Runs a canary's metric checks for one analysis tick.
 #[async_trait]

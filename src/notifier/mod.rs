@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::api::Canary;
 use crate::api::alert_provider::AlertProvider;
-use crate::controller::plan::AlertSeverity;
-use crate::webhook::client::{body_prefix, error_chain, redact};
+use crate::core::AlertSeverity;
+use crate::core::text::{body_prefix, error_chain, redact};
 
 pub mod payload;
 

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::api::Canary;
-use crate::controller::plan::AlertSeverity;
+use crate::core::AlertSeverity;
 
 /// Where an alert goes, by AlertProvider `type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Session-affinity cookies shared by the Istio and Gateway API routers; pure.
 use crate::api::Canary;
 use crate::api::canary::SessionAffinity;
-use crate::controller::plan::session_cookie;
+use crate::core::session_cookie;
 
 /// The request header sticky routes match on.
 pub const COOKIE_HEADER: &str = "Cookie";

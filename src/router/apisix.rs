@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{Error, INITIAL, Meta, TrafficRouter};
 use crate::api::Canary;
-use crate::controller::plan::Routes;
+use crate::core::Routes;
 
 /// The APISIX API version.
 pub const API_VERSION: &str = "apisix.apache.org/v2";

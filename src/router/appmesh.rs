@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::{Error, INITIAL, Meta, TrafficRouter, object};
 use crate::api::Canary;
 use crate::api::duration::parse_duration;
-use crate::controller::plan::Routes;
+use crate::core::Routes;
 
 /// The Canary annotation that turns on Envoy access logs in the VirtualNodes.
 pub const ACCESS_LOG_ANNOTATION: &str = "appmesh.flagger.app/accesslog";

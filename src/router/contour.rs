@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{Error, INITIAL, Meta, TrafficRouter, object};
 use crate::api::Canary;
-use crate::controller::plan::Routes;
+use crate::core::Routes;
 
 /// The Contour API version.
 pub const API_VERSION: &str = "projectcontour.io/v1";

@@ -10,7 +10,7 @@ use super::affinity::{self, COOKIE_HEADER, Cookies, SET_COOKIE_HEADER};
 use super::{Error, INITIAL, TrafficRouter, object};
 use crate::api::Canary;
 use crate::api::canary::{HttpMatchRequest, ParentReference};
-use crate::controller::plan::Routes;
+use crate::core::Routes;
 
 /// Which HTTPRoute API version to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::{Error, INITIAL, Meta, TrafficRouter, object};
 use crate::api::Canary;
 use crate::api::canary::StringMatch;
-use crate::controller::plan::Routes;
+use crate::core::Routes;
 
 /// The API version of Upstreams.
 pub const UPSTREAM_API_VERSION: &str = "gloo.solo.io/v1";

@@ -10,7 +10,7 @@ use super::affinity::{self, COOKIE_HEADER, Cookies, SET_COOKIE_HEADER};
 use super::{Error, INITIAL, Meta, TrafficRouter, object};
 use crate::api::Canary;
 use crate::api::canary::HttpMatchRequest;
-use crate::controller::plan::Routes;
+use crate::core::Routes;
 
 /// The Istio networking API version Flagger writes.
 pub const API_VERSION: &str = "networking.istio.io/v1beta1";

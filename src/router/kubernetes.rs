@@ -3,7 +3,7 @@ use async_trait::async_trait;
 
 use super::{Error, TrafficRouter};
 use crate::api::Canary;
-use crate::controller::plan::Routes;
+use crate::core::Routes;
 
 /// A router that shifts nothing: the apex Service always selects the primary, and promotion
 /// switches versions by copying the canary's template into the primary.

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{Error, INITIAL, Meta, TrafficRouter};
 use crate::api::Canary;
-use crate::controller::plan::Routes;
+use crate::core::Routes;
 
 /// The Kuma API version.
 pub const API_VERSION: &str = "kuma.io/v1alpha1";

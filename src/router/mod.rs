@@ -15,11 +15,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::api::{Canary, Provider};
-use crate::controller::builders::{
+use crate::core::Routes;
+use crate::core::fields::{
     HELM_DRIFT_DETECTION_ANNOTATION, KUSTOMIZE_RECONCILE_ANNOTATION, TOOLKIT_MARKER,
     owner_reference,
 };
-use crate::controller::plan::Routes;
 
 pub mod affinity;
 pub mod apisix;
@@ -377,7 +377,7 @@ pub async fn apply(client: &kube::Client, ns: Option<&str>, body: &Value) -> Res
     let kind = body["kind"].as_str().unwrap_or_default();
     let name = body["metadata"]["name"].as_str().unwrap_or_default();
     let ar = resource(api_version, kind);
-    let params = PatchParams::apply(crate::controller::act::FIELD_MANAGER).force();
+    let params = PatchParams::apply(crate::core::FIELD_MANAGER).force();
     dyn_api(client, ns, &ar)
         .patch(name, &params, &Patch::Apply(body))
         .await?;

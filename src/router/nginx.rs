@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Error, INITIAL, TrafficRouter};
 use crate::api::Canary;
-use crate::controller::plan::Routes;
+use crate::core::Routes;
 
 /// Flagger's default `-ingress-annotations-prefix`.
 pub const DEFAULT_PREFIX: &str = "nginx.ingress.kubernetes.io";
@@ -103,7 +103,7 @@ pub fn canary_ingress(
         .filter(|(k, _)| {
             !k.contains(&canary_key)
                 && !k.contains(KUBECTL)
-                && !k.contains(crate::controller::builders::TOOLKIT_MARKER)
+                && !k.contains(crate::core::TOOLKIT_MARKER)
         })
         .collect();
     for (k, v) in super::toolkit_annotations() {

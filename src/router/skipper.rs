@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::{Error, INITIAL, TrafficRouter};
 use crate::api::Canary;
-use crate::controller::plan::Routes;
+use crate::core::Routes;
 
 const PREDICATE: &str = "zalando.org/skipper-predicate";
 const BACKEND_WEIGHTS: &str = "zalando.org/backend-weights";

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::{Error, INITIAL, Meta, TrafficRouter};
 use crate::api::Canary;
-use crate::controller::plan::Routes;
+use crate::core::Routes;
 
 /// Which TrafficSplit flavour to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

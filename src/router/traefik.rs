@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::{Error, INITIAL, Meta, TrafficRouter};
 use crate::api::Canary;
-use crate::controller::plan::Routes;
+use crate::core::Routes;
 
 /// The Traefik API version.
 pub const API_VERSION: &str = "traefik.io/v1alpha1";

@@ -5,6 +5,8 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
+use crate::api::TargetKind;
+
 /// Node selector key that keeps a scaled-to-zero DaemonSet off every node, as Flagger does.
 pub const SCALE_TO_ZERO_SELECTOR: &str = "flagger.app/scale-to-zero";
 /// Annotation forcing a rollout of the primary on each promotion.
@@ -22,9 +24,14 @@ pub enum Workload {
 impl Workload {
     /// The kind, as in `targetRef.kind`.
     pub fn kind(&self) -> &'static str {
+        self.target_kind().as_str()
+    }
+
+    /// The kind as a [`TargetKind`].
+    pub fn target_kind(&self) -> TargetKind {
         match self {
-            Self::Deployment(_) => "Deployment",
-            Self::DaemonSet(_) => "DaemonSet",
+            Self::Deployment(_) => TargetKind::Deployment,
+            Self::DaemonSet(_) => TargetKind::DaemonSet,
         }
     }
 

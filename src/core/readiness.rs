@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::controller::workload::Workload;
+use crate::core::workload::Workload;
 
 /// The outcome of a readiness check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,7 +193,7 @@ pub fn workload_readiness(
 /// reconciled the current spec, the latest created revision is the latest ready one and the
 /// Service's `Ready` condition is `True`. Knative retries a failing revision itself, so this is
 /// never `Failed`: the run's progress deadline decides when to give up.
-pub fn knative_readiness(s: &crate::router::knative::ServiceState) -> Readiness {
+pub fn knative_readiness(s: &crate::core::knative::ServiceState) -> Readiness {
     let Some(latest) = &s.latest_created else {
         return Readiness::Waiting("Knative Service has no revision yet".into());
     };
@@ -221,7 +221,7 @@ pub fn knative_readiness(s: &crate::router::knative::ServiceState) -> Readiness 
 /// Readiness of the primary revision of a Knative Service: it is the latest ready revision or
 /// Knative routes to it.
 pub fn knative_primary_readiness(
-    s: &crate::router::knative::ServiceState,
+    s: &crate::core::knative::ServiceState,
     revision: &str,
 ) -> Readiness {
     let serving =
@@ -489,7 +489,7 @@ mod tests {
 
     #[test]
     fn a_knative_revision_is_ready_once_reconciled_latest_and_ready() {
-        use crate::router::knative::ServiceState;
+        use crate::core::knative::ServiceState;
         let ready = ServiceState {
             latest_created: Some("podinfo-00002".into()),
             latest_ready: Some("podinfo-00002".into()),

@@ -14,7 +14,7 @@ fn at(secs: i64) -> DateTime<Utc> {
 
 fn target(fp: &str) -> TargetObs {
     TargetObs {
-        kind: "Deployment".into(),
+        kind: TargetKind::Deployment,
         name: "podinfo".into(),
         selector: ("app".into(), "podinfo".into()),
         fingerprint: fp.into(),
@@ -120,7 +120,7 @@ fn decide_with(o: &Observed, checks: Checks, now: DateTime<Utc>) -> Plan {
                 CheckRequest::Rollback => checks.rollback = Some(false),
                 CheckRequest::PreRollout => checks.pre_rollout = Some(Ok(())),
                 CheckRequest::Analysis => {
-                    checks.analysis = Some(Ok(crate::metrics::AnalysisReport::pass()))
+                    checks.analysis = Some(Ok(crate::core::verdict::AnalysisReport::pass()))
                 }
                 CheckRequest::ConfirmTrafficIncrease => {
                     checks.confirm_traffic_increase = Some(true)
@@ -720,8 +720,8 @@ fn revert_on_deletion_restores_the_target_before_letting_go() {
     assert!(restore.is_some() && restore < release, "{:?}", p.actions);
 }
 
-fn report(verdict: crate::metrics::Verdict) -> crate::metrics::AnalysisReport {
-    crate::metrics::AnalysisReport {
+fn report(verdict: crate::core::verdict::Verdict) -> crate::core::verdict::AnalysisReport {
+    crate::core::verdict::AnalysisReport {
         verdict,
         records: vec![],
     }
@@ -731,7 +731,7 @@ fn report(verdict: crate::metrics::Verdict) -> crate::metrics::AnalysisReport {
 fn an_inconclusive_analysis_holds_without_failing_until_the_deadline() {
     let o = progressing(1, 0);
     let hold = || Checks {
-        analysis: Some(Ok(report(crate::metrics::Verdict::Hold(
+        analysis: Some(Ok(report(crate::core::verdict::Verdict::Hold(
             "no values found".into(),
         )))),
         ..Default::default()
@@ -923,7 +923,7 @@ fn revision(n: u32) -> String {
 
 fn knative_primary(n: u32) -> PrimaryObs {
     PrimaryObs {
-        fingerprint: crate::controller::fingerprint::revision_fingerprint(&revision(n)),
+        fingerprint: crate::core::fingerprint::revision_fingerprint(&revision(n)),
         readiness: Readiness::Ready,
         replicas: 1,
     }
@@ -932,7 +932,7 @@ fn knative_primary(n: u32) -> PrimaryObs {
 /// A knative canary (stepWeight 20, maxWeight 60) whose latest created revision is `latest`
 /// and whose primary is revision `primary`, initialised on the primary.
 fn knative(latest: u32, primary: Option<u32>) -> Observed {
-    let fp = |n: u32| crate::controller::fingerprint::revision_fingerprint(&revision(n));
+    let fp = |n: u32| crate::core::fingerprint::revision_fingerprint(&revision(n));
     let mut o = fx();
     o.provider = Some(Provider::Knative);
     let spec = &mut o.canary.spec;
@@ -949,7 +949,7 @@ fn knative(latest: u32, primary: Option<u32>) -> Observed {
         a.max_weight = Some(60);
     }
     o.target = Ok(TargetObs {
-        kind: "Service".into(),
+        kind: TargetKind::KnativeService,
         name: "podinfo".into(),
         selector: (String::new(), String::new()),
         fingerprint: fp(latest),
@@ -974,9 +974,7 @@ fn knative(latest: u32, primary: Option<u32>) -> Observed {
 fn knative_progressing(weight: i32) -> Observed {
     with_status(knative(2, Some(1)), |s| {
         s.phase = Some(CanaryPhase::Progressing);
-        s.last_applied_spec = Some(crate::controller::fingerprint::revision_fingerprint(
-            &revision(2),
-        ));
+        s.last_applied_spec = Some(crate::core::fingerprint::revision_fingerprint(&revision(2)));
         s.canary_weight = weight;
         s.last_analysis_time = Some(to_time(at(0)));
         s.run_start_time = Some(to_time(at(0)));
@@ -1160,7 +1158,7 @@ fn service_target(target: &str, primary: Option<&str>) -> Observed {
         name: "podinfo".into(),
     });
     o.target = Ok(TargetObs {
-        kind: "Service".into(),
+        kind: TargetKind::Service,
         name: "podinfo".into(),
         selector: (String::new(), String::new()),
         fingerprint: target.into(),

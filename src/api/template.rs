@@ -10,8 +10,8 @@
 //! and look like "no data".
 use std::collections::BTreeMap;
 
-use crate::api::Canary;
-use crate::api::canary::CanaryMetric;
+use super::Canary;
+use super::canary::CanaryMetric;
 
 /// The names a template may use besides `variables.<key>`.
 pub const TEMPLATE_FUNCTIONS: [&str; 7] = [

@@ -1,0 +1,187 @@
+//! The layering of `src/` (docs/architecture.md): which top-level module may import which. Reads
+//! the sources and fails on an import that points the wrong way, which would reopen a cycle.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Every top-level module and the modules it may import (`crate::<module>`). Items of `lib.rs`
+/// itself (such as `install_crypto_provider`) are open to all.
+const LAYERS: &[(&str, &[&str])] = &[
+    // Types, defaults, validation: imports nothing else in the crate.
+    ("api", &[]),
+    // The pure core: vocabulary shared by the planner and the adapters.
+    ("core", &["api"]),
+    // Adapters: one family of outside systems each; they never import each other.
+    ("metrics", &["api", "core"]),
+    ("router", &["api", "core"]),
+    ("webhook", &["api", "core"]),
+    ("notifier", &["api", "core"]),
+    // The kube-runtime wiring.
+    (
+        "controller",
+        &["api", "core", "metrics", "router", "webhook", "notifier"],
+    ),
+    // Stand-alone programs built on the library.
+    ("loadtester", &["api", "core", "webhook"]),
+    // The embedded API server imports nothing from the operator.
+    ("cluster", &[]),
+    ("demo", &["api", "core", "cluster"]),
+    // The command line sits on top of everything.
+    (
+        "cli",
+        &[
+            "api",
+            "core",
+            "metrics",
+            "router",
+            "webhook",
+            "notifier",
+            "controller",
+            "loadtester",
+            "cluster",
+            "demo",
+        ],
+    ),
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// `crate::<name>` references in a source text, comments included (a doc link that points the
+/// wrong way is a dependency too).
+fn crate_refs(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("crate::") {
+        let after = &rest[i + "crate::".len()..];
+        let name: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            out.insert(name);
+        }
+        rest = after;
+    }
+    out
+}
+
+/// Module → (imported module → files that import it).
+fn graph() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let modules: BTreeSet<&str> = LAYERS.iter().map(|(m, _)| *m).collect();
+    let mut g: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for f in files {
+        let rel = f.strip_prefix(&src).unwrap_or(&f).to_path_buf();
+        let first = rel
+            .components()
+            .next()
+            .map(|c| {
+                c.as_os_str()
+                    .to_string_lossy()
+                    .trim_end_matches(".rs")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        if !modules.contains(first.as_str()) {
+            continue; // lib.rs, main.rs
+        }
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        for r in crate_refs(&text) {
+            if r != first && modules.contains(r.as_str()) {
+                g.entry(first.clone())
+                    .or_default()
+                    .entry(r)
+                    .or_default()
+                    .insert(rel.display().to_string());
+            }
+        }
+    }
+    g
+}
+
+#[test]
+fn every_module_is_in_the_layer_table() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let known: BTreeSet<&str> = LAYERS.iter().map(|(m, _)| *m).collect();
+    let mut unknown = Vec::new();
+    for e in std::fs::read_dir(&src).expect("src/ is readable").flatten() {
+        let name = e
+            .file_name()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        if !["lib", "main"].contains(&name.as_str()) && !known.contains(name.as_str()) {
+            unknown.push(name);
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "modules missing from LAYERS in tests/architecture.rs: {unknown:?}"
+    );
+}
+
+#[test]
+fn imports_point_only_down_the_layers() {
+    let allowed: BTreeMap<&str, &[&str]> = LAYERS.iter().copied().collect();
+    let mut wrong = Vec::new();
+    for (from, deps) in graph() {
+        for (to, files) in deps {
+            if !allowed[from.as_str()].contains(&to.as_str()) {
+                wrong.push(format!("{from} -> {to} (in {files:?})"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "imports against the layering of docs/architecture.md:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_layer_table_has_no_cycle() {
+    // Depth-first search over the allowed edges: the table itself must be a DAG, or the check
+    // above would allow a cycle.
+    let allowed: BTreeMap<&str, &[&str]> = LAYERS.iter().copied().collect();
+    fn visit<'a>(
+        m: &'a str,
+        allowed: &BTreeMap<&'a str, &'a [&'a str]>,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) {
+        if done.contains(m) {
+            return;
+        }
+        assert!(!path.contains(&m), "cycle in LAYERS: {path:?} -> {m}");
+        path.push(m);
+        for d in allowed.get(m).copied().unwrap_or(&[]) {
+            visit(d, allowed, path, done);
+        }
+        path.pop();
+        done.insert(m);
+    }
+    let mut done = BTreeSet::new();
+    for (m, _) in LAYERS {
+        visit(m, &allowed, &mut Vec::new(), &mut done);
+    }
+}
+
+#[test]
+fn a_wrong_way_import_is_seen() {
+    // The scanner itself: a reference in any form counts.
+    let refs = crate_refs("use crate::controller::plan::Routes;\n/// [`crate::router::x`]\n");
+    assert!(refs.contains("controller") && refs.contains("router"));
+}
