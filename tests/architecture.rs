@@ -22,6 +22,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     // Stand-alone programs built on the library.
     ("loadtester", &["api", "core", "webhook"]),
+    // The install bundle (manifests, RBAC rules and their evaluator), generated from the API.
+    ("install", &["api"]),
     // The embedded API server imports nothing from the operator.
     ("cluster", &[]),
     ("demo", &["api", "core", "cluster"]),
@@ -39,6 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "loadtester",
             "cluster",
             "demo",
+            "install",
         ],
     ),
 ];
