@@ -18,7 +18,7 @@ use super::ops::{self, Ctx, DeleteOpts, Deleted, Sub};
 use super::patch::PatchType;
 use super::resources::ResourceType;
 use super::selector::{FieldSelector, LabelSelector};
-use super::status::ApiError;
+use super::status::{ApiError, FieldError, FieldErrorKind};
 use super::store::{Event, EventKind, State, meta_str};
 use super::table;
 
@@ -786,6 +786,18 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
                     r.ctype
                 ))
             })?;
+            if ptype == PatchType::Apply && r.q.get("fieldManager").is_none_or(String::is_empty) {
+                // kube-apiserver's patch handler: apply has no User-Agent fallback.
+                return Err(ApiError::invalid(
+                    "meta.k8s.io",
+                    "PatchOptions",
+                    "",
+                    vec![FieldError::new(
+                        "fieldManager",
+                        FieldErrorKind::RequiredBecause("is required for apply patch".into()),
+                    )],
+                ));
+            }
             let force = truthy(&r.q, "force");
             let mut st = sh.lock();
             if is_scale {
@@ -821,7 +833,11 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
             let opts = delete_opts(&r.q, &r.body)?;
             let mut st = sh.lock();
             match ops::delete(&mut st, &rt, &ns, &name, &opts, &ctx)? {
-                Deleted::Pending(v) => Ok((202, v)),
+                // As kube-apiserver's delete handler: an object that stays (finalizers, foreground
+                // deletion) is answered 200 with its new state; 202 only for the deprecated
+                // `orphanDependents: false`.
+                Deleted::Pending(v) if orphan_dependents_false(&r.q, &r.body) => Ok((202, v)),
+                Deleted::Pending(v) => Ok((200, v)),
                 Deleted::Gone(v) if rt.returns_deleted_object() => Ok((200, v)),
                 Deleted::Gone(v) => Ok((
                     200,
@@ -867,6 +883,14 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
     }
     let (code, v) = result?;
     Ok(json_response(code, &v))
+}
+
+/// Whether a delete asked for the deprecated `orphanDependents: false` (body or query).
+fn orphan_dependents_false(q: &HashMap<String, String>, body: &[u8]) -> bool {
+    let in_body = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|b| b.get("orphanDependents").and_then(Value::as_bool));
+    in_body == Some(false) || q.get("orphanDependents").is_some_and(|v| v == "false")
 }
 
 fn delete_opts(q: &HashMap<String, String>, body: &[u8]) -> Result<DeleteOpts, ApiError> {
