@@ -79,7 +79,7 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
         .arg(kubeconfig)
         .args(args)
         .output()
-        .expect("kubectl must be installed: apt-get install -y kubernetes-client (.ci/run does it)")
+        .expect("kubectl 1.24 or newer must be on PATH (.ci/run checks it)")
 }
 
 fn ok(out: Output) -> String {
