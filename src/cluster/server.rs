@@ -544,11 +544,15 @@ fn non_resource(sh: &Shared, path: &str, accept: &str) -> Response {
                 None => error_response(&ApiError::not_found_path()),
             }
         }
-        "/openapi/v2" => json_response(
-            200,
-            &json!({"swagger": "2.0",
-            "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": {}, "definitions": {}}),
-        ),
+        "/openapi/v2" => {
+            let types: Vec<Arc<ResourceType>> = sh.lock().registry.all().cloned().collect();
+            json_response(
+                200,
+                &json!({"swagger": "2.0",
+                "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": {},
+                "definitions": super::openapi::v2_definitions(&types)}),
+            )
+        }
         _ => error_response(&ApiError::not_found_path()),
     }
 }
@@ -614,8 +618,9 @@ fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
         {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
         {"name": "force", "in": "query", "schema": {"type": "boolean"}}
     ]);
+    let components = super::openapi::components(&types);
     let mut paths = serde_json::Map::new();
-    for t in types {
+    for t in &types {
         let base = if group.is_empty() {
             format!("/api/{version}")
         } else {
@@ -627,7 +632,13 @@ fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
             format!("{base}/{}", t.plural)
         };
         let gvk = json!({"group": group, "version": version, "kind": t.kind});
-        let op = |action: &str| json!({"x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}});
+        let def = super::openapi::definition_name(t);
+        let ok = if components.contains_key(&def) {
+            json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{def}")}}}})
+        } else {
+            json!({"description": "OK"})
+        };
+        let op = |action: &str| json!({"x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": ok}});
         paths.insert(format!("{prefix}/{{name}}"), json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
         paths.insert(
             prefix,
@@ -635,7 +646,7 @@ fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
         );
     }
     Some(
-        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": paths, "components": {"schemas": {}}}),
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": paths, "components": {"schemas": components}}),
     )
 }
 
