@@ -427,17 +427,16 @@ fn structural_node(s: &Value, path: &str, in_junctor: bool, errs: &mut Vec<Field
             None if !int_or_string && !preserve => {
                 errs.push(FieldError::new(at("type"), FieldErrorKind::Required))
             }
-            Some(Value::String(t)) if TYPES.contains(&t.as_str()) => {
-                if int_or_string {
-                    errs.push(FieldError::new(
-                        at("type"),
-                        FieldErrorKind::Invalid(
-                            Value::String(t.clone()),
-                            "must be empty if x-kubernetes-int-or-string is true".into(),
-                        ),
-                    ));
-                }
+            Some(Value::String(t)) if TYPES.contains(&t.as_str()) && int_or_string => {
+                errs.push(FieldError::new(
+                    at("type"),
+                    FieldErrorKind::Invalid(
+                        Value::String(t.clone()),
+                        "must be empty if x-kubernetes-int-or-string is true".into(),
+                    ),
+                ));
             }
+            Some(Value::String(t)) if TYPES.contains(&t.as_str()) => {}
             Some(other) if other.is_string() => errs.push(FieldError::new(
                 at("type"),
                 FieldErrorKind::NotSupported(
