@@ -1213,3 +1213,76 @@ async fn injected_faults_fail_delay_and_pause_requests() {
     c.faults().resume();
     api.get_opt("x").await.expect("answers after resume");
 }
+
+#[tokio::test]
+async fn server_side_apply_without_a_field_manager_is_invalid() {
+    let (c, _client) = cluster().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/namespaces/default/configmaps/ssa", c.url());
+    let body = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {a: b}\n";
+    let res = http
+        .patch(&url)
+        .header("Content-Type", "application/apply-patch+yaml")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status().as_u16(), 422);
+    let status: Value = res.json().await.expect("json");
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        status["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+    );
+    assert_eq!(status["details"]["causes"][0]["field"], "fieldManager");
+    let res = http
+        .patch(format!("{url}?fieldManager=me"))
+        .header("Content-Type", "application/apply-patch+yaml")
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status().as_u16(), 201);
+}
+
+#[tokio::test]
+async fn deleting_an_object_kept_by_finalizers_answers_200_with_the_object() {
+    let (c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    for name in ["kept", "orphan-false"] {
+        let mut cm = config_map(name, json!({}));
+        cm.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+        api.create(&PostParams::default(), &cm)
+            .await
+            .expect("created");
+    }
+    let http = reqwest::Client::new();
+    let base = format!("{}/api/v1/namespaces/default/configmaps", c.url());
+    let res = http
+        .delete(format!("{base}/kept"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status().as_u16(), 200);
+    let obj: Value = res.json().await.expect("json");
+    assert_eq!(obj["kind"], "ConfigMap");
+    assert!(obj["metadata"]["deletionTimestamp"].is_string(), "{obj}");
+    // The one case kube-apiserver answers 202: the deprecated orphanDependents=false.
+    let res = http
+        .delete(format!("{base}/orphan-false"))
+        .json(&json!({"kind": "DeleteOptions", "apiVersion": "v1", "orphanDependents": false}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status().as_u16(), 202);
+    // Without finalizers the object goes at once: 200 with its last state.
+    api.create(&PostParams::default(), &config_map("plain", json!({})))
+        .await
+        .expect("created");
+    let res = http
+        .delete(format!("{base}/plain"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status().as_u16(), 200);
+}

@@ -73,7 +73,7 @@ fn kustomize(dir: &str) -> String {
         .output()
         .expect(
             "kubectl (with its built-in kustomize) must be installed to test deploy/: \
-             apt-get install -y kubernetes-client, or any kubectl >= 1.14 (.ci/run installs it)",
+             install kubectl 1.24 or newer (.ci/run checks for it)",
         );
     assert!(
         out.status.success(),

@@ -168,13 +168,47 @@ fn finish(
     serde_json::from_value(value).unwrap_or(crd)
 }
 
-/// Removes `nullable` and `default` from every schema node. Keys inside a `properties` map are
-/// field names, not keywords, so they are never removed.
+/// Integer formats schemars derives from Rust types that no Kubernetes client knows; the kube
+/// formats for integers are `int32` and `int64` (unknown ones are ignored by the API server, but
+/// OpenAPI tooling and `kubectl explain` show them). Unsigned ones keep their `minimum: 0`.
+const RUST_INT_FORMATS: &[(&str, Option<&str>)] = &[
+    ("int8", Some("int32")),
+    ("int16", Some("int32")),
+    ("uint8", None),
+    ("uint16", None),
+    ("uint32", None),
+    ("uint64", None),
+    ("uint", None),
+    ("int", None),
+];
+
+/// Removes what the derive adds but a structural schema for every supported Kubernetes version
+/// should not carry: `nullable` and `default` on every node, `null` inside `enum` lists (schemars
+/// adds it for `Option<Enum>`; kubectl's client-side validation against a 1.24 server rejects the
+/// whole CRD with `unknown object type "nil" in ...enum[12]`), and Rust-only integer formats. Keys
+/// inside a `properties` map are field names, not keywords, so they are never removed.
 fn strip_derived(v: &mut Value) {
     match v {
         Value::Object(map) => {
             map.remove("nullable");
             map.remove("default");
+            if let Some(Value::Array(values)) = map.get_mut("enum") {
+                values.retain(|e| !e.is_null());
+            }
+            let format = map.get("format").and_then(Value::as_str).map(str::to_owned);
+            if let Some((_, to)) = format
+                .as_deref()
+                .and_then(|f| RUST_INT_FORMATS.iter().find(|(from, _)| *from == f))
+            {
+                match to {
+                    Some(to) => {
+                        map.insert("format".into(), Value::String((*to).to_owned()));
+                    }
+                    None => {
+                        map.remove("format");
+                    }
+                }
+            }
             for (key, child) in map.iter_mut() {
                 if key == "properties" {
                     if let Some(fields) = child.as_object_mut() {

@@ -26,6 +26,7 @@ pub mod defaults;
 pub mod faults;
 pub mod fields;
 mod gc;
+pub mod openapi;
 pub mod ops;
 pub mod patch;
 pub mod resources;

@@ -442,6 +442,14 @@ fn validate_crd(crd: &mut Value, errs: &mut Vec<FieldError>) {
     if versions.is_empty() {
         errs.push(FieldError::new("spec.versions", FieldErrorKind::Required));
     }
+    for (i, v) in versions.iter().enumerate() {
+        if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
+            errs.extend(super::schema::structural_errors(
+                schema,
+                &format!("spec.versions[{i}].schema.openAPIV3Schema"),
+            ));
+        }
+    }
     if versions.iter().filter(|v| v["storage"] == true).count() != 1 {
         errs.push(FieldError::new(
             "spec.versions",

@@ -18,7 +18,7 @@ use super::ops::{self, Ctx, DeleteOpts, Deleted, Sub};
 use super::patch::PatchType;
 use super::resources::ResourceType;
 use super::selector::{FieldSelector, LabelSelector};
-use super::status::ApiError;
+use super::status::{ApiError, FieldError, FieldErrorKind};
 use super::store::{Event, EventKind, State, meta_str};
 use super::table;
 
@@ -544,11 +544,15 @@ fn non_resource(sh: &Shared, path: &str, accept: &str) -> Response {
                 None => error_response(&ApiError::not_found_path()),
             }
         }
-        "/openapi/v2" => json_response(
-            200,
-            &json!({"swagger": "2.0",
-            "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": {}, "definitions": {}}),
-        ),
+        "/openapi/v2" => {
+            let types: Vec<Arc<ResourceType>> = sh.lock().registry.all().cloned().collect();
+            json_response(
+                200,
+                &json!({"swagger": "2.0",
+                "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": {},
+                "definitions": super::openapi::v2_definitions(&types)}),
+            )
+        }
         _ => error_response(&ApiError::not_found_path()),
     }
 }
@@ -614,8 +618,9 @@ fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
         {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
         {"name": "force", "in": "query", "schema": {"type": "boolean"}}
     ]);
+    let components = super::openapi::components(&types);
     let mut paths = serde_json::Map::new();
-    for t in types {
+    for t in &types {
         let base = if group.is_empty() {
             format!("/api/{version}")
         } else {
@@ -627,7 +632,13 @@ fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
             format!("{base}/{}", t.plural)
         };
         let gvk = json!({"group": group, "version": version, "kind": t.kind});
-        let op = |action: &str| json!({"x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}});
+        let def = super::openapi::definition_name(t);
+        let ok = if components.contains_key(&def) {
+            json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{def}")}}}})
+        } else {
+            json!({"description": "OK"})
+        };
+        let op = |action: &str| json!({"x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": ok}});
         paths.insert(format!("{prefix}/{{name}}"), json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
         paths.insert(
             prefix,
@@ -635,7 +646,7 @@ fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
         );
     }
     Some(
-        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": paths, "components": {"schemas": {}}}),
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": paths, "components": {"schemas": components}}),
     )
 }
 
@@ -786,6 +797,18 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
                     r.ctype
                 ))
             })?;
+            if ptype == PatchType::Apply && r.q.get("fieldManager").is_none_or(String::is_empty) {
+                // kube-apiserver's patch handler: apply has no User-Agent fallback.
+                return Err(ApiError::invalid(
+                    "meta.k8s.io",
+                    "PatchOptions",
+                    "",
+                    vec![FieldError::new(
+                        "fieldManager",
+                        FieldErrorKind::RequiredBecause("is required for apply patch".into()),
+                    )],
+                ));
+            }
             let force = truthy(&r.q, "force");
             let mut st = sh.lock();
             if is_scale {
@@ -821,7 +844,11 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
             let opts = delete_opts(&r.q, &r.body)?;
             let mut st = sh.lock();
             match ops::delete(&mut st, &rt, &ns, &name, &opts, &ctx)? {
-                Deleted::Pending(v) => Ok((202, v)),
+                // As kube-apiserver's delete handler: an object that stays (finalizers, foreground
+                // deletion) is answered 200 with its new state; 202 only for the deprecated
+                // `orphanDependents: false`.
+                Deleted::Pending(v) if orphan_dependents_false(&r.q, &r.body) => Ok((202, v)),
+                Deleted::Pending(v) => Ok((200, v)),
                 Deleted::Gone(v) if rt.returns_deleted_object() => Ok((200, v)),
                 Deleted::Gone(v) => Ok((
                     200,
@@ -867,6 +894,14 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
     }
     let (code, v) = result?;
     Ok(json_response(code, &v))
+}
+
+/// Whether a delete asked for the deprecated `orphanDependents: false` (body or query).
+fn orphan_dependents_false(q: &HashMap<String, String>, body: &[u8]) -> bool {
+    let in_body = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|b| b.get("orphanDependents").and_then(Value::as_bool));
+    in_body == Some(false) || q.get("orphanDependents").is_some_and(|v| v == "false")
 }
 
 fn delete_opts(q: &HashMap<String, String>, body: &[u8]) -> Result<DeleteOpts, ApiError> {

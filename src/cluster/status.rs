@@ -240,6 +240,8 @@ impl ApiError {
 pub enum FieldErrorKind {
     /// `Required value`.
     Required,
+    /// `Required value: why`.
+    RequiredBecause(String),
     /// `Invalid value: X: why`.
     Invalid(Value, String),
     /// `Unsupported value: X: supported values: ...`.
@@ -253,7 +255,7 @@ pub enum FieldErrorKind {
 impl FieldErrorKind {
     fn reason(&self) -> &'static str {
         match self {
-            FieldErrorKind::Required => "FieldValueRequired",
+            FieldErrorKind::Required | FieldErrorKind::RequiredBecause(_) => "FieldValueRequired",
             FieldErrorKind::Invalid(..) => "FieldValueInvalid",
             FieldErrorKind::NotSupported(..) => "FieldValueNotSupported",
             FieldErrorKind::Forbidden(_) => "FieldValueForbidden",
@@ -290,6 +292,7 @@ impl FieldError {
     fn message_part(&self) -> String {
         match &self.kind {
             FieldErrorKind::Required => "Required value".to_string(),
+            FieldErrorKind::RequiredBecause(why) => format!("Required value: {why}"),
             FieldErrorKind::Invalid(v, why) => format!("Invalid value: {}: {why}", show(v)),
             FieldErrorKind::NotSupported(v, ok) => {
                 let ok: Vec<String> = ok.iter().map(|s| format!("{s:?}")).collect();

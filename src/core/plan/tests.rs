@@ -1319,3 +1319,106 @@ fn deleting_a_service_canary_releases_it_at_once() {
         vec![&Action::FinalizeRouter, &Action::RemoveFinalizer]
     );
 }
+
+/// The CEL rules of the generated Canary CRD, as (message, rule).
+fn cel_rules() -> Vec<(String, String)> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for r in m
+                    .get("x-kubernetes-validations")
+                    .and_then(serde_json::Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    out.push((
+                        r["message"].as_str().unwrap_or_default().to_string(),
+                        r["rule"].as_str().unwrap_or_default().to_string(),
+                    ));
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &crate::api::crd::schema_of(&crate::api::crd::canary()),
+        &mut out,
+    );
+    out
+}
+
+/// A merge patch of the fixture's spec that breaks the CEL rule with this message.
+fn violation_of(message: &str) -> Option<serde_json::Value> {
+    Some(match message {
+        "cookieName and primaryCookieName must differ" => serde_json::json!({"analysis":
+            {"sessionAffinity": {"cookieName": "flagger-cookie", "primaryCookieName": "flagger-cookie"}}}),
+        "stepWeight must not exceed maxWeight" => serde_json::json!({"analysis":
+            {"iterations": null, "stepWeight": 60, "maxWeight": 50}}),
+        "thresholdRange.min must not exceed thresholdRange.max" => serde_json::json!({"analysis":
+            {"metrics": [{"name": "request-success-rate", "interval": "1m",
+                          "thresholdRange": {"min": 99, "max": 1}}]}}),
+        "Gateway API providers need service.gatewayRefs" => {
+            serde_json::json!({"provider": "gatewayapi:v1"})
+        }
+        "the nginx and skipper providers need ingressRef" => {
+            serde_json::json!({"provider": "nginx"})
+        }
+        _ => return None,
+    })
+}
+
+#[test]
+fn every_cel_rule_of_the_crd_is_also_enforced_offline_and_by_the_controller() {
+    let rules = cel_rules();
+    assert!(rules.len() >= 5, "{rules:?}");
+    let ctx = crate::api::validation::ValidationContext::default();
+    for (message, rule) in rules {
+        let patch = violation_of(&message)
+            .unwrap_or_else(|| panic!("no violating example for the CEL rule {rule:?}"));
+        let mut o = fx();
+        o.target = Ok(target("v1:b"));
+        let mut spec = serde_json::to_value(&o.canary.spec).expect("spec json");
+        json_patch::merge(&mut spec, &patch);
+        o.canary.spec = serde_json::from_value(spec.clone()).expect("spec");
+
+        // (a) `serin validate`, offline, on the same manifest.
+        let manifest = serde_json::json!({"apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"}, "spec": spec});
+        let mut summary = crate::cli::validate::Summary::default();
+        crate::cli::validate::lint_text(
+            "cel.yaml",
+            &serde_json::to_string(&manifest).expect("text"),
+            &ctx,
+            &mut summary,
+        );
+        assert!(
+            summary.errors() > 0,
+            "{message}: serin validate found nothing"
+        );
+
+        // (b) the controller: the same validation, then Ready=False and a Warning Event.
+        o.problems = crate::api::validation::validate_canary(&o.canary.spec, &ctx);
+        let p = decide(&o, at(0));
+        let ready = p
+            .status
+            .clone()
+            .and_then(|s| s.conditions)
+            .and_then(|c| c.into_iter().find(|c| c.type_ == READY_CONDITION))
+            .unwrap_or_else(|| panic!("{message}: no Ready condition"));
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InvalidSpec"),
+            "{message}"
+        );
+        assert!(
+            p.actions
+                .iter()
+                .any(|a| matches!(a, Action::Event(EventType::Warning, _))),
+            "{message}: no Warning event in {:?}",
+            p.actions
+        );
+    }
+}
