@@ -345,3 +345,41 @@ fn committed_crds_pass_the_api_servers_structural_rules_and_have_no_null_in_any_
     }
     assert_eq!(checked, 3);
 }
+
+#[test]
+fn serin_validate_reports_every_cel_rule_of_the_crd_offline() {
+    // API servers before 1.25 drop CEL rules silently; `serin validate` must catch each one.
+    let violations: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/cel-violations.yaml"))
+            .expect("cel-violations.yaml"),
+    )
+    .expect("cel-violations.yaml parses");
+    let rules = serin::api::crd::cel_rules(&serin::api::crd::canary());
+    assert!(rules.len() >= 5, "{rules:?}");
+    let ctx = ValidationContext::default();
+    for (message, rule) in rules {
+        let patch = violations
+            .get(&message)
+            .unwrap_or_else(|| panic!("no violating example for the CEL rule {rule:?}"));
+        let mut spec = serde_json::json!({
+            "provider": "kubernetes",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"port": 9898},
+            "analysis": {"interval": "10s", "threshold": 2, "iterations": 3},
+        });
+        json_patch::merge(&mut spec, patch);
+        let manifest = serde_json::json!({"apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "test"}, "spec": spec});
+        let mut summary = Summary::default();
+        serin::cli::validate::lint_text(
+            "cel.yaml",
+            &serde_json::to_string(&manifest).expect("text"),
+            &ctx,
+            &mut summary,
+        );
+        assert!(
+            summary.errors() > 0,
+            "{message}: serin validate found nothing"
+        );
+    }
+}

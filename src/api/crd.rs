@@ -224,6 +224,33 @@ fn strip_derived(v: &mut Value) {
     }
 }
 
+/// The CEL rules (`x-kubernetes-validations`) anywhere in a CRD's schema, as (message, rule).
+pub fn cel_rules(crd: &CustomResourceDefinition) -> Vec<(String, String)> {
+    fn walk(v: &Value, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::Object(m) => {
+                for r in m
+                    .get("x-kubernetes-validations")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    out.push((
+                        r["message"].as_str().unwrap_or_default().to_string(),
+                        r["rule"].as_str().unwrap_or_default().to_string(),
+                    ));
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&schema_of(crd), &mut out);
+    out
+}
+
 /// The openAPIV3Schema of a CRD's first version, as JSON.
 pub fn schema_of(crd: &CustomResourceDefinition) -> Value {
     crd.spec

@@ -7,6 +7,7 @@ use super::*;
 
 impl Machine<'_> {
     pub(super) fn progressing(&mut self) -> Flow {
+        self.adopt_flagger_run();
         let t = self.target().clone();
         if self.status.last_applied_spec.as_deref() != Some(t.fingerprint.as_str()) {
             self.actions.push(Action::SetRoutes(Routes {

@@ -494,6 +494,32 @@ impl<'a> Machine<'a> {
         Ok(Requeue::AwaitChange)
     }
 
+    /// A run Flagger left in progress carries Flagger's hash in `lastAppliedSpec`, which cannot
+    /// be compared with Serin's fingerprints. Take the current target as the revision under
+    /// analysis and carry the run on where Flagger left it (same phase, weight and iteration)
+    /// instead of restarting it or waiting for a promotion that would never match.
+    fn adopt_flagger_run(&mut self) {
+        let flagger_hash = self
+            .status
+            .last_applied_spec
+            .as_deref()
+            .is_some_and(|s| !crate::core::fingerprint::is_serin_fingerprint(s));
+        if !flagger_hash {
+            return;
+        }
+        let fingerprint = self.target().fingerprint.clone();
+        self.status.last_applied_spec = Some(fingerprint);
+        let phase = self.phase().map(CanaryPhase::as_str).unwrap_or_default();
+        self.event(
+            EventType::Normal,
+            format!(
+                "Adopted {} from Flagger's status: continuing {phase} at canary weight {}",
+                self.id(),
+                self.status.canary_weight
+            ),
+        );
+    }
+
     fn target(&self) -> &TargetObs {
         // refuse_input() guarantees a usable target before any phase handler runs.
         match &self.o.target {

@@ -206,6 +206,7 @@ impl Machine<'_> {
     }
 
     pub(super) fn promoting(&mut self) -> Flow {
+        self.adopt_flagger_run();
         let want = self.status.last_applied_spec.clone();
         let Some(primary) = self.o.primary.clone() else {
             return Ok(Requeue::After(short(self.o.interval)));

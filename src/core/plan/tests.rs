@@ -280,6 +280,64 @@ fn a_canary_flagger_left_failed_is_adopted_without_a_new_run() {
 }
 
 #[test]
+fn a_run_flagger_left_progressing_carries_on_at_its_weight_instead_of_restarting() {
+    let mut o = progressing(0, 0);
+    o.canary.spec.provider = Some("gatewayapi:v1".into());
+    o.provider = Some(Provider::GatewayApiV1);
+    if let Some(a) = o.canary.spec.analysis.as_mut() {
+        a.iterations = None;
+        a.step_weight = Some(20);
+        a.max_weight = Some(60);
+    }
+    o.routes = Some(Ok(Routes {
+        primary: 80,
+        canary: 20,
+        mirrored: false,
+    }));
+    let o = with_status(o, |s| {
+        s.last_applied_spec = Some("85d557f47b".into());
+        s.canary_weight = 20;
+    });
+    let p = decide(&o, at(10));
+    let status = p.status.clone().expect("status written");
+    assert_eq!(status.last_applied_spec.as_deref(), Some("v1:b"));
+    assert_eq!(status.canary_weight, 40, "{:?}", events(&p));
+    assert!(p.actions.contains(&Action::SetRoutes(Routes {
+        primary: 60,
+        canary: 40,
+        mirrored: false,
+    })));
+    assert!(events(&p)[0].starts_with("Adopted podinfo.test from Flagger's status"));
+}
+
+#[test]
+fn a_promotion_flagger_left_unfinished_copies_the_target_and_goes_on() {
+    let mut o = progressing(0, 0);
+    o.generated.primary = Some(Workload::Deployment(Default::default()));
+    o.primary = Some(primary("v1:a"));
+    let o = with_status(o, |s| {
+        s.phase = Some(CanaryPhase::Promoting);
+        s.last_applied_spec = Some("85d557f47b".into());
+    });
+    let p = decide(&o, at(10));
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| matches!(a, Action::PromotePrimary(_))),
+        "{:?}",
+        p.actions
+    );
+    assert_eq!(
+        p.status.and_then(|s| s.last_applied_spec).as_deref(),
+        Some("v1:b")
+    );
+    // Once the copy has landed, promotion finishes as usual.
+    let mut o = with_status(o, |s| s.last_applied_spec = Some("v1:b".into()));
+    o.primary = Some(primary("v1:b"));
+    assert_eq!(phase_of(&decide(&o, at(20))), Some(CanaryPhase::Finalising));
+}
+
+#[test]
 fn a_canary_flagger_left_succeeded_is_adopted_without_a_run() {
     let o = with_status(fx(), |s| {
         s.phase = Some(CanaryPhase::Succeeded);
@@ -1320,59 +1378,18 @@ fn deleting_a_service_canary_releases_it_at_once() {
     );
 }
 
-/// The CEL rules of the generated Canary CRD, as (message, rule).
-fn cel_rules() -> Vec<(String, String)> {
-    fn walk(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for r in m
-                    .get("x-kubernetes-validations")
-                    .and_then(serde_json::Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    out.push((
-                        r["message"].as_str().unwrap_or_default().to_string(),
-                        r["rule"].as_str().unwrap_or_default().to_string(),
-                    ));
-                }
-                m.values().for_each(|c| walk(c, out));
-            }
-            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(
-        &crate::api::crd::schema_of(&crate::api::crd::canary()),
-        &mut out,
-    );
-    out
-}
-
-/// A merge patch of the fixture's spec that breaks the CEL rule with this message.
+/// A merge patch of the fixture's spec that breaks the CEL rule with this message
+/// (`tests/fixtures/cel-violations.yaml`, shared with `serin validate`'s test).
 fn violation_of(message: &str) -> Option<serde_json::Value> {
-    Some(match message {
-        "cookieName and primaryCookieName must differ" => serde_json::json!({"analysis":
-            {"sessionAffinity": {"cookieName": "flagger-cookie", "primaryCookieName": "flagger-cookie"}}}),
-        "stepWeight must not exceed maxWeight" => serde_json::json!({"analysis":
-            {"iterations": null, "stepWeight": 60, "maxWeight": 50}}),
-        "thresholdRange.min must not exceed thresholdRange.max" => serde_json::json!({"analysis":
-            {"metrics": [{"name": "request-success-rate", "interval": "1m",
-                          "thresholdRange": {"min": 99, "max": 1}}]}}),
-        "Gateway API providers need service.gatewayRefs" => {
-            serde_json::json!({"provider": "gatewayapi:v1"})
-        }
-        "the nginx and skipper providers need ingressRef" => {
-            serde_json::json!({"provider": "nginx"})
-        }
-        _ => return None,
-    })
+    let all: serde_json::Value =
+        serde_yaml_ng::from_str(include_str!("../../../tests/fixtures/cel-violations.yaml"))
+            .expect("cel-violations.yaml parses");
+    all.get(message).cloned()
 }
 
 #[test]
-fn every_cel_rule_of_the_crd_is_also_enforced_offline_and_by_the_controller() {
-    let rules = cel_rules();
+fn every_cel_rule_of_the_crd_is_also_enforced_by_the_controller() {
+    let rules = crate::api::crd::cel_rules(&crate::api::crd::canary());
     assert!(rules.len() >= 5, "{rules:?}");
     let ctx = crate::api::validation::ValidationContext::default();
     for (message, rule) in rules {
@@ -1382,24 +1399,9 @@ fn every_cel_rule_of_the_crd_is_also_enforced_offline_and_by_the_controller() {
         o.target = Ok(target("v1:b"));
         let mut spec = serde_json::to_value(&o.canary.spec).expect("spec json");
         json_patch::merge(&mut spec, &patch);
-        o.canary.spec = serde_json::from_value(spec.clone()).expect("spec");
+        o.canary.spec = serde_json::from_value(spec).expect("spec");
 
-        // (a) `serin validate`, offline, on the same manifest.
-        let manifest = serde_json::json!({"apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-            "metadata": {"name": "podinfo", "namespace": "test"}, "spec": spec});
-        let mut summary = crate::cli::validate::Summary::default();
-        crate::cli::validate::lint_text(
-            "cel.yaml",
-            &serde_json::to_string(&manifest).expect("text"),
-            &ctx,
-            &mut summary,
-        );
-        assert!(
-            summary.errors() > 0,
-            "{message}: serin validate found nothing"
-        );
-
-        // (b) the controller: the same validation, then Ready=False and a Warning Event.
+        // The same validation as `serin validate`, then Ready=False and a Warning Event.
         o.problems = crate::api::validation::validate_canary(&o.canary.spec, &ctx);
         let p = decide(&o, at(0));
         let ready = p
