@@ -98,22 +98,7 @@ fn ok(out: Output) -> String {
 #[test]
 fn kubectl_applies_and_gets_against_serin_cluster() {
     let dir = scratch_dir();
-    let kubeconfig = dir.join("kubeconfig");
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_serin"))
-            .args(["cluster", "--kubeconfig"])
-            .arg(&kubeconfig)
-            .spawn()
-            .expect("serin cluster starts"),
-    );
-    let start = Instant::now();
-    while !kubeconfig.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "kubeconfig never written"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (server, kubeconfig) = start_cluster(&dir);
     std::fs::create_dir_all(dir.join("crds")).expect("crds dir");
     std::fs::write(dir.join("crds/gadget.yaml"), CRD).expect("crd file");
     std::fs::write(dir.join("deploy.yaml"), DEPLOYMENT).expect("deployment file");

@@ -9,24 +9,21 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Parses a multi-document YAML stream, keyed by apiVersion/kind/namespace/name.
+#[path = "support/manifests.rs"]
+mod manifests;
+
+/// Objects of a multi-document YAML stream, keyed by apiVersion/kind/namespace/name.
 fn objects(text: &str) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(text) {
-        let v: Value = serde::Deserialize::deserialize(doc).expect("YAML document");
-        if v.is_null() {
-            continue;
-        }
-        let key = format!(
+    manifests::objects(text, |v| {
+        use manifests::field;
+        format!(
             "{}/{}/{}/{}",
-            v["apiVersion"].as_str().unwrap_or_default(),
-            v["kind"].as_str().unwrap_or_default(),
-            v["metadata"]["namespace"].as_str().unwrap_or_default(),
-            v["metadata"]["name"].as_str().unwrap_or_default()
-        );
-        assert!(out.insert(key.clone(), v).is_none(), "{key} twice");
-    }
-    out
+            field(v, "/apiVersion"),
+            field(v, "/kind"),
+            field(v, "/metadata/namespace"),
+            field(v, "/metadata/name")
+        )
+    })
 }
 
 /// Numbers as values (kustomize writes `65535.0` where serde writes `65535`).

@@ -11,22 +11,18 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+#[path = "support/manifests.rs"]
+mod manifests;
+
 /// Objects of multi-document YAML, keyed by kind/name.
 fn objects(text: &str) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(text) {
-        let v: Value = serde::Deserialize::deserialize(doc).expect("YAML document");
-        if v.is_null() {
-            continue;
-        }
-        let key = format!(
+    manifests::objects(text, |v| {
+        format!(
             "{}/{}",
-            v["kind"].as_str().unwrap_or_default(),
-            v["metadata"]["name"].as_str().unwrap_or_default()
-        );
-        out.insert(key, v);
-    }
-    out
+            manifests::field(v, "/kind"),
+            manifests::field(v, "/metadata/name")
+        )
+    })
 }
 
 struct Rendered {
