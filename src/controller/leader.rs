@@ -554,31 +554,44 @@ impl Elector {
             return Ok(());
         }
         self.leading = false;
-        let Some((lease, record, _)) = &self.seen else {
-            return Ok(());
-        };
-        let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
-        let released = Lease {
-            metadata: lease.metadata.clone(),
-            spec: Some(LeaseSpec {
-                holder_identity: Some(String::new()),
-                lease_duration_seconds: Some(1),
-                acquire_time: Some(now.clone()),
-                renew_time: Some(now),
-                lease_transitions: Some(record.transitions),
-                ..LeaseSpec::default()
-            }),
-        };
-        let pp = PostParams::default();
-        let put = self.api.replace(LEASE_NAME, &pp, &released);
-        match tokio::time::timeout(self.timing.retry_period, put).await {
-            Ok(Ok(_)) => {
-                tracing::info!(identity = self.identity, "leadership released");
-                Ok(())
+        // A renewal abandoned by the shutdown may have landed in between: on a conflict, read
+        // the Lease again and release it once more if it is still ours.
+        for attempt in 0..2 {
+            let Some((lease, record, _)) = &self.seen else {
+                return Ok(());
+            };
+            if record.holder.as_deref() != Some(self.identity.as_str()) {
+                return Ok(());
             }
-            Ok(Err(e)) => Err(Error::Release(e)),
-            Err(_) => Err(Error::ReleaseTimeout),
+            let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+            let released = Lease {
+                metadata: lease.metadata.clone(),
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(String::new()),
+                    lease_duration_seconds: Some(1),
+                    acquire_time: Some(now.clone()),
+                    renew_time: Some(now),
+                    lease_transitions: Some(record.transitions),
+                    ..LeaseSpec::default()
+                }),
+            };
+            let pp = PostParams::default();
+            let put = self.api.replace(LEASE_NAME, &pp, &released);
+            match tokio::time::timeout(self.timing.retry_period, put).await {
+                Ok(Ok(_)) => {
+                    tracing::info!(identity = self.identity, "leadership released");
+                    return Ok(());
+                }
+                Ok(Err(kube::Error::Api(s))) if s.code == 409 && attempt == 0 => {
+                    if self.observe(self.timing.retry_period).await.is_err() {
+                        return Err(Error::Release(kube::Error::Api(s)));
+                    }
+                }
+                Ok(Err(e)) => return Err(Error::Release(e)),
+                Err(_) => return Err(Error::ReleaseTimeout),
+            }
         }
+        Ok(())
     }
 }
 
