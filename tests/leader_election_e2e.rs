@@ -423,3 +423,82 @@ async fn sigterm_releases_the_lease_so_the_standby_takes_over_at_once() -> anyho
     assert!(metrics.contains("serin_leader 1"), "{metrics}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_is_taken_stops_writing_and_exits_non_zero() -> anyhow::Result<()> {
+    let env = Env::start("le-lost").await?;
+    deploy(&env).await?;
+    let a = Controller::start(&env, "ctrl-a")?;
+    eventually(30, "a leader", || holder(&env)).await?;
+    env.wait_phase("podinfo", CanaryPhase::Initialized, 40)
+        .await?;
+    env.apply(podinfo("podinfo:2.0.0", json!({}))).await?;
+    eventually(30, "the rollout to shift traffic", || async {
+        let s = env.canary("podinfo").await?.status.unwrap_or_default();
+        Ok((s.canary_weight > 0).then_some(()))
+    })
+    .await?;
+    // Another party takes the Lease over (a conditional update, as a candidate would).
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "kube-system");
+    let mut lease = leases.get(LEASE_NAME).await?;
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.holder_identity = Some("intruder".into());
+    }
+    leases
+        .replace(LEASE_NAME, &Default::default(), &lease)
+        .await?;
+    let started = std::time::Instant::now();
+    let (exit, a) = tokio::task::spawn_blocking(move || {
+        let mut a = a;
+        let s = a.child.wait();
+        (s, a)
+    })
+    .await?;
+    let exit = exit?;
+    println!(
+        "the leader exited {:.2}s after losing the lease, with {exit}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(!exit.success(), "a lost lease exits non-zero");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "noticed within a retry period or two"
+    );
+    let log = env.log_of("ctrl-a");
+    assert!(
+        log.contains("leadership lost") && log.contains("intruder"),
+        "{log}"
+    );
+    // The loss is detected when the renewal conflicts; from then on nothing leaves the
+    // process (a write already under way may still be answered, within milliseconds).
+    let writes = env.cluster.requests().writes();
+    let mine: Vec<_> = writes.iter().filter(|w| a.is(&w.key.user_agent)).collect();
+    let conflict = mine
+        .iter()
+        .find(|w| is_lease(w) && w.code == 409)
+        .expect("the conflicting renewal");
+    let after: Vec<_> = mine
+        .iter()
+        .filter(|w| !is_lease(w) && w.seq > conflict.seq)
+        .collect();
+    println!(
+        "{} write(s) answered after the conflicting renewal",
+        after.len()
+    );
+    for w in after {
+        assert!(
+            (w.at - conflict.at).to_std().unwrap_or_default() < Duration::from_millis(500),
+            "wrote after the loss was detected: {w:?}"
+        );
+    }
+    assert!(
+        mine.iter().any(|w| !is_lease(w)),
+        "the leader wrote during the rollout"
+    );
+    // Nothing moves any more: the intruder does not reconcile.
+    let before = env.canary("podinfo").await?.status.unwrap_or_default();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = env.canary("podinfo").await?.status.unwrap_or_default();
+    assert_eq!(still.canary_weight, before.canary_weight);
+    Ok(())
+}

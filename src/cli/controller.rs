@@ -337,7 +337,8 @@ pub fn run(args: ControllerArgs) -> ExitCode {
             &namespace,
             identity,
             args.leader.timing(),
-        )?;
+        )?
+        .with_fence(fence.clone());
         run_elected(elector, client, fence, config, providers).await
     });
     // Spawned watchers and servers are abandoned rather than awaited.

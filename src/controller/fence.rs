@@ -55,10 +55,15 @@ impl Fence {
         self.0.in_flight.load(Ordering::SeqCst)
     }
 
+    /// Stops every new write at once, without waiting for the writes under way.
+    pub fn shut(&self) {
+        self.0.open.store(false, Ordering::SeqCst);
+    }
+
     /// Stops every new write at once, then waits up to `drain` for the writes under way to be
     /// answered. True when none is left.
     pub async fn close(&self, drain: Duration) -> bool {
-        self.0.open.store(false, Ordering::SeqCst);
+        self.shut();
         let drained = async {
             loop {
                 // Registered before the check, so a wake-up in between is not missed.

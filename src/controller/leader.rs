@@ -293,6 +293,8 @@ pub struct Elector {
     leading: bool,
     /// When the last successful renewal (or the acquisition) was sent.
     renewed_at: Instant,
+    /// Shut the moment leadership is in doubt or lost.
+    fence: Option<super::fence::Fence>,
 }
 
 impl Elector {
@@ -312,7 +314,16 @@ impl Elector {
             seen: None,
             leading: false,
             renewed_at: Instant::now(),
+            fence: None,
         })
+    }
+
+    /// Shuts `fence` the moment leadership is lost, or while a conflicting renewal is checked
+    /// (reopened if the Lease turns out to be still ours), so no write leaves after the loss
+    /// is detected.
+    pub fn with_fence(mut self, fence: super::fence::Fence) -> Self {
+        self.fence = Some(fence);
+        self
     }
 
     /// This candidate's identity.
@@ -514,10 +525,18 @@ impl Elector {
                             Ok(Ok(lease)) => {
                                 self.remember(lease);
                                 self.renewed_at = sent;
+                                if let Some(f) = self.fence.as_ref().filter(|f| !f.is_open()) {
+                                    tracing::info!("the lease is still ours: writing again");
+                                    f.open();
+                                }
                                 tracing::trace!("lease renewed");
                                 break;
                             }
                             Ok(Err(kube::Error::Api(s))) if s.code == 409 || s.code == 404 => {
+                                // Someone else wrote the Lease: stop writing until we know.
+                                if let Some(f) = &self.fence {
+                                    f.shut();
+                                }
                                 tracing::warn!("renewing the lease: {}", s.message);
                                 let left = self
                                     .timing
@@ -541,6 +560,9 @@ impl Elector {
     }
 
     fn lose(&mut self, loss: Loss) -> Loss {
+        if let Some(f) = &self.fence {
+            f.shut();
+        }
         self.leading = false;
         tracing::error!(identity = self.identity, reason = %loss, "leadership lost");
         loss
