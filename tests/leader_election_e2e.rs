@@ -194,8 +194,8 @@ fn check_no_interleaving<'a>(
     }
     let last_old = old_writes
         .iter()
-        .filter(|w| !is_lease(w))
-        .last()
+        .rev()
+        .find(|w| !is_lease(w))
         .expect("the old leader's writes");
     assert!(
         last_old.seq < acquired.seq && last_old.seq < first_write.seq,
