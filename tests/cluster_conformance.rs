@@ -1162,6 +1162,104 @@ async fn requests_are_counted_by_verb_resource_and_user_agent() {
 }
 
 #[tokio::test]
+async fn writes_are_logged_in_order_with_their_user_agent_and_status_code() {
+    let (c, client) = cluster().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(client);
+    api.create(&PostParams::default(), &config_map("w", json!({})))
+        .await
+        .expect("create");
+    api.get("w").await.expect("reads are not logged");
+    let again = api
+        .create(&PostParams::default(), &config_map("w", json!({})))
+        .await;
+    assert!(again.is_err());
+    let writes: Vec<_> = c
+        .requests()
+        .writes()
+        .into_iter()
+        .filter(|w| w.key.resource == "configmaps")
+        .collect();
+    let summary: Vec<_> = writes
+        .iter()
+        .map(|w| (w.key.verb.as_str(), w.key.name.as_str(), w.code))
+        .collect();
+    // The create carries no name in its path.
+    assert_eq!(summary, vec![("create", "", 201), ("create", "", 409)]);
+    assert!(writes[0].seq < writes[1].seq && writes[0].at <= writes[1].at);
+    let body: Value = reqwest::get(format!("{}/admin/writes", c.url()))
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    let codes: Vec<_> = body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|w| w["resource"] == "configmaps")
+        .map(|w| w["code"].clone())
+        .collect();
+    assert_eq!(codes, vec![json!(201), json!(409)]);
+}
+
+#[tokio::test]
+async fn lease_updates_are_optimistic_and_micro_times_keep_six_digits() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let (_c, client) = cluster().await;
+    let api: Api<Lease> = Api::namespaced(client, "kube-system");
+    let lease: Lease = serde_json::from_value(json!({
+        "metadata": {"name": "lock"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 10,
+                 "acquireTime": "2024-05-01T10:00:00.000000Z", "renewTime": "2024-05-01T10:00:00.000000Z"}
+    }))
+    .expect("lease");
+    let created = api
+        .create(&PostParams::default(), &lease)
+        .await
+        .expect("create");
+    // Two candidates update from the same resourceVersion: the second gets 409 Conflict.
+    let mut by_b = created.clone();
+    by_b.spec.get_or_insert_default().holder_identity = Some("b".into());
+    let mut by_c = created.clone();
+    by_c.spec.get_or_insert_default().holder_identity = Some("c".into());
+    api.replace("lock", &PostParams::default(), &by_b)
+        .await
+        .expect("b wins");
+    let lost = status_of(
+        api.replace("lock", &PostParams::default(), &by_c)
+            .await
+            .expect_err("c is stale"),
+    );
+    assert_eq!((lost.code, lost.reason.as_str()), (409, "Conflict"));
+    // Times are stored with microseconds in UTC, as MicroTime marshals them.
+    let raw = Api::<DynamicObject>::namespaced_with(
+        api.clone().into_client(),
+        "kube-system",
+        &ApiResource::erase::<Lease>(&()),
+    );
+    let stored = raw.get("lock").await.expect("get");
+    assert_eq!(
+        stored.data["spec"]["renewTime"],
+        json!("2024-05-01T10:00:00.000000Z")
+    );
+    let bad = raw
+        .patch(
+            "lock",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"renewTime": "2024-05-01T10:00:00Z"}})),
+        )
+        .await
+        .expect_err("seconds-only MicroTime");
+    assert_eq!(status_of(bad).code, 400);
+    // An update of a missing Lease creates it, as the real server allows for Leases.
+    let mut fresh = lease.clone();
+    fresh.metadata.name = Some("other".into());
+    api.replace("other", &PostParams::default(), &fresh)
+        .await
+        .expect("create on update");
+}
+
+#[tokio::test]
 async fn injected_faults_fail_delay_and_pause_requests() {
     let (c, client) = cluster().await;
     let api: Api<ConfigMap> = Api::default_namespaced(client);

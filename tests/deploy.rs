@@ -175,3 +175,51 @@ fn the_load_tester_kustomization_renders_its_deployment_and_service() {
         ["apps/v1/Deployment//loadtester", "v1/Service//loadtester"]
     );
 }
+
+/// The container args of every Deployment in a rendered bundle.
+fn container_args(objs: &BTreeMap<String, Value>) -> Vec<(String, Vec<String>)> {
+    objs.iter()
+        .filter(|(_, v)| v["kind"] == "Deployment")
+        .flat_map(|(key, v)| {
+            v["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |c| {
+                    let args = c["args"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a.as_str().map(str::to_string))
+                        .collect();
+                    (key.clone(), args)
+                })
+        })
+        .collect()
+}
+
+#[test]
+fn the_shipped_deployments_args_parse_with_the_real_command_line() {
+    // The image's entrypoint is `serin`; the Deployment's args name the subcommand and its flags,
+    // so a flag the binary does not know would crash-loop every Pod.
+    use clap::Parser;
+    let mut rendered = objects(&kustomize("deploy"));
+    rendered.extend(objects(&kustomize("deploy/loadtester")));
+    for overlay in ["kubernetes", "gatewayapi", "istio", "linkerd", "nginx"] {
+        rendered.extend(
+            objects(&kustomize(&format!("deploy/overlays/{overlay}")))
+                .into_iter()
+                .map(|(k, v)| (format!("{overlay}:{k}"), v)),
+        );
+    }
+    let all = container_args(&rendered);
+    assert!(all.len() >= 7, "{all:?}");
+    for (key, args) in all {
+        let argv = std::iter::once("serin".to_string()).chain(args.iter().cloned());
+        let argv = serin::cli::controller::normalize_flagger_flags(argv);
+        if let Err(e) = serin::cli::Cli::try_parse_from(argv) {
+            panic!("{key}: args {args:?} do not parse: {e}");
+        }
+    }
+}

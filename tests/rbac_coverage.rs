@@ -4,7 +4,9 @@
 //! `cargo test --test rbac_coverage -- --include-ignored` once `cargo test` is done.
 mod common;
 
-use serin::install::rbac::{CLUSTER_PERMISSIONS, Evidence};
+use serin::install::rbac::{
+    CLUSTER_PERMISSIONS, Evidence, LEADER_ELECTION, LEADER_ELECTION_LEASE, LEADER_ELECTION_RENEW,
+};
 use std::collections::BTreeSet;
 
 const SUITES: &[&str] = &[
@@ -14,6 +16,7 @@ const SUITES: &[&str] = &[
     "knative_e2e",
     "webhooks_e2e",
     "metrics_e2e",
+    "leader_election_e2e",
 ];
 
 #[test]
@@ -35,8 +38,10 @@ fn every_cluster_role_permission_is_used_by_an_e2e_suite_or_documented() {
         dir.display()
     );
     let mut unused = Vec::new();
+    let leader = [LEADER_ELECTION, LEADER_ELECTION_RENEW];
     for p in CLUSTER_PERMISSIONS
         .iter()
+        .chain(leader.iter())
         .filter(|p| p.evidence == Evidence::E2e)
     {
         for resource in p.resources {
@@ -57,4 +62,9 @@ fn every_cluster_role_permission_is_used_by_an_e2e_suite_or_documented() {
          mark them Evidence::Documented with the feature that needs them):\n  {}",
         unused.join("\n  ")
     );
+}
+
+#[test]
+fn the_role_names_the_lease_the_controller_uses() {
+    assert_eq!(LEADER_ELECTION_LEASE, serin::controller::leader::LEASE_NAME);
 }

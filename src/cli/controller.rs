@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::controller::builders::BuildConfig;
+use crate::controller::fence::Fence;
 use crate::controller::observe::ObserveConfig;
 
 /// Arguments of `serin controller`. Flagger's single-dash spellings (`-mesh-provider`) work too.
@@ -59,6 +60,63 @@ pub struct ControllerArgs {
     /// Global notifier and event webhook.
     #[command(flatten)]
     pub notify: NotifyArgs,
+    /// Leader election among replicas.
+    #[command(flatten)]
+    pub leader: LeaderElectionArgs,
+}
+
+/// Leader election flags: Flagger's `-enable-leader-election` and `-leader-election-namespace`,
+/// plus client-go's three timings (shorter than Flagger's 60s/15s/5s, so that a standby takes
+/// over within about 12 s of a leader's death; see docs/leader-election.md).
+#[derive(Debug, Clone, Args)]
+pub struct LeaderElectionArgs {
+    /// Elect a leader among replicas on the Lease `serin-leader-election`; only the leader
+    /// watches and reconciles. Takes an optional value, as Go's bool flags: `--enable-leader-election`
+    /// or `--enable-leader-election=false`.
+    #[arg(
+        long,
+        default_value_t = false,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub enable_leader_election: bool,
+    /// Namespace of the Lease (default: $POD_NAMESPACE, else --namespace, else kube-system).
+    #[arg(long)]
+    pub leader_election_namespace: Option<String>,
+    /// How long standbys wait after the Lease last changed before taking it over (whole seconds).
+    #[arg(long, default_value = "10s", value_parser = duration_flag)]
+    pub leader_election_lease_duration: Duration,
+    /// How long the leader keeps failing to renew before it stops and exits.
+    #[arg(long, default_value = "7s", value_parser = duration_flag)]
+    pub leader_election_renew_deadline: Duration,
+    /// How often the leader renews and standbys look at the Lease.
+    #[arg(long, default_value = "2s", value_parser = duration_flag)]
+    pub leader_election_retry_period: Duration,
+}
+
+impl LeaderElectionArgs {
+    /// The timings.
+    pub fn timing(&self) -> crate::controller::leader::Timing {
+        crate::controller::leader::Timing {
+            lease_duration: self.leader_election_lease_duration,
+            renew_deadline: self.leader_election_renew_deadline,
+            retry_period: self.leader_election_retry_period,
+        }
+    }
+}
+
+/// Parses a duration flag: a Go duration (`10s`, `1m30s`, `500ms`) or a bare number of seconds.
+fn duration_flag(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.trim().parse::<f64>() {
+        return if secs.is_finite() && secs >= 0.0 {
+            Ok(Duration::from_secs_f64(secs))
+        } else {
+            Err(format!("invalid duration {s:?}"))
+        };
+    }
+    crate::api::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// Flagger's global notifier and event webhook flags (env vars as in Flagger; a flag given on the
@@ -164,6 +222,18 @@ pub fn init_logging(level: &str, format: LogFormat) {
 
 /// Builds a client from an explicit kubeconfig path, or infers one.
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(
+        client_config(kubeconfig, None).await?,
+    )?)
+}
+
+/// The client configuration from an explicit kubeconfig path, or inferred. The User-Agent is
+/// `serin-controller/<version>`, followed by ` (<identity>)` when one is given, so that API
+/// servers (and our tests) can tell the operator's calls, and each process's, apart.
+pub async fn client_config(
+    kubeconfig: Option<&std::path::Path>,
+    identity: Option<&str>,
+) -> anyhow::Result<kube::Config> {
     crate::install_crypto_provider();
     let mut config = match kubeconfig {
         Some(path) => {
@@ -174,12 +244,12 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube
         }
         None => kube::Config::infer().await?,
     };
-    // A distinct User-Agent lets API servers (and our tests) tell the operator's calls apart.
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_static(concat!("serin-controller/", env!("CARGO_PKG_VERSION"))),
-    ));
-    Ok(kube::Client::try_from(config)?)
+    const AGENT: &str = concat!("serin-controller/", env!("CARGO_PKG_VERSION"));
+    let agent = identity
+        .and_then(|id| http::HeaderValue::from_str(&format!("{AGENT} ({id})")).ok())
+        .unwrap_or(http::HeaderValue::from_static(AGENT));
+    config.headers.push((http::header::USER_AGENT, agent));
+    Ok(config)
 }
 
 /// Runs `serin controller`.
@@ -199,7 +269,22 @@ pub fn run(args: ControllerArgs) -> ExitCode {
         if !(args.min_interval > 0.0 && args.min_interval.is_finite()) {
             anyhow::bail!("--min-interval must be a positive number of seconds");
         }
-        let client = client(args.kubeconfig.as_deref()).await?;
+        let elect = args.leader.enable_leader_election;
+        if elect {
+            args.leader.timing().validate()?;
+        }
+        let identity = crate::controller::leader::identity();
+        let kube_config = client_config(args.kubeconfig.as_deref(), Some(&identity)).await?;
+        // With leader election every write of the controller goes through a fence that only
+        // the elected leader opens; the Lease itself is written through a client of its own.
+        let fence = if elect {
+            Fence::closed()
+        } else {
+            Fence::open_now()
+        };
+        let client = kube::client::ClientBuilder::try_from(kube_config.clone())?
+            .with_layer(&fence)
+            .build();
         let config = crate::controller::Config {
             observe: ObserveConfig {
                 mesh_provider: args.mesh_provider.clone(),
@@ -232,16 +317,138 @@ pub fn run(args: ControllerArgs) -> ExitCode {
                 ingress_class: Some(args.ingress_class.clone()).filter(|c| !c.is_empty()),
             },
         };
-        tracing::info!(provider = args.mesh_provider, "starting serin controller");
-        crate::controller::run_with(client, config, providers).await?;
-        Ok(())
+        tracing::info!(
+            provider = args.mesh_provider,
+            identity,
+            leader_election = elect,
+            "starting serin controller"
+        );
+        if !elect {
+            crate::controller::run_with(client, config, providers).await?;
+            return Ok(());
+        }
+        let namespace = crate::controller::leader::namespace_from(
+            args.leader.leader_election_namespace.clone(),
+            std::env::var("POD_NAMESPACE").ok(),
+            args.namespace.clone(),
+        );
+        let elector = crate::controller::leader::Elector::new(
+            kube::Client::try_from(kube_config)?,
+            &namespace,
+            identity,
+            args.leader.timing(),
+        )?
+        .with_fence(fence.clone());
+        run_elected(elector, client, fence, config, providers).await
     });
+    // Spawned watchers and servers are abandoned rather than awaited.
+    rt.shutdown_timeout(Duration::from_millis(500));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("serin controller: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// How long a stopping leader waits for its writes under way to be answered.
+const WRITE_DRAIN: Duration = Duration::from_secs(2);
+
+/// Why a leader stopped leading.
+enum Stop {
+    /// The controller ended by itself (its own SIGTERM/SIGINT handling).
+    Ended(Result<(), crate::controller::Error>),
+    /// The Lease was lost.
+    Lost(crate::controller::leader::Loss),
+    /// SIGTERM or SIGINT.
+    Signal(&'static str),
+}
+
+/// Stands by until elected, then runs the controller until leadership ends. Standbys serve
+/// /healthz, /readyz and /metrics but make no writes and start no watches. On loss the fence
+/// closes first and the process exits non-zero; on SIGTERM/SIGINT the fence closes, writes under
+/// way are awaited, and the Lease is released so a standby takes over at once.
+async fn run_elected(
+    mut elector: crate::controller::leader::Elector,
+    client: kube::Client,
+    fence: Fence,
+    config: crate::controller::Config,
+    providers: crate::controller::Providers,
+) -> anyhow::Result<()> {
+    let telemetry = crate::controller::start_telemetry(&config, &providers);
+    telemetry.set_leader(false);
+    let mut signal = Box::pin(shutdown_signal());
+    tokio::select! {
+        () = elector.acquire() => {}
+        sig = &mut signal => {
+            tracing::info!("{sig} received while standing by: exiting");
+            return Ok(());
+        }
+    }
+    fence.open();
+    telemetry.set_leader(true);
+    let run = crate::controller::run_with_telemetry(client, config, providers, telemetry.clone());
+    let mut run = Box::pin(run);
+    let stop = tokio::select! {
+        r = &mut run => Stop::Ended(r),
+        loss = elector.keep_leading() => Stop::Lost(loss),
+        sig = &mut signal => Stop::Signal(sig),
+    };
+    // Stop writing before anything else; keep the controller polled meanwhile so that the
+    // writes already sent are answered (not abandoned on a connection) before the Lease goes.
+    let drained = {
+        let close = fence.close(WRITE_DRAIN);
+        tokio::pin!(close);
+        tokio::select! {
+            drained = &mut close => drained,
+            _ = &mut run => close.await,
+        }
+    };
+    drop(run);
+    telemetry.set_leader(false);
+    if !drained {
+        tracing::warn!("writes still unanswered after {WRITE_DRAIN:?}");
+    }
+    let result = match stop {
+        Stop::Lost(loss) => {
+            anyhow::bail!(
+                "leadership lost ({loss}); exiting so that this process restarts as a standby"
+            )
+        }
+        Stop::Signal(sig) => {
+            tracing::info!("{sig} received: releasing the lease");
+            Ok(())
+        }
+        Stop::Ended(r) => r.map_err(anyhow::Error::from),
+    };
+    if let Err(e) = elector.release().await {
+        tracing::warn!("{e}; a standby takes over once the lease expires");
+    }
+    result
+}
+
+/// Resolves on the first SIGTERM or SIGINT, naming it.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
     }
 }
 
@@ -272,7 +479,7 @@ fn metrics_checker(
 
 /// Rewrites Flagger's single-dash long flags (`-mesh-provider=x`) to clap's `--mesh-provider=x`.
 pub fn normalize_flagger_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    const LONG: [&str; 27] = [
+    const LONG: [&str; 32] = [
         // serin loadtester (flagger-loadtester's flags)
         "timeout",
         "log-cmd-output",
@@ -300,6 +507,11 @@ pub fn normalize_flagger_flags(args: impl IntoIterator<Item = String>) -> Vec<St
         "min-interval",
         "ingress-annotations-prefix",
         "ingress-class",
+        "enable-leader-election",
+        "leader-election-namespace",
+        "leader-election-lease-duration",
+        "leader-election-renew-deadline",
+        "leader-election-retry-period",
         "version",
     ];
     args.into_iter()
@@ -343,6 +555,66 @@ mod tests {
                 "-v"
             ]
         );
+    }
+
+    fn controller_args(flags: &[&str]) -> ControllerArgs {
+        let argv = ["serin", "controller"]
+            .iter()
+            .chain(flags)
+            .map(|s| s.to_string());
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(normalize_flagger_flags(argv))
+            .expect("flags parse");
+        match cli.command {
+            crate::cli::Command::Controller(a) => *a,
+            _ => unreachable!("controller subcommand"),
+        }
+    }
+
+    #[test]
+    fn leader_election_is_off_by_default_and_takes_flaggers_spellings() {
+        let off = controller_args(&[]);
+        assert!(!off.leader.enable_leader_election);
+        assert_eq!(
+            off.leader.timing(),
+            crate::controller::leader::Timing::default()
+        );
+        assert!(
+            controller_args(&["--enable-leader-election"])
+                .leader
+                .enable_leader_election
+        );
+        let flagger = controller_args(&[
+            "-enable-leader-election=true",
+            "-leader-election-namespace=flagger-system",
+            "-port",
+            "9090",
+        ]);
+        assert!(flagger.leader.enable_leader_election);
+        assert_eq!(
+            flagger.leader.leader_election_namespace.as_deref(),
+            Some("flagger-system")
+        );
+        assert!(
+            !controller_args(&["--enable-leader-election=false"])
+                .leader
+                .enable_leader_election
+        );
+        let timings = controller_args(&[
+            "--leader-election-lease-duration=15s",
+            "--leader-election-renew-deadline",
+            "1m",
+            "--leader-election-retry-period=500ms",
+        ]);
+        assert_eq!(
+            timings.leader.timing(),
+            crate::controller::leader::Timing {
+                lease_duration: Duration::from_secs(15),
+                renew_deadline: Duration::from_secs(60),
+                retry_period: Duration::from_millis(500),
+            }
+        );
+        assert_eq!(duration_flag("3"), Ok(Duration::from_secs(3)));
+        assert!(duration_flag("soon").is_err());
     }
 
     fn notify(pairs: &[(&str, &str)]) -> NotifyArgs {

@@ -26,6 +26,7 @@ pub mod defaults;
 pub mod faults;
 pub mod fields;
 mod gc;
+pub mod lease;
 pub mod openapi;
 pub mod ops;
 pub mod patch;
@@ -38,7 +39,7 @@ pub mod status;
 pub mod store;
 pub mod table;
 
-pub use accounting::{RequestCount, RequestKey, Requests};
+pub use accounting::{RequestCount, RequestKey, Requests, WriteRecord};
 pub use faults::{Fault, Faults};
 pub use status::ApiError;
 

@@ -413,6 +413,7 @@ fn prepare(
             errs.push(FieldError::new("spec.containers", FieldErrorKind::Required));
         }
         "customresourcedefinitions" => validate_crd(obj, &mut errs),
+        "leases" if rt.group == "coordination.k8s.io" => super::lease::prepare(obj)?,
         _ => {}
     }
     if !errs.is_empty() {

@@ -201,6 +201,26 @@ pub async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request) -> Response
         );
     let (verb, key) = describe(&parts.method, &route, is_watch, &ua, &path);
     sh.requests.record(key.clone());
+    let write = super::accounting::is_write(&verb).then(|| key.clone());
+    let response = answer(&sh, parts, body, route, q, ua, verb, key).await;
+    if let Some(key) = write {
+        sh.requests.record_write(key, response.status().as_u16());
+    }
+    response
+}
+
+/// Answers a parsed API request: fault injection first, then the route.
+#[allow(clippy::too_many_arguments)]
+async fn answer(
+    sh: &Arc<Shared>,
+    parts: axum::http::request::Parts,
+    body: Body,
+    route: Route,
+    q: HashMap<String, String>,
+    ua: String,
+    verb: String,
+    key: RequestKey,
+) -> Response {
     if sh.faults.is_paused() {
         sh.faults.wait_resumed().await;
     }
@@ -238,9 +258,9 @@ pub async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request) -> Response
         .unwrap_or_default()
         .to_string();
     match route {
-        Route::NonResource(p) => non_resource(&sh, &p, &accept),
-        Route::Group(g) => group_endpoint(&sh, &g),
-        Route::ResourceList { group, version } => resource_list(&sh, &group, &version),
+        Route::NonResource(p) => non_resource(sh, &p, &accept),
+        Route::Group(g) => group_endpoint(sh, &g),
+        Route::ResourceList { group, version } => resource_list(sh, &group, &version),
         Route::Resource {
             group,
             version,
@@ -265,7 +285,7 @@ pub async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request) -> Response
                 ctype,
                 effect,
             };
-            match resource(&sh, req).await {
+            match resource(sh, req).await {
                 Ok(r) => r,
                 Err(e) => error_response(&e),
             }
@@ -333,6 +353,10 @@ fn admin_endpoint(sh: &Shared, method: &Method, path: &str, body: &[u8]) -> Resp
             sh.requests.reset();
             json_response(200, &json!({}))
         }
+        (&Method::GET, "writes") => json_response(
+            200,
+            &serde_json::to_value(sh.requests.writes()).unwrap_or_default(),
+        ),
         (&Method::GET, "faults") => json_response(
             200,
             &json!({"faults": sh.faults.list(), "paused": sh.faults.is_paused()}),

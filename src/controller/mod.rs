@@ -23,7 +23,9 @@ use crate::webhook::Webhooks;
 pub mod act;
 pub mod builders;
 pub mod configs;
+pub mod fence;
 pub mod fingerprint;
+pub mod leader;
 pub mod observe;
 pub mod service_target;
 pub mod telemetry;
@@ -212,11 +214,44 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     run_with(client, config, Providers::default()).await
 }
 
-/// Runs the controller with the given providers.
+/// Runs the controller with the given providers, serving its metrics on `config.listen`.
 pub async fn run_with(
     client: kube::Client,
     config: Config,
     providers: Providers,
+) -> Result<(), Error> {
+    let telemetry = start_telemetry(&config, &providers);
+    telemetry.set_leader(true);
+    run_with_telemetry(client, config, providers, telemetry).await
+}
+
+/// Creates the controller's metrics and serves /healthz, /readyz and /metrics on
+/// `config.listen` in the background. With leader election this starts before the election, so
+/// a standby is healthy, ready and exports `serin_leader 0` (and no per-canary gauges: those are
+/// only set by reconciles, which a standby never runs).
+pub fn start_telemetry(config: &Config, providers: &Providers) -> telemetry::Telemetry {
+    let telemetry = telemetry::Telemetry::new(
+        &config.observe.mesh_provider,
+        providers.notifier.delivery_counters(),
+    );
+    if let Some(addr) = config.listen {
+        let t = telemetry.clone();
+        tokio::spawn(async move {
+            if let Err(e) = telemetry::serve(addr, t).await {
+                tracing::error!("metrics server stopped: {e}");
+            }
+        });
+    }
+    telemetry
+}
+
+/// Runs the controller with the given providers and metrics (already served), until it is
+/// stopped by SIGTERM/SIGINT or the returned future is dropped.
+pub async fn run_with_telemetry(
+    client: kube::Client,
+    config: Config,
+    providers: Providers,
+    telemetry: telemetry::Telemetry,
 ) -> Result<(), Error> {
     let canaries: Api<Canary> = api(&client, &config.namespace);
     canaries
@@ -262,18 +297,6 @@ pub async fn run_with(
         knative_synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
 
-    let telemetry = telemetry::Telemetry::new(
-        &config.observe.mesh_provider,
-        providers.notifier.delivery_counters(),
-    );
-    if let Some(addr) = config.listen {
-        let t = telemetry.clone();
-        tokio::spawn(async move {
-            if let Err(e) = telemetry::serve(addr, t).await {
-                tracing::error!("metrics server stopped: {e}");
-            }
-        });
-    }
     let reporter = reporter();
     let ctx = Arc::new(Context {
         client: client.clone(),

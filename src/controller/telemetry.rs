@@ -59,6 +59,7 @@ pub struct Telemetry {
     failures: Family<ErrorLabels, Counter>,
     metric_analysis: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     check_outcomes: Family<OutcomeLabels, Counter>,
+    leader: Gauge,
 }
 
 impl Telemetry {
@@ -121,6 +122,12 @@ impl Telemetry {
             "Metric check outcomes: Pass, Fail, NoData or Error",
             check_outcomes.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "serin_leader",
+            "1 while this process leads (always 1 without leader election), else 0",
+            leader.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             status,
@@ -129,7 +136,13 @@ impl Telemetry {
             failures,
             metric_analysis,
             check_outcomes,
+            leader,
         }
+    }
+
+    /// Records whether this process leads.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Times a reconcile until the guard drops.

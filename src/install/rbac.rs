@@ -280,9 +280,21 @@ pub const LEASE_NAME: &str = "serin-leader-election";
 pub const LEADER_ELECTION: Permission = Permission {
     group: "coordination.k8s.io",
     resources: &["leases"],
-    verbs: &["get", "list", "watch", "create", "update"],
-    feature: "--enable-leader-election: the Lease serin-leader-election in --leader-election-namespace",
-    evidence: Evidence::Documented("leader election is switched on only in deployed replicas"),
+    verbs: &["create"],
+    feature: "--enable-leader-election: create the Lease serin-leader-election in --leader-election-namespace (create cannot be limited by name)",
+    evidence: Evidence::E2e,
+};
+
+/// The Lease leader election reads and renews; the Role limits get and update to it.
+pub const LEADER_ELECTION_LEASE: &str = "serin-leader-election";
+
+/// Reading and renewing the Lease, limited to [`LEADER_ELECTION_LEASE`] by `resourceNames`.
+pub const LEADER_ELECTION_RENEW: Permission = Permission {
+    group: "coordination.k8s.io",
+    resources: &["leases"],
+    verbs: &["get", "update"],
+    feature: "--enable-leader-election: standbys read the Lease; the leader acquires, renews and releases it (PUT with resourceVersion)",
+    evidence: Evidence::E2e,
 };
 
 /// Kubernetes-style labels shared by every installed object.
@@ -316,7 +328,13 @@ pub fn cluster_rules() -> Vec<PolicyRule> {
 
 /// The rules of the leader-election Role.
 pub fn leader_election_rules() -> Vec<PolicyRule> {
-    vec![rule(&LEADER_ELECTION)]
+    vec![
+        rule(&LEADER_ELECTION),
+        PolicyRule {
+            resource_names: Some(vec![LEADER_ELECTION_LEASE.to_string()]),
+            ..rule(&LEADER_ELECTION_RENEW)
+        },
+    ]
 }
 
 fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {

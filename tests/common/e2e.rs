@@ -79,28 +79,39 @@ impl Env {
     }
 
     pub fn start_controller(&mut self) -> anyhow::Result<()> {
+        let child = self.controller_command("controller", 0)?.spawn()?;
+        self.controller = Some(child);
+        Ok(())
+    }
+
+    /// A `serin controller` command with the harness's flags, `--port port` (0: no health and
+    /// metrics server) and `extra_args`, logging to `<dir>/<name>.log`; add flags and spawn it to
+    /// run several controllers.
+    pub fn controller_command(&self, name: &str, port: u16) -> anyhow::Result<Command> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("controller.log"))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_serin"))
-            .args(["controller", "--kubeconfig"])
+            .open(self.dir.join(format!("{name}.log")))?;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_serin"));
+        cmd.args(["controller", "--kubeconfig"])
             .arg(&self.kubeconfig)
             .args([
                 "-mesh-provider=kubernetes",
                 "--min-interval",
                 "1",
-                "--port",
-                "0",
                 "--log-level",
                 "debug",
             ])
+            .args(["--port".to_string(), port.to_string()])
             .args(&self.extra_args)
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        self.controller = Some(child);
-        Ok(())
+            .stderr(log);
+        Ok(cmd)
+    }
+
+    /// The log of the controller started as `name` (see [`Env::controller_command`]).
+    pub fn log_of(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
     }
 
     pub fn stop_controller(&mut self) {
@@ -111,7 +122,7 @@ impl Env {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("controller.log")).unwrap_or_default()
+        self.log_of("controller")
     }
 
     pub fn api<K>(&self) -> Api<K>
