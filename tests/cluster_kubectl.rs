@@ -426,3 +426,72 @@ fn kubectl_installs_serins_crds_explains_them_and_refuses_bad_canaries() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn kubectl_get_events_shows_an_event_written_through_events_k8s_io() {
+    let dir = scratch_dir_named("events");
+    let (server, kubeconfig) = start_cluster(&dir);
+    let event = dir.join("event.yaml");
+    // The shape kube-runtime's Recorder writes: no lastTimestamp, only eventTime.
+    std::fs::write(
+        &event,
+        r#"apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {name: podinfo.17f0a1, namespace: default}
+eventTime: "2025-01-01T00:00:00.000000Z"
+action: Promote
+reason: Synced
+type: Warning
+note: "Canary analysis failed, rolling back"
+regarding: {apiVersion: flagger.app/v1beta1, kind: Canary, name: podinfo, namespace: default}
+reportingController: serin
+reportingInstance: serin-0
+"#,
+    )
+    .expect("event file");
+    ok(kubectl(
+        &kubeconfig,
+        &["create", "-f", event.to_str().unwrap_or_default()],
+    ));
+    let out = ok(kubectl(&kubeconfig, &["get", "events", "-n", "default"]));
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{out}"
+    );
+    let row = lines.next().unwrap_or_default();
+    for cell in [
+        "Warning",
+        "Synced",
+        "canary/podinfo",
+        "Canary analysis failed, rolling back",
+    ] {
+        assert!(row.contains(cell), "missing {cell:?} in:\n{out}");
+    }
+    assert!(
+        !row.contains("<unknown>"),
+        "LAST SEEN falls back to eventTime:\n{out}"
+    );
+    let out = ok(kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            "involvedObject.kind=Canary",
+            "-o",
+            "jsonpath={.items[0].message}",
+        ],
+    ));
+    assert_eq!(out, "Canary analysis failed, rolling back");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

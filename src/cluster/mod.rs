@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 pub mod accounting;
 pub mod bench;
 pub mod defaults;
+pub mod events;
 pub mod faults;
 pub mod fields;
 mod gc;

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast, mpsc};
 
 use super::accounting::{RequestKey, Requests};
+use super::events;
 use super::faults::{Effect, Fault, Faults};
 use super::ops::{self, Ctx, DeleteOpts, Deleted, Sub};
 use super::patch::PatchType;
@@ -708,15 +709,117 @@ fn selectors(
         &rt.selectable_fields,
     )
     .map_err(ApiError::bad_request)?;
+    let mut fs = fs;
+    if events::is_events_view(rt) {
+        for r in &mut fs.0 {
+            r.path = events::core_field_label(&r.path).to_string();
+        }
+    }
     Ok((ls, fs))
 }
 
+/// Whether a stored object of `rt`'s collection satisfies a field selector (core Events are
+/// matched on their selectable field set, whichever API asked).
+fn fields_match(fs: &FieldSelector, rt: &ResourceType, obj: &Value) -> bool {
+    if fs.0.is_empty() {
+        return true;
+    }
+    if events::is_event_storage(rt) {
+        fs.matches_object(&events::selectable(obj))
+    } else {
+        fs.matches_object(obj)
+    }
+}
+
+/// A stored object as `rt` serves it, when that differs from the stored form: another version
+/// of a custom resource, or a core Event read through `events.k8s.io`.
 fn served_as(obj: &Value, rt: &ResourceType) -> Option<Value> {
+    if events::is_events_view(rt) {
+        return Some(events::from_core(obj));
+    }
     (rt.custom && obj["apiVersion"].as_str() != Some(&rt.api_version())).then(|| {
         let mut v = obj.clone();
         v["apiVersion"] = json!(rt.api_version());
         v
     })
+}
+
+/// Writes an `events.k8s.io` Event through the core storage: the body (or, for patches, the
+/// patched `events.k8s.io` form of the stored object) is converted to core and written as a
+/// core Event; the answer is converted back.
+fn write_event_view(
+    st: &mut State,
+    r: &ResourceRequest,
+    ns: &str,
+    name: &str,
+    ctx: &Ctx,
+) -> Result<(u16, Value), ApiError> {
+    let core = st
+        .registry
+        .get("", "v1", "events")
+        .ok_or_else(ApiError::not_found_path)?;
+    let (code, stored) = match r.verb.as_str() {
+        "create" => {
+            let body = events::to_core(&parse_body(&r.body)?);
+            (201, ops::create(st, &core, ns, body, ctx)?)
+        }
+        "update" => {
+            let body = events::to_core(&parse_body(&r.body)?);
+            let (v, created) = ops::update(st, &core, ns, name, body, Sub::Main, ctx)?;
+            (if created { 201 } else { 200 }, v)
+        }
+        _ => {
+            let ptype = PatchType::from_content_type(&r.ctype)
+                .ok_or_else(|| ApiError::unsupported_media_type("unknown patch type"))?;
+            if ptype == PatchType::Apply {
+                // Applied through the core form: field ownership is tracked on core paths.
+                let body = serde_json::to_vec(&events::to_core(&parse_body(&r.body)?))
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let force = truthy(&r.q, "force");
+                let (v, created) =
+                    ops::patch(st, &core, ns, name, ptype, &body, Sub::Main, force, ctx)?;
+                (if created { 201 } else { 200 }, v)
+            } else {
+                let old = st
+                    .get(&core.gr(), ns, name)
+                    .ok_or_else(|| ApiError::not_found("events.k8s.io", "events", name))?;
+                let current = events::from_core(&old);
+                let p: Value = serde_json::from_slice(&r.body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                let patched = match ptype {
+                    PatchType::Json => {
+                        super::patch::json_patch(&current, &p).map_err(|e| ApiError {
+                            code: 422,
+                            reason: "Invalid",
+                            message: e,
+                            details: None,
+                        })?
+                    }
+                    PatchType::Strategic => {
+                        super::patch::strategic_merge(&current, &p, &ops::schema_of(&core))
+                            .map_err(ApiError::bad_request)?
+                    }
+                    _ if !p.is_object() => {
+                        return Err(ApiError::bad_request(
+                            "json: cannot unmarshal into Go value of type map[string]interface {}",
+                        ));
+                    }
+                    _ => super::patch::merge_patch(&current, &p),
+                };
+                let (v, _) = ops::update(
+                    st,
+                    &core,
+                    ns,
+                    name,
+                    events::to_core(&patched),
+                    Sub::Main,
+                    ctx,
+                )?;
+                (200, v)
+            }
+        }
+    };
+    Ok((code, events::from_core(&stored)))
 }
 
 async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiError> {
@@ -749,6 +852,24 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
     };
     let name = r.name.clone().unwrap_or_default();
     let sub_or_main = sub.unwrap_or(Sub::Main);
+    if events::is_events_view(&rt) && matches!(r.verb.as_str(), "create" | "update" | "patch") {
+        if r.verb == "patch"
+            && PatchType::from_content_type(&r.ctype) == Some(PatchType::Apply)
+            && r.q.get("fieldManager").is_none_or(String::is_empty)
+        {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                vec![FieldError::new(
+                    "fieldManager",
+                    FieldErrorKind::RequiredBecause("is required for apply patch".into()),
+                )],
+            ));
+        }
+        let (code, v) = write_event_view(&mut sh.lock(), &r, &ns, &name, &ctx)?;
+        return Ok(json_response(code, &v));
+    }
     let result = match r.verb.as_str() {
         "get" => {
             let obj = sh
@@ -864,7 +985,7 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
             let victims: Vec<Arc<Value>> = st
                 .list(&rt.gr(), r.ns.as_deref())
                 .into_iter()
-                .filter(|o| ls.matches_object(o) && fs.matches_object(o))
+                .filter(|o| ls.matches_object(o) && fields_match(&fs, &rt, o))
                 .collect();
             let mut items = vec![];
             for v in victims {
@@ -893,6 +1014,10 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
         sh.gc.notify_one();
     }
     let (code, v) = result?;
+    let v = match served_as(&v, &rt) {
+        Some(served) if v["kind"] == "Event" => served,
+        _ => v,
+    };
     Ok(json_response(code, &v))
 }
 
@@ -949,7 +1074,7 @@ fn list(
     };
     let items: Vec<Arc<Value>> = items
         .into_iter()
-        .filter(|o| ls.matches_object(o) && fs.matches_object(o))
+        .filter(|o| ls.matches_object(o) && fields_match(&fs, rt, o))
         .collect();
     if table::wanted(accept) {
         return Ok(json_response(
@@ -987,6 +1112,7 @@ struct WatchFilter {
     ns: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
+    rt: Arc<ResourceType>,
 }
 
 impl WatchFilter {
@@ -995,7 +1121,7 @@ impl WatchFilter {
             .as_deref()
             .is_none_or(|n| meta_str(o, "namespace") == n)
             && self.labels.matches_object(o)
-            && self.fields.matches_object(o)
+            && fields_match(&self.fields, &self.rt, o)
     }
 
     /// The event type a watcher with this filter sees, if any (selector transitions included).
@@ -1057,7 +1183,12 @@ async fn watch(
     effect: Effect,
 ) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(&rt, q)?;
-    let filter = WatchFilter { ns, labels, fields };
+    let filter = WatchFilter {
+        ns,
+        labels,
+        fields,
+        rt: rt.clone(),
+    };
     let from = match q.get("resourceVersion").map(String::as_str) {
         None | Some("") | Some("0") => None,
         Some(s) => Some(
