@@ -23,8 +23,12 @@ use super::status::{ApiError, FieldError, FieldErrorKind};
 use super::store::{Event, EventKind, State, meta_str};
 use super::table;
 
-/// The Kubernetes version the server reports.
-pub const KUBE_MINOR: &str = "34";
+/// The Kubernetes minor version the server reports unless configured otherwise.
+pub const KUBE_MINOR: u32 = 34;
+
+/// The first minor version with server-side field validation on by default (beta in 1.25;
+/// before, the `ServerSideFieldValidation` gate was off and `fieldValidation` was ignored).
+pub const FIELD_VALIDATION_SINCE: u32 = 25;
 
 /// Everything request handlers share.
 pub struct Shared {
@@ -38,6 +42,8 @@ pub struct Shared {
     pub gc: Notify,
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// The Kubernetes minor version impersonated.
+    pub kube_minor: u32,
     /// `host:port` the server listens on.
     pub address: String,
     /// Ends watch streams on shutdown.
@@ -45,6 +51,11 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Whether the impersonated version has server-side field validation.
+    pub fn field_validation(&self) -> bool {
+        self.kube_minor >= FIELD_VALIDATION_SINCE
+    }
+
     /// The state, locked.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state
@@ -527,8 +538,8 @@ fn non_resource(sh: &Shared, path: &str, accept: &str) -> Response {
         }
         "/version" => json_response(
             200,
-            &json!({"major": "1", "minor": KUBE_MINOR,
-            "gitVersion": format!("v1.{KUBE_MINOR}.0-serin"), "gitCommit": "0000000000000000000000000000000000000000",
+            &json!({"major": "1", "minor": sh.kube_minor.to_string(),
+            "gitVersion": format!("v1.{}.0-serin", sh.kube_minor), "gitCommit": "0000000000000000000000000000000000000000",
             "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24.0",
             "compiler": "gc", "platform": "linux/amd64"}),
         ),
@@ -536,50 +547,68 @@ fn non_resource(sh: &Shared, path: &str, accept: &str) -> Response {
             bytes_response(200, b"ok".to_vec(), "text/plain; charset=utf-8")
         }
         "/openapi/v2" if accept.contains("protobuf") && !accept.contains("json") => {
-            bytes_response(200, openapi_v2_protobuf(), "application/octet-stream")
+            let doc = openapi_v2(sh);
+            bytes_response(
+                200,
+                super::proto::document(&doc),
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            )
         }
         "/openapi/v3" => json_response(200, &openapi_v3_root(&sh.lock())),
         p if p.starts_with("/openapi/v3/") => {
-            match openapi_v3_doc(&sh.lock(), &p["/openapi/v3/".len()..]) {
+            match openapi_v3_doc(sh, &p["/openapi/v3/".len()..]) {
                 Some(doc) => json_response(200, &doc),
                 None => error_response(&ApiError::not_found_path()),
             }
         }
-        "/openapi/v2" => {
-            let types: Vec<Arc<ResourceType>> = sh.lock().registry.all().cloned().collect();
-            json_response(
-                200,
-                &json!({"swagger": "2.0",
-                "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": {},
-                "definitions": super::openapi::v2_definitions(&types)}),
-            )
-        }
+        "/openapi/v2" => json_response(200, &openapi_v2(sh)),
         _ => error_response(&ApiError::not_found_path()),
     }
 }
 
-/// A minimal OpenAPI v2 document in gnostic's protobuf encoding (swagger, empty paths), the
-/// form older kubectl clients (before server-side field validation) download for client-side
-/// validation. With no definitions, kubectl validates nothing locally and the server decides.
-fn openapi_v2_protobuf() -> Vec<u8> {
-    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
-        out.push((number << 3) | 2); // length-delimited
-        let mut len = bytes.len();
-        loop {
-            let byte = (len & 0x7f) as u8;
-            len >>= 7;
-            if len == 0 {
-                out.push(byte);
-                break;
-            }
-            out.push(byte | 0x80);
-        }
-        out.extend_from_slice(bytes);
+/// The write parameters of the impersonated version, as the OpenAPI documents list them:
+/// `fieldValidation` only where the server validates fields (1.25+), which is what kubectl looks
+/// for to leave validation to the server.
+fn write_params(sh: &Shared) -> Vec<&'static str> {
+    let mut p = vec!["dryRun", "fieldManager"];
+    if sh.field_validation() {
+        p.push("fieldValidation");
     }
-    let mut doc = Vec::new();
-    field(&mut doc, 1, b"2.0"); // Document.swagger
-    field(&mut doc, 8, &[]); // Document.paths
-    doc
+    p.push("force");
+    p
+}
+
+/// `/openapi/v2`: every served kind's definition (v2-shaped) and, per kind, the object path's
+/// PATCH operation with its GVK and query parameters (what kubectl's v2 parameter check reads).
+fn openapi_v2(sh: &Shared) -> Value {
+    let types: Vec<Arc<ResourceType>> = sh.lock().registry.all().cloned().collect();
+    let params: Vec<Value> = write_params(sh)
+        .into_iter()
+        .map(|n| json!({"name": n, "in": "query", "type": if n == "force" { "boolean" } else { "string" }}))
+        .collect();
+    let mut paths = serde_json::Map::new();
+    for t in &types {
+        let base = if t.group.is_empty() {
+            format!("/api/{}", t.version)
+        } else {
+            format!("/apis/{}/{}", t.group, t.version)
+        };
+        let path = if t.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
+        } else {
+            format!("{base}/{}/{{name}}", t.plural)
+        };
+        paths.insert(
+            path,
+            json!({"patch": {"operationId": format!("patch{}", t.kind), "parameters": params,
+                "x-kubernetes-action": "patch",
+                "x-kubernetes-group-version-kind": {"group": t.group, "version": t.version, "kind": t.kind}}}),
+        );
+    }
+    json!({"swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": format!("v1.{}.0", sh.kube_minor)},
+        "paths": paths,
+        "definitions": super::openapi::v2_definitions(&types)})
 }
 
 /// `/openapi/v3`: one document per served group version.
@@ -602,7 +631,8 @@ fn openapi_v3_root(st: &State) -> Value {
 
 /// A minimal OpenAPI v3 document of a group version: the object paths with their verbs, the
 /// GVK extension and the query parameters, which is what kubectl looks for (`fieldValidation`).
-fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
+fn openapi_v3_doc(sh: &Shared, gv_path: &str) -> Option<Value> {
+    let st = sh.lock();
     let segs: Vec<&str> = gv_path.split('/').collect();
     let (group, version) = match segs.as_slice() {
         ["api", v] => ("", *v),
@@ -613,12 +643,10 @@ fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
     if types.is_empty() {
         return None;
     }
-    let params = json!([
-        {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
-        {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
-        {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
-        {"name": "force", "in": "query", "schema": {"type": "boolean"}}
-    ]);
+    let params: Vec<Value> = write_params(sh)
+        .into_iter()
+        .map(|n| json!({"name": n, "in": "query", "schema": {"type": if n == "force" { "boolean" } else { "string" }}}))
+        .collect();
     let components = super::openapi::components(&types);
     let mut paths = serde_json::Map::new();
     for t in &types {
@@ -647,7 +675,7 @@ fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
         );
     }
     Some(
-        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": paths, "components": {"schemas": components}}),
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": format!("v1.{}.0", sh.kube_minor)}, "paths": paths, "components": {"schemas": components}}),
     )
 }
 
@@ -848,7 +876,8 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
         manager: manager(&r.q, &r.ua),
         dry_run,
         now: now(),
-        strict: r.q.get("fieldValidation").is_some_and(|v| v == "Strict"),
+        // A 1.24 server ignores the parameter (the feature gate is off).
+        strict: sh.field_validation() && r.q.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let name = r.name.clone().unwrap_or_default();
     let sub_or_main = sub.unwrap_or(Sub::Main);
