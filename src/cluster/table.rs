@@ -254,7 +254,7 @@ fn since(ts: &Value) -> Value {
     }
 }
 
-fn non_empty<'a>(v: &'a Value) -> Option<&'a str> {
+fn non_empty(v: &Value) -> Option<&str> {
     v.as_str().filter(|s| !s.is_empty())
 }
 
