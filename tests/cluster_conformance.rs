@@ -1384,3 +1384,164 @@ async fn deleting_an_object_kept_by_finalizers_answers_200_with_the_object() {
         .expect("sent");
     assert_eq!(res.status().as_u16(), 200);
 }
+
+fn new_style_event(name: &str) -> k8s_openapi::api::events::v1::Event {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "default"},
+        "eventTime": "2025-01-01T00:00:00.000000Z", "action": "Promote", "reason": "Synced",
+        "type": "Warning", "note": "canary web promoted",
+        "regarding": {"apiVersion": "flagger.app/v1beta1", "kind": "Canary", "name": "web", "namespace": "default", "uid": "u-1"},
+        "related": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web-primary", "namespace": "default"},
+        "reportingController": "serin", "reportingInstance": "serin-0"
+    }))
+    .expect("valid events.k8s.io event")
+}
+
+#[tokio::test]
+async fn an_event_written_through_events_k8s_io_is_read_and_watched_through_core_v1() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event as NewEvent;
+    let (_c, client) = cluster().await;
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let new: Api<NewEvent> = Api::namespaced(client.clone(), "default");
+    let rv = core
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("rv");
+    let mut stream = core
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let created = new
+        .create(&PostParams::default(), &new_style_event("web.1"))
+        .await
+        .expect("create through events.k8s.io");
+
+    let got = core.get("web.1").await.expect("get through core");
+    assert_eq!(got.metadata.uid, created.metadata.uid);
+    assert_eq!(
+        got.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    assert_eq!(got.message.as_deref(), Some("canary web promoted"));
+    assert_eq!(got.involved_object.kind.as_deref(), Some("Canary"));
+    assert_eq!(got.involved_object.name.as_deref(), Some("web"));
+    assert_eq!(got.reporting_component.as_deref(), Some("serin"));
+    assert_eq!(got.reporting_instance.as_deref(), Some("serin-0"));
+    assert_eq!(got.action.as_deref(), Some("Promote"));
+    assert_eq!(
+        got.related.and_then(|r| r.name).as_deref(),
+        Some("web-primary")
+    );
+    assert!(got.event_time.is_some());
+
+    let mut seen = None;
+    while let Some(ev) = stream.try_next().await.expect("watch event") {
+        if let WatchEvent::Added(e) = ev {
+            seen = Some(e);
+            break;
+        }
+    }
+    let seen = seen.expect("the core watch sees the new-style event");
+    assert_eq!(seen.message.as_deref(), Some("canary web promoted"));
+
+    // Field selectors through either API, on the mapped fields.
+    let by_core = core
+        .list(&ListParams::default().fields("involvedObject.kind=Canary,involvedObject.name=web,reason=Synced,type=Warning,source=serin,reportingComponent=serin"))
+        .await
+        .expect("core field selector");
+    assert_eq!(by_core.items.len(), 1);
+    let by_new = new
+        .list(
+            &ListParams::default()
+                .fields("regarding.kind=Canary,regarding.name=web,reportingController=serin"),
+        )
+        .await
+        .expect("events.k8s.io field selector");
+    assert_eq!(by_new.items.len(), 1);
+    let none = core
+        .list(&ListParams::default().fields("involvedObject.name=other"))
+        .await
+        .expect("core field selector");
+    assert!(none.items.is_empty());
+    let all: Api<CoreEvent> = Api::all(client.clone());
+    assert_eq!(
+        all.list(&ListParams::default())
+            .await
+            .expect("/api/v1/events")
+            .items
+            .len(),
+        1
+    );
+
+    // A patch through events.k8s.io (kube-runtime's Recorder merge-patches a series) changes the
+    // one object both APIs show.
+    let patched = new
+        .patch(
+            "web.1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"series": {"count": 2, "lastObservedTime": "2025-01-01T00:01:00.000000Z"}, "note": "again"})),
+        )
+        .await
+        .expect("merge patch through events.k8s.io");
+    let again = core.get("web.1").await.expect("get through core");
+    assert_eq!(again.message.as_deref(), Some("again"));
+    assert_eq!(again.series.and_then(|s| s.count), Some(2));
+    assert_eq!(
+        again.metadata.resource_version,
+        patched.metadata.resource_version
+    );
+}
+
+#[tokio::test]
+async fn an_event_written_through_core_v1_is_listed_through_events_k8s_io() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event as NewEvent;
+    let (_c, client) = cluster().await;
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let new: Api<NewEvent> = Api::namespaced(client.clone(), "default");
+    let old_style: CoreEvent = serde_json::from_value(json!({
+        "metadata": {"name": "web.2", "namespace": "default"},
+        "involvedObject": {"kind": "Deployment", "name": "web", "namespace": "default"},
+        "reason": "ScalingReplicaSet", "message": "Scaled up replica set web-1 to 2", "type": "Normal",
+        "source": {"component": "deployment-controller", "host": "node-1"}, "count": 3,
+        "firstTimestamp": "2025-01-01T00:00:00Z", "lastTimestamp": "2025-01-01T00:05:00Z"
+    }))
+    .expect("valid core event");
+    let created = core
+        .create(&PostParams::default(), &old_style)
+        .await
+        .expect("create through core");
+    let listed = new
+        .list(
+            &ListParams::default().fields("regarding.kind=Deployment,source=deployment-controller"),
+        )
+        .await
+        .expect("list through events.k8s.io");
+    assert_eq!(listed.items.len(), 1);
+    let e = &listed.items[0];
+    assert_eq!(e.metadata.uid, created.metadata.uid);
+    assert_eq!(e.note.as_deref(), Some("Scaled up replica set web-1 to 2"));
+    assert_eq!(
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("web")
+    );
+    assert_eq!(e.deprecated_count, Some(3));
+    assert_eq!(
+        e.deprecated_source
+            .as_ref()
+            .and_then(|s| s.component.as_deref()),
+        Some("deployment-controller")
+    );
+    assert!(e.deprecated_last_timestamp.is_some());
+    let got = new.get("web.2").await.expect("get through events.k8s.io");
+    assert_eq!(got.reason.as_deref(), Some("ScalingReplicaSet"));
+    new.delete("web.2", &DeleteParams::default())
+        .await
+        .expect("delete through events.k8s.io");
+    assert!(core.get_opt("web.2").await.expect("get").is_none());
+}

@@ -210,11 +210,17 @@ fn kubectl_applies_and_gets_against_serin_cluster() {
 
 /// Starts `serin cluster` writing its kubeconfig into `dir`.
 fn start_cluster(dir: &Path) -> (Server, PathBuf) {
+    start_cluster_with(dir, &[])
+}
+
+/// Starts `serin cluster` with extra arguments, writing its kubeconfig into `dir`.
+fn start_cluster_with(dir: &Path, extra: &[&str]) -> (Server, PathBuf) {
     let kubeconfig = dir.join("kubeconfig");
     let server = Server(
         Command::new(env!("CARGO_BIN_EXE_serin"))
             .args(["cluster", "--kubeconfig"])
             .arg(&kubeconfig)
+            .args(extra)
             .spawn()
             .expect("serin cluster starts"),
     );
@@ -408,6 +414,192 @@ fn kubectl_installs_serins_crds_explains_them_and_refuses_bad_canaries() {
             && err.contains("spec.analysis.stepWeight in body must be of type integer"),
         "{err}"
     );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kubectl_get_events_shows_an_event_written_through_events_k8s_io() {
+    let dir = scratch_dir_named("events");
+    let (server, kubeconfig) = start_cluster(&dir);
+    let event = dir.join("event.yaml");
+    // The shape kube-runtime's Recorder writes: no lastTimestamp, only eventTime.
+    std::fs::write(
+        &event,
+        r#"apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {name: podinfo.17f0a1, namespace: default}
+eventTime: "2025-01-01T00:00:00.000000Z"
+action: Promote
+reason: Synced
+type: Warning
+note: "Canary analysis failed, rolling back"
+regarding: {apiVersion: flagger.app/v1beta1, kind: Canary, name: podinfo, namespace: default}
+reportingController: serin
+reportingInstance: serin-0
+"#,
+    )
+    .expect("event file");
+    ok(kubectl(
+        &kubeconfig,
+        &["create", "-f", event.to_str().unwrap_or_default()],
+    ));
+    let out = ok(kubectl(&kubeconfig, &["get", "events", "-n", "default"]));
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{out}"
+    );
+    let row = lines.next().unwrap_or_default();
+    for cell in [
+        "Warning",
+        "Synced",
+        "canary/podinfo",
+        "Canary analysis failed, rolling back",
+    ] {
+        assert!(row.contains(cell), "missing {cell:?} in:\n{out}");
+    }
+    assert!(
+        !row.contains("<unknown>"),
+        "LAST SEEN falls back to eventTime:\n{out}"
+    );
+    let out = ok(kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            "involvedObject.kind=Canary",
+            "-o",
+            "jsonpath={.items[0].message}",
+        ],
+    ));
+    assert_eq!(out, "Canary analysis failed, rolling back");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kubectl_against_a_1_24_cluster_validates_client_side_and_refuses_a_null_in_a_crd_enum() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = scratch_dir_named("k124");
+    let (server, kubeconfig) = start_cluster_with(&dir, &["--kube-version", "1.24", "--no-sim"]);
+    let out = ok(kubectl(&kubeconfig, &["version", "-o", "json"]));
+    assert!(out.contains("\"minor\": \"24\""), "{out}");
+
+    // The CRD as it was before the fix: `null` at the end of the status.phase enum.
+    let crd = std::fs::read_to_string(root.join("crds/flagger.yaml")).expect("crds/flagger.yaml");
+    let marker = "\n                - Terminated\n";
+    assert_eq!(crd.matches(marker).count(), 1, "the phase enum moved");
+    let with_null = crd.replacen(
+        marker,
+        "\n                - Terminated\n                - null\n",
+        1,
+    );
+    let old = dir.join("old-crd.yaml");
+    std::fs::write(&old, with_null).expect("old crd");
+    let out = kubectl(
+        &kubeconfig,
+        &["apply", "-f", old.to_str().unwrap_or_default()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(
+                "unknown object type \"nil\" in CustomResourceDefinition.spec.versions[0].schema.openAPIV3Schema.properties.status.properties.phase.enum[12]"
+            ),
+        "{err}"
+    );
+
+    // Today's CRDs and the install bundle pass the same client-side validation.
+    let crds = root.join("crds");
+    let out = ok(kubectl(
+        &kubeconfig,
+        &["apply", "-f", crds.to_str().unwrap_or_default()],
+    ));
+    assert!(out.contains("canaries.flagger.app created"), "{out}");
+    let bundle = root.join("deploy/install.yaml");
+    let out = ok(kubectl(
+        &kubeconfig,
+        &["apply", "-f", bundle.to_str().unwrap_or_default()],
+    ));
+    assert!(out.contains("deployment.apps/serin created"), "{out}");
+
+    // A Canary with an unknown field is refused by kubectl itself, from the CRD's v2 schema.
+    let unknown = dir.join("unknown.yaml");
+    std::fs::write(
+        &unknown,
+        CANARY
+            .replace("podinfo}", "unknown}")
+            .replace("{port: 9898}", "{port: 9898, portt: 1}"),
+    )
+    .expect("canary");
+    let out = kubectl(
+        &kubeconfig,
+        &[
+            "apply",
+            "--validate=strict",
+            "-f",
+            unknown.to_str().unwrap_or_default(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("error validating")
+            && err.contains("unknown field \"portt\" in app.flagger.v1beta1.Canary.spec.service"),
+        "{err}"
+    );
+    // Without client-side validation the 1.24 server ignores `fieldValidation` and prunes.
+    ok(kubectl(
+        &kubeconfig,
+        &[
+            "apply",
+            "--validate=false",
+            "-f",
+            unknown.to_str().unwrap_or_default(),
+        ],
+    ));
+    let out = ok(kubectl(
+        &kubeconfig,
+        &["get", "canary", "unknown", "-o", "jsonpath={.spec.service}"],
+    ));
+    assert_eq!(out, r#"{"port":9898}"#);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn kubectl_against_the_default_cluster_leaves_validation_to_the_server() {
+    let dir = scratch_dir_named("k134");
+    let (server, kubeconfig) = start_cluster_with(&dir, &["--no-sim"]);
+    let crd =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/flagger.yaml"))
+            .expect("crds/flagger.yaml");
+    let old = dir.join("old-crd.yaml");
+    std::fs::write(
+        &old,
+        crd.replacen(
+            "\n                - Terminated\n",
+            "\n                - Terminated\n                - null\n",
+            1,
+        ),
+    )
+    .expect("old crd");
+    // A 1.25+ server accepts `null` in an enum, and kubectl does not validate client-side.
+    let out = ok(kubectl(
+        &kubeconfig,
+        &["apply", "-f", old.to_str().unwrap_or_default()],
+    ));
+    assert!(out.contains("canaries.flagger.app created"), "{out}");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

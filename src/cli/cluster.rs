@@ -25,6 +25,20 @@ pub struct ClusterArgs {
     /// Leave pod status to the simulation instead of the server's instant kubelet.
     #[arg(long)]
     pub no_kubelet: bool,
+    /// The Kubernetes version to impersonate, `1.<minor>` (default 1.34). `1.24` turns off
+    /// server-side field validation, so kubectl validates client-side as against a real 1.24.
+    #[arg(long, value_parser = parse_kube_version)]
+    pub kube_version: Option<u32>,
+}
+
+/// `1.24` (or `v1.24`) → 24.
+fn parse_kube_version(s: &str) -> Result<u32, String> {
+    s.trim_start_matches('v')
+        .strip_prefix("1.")
+        .and_then(|m| m.split('.').next())
+        .and_then(|m| m.parse().ok())
+        .filter(|m| (20..=99).contains(m))
+        .ok_or_else(|| format!("expected a Kubernetes version like 1.24, got {s:?}"))
 }
 
 /// Runs `serin cluster` until Ctrl-C.
@@ -41,6 +55,7 @@ pub fn run(args: ClusterArgs) -> ExitCode {
             port: args.port,
             nodes: args.nodes,
             kubelet: !args.no_kubelet,
+            kube_minor: args.kube_version.unwrap_or(crate::cluster::KUBE_MINOR),
             ..Default::default()
         };
         // The simulated controllers run unless `--no-sim`; their kubelet then owns pod status.

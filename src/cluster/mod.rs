@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 pub mod accounting;
 pub mod bench;
 pub mod defaults;
+pub mod events;
 pub mod faults;
 pub mod fields;
 mod gc;
@@ -30,6 +31,7 @@ pub mod lease;
 pub mod openapi;
 pub mod ops;
 pub mod patch;
+pub mod proto;
 pub mod resources;
 pub mod schema;
 pub mod selector;
@@ -41,6 +43,7 @@ pub mod table;
 
 pub use accounting::{RequestCount, RequestKey, Requests, WriteRecord};
 pub use faults::{Fault, Faults};
+pub use server::KUBE_MINOR;
 pub use status::ApiError;
 
 /// Errors of starting or talking to the embedded cluster.
@@ -89,6 +92,11 @@ pub struct ClusterConfig {
     /// Act as an instant kubelet: new pods get a node, become Running and Ready with IPs and
     /// conditions. Turn off when a simulated kubelet manages pod status itself.
     pub kubelet: bool,
+    /// The Kubernetes minor version the server impersonates (`/version`, and the features that
+    /// version has: below 25 no server-side field validation, so the OpenAPI documents do not
+    /// offer `fieldValidation`, the parameter is ignored and kubectl validates client-side
+    /// against `/openapi/v2`).
+    pub kube_minor: u32,
 }
 
 impl Default for ClusterConfig {
@@ -99,6 +107,7 @@ impl Default for ClusterConfig {
             bookmark_interval: Duration::from_secs(60),
             nodes: 1,
             kubelet: true,
+            kube_minor: server::KUBE_MINOR,
         }
     }
 }
@@ -171,6 +180,7 @@ pub async fn start(config: ClusterConfig) -> Result<ClusterHandle, Error> {
         requests: Requests::default(),
         gc: tokio::sync::Notify::new(),
         bookmark_interval: config.bookmark_interval,
+        kube_minor: config.kube_minor,
         address: addr.to_string(),
         shutdown: stop_rx.clone(),
     });

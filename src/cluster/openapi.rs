@@ -194,42 +194,70 @@ pub fn v2_definitions(types: &[std::sync::Arc<ResourceType>]) -> Map<String, Val
     for def in defs.values_mut() {
         to_v2(def);
     }
+    // k8s-openapi types apiextensions' `JSON` as an object; Kubernetes publishes it untyped (its
+    // `OpenAPISchemaType` is nil), so any JSON value passes kubectl's validation.
+    if let Some(Value::Object(json)) =
+        defs.get_mut("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON")
+    {
+        json.remove("type");
+    }
     defs
 }
 
+/// One schema made v2-shaped; recurses into subschemas only (`properties` values, `items`,
+/// `additionalProperties`), never into property names, enums, defaults or extensions.
 fn to_v2(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            if let Some(Value::String(r)) = m.get_mut("$ref") {
-                *r = r.replace("#/components/schemas/", "#/definitions/");
-            }
-            // `metadata: {allOf: [{$ref}]}` becomes the plain `$ref` v2 clients expect.
-            let single_ref = m
-                .get("allOf")
-                .and_then(Value::as_array)
-                .filter(|a| a.len() == 1)
-                .and_then(|a| a[0].get("$ref").cloned());
-            if let Some(r) = single_ref {
-                m.remove("allOf");
-                m.insert("$ref".into(), r);
-            }
-            for k in [
-                "oneOf",
-                "anyOf",
-                "allOf",
-                "not",
-                "nullable",
-                "x-kubernetes-validations",
-            ] {
-                m.remove(k);
-            }
-            m.values_mut().for_each(to_v2);
-            if let Some(Value::String(r)) = m.get_mut("$ref") {
-                *r = r.replace("#/components/schemas/", "#/definitions/");
-            }
+    let Value::Object(m) = v else {
+        return;
+    };
+    // `metadata: {allOf: [{$ref}]}` becomes the plain `$ref` v2 clients expect.
+    let single_ref = m
+        .get("allOf")
+        .and_then(Value::as_array)
+        .filter(|a| a.len() == 1)
+        .and_then(|a| a[0].get("$ref").cloned());
+    if let Some(r) = single_ref {
+        m.remove("allOf");
+        m.insert("$ref".into(), r);
+    }
+    if let Some(Value::String(r)) = m.get_mut("$ref") {
+        *r = r.replace("#/components/schemas/", "#/definitions/");
+    }
+    // As kube-apiserver's `ToStructuralOpenAPIV2`: kubectl's v2 validation cannot cope with
+    // nullable values or unknown fields under a typed schema, nor with an array without an item
+    // schema.
+    if m.get("nullable") == Some(&Value::Bool(true)) {
+        for k in ["type", "items", "properties"] {
+            m.remove(k);
         }
-        Value::Array(items) => items.iter_mut().for_each(to_v2),
-        _ => {}
+    }
+    if m.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        m.remove("items");
+        m.remove("properties");
+    }
+    if m.get("type").and_then(Value::as_str) == Some("array") && !m.contains_key("items") {
+        m.remove("type");
+    }
+    for k in [
+        "oneOf",
+        "anyOf",
+        "allOf",
+        "not",
+        "nullable",
+        "x-kubernetes-validations",
+    ] {
+        m.remove(k);
+    }
+    if let Some(Value::Object(props)) = m.get_mut("properties") {
+        props.values_mut().for_each(to_v2);
+    }
+    match m.get_mut("items") {
+        Some(Value::Array(items)) => items.iter_mut().for_each(to_v2),
+        Some(item) => to_v2(item),
+        None => {}
+    }
+    if let Some(extra @ Value::Object(_)) = m.get_mut("additionalProperties") {
+        to_v2(extra);
     }
 }
 

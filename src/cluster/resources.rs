@@ -61,8 +61,12 @@ impl ResourceType {
         }
     }
 
-    /// The storage key.
+    /// The storage key. `events.k8s.io` Events are a view of the core Event storage, as in
+    /// kube-apiserver (see `cluster::events`).
     pub fn gr(&self) -> GroupResource {
+        if super::events::is_events_view(self) {
+            return (String::new(), self.plural.clone());
+        }
         (self.group.clone(), self.plural.clone())
     }
 
@@ -357,7 +361,12 @@ pub fn builtins() -> Vec<ResourceType> {
                 "regarding.namespace",
                 "regarding.name",
                 "regarding.uid",
+                "regarding.apiVersion",
+                "regarding.resourceVersion",
+                "regarding.fieldPath",
                 "reason",
+                "reportingController",
+                "source",
                 "type",
             ],
         ),

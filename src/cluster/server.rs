@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast, mpsc};
 
 use super::accounting::{RequestKey, Requests};
+use super::events;
 use super::faults::{Effect, Fault, Faults};
 use super::ops::{self, Ctx, DeleteOpts, Deleted, Sub};
 use super::patch::PatchType;
@@ -22,8 +23,12 @@ use super::status::{ApiError, FieldError, FieldErrorKind};
 use super::store::{Event, EventKind, State, meta_str};
 use super::table;
 
-/// The Kubernetes version the server reports.
-pub const KUBE_MINOR: &str = "34";
+/// The Kubernetes minor version the server reports unless configured otherwise.
+pub const KUBE_MINOR: u32 = 34;
+
+/// The first minor version with server-side field validation on by default (beta in 1.25;
+/// before, the `ServerSideFieldValidation` gate was off and `fieldValidation` was ignored).
+pub const FIELD_VALIDATION_SINCE: u32 = 25;
 
 /// Everything request handlers share.
 pub struct Shared {
@@ -37,6 +42,8 @@ pub struct Shared {
     pub gc: Notify,
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// The Kubernetes minor version impersonated.
+    pub kube_minor: u32,
     /// `host:port` the server listens on.
     pub address: String,
     /// Ends watch streams on shutdown.
@@ -44,6 +51,11 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Whether the impersonated version has server-side field validation.
+    pub fn field_validation(&self) -> bool {
+        self.kube_minor >= FIELD_VALIDATION_SINCE
+    }
+
     /// The state, locked.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state
@@ -550,8 +562,8 @@ fn non_resource(sh: &Shared, path: &str, accept: &str) -> Response {
         }
         "/version" => json_response(
             200,
-            &json!({"major": "1", "minor": KUBE_MINOR,
-            "gitVersion": format!("v1.{KUBE_MINOR}.0-serin"), "gitCommit": "0000000000000000000000000000000000000000",
+            &json!({"major": "1", "minor": sh.kube_minor.to_string(),
+            "gitVersion": format!("v1.{}.0-serin", sh.kube_minor), "gitCommit": "0000000000000000000000000000000000000000",
             "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24.0",
             "compiler": "gc", "platform": "linux/amd64"}),
         ),
@@ -559,50 +571,68 @@ fn non_resource(sh: &Shared, path: &str, accept: &str) -> Response {
             bytes_response(200, b"ok".to_vec(), "text/plain; charset=utf-8")
         }
         "/openapi/v2" if accept.contains("protobuf") && !accept.contains("json") => {
-            bytes_response(200, openapi_v2_protobuf(), "application/octet-stream")
+            let doc = openapi_v2(sh);
+            bytes_response(
+                200,
+                super::proto::document(&doc),
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            )
         }
         "/openapi/v3" => json_response(200, &openapi_v3_root(&sh.lock())),
         p if p.starts_with("/openapi/v3/") => {
-            match openapi_v3_doc(&sh.lock(), &p["/openapi/v3/".len()..]) {
+            match openapi_v3_doc(sh, &p["/openapi/v3/".len()..]) {
                 Some(doc) => json_response(200, &doc),
                 None => error_response(&ApiError::not_found_path()),
             }
         }
-        "/openapi/v2" => {
-            let types: Vec<Arc<ResourceType>> = sh.lock().registry.all().cloned().collect();
-            json_response(
-                200,
-                &json!({"swagger": "2.0",
-                "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": {},
-                "definitions": super::openapi::v2_definitions(&types)}),
-            )
-        }
+        "/openapi/v2" => json_response(200, &openapi_v2(sh)),
         _ => error_response(&ApiError::not_found_path()),
     }
 }
 
-/// A minimal OpenAPI v2 document in gnostic's protobuf encoding (swagger, empty paths), the
-/// form older kubectl clients (before server-side field validation) download for client-side
-/// validation. With no definitions, kubectl validates nothing locally and the server decides.
-fn openapi_v2_protobuf() -> Vec<u8> {
-    fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
-        out.push((number << 3) | 2); // length-delimited
-        let mut len = bytes.len();
-        loop {
-            let byte = (len & 0x7f) as u8;
-            len >>= 7;
-            if len == 0 {
-                out.push(byte);
-                break;
-            }
-            out.push(byte | 0x80);
-        }
-        out.extend_from_slice(bytes);
+/// The write parameters of the impersonated version, as the OpenAPI documents list them:
+/// `fieldValidation` only where the server validates fields (1.25+), which is what kubectl looks
+/// for to leave validation to the server.
+fn write_params(sh: &Shared) -> Vec<&'static str> {
+    let mut p = vec!["dryRun", "fieldManager"];
+    if sh.field_validation() {
+        p.push("fieldValidation");
     }
-    let mut doc = Vec::new();
-    field(&mut doc, 1, b"2.0"); // Document.swagger
-    field(&mut doc, 8, &[]); // Document.paths
-    doc
+    p.push("force");
+    p
+}
+
+/// `/openapi/v2`: every served kind's definition (v2-shaped) and, per kind, the object path's
+/// PATCH operation with its GVK and query parameters (what kubectl's v2 parameter check reads).
+fn openapi_v2(sh: &Shared) -> Value {
+    let types: Vec<Arc<ResourceType>> = sh.lock().registry.all().cloned().collect();
+    let params: Vec<Value> = write_params(sh)
+        .into_iter()
+        .map(|n| json!({"name": n, "in": "query", "type": if n == "force" { "boolean" } else { "string" }}))
+        .collect();
+    let mut paths = serde_json::Map::new();
+    for t in &types {
+        let base = if t.group.is_empty() {
+            format!("/api/{}", t.version)
+        } else {
+            format!("/apis/{}/{}", t.group, t.version)
+        };
+        let path = if t.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
+        } else {
+            format!("{base}/{}/{{name}}", t.plural)
+        };
+        paths.insert(
+            path,
+            json!({"patch": {"operationId": format!("patch{}", t.kind), "parameters": params,
+                "x-kubernetes-action": "patch",
+                "x-kubernetes-group-version-kind": {"group": t.group, "version": t.version, "kind": t.kind}}}),
+        );
+    }
+    json!({"swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": format!("v1.{}.0", sh.kube_minor)},
+        "paths": paths,
+        "definitions": super::openapi::v2_definitions(&types)})
 }
 
 /// `/openapi/v3`: one document per served group version.
@@ -625,7 +655,8 @@ fn openapi_v3_root(st: &State) -> Value {
 
 /// A minimal OpenAPI v3 document of a group version: the object paths with their verbs, the
 /// GVK extension and the query parameters, which is what kubectl looks for (`fieldValidation`).
-fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
+fn openapi_v3_doc(sh: &Shared, gv_path: &str) -> Option<Value> {
+    let st = sh.lock();
     let segs: Vec<&str> = gv_path.split('/').collect();
     let (group, version) = match segs.as_slice() {
         ["api", v] => ("", *v),
@@ -636,12 +667,10 @@ fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
     if types.is_empty() {
         return None;
     }
-    let params = json!([
-        {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
-        {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
-        {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
-        {"name": "force", "in": "query", "schema": {"type": "boolean"}}
-    ]);
+    let params: Vec<Value> = write_params(sh)
+        .into_iter()
+        .map(|n| json!({"name": n, "in": "query", "schema": {"type": if n == "force" { "boolean" } else { "string" }}}))
+        .collect();
     let components = super::openapi::components(&types);
     let mut paths = serde_json::Map::new();
     for t in &types {
@@ -670,7 +699,7 @@ fn openapi_v3_doc(st: &State, gv_path: &str) -> Option<Value> {
         );
     }
     Some(
-        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": format!("v1.{KUBE_MINOR}.0")}, "paths": paths, "components": {"schemas": components}}),
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": format!("v1.{}.0", sh.kube_minor)}, "paths": paths, "components": {"schemas": components}}),
     )
 }
 
@@ -732,15 +761,117 @@ fn selectors(
         &rt.selectable_fields,
     )
     .map_err(ApiError::bad_request)?;
+    let mut fs = fs;
+    if events::is_events_view(rt) {
+        for r in &mut fs.0 {
+            r.path = events::core_field_label(&r.path).to_string();
+        }
+    }
     Ok((ls, fs))
 }
 
+/// Whether a stored object of `rt`'s collection satisfies a field selector (core Events are
+/// matched on their selectable field set, whichever API asked).
+fn fields_match(fs: &FieldSelector, rt: &ResourceType, obj: &Value) -> bool {
+    if fs.0.is_empty() {
+        return true;
+    }
+    if events::is_event_storage(rt) {
+        fs.matches_object(&events::selectable(obj))
+    } else {
+        fs.matches_object(obj)
+    }
+}
+
+/// A stored object as `rt` serves it, when that differs from the stored form: another version
+/// of a custom resource, or a core Event read through `events.k8s.io`.
 fn served_as(obj: &Value, rt: &ResourceType) -> Option<Value> {
+    if events::is_events_view(rt) {
+        return Some(events::from_core(obj));
+    }
     (rt.custom && obj["apiVersion"].as_str() != Some(&rt.api_version())).then(|| {
         let mut v = obj.clone();
         v["apiVersion"] = json!(rt.api_version());
         v
     })
+}
+
+/// Writes an `events.k8s.io` Event through the core storage: the body (or, for patches, the
+/// patched `events.k8s.io` form of the stored object) is converted to core and written as a
+/// core Event; the answer is converted back.
+fn write_event_view(
+    st: &mut State,
+    r: &ResourceRequest,
+    ns: &str,
+    name: &str,
+    ctx: &Ctx,
+) -> Result<(u16, Value), ApiError> {
+    let core = st
+        .registry
+        .get("", "v1", "events")
+        .ok_or_else(ApiError::not_found_path)?;
+    let (code, stored) = match r.verb.as_str() {
+        "create" => {
+            let body = events::to_core(&parse_body(&r.body)?);
+            (201, ops::create(st, &core, ns, body, ctx)?)
+        }
+        "update" => {
+            let body = events::to_core(&parse_body(&r.body)?);
+            let (v, created) = ops::update(st, &core, ns, name, body, Sub::Main, ctx)?;
+            (if created { 201 } else { 200 }, v)
+        }
+        _ => {
+            let ptype = PatchType::from_content_type(&r.ctype)
+                .ok_or_else(|| ApiError::unsupported_media_type("unknown patch type"))?;
+            if ptype == PatchType::Apply {
+                // Applied through the core form: field ownership is tracked on core paths.
+                let body = serde_json::to_vec(&events::to_core(&parse_body(&r.body)?))
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                let force = truthy(&r.q, "force");
+                let (v, created) =
+                    ops::patch(st, &core, ns, name, ptype, &body, Sub::Main, force, ctx)?;
+                (if created { 201 } else { 200 }, v)
+            } else {
+                let old = st
+                    .get(&core.gr(), ns, name)
+                    .ok_or_else(|| ApiError::not_found("events.k8s.io", "events", name))?;
+                let current = events::from_core(&old);
+                let p: Value = serde_json::from_slice(&r.body)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                let patched = match ptype {
+                    PatchType::Json => {
+                        super::patch::json_patch(&current, &p).map_err(|e| ApiError {
+                            code: 422,
+                            reason: "Invalid",
+                            message: e,
+                            details: None,
+                        })?
+                    }
+                    PatchType::Strategic => {
+                        super::patch::strategic_merge(&current, &p, &ops::schema_of(&core))
+                            .map_err(ApiError::bad_request)?
+                    }
+                    _ if !p.is_object() => {
+                        return Err(ApiError::bad_request(
+                            "json: cannot unmarshal into Go value of type map[string]interface {}",
+                        ));
+                    }
+                    _ => super::patch::merge_patch(&current, &p),
+                };
+                let (v, _) = ops::update(
+                    st,
+                    &core,
+                    ns,
+                    name,
+                    events::to_core(&patched),
+                    Sub::Main,
+                    ctx,
+                )?;
+                (200, v)
+            }
+        }
+    };
+    Ok((code, events::from_core(&stored)))
 }
 
 async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiError> {
@@ -769,10 +900,29 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
         manager: manager(&r.q, &r.ua),
         dry_run,
         now: now(),
-        strict: r.q.get("fieldValidation").is_some_and(|v| v == "Strict"),
+        // A 1.24 server ignores the parameter (the feature gate is off).
+        strict: sh.field_validation() && r.q.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let name = r.name.clone().unwrap_or_default();
     let sub_or_main = sub.unwrap_or(Sub::Main);
+    if events::is_events_view(&rt) && matches!(r.verb.as_str(), "create" | "update" | "patch") {
+        if r.verb == "patch"
+            && PatchType::from_content_type(&r.ctype) == Some(PatchType::Apply)
+            && r.q.get("fieldManager").is_none_or(String::is_empty)
+        {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                vec![FieldError::new(
+                    "fieldManager",
+                    FieldErrorKind::RequiredBecause("is required for apply patch".into()),
+                )],
+            ));
+        }
+        let (code, v) = write_event_view(&mut sh.lock(), &r, &ns, &name, &ctx)?;
+        return Ok(json_response(code, &v));
+    }
     let result = match r.verb.as_str() {
         "get" => {
             let obj = sh
@@ -888,7 +1038,7 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
             let victims: Vec<Arc<Value>> = st
                 .list(&rt.gr(), r.ns.as_deref())
                 .into_iter()
-                .filter(|o| ls.matches_object(o) && fs.matches_object(o))
+                .filter(|o| ls.matches_object(o) && fields_match(&fs, &rt, o))
                 .collect();
             let mut items = vec![];
             for v in victims {
@@ -917,6 +1067,10 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
         sh.gc.notify_one();
     }
     let (code, v) = result?;
+    let v = match served_as(&v, &rt) {
+        Some(served) if v["kind"] == "Event" => served,
+        _ => v,
+    };
     Ok(json_response(code, &v))
 }
 
@@ -973,7 +1127,7 @@ fn list(
     };
     let items: Vec<Arc<Value>> = items
         .into_iter()
-        .filter(|o| ls.matches_object(o) && fs.matches_object(o))
+        .filter(|o| ls.matches_object(o) && fields_match(&fs, rt, o))
         .collect();
     if table::wanted(accept) {
         return Ok(json_response(
@@ -1011,6 +1165,7 @@ struct WatchFilter {
     ns: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
+    rt: Arc<ResourceType>,
 }
 
 impl WatchFilter {
@@ -1019,7 +1174,7 @@ impl WatchFilter {
             .as_deref()
             .is_none_or(|n| meta_str(o, "namespace") == n)
             && self.labels.matches_object(o)
-            && self.fields.matches_object(o)
+            && fields_match(&self.fields, &self.rt, o)
     }
 
     /// The event type a watcher with this filter sees, if any (selector transitions included).
@@ -1081,7 +1236,12 @@ async fn watch(
     effect: Effect,
 ) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(&rt, q)?;
-    let filter = WatchFilter { ns, labels, fields };
+    let filter = WatchFilter {
+        ns,
+        labels,
+        fields,
+        rt: rt.clone(),
+    };
     let from = match q.get("resourceVersion").map(String::as_str) {
         None | Some("") | Some("0") => None,
         Some(s) => Some(

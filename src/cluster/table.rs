@@ -226,6 +226,7 @@ fn columns_and_cells(rt: &ResourceType, o: &Value) -> (Vec<Value>, Vec<Value>) {
                 created,
             ],
         ),
+        "events" => event_row(o),
         "namespaces" => (
             vec![
                 col("Name", "string", 0),
@@ -243,6 +244,88 @@ fn columns_and_cells(rt: &ResourceType, o: &Value) -> (Vec<Value>, Vec<Value>) {
             vec![name, created],
         ),
     }
+}
+
+/// A time cell as kube-apiserver's printers write one: an age, `<unknown>` when unset.
+fn since(ts: &Value) -> Value {
+    match ts.as_str().filter(|s| !s.is_empty()) {
+        Some(_) => age(ts),
+        None => json!("<unknown>"),
+    }
+}
+
+fn non_empty(v: &Value) -> Option<&str> {
+    v.as_str().filter(|s| !s.is_empty())
+}
+
+/// The Event columns of kube-apiserver's printer (`printEvent`), for a stored core Event or an
+/// `events.k8s.io` one: without `firstTimestamp` the event time counts, without `lastTimestamp`
+/// the first time does, and a series' last observation wins.
+fn event_row(o: &Value) -> (Vec<Value>, Vec<Value>) {
+    let converted;
+    let o = if o["apiVersion"] == super::events::EVENTS_API_VERSION {
+        converted = super::events::to_core(o);
+        &converted
+    } else {
+        o
+    };
+    let first = match non_empty(&o["firstTimestamp"]) {
+        Some(_) => since(&o["firstTimestamp"]),
+        None => since(&o["eventTime"]),
+    };
+    let mut last = match non_empty(&o["lastTimestamp"]) {
+        Some(_) => since(&o["lastTimestamp"]),
+        None => first.clone(),
+    };
+    let mut count = o["count"].as_i64().unwrap_or(0);
+    if o["series"].is_object() {
+        last = since(&o["series"]["lastObservedTime"]);
+        count = o["series"]["count"].as_i64().unwrap_or(0);
+    } else if count == 0 {
+        count = 1;
+    }
+    let involved = &o["involvedObject"];
+    let kind = involved["kind"].as_str().unwrap_or_default().to_lowercase();
+    let target = match non_empty(&involved["name"]) {
+        Some(n) => format!("{kind}/{n}"),
+        None => kind,
+    };
+    let component = non_empty(&o["source"]["component"])
+        .or_else(|| non_empty(&o["reportingComponent"]))
+        .unwrap_or_default();
+    let instance = non_empty(&o["source"]["host"])
+        .or_else(|| non_empty(&o["reportingInstance"]))
+        .unwrap_or_default();
+    let source = match (component, instance) {
+        (c, "") => c.to_string(),
+        (c, i) => format!("{c}, {i}"),
+    };
+    (
+        vec![
+            col("Last Seen", "string", 0),
+            col("Type", "string", 0),
+            col("Reason", "string", 0),
+            col("Object", "string", 0),
+            col("Subobject", "string", 1),
+            col("Source", "string", 1),
+            col("Message", "string", 0),
+            col("First Seen", "string", 1),
+            col("Count", "integer", 1),
+            col("Name", "string", 1),
+        ],
+        vec![
+            last,
+            o["type"].clone(),
+            o["reason"].clone(),
+            json!(target),
+            json!(involved["fieldPath"].as_str().unwrap_or_default()),
+            json!(source),
+            json!(o["message"].as_str().unwrap_or_default().trim()),
+            first,
+            json!(count),
+            o["metadata"]["name"].clone(),
+        ],
+    )
 }
 
 /// The Table of some objects; `includeObject` decides what each row carries.
@@ -264,6 +347,9 @@ pub fn table(
             columns.get_or_insert(cols);
             let object = match include {
                 "None" => Value::Null,
+                "Object" if super::events::is_events_view(rt) => {
+                    super::events::from_core(o)
+                }
                 "Object" => (**o).clone(),
                 _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}),
             };

@@ -4,6 +4,8 @@ use super::*;
 use crate::api::webhook_type::WebhookType;
 
 /// A manual gate: webhooks that must answer 200 before the run goes on.
+// The variants are Flagger's webhook type names (`confirm-rollout`, ...), prefix included.
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Gate {
     /// `confirm-rollout`: before a run starts.
