@@ -456,7 +456,7 @@ async fn a_leader_whose_lease_is_taken_stops_writing_and_exits_non_zero() -> any
     })
     .await?;
     // Another party takes the Lease over (a conditional update, as a candidate would).
-    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "kube-system");
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), LEASE_NAMESPACE);
     let mut lease = leases.get(LEASE_NAME).await?;
     if let Some(spec) = lease.spec.as_mut() {
         spec.holder_identity = Some("intruder".into());
