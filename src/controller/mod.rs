@@ -62,6 +62,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether retrying cannot help until something changes (the Canary, its target, RBAC): the
+    /// API refused a write as malformed, invalid or forbidden, a routing spec is invalid, or an
+    /// object cannot be encoded. Conflicts, throttling, timeouts, 5xx and missing objects are
+    /// transient.
+    pub fn is_permanent(&self) -> bool {
+        fn refused(e: &kube::Error) -> bool {
+            matches!(e, kube::Error::Api(s) if matches!(s.code, 400 | 403 | 422))
+        }
+        match self {
+            Self::PatchStatus(e) | Self::PatchFinalizer(e) | Self::Apply(e) | Self::Scale(e) => {
+                refused(e)
+            }
+            Self::Router(crate::router::Error::Api(e)) => refused(e),
+            Self::Router(crate::router::Error::Invalid(_)) | Self::Encode(_) => true,
+            Self::Router(_) | Self::CrdsMissing(_) => false,
+        }
+    }
+
     /// A short label for metrics and event reasons.
     pub fn category(&self) -> &'static str {
         match self {
@@ -103,6 +121,8 @@ pub struct Context {
     pub telemetry: telemetry::Telemetry,
     /// Status writes the Canary cache may not have seen yet.
     pub recent_writes: RecentWrites,
+    /// Consecutive failed reconciles per Canary, for the backoff of transient errors.
+    pub failures: Failures,
     /// Set once every cache has listed its objects; until then nothing is decided, because a
     /// half-filled cache looks like a changed (or missing) target.
     pub caches_ready: Arc<std::sync::atomic::AtomicBool>,
@@ -190,15 +210,39 @@ pub struct Providers {
     pub routers: crate::router::RouterConfig,
 }
 
-impl Default for Providers {
-    fn default() -> Self {
-        Self {
-            metrics: Arc::new(crate::metrics::NoMetrics),
-            webhooks: Arc::new(crate::webhook::NoWebhooks),
-            notifier: Arc::new(crate::notifier::LogNotifier),
-            routers: crate::router::RouterConfig::default(),
-        }
-    }
+/// Drops what no decision reads before an object enters a cache: `managedFields` is often the
+/// largest part of an object, and the controller writes with server-side apply, so it never reads
+/// field ownership back.
+fn strip_unused_metadata<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
+/// A reflector over `K` in the watched namespace (all when `None`): its cache, and the stream of
+/// changed objects that wakes the Canaries watching them.
+fn reflect<K>(
+    client: &kube::Client,
+    ns: &Option<String>,
+    wc: &watcher::Config,
+) -> (
+    reflector::Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let stream = watcher(api::<K>(client, ns), wc.clone())
+        .default_backoff()
+        .modify(strip_unused_metadata)
+        .reflect(writer)
+        .touched_objects();
+    (reader, stream)
 }
 
 /// Who records the controller's events.
@@ -207,11 +251,6 @@ pub fn reporter() -> Reporter {
         controller: "serin".into(),
         instance: std::env::var("POD_NAME").ok(),
     }
-}
-
-/// Runs the controller until the process is stopped.
-pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
-    run_with(client, config, Providers::default()).await
 }
 
 /// Runs the controller with the given providers, serving its metrics on `config.listen`.
@@ -277,12 +316,13 @@ pub async fn run_with_telemetry(
     }
 
     let wc = watcher::Config::default();
-    let (deploy_reader, deploy_writer) = reflector::store::<Deployment>();
-    let (ds_reader, ds_writer) = reflector::store::<DaemonSet>();
-    let (svc_reader, svc_writer) = reflector::store::<Service>();
-    let (cm_reader, cm_writer) = reflector::store::<ConfigMap>();
-    let (secret_reader, secret_writer) = reflector::store::<Secret>();
-    let (hpa_reader, hpa_writer) = reflector::store::<HorizontalPodAutoscaler>();
+    let ns = config.namespace.clone();
+    let (deploy_reader, deploy_stream) = reflect::<Deployment>(&client, &ns, &wc);
+    let (ds_reader, ds_stream) = reflect::<DaemonSet>(&client, &ns, &wc);
+    let (svc_reader, svc_stream) = reflect::<Service>(&client, &ns, &wc);
+    let (cm_reader, cm_stream) = reflect::<ConfigMap>(&client, &ns, &wc);
+    let (secret_reader, secret_stream) = reflect::<Secret>(&client, &ns, &wc);
+    let (hpa_reader, hpa_stream) = reflect::<HorizontalPodAutoscaler>(&client, &ns, &wc);
     let knative_ar = crate::router::knative::resource();
     let knative_writer = reflector::store::Writer::<DynamicObject>::new(knative_ar.clone());
     let knative_reader = knative_writer.as_reader();
@@ -307,6 +347,7 @@ pub async fn run_with_telemetry(
         telemetry,
         caches_ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         recent_writes: RecentWrites::default(),
+        failures: Failures::default(),
     });
     {
         let (stores, ready) = (stores.clone(), ctx.caches_ready.clone());
@@ -340,31 +381,6 @@ pub async fn run_with_telemetry(
 
     let controller = Controller::new(canaries, wc.clone());
     let canary_store = controller.store();
-    let ns = config.namespace.clone();
-    let deploy_stream = watcher(api::<Deployment>(&client, &ns), wc.clone())
-        .default_backoff()
-        .reflect(deploy_writer)
-        .touched_objects();
-    let ds_stream = watcher(api::<DaemonSet>(&client, &ns), wc.clone())
-        .default_backoff()
-        .reflect(ds_writer)
-        .touched_objects();
-    let svc_stream = watcher(api::<Service>(&client, &ns), wc.clone())
-        .default_backoff()
-        .reflect(svc_writer)
-        .touched_objects();
-    let cm_stream = watcher(api::<ConfigMap>(&client, &ns), wc.clone())
-        .default_backoff()
-        .reflect(cm_writer)
-        .touched_objects();
-    let secret_stream = watcher(api::<Secret>(&client, &ns), wc.clone())
-        .default_backoff()
-        .reflect(secret_writer)
-        .touched_objects();
-    let hpa_stream = watcher(api::<HorizontalPodAutoscaler>(&client, &ns), wc.clone())
-        .default_backoff()
-        .reflect(hpa_writer)
-        .touched_objects();
     // Knative Serving is often not installed: its Services are watched only once a Canary
     // targets one (an idle controller makes no requests), and a failing list is retried with
     // backoff.
@@ -385,6 +401,7 @@ pub async fn run_with_telemetry(
             }
             watcher(knative_api, wc)
                 .default_backoff()
+                .modify(strip_unused_metadata)
                 .reflect(knative_writer)
                 .touched_objects()
         })
@@ -533,6 +550,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
         label,
     };
     let written = actuator.execute(&canary, &plan).await?;
+    ctx.failures.clear(&canary);
     if let Some(status) = &plan.status {
         ctx.telemetry.observe_status(&canary, status);
     }
@@ -704,13 +722,133 @@ async fn answer(ctx: &Context, canary: &Canary, req: CheckRequest, checks: &mut 
     }
 }
 
-/// Transient failures retry with a short backoff; every failure is counted by category.
+/// Consecutive failed reconciles per Canary (`namespace/name`); a success clears the count.
+#[derive(Default)]
+pub struct Failures(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+
+impl Failures {
+    fn key(c: &Canary) -> String {
+        format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any())
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u32>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts one more failure; returns how many in a row.
+    pub fn record(&self, c: &Canary) -> u32 {
+        let mut counts = self.counts();
+        let n = counts.entry(Self::key(c)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// Forgets the failures of a Canary that reconciled.
+    pub fn clear(&self, c: &Canary) {
+        let mut counts = self.counts();
+        if !counts.is_empty() {
+            counts.remove(&Self::key(c));
+        }
+    }
+}
+
+/// The wait before retrying after `failures` transient errors in a row: 2 s, doubling, at most
+/// 60 s, so a flaky API server is retried promptly and an unreachable one is not hammered.
+pub fn transient_backoff(failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(5));
+    Duration::from_secs(2)
+        .saturating_mul(factor)
+        .min(Duration::from_secs(60))
+}
+
+/// How long a permanent error waits for a change before the safety-net retry (a fix such as an
+/// RBAC rule does not touch the Canary, so it would never wake it).
+pub const PERMANENT_RETRY: Duration = Duration::from_secs(300);
+
+/// Every failure is counted by category. A permanent error (the API refused the write, the spec
+/// is invalid) is reported once as a Warning Event and waits for a change, retried only after
+/// [`PERMANENT_RETRY`]; a transient one retries with [`transient_backoff`].
 pub fn error_policy(canary: Arc<Canary>, error: &Error, ctx: Arc<Context>) -> KubeAction {
+    ctx.telemetry.reconcile_failure(error.category());
+    let failures = ctx.failures.record(&canary);
+    if error.is_permanent() {
+        tracing::warn!(
+            canary = canary.name_any(),
+            category = error.category(),
+            "reconcile failed permanently, waiting for a change: {error}"
+        );
+        if failures == 1 {
+            let (client, canary, note) = (ctx.client.clone(), canary.clone(), error.to_string());
+            let reason = format!("{}Failed", error.category());
+            tokio::spawn(async move {
+                let recorder = Recorder::new(client, reporter());
+                let ev = kube::runtime::events::Event {
+                    type_: kube::runtime::events::EventType::Warning,
+                    reason,
+                    note: Some(note),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&ev, &canary.object_ref(&())).await {
+                    tracing::warn!("cannot record event: {e}");
+                }
+            });
+        }
+        return KubeAction::requeue(PERMANENT_RETRY);
+    }
+    let wait = transient_backoff(failures);
     tracing::warn!(
         canary = canary.name_any(),
         category = error.category(),
-        "reconcile failed: {error}"
+        failures,
+        "reconcile failed, retrying in {}s: {error}",
+        wait.as_secs()
     );
-    ctx.telemetry.reconcile_failure(error.category());
-    KubeAction::requeue(Duration::from_secs(2))
+    KubeAction::requeue(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(kube::core::Status {
+            code,
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn refused_writes_and_invalid_specs_are_permanent_the_rest_transient() {
+        for code in [400, 403, 422] {
+            assert!(Error::Apply(api_error(code)).is_permanent(), "{code}");
+            assert!(Error::Router(crate::router::Error::Api(api_error(code))).is_permanent());
+        }
+        for code in [404, 409, 429, 500, 503] {
+            assert!(
+                !Error::PatchStatus(api_error(code)).is_permanent(),
+                "{code}"
+            );
+        }
+        assert!(Error::Router(crate::router::Error::Invalid("x".into())).is_permanent());
+        assert!(!Error::Router(crate::router::Error::NotReady("x".into())).is_permanent());
+    }
+
+    #[test]
+    fn transient_retries_double_from_two_seconds_up_to_a_minute() {
+        let waits: Vec<u64> = (1..=8).map(|n| transient_backoff(n).as_secs()).collect();
+        assert_eq!(waits, vec![2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
+    fn a_success_clears_the_failure_count() {
+        let c = Canary::new("podinfo", Default::default());
+        let f = Failures::default();
+        assert_eq!(f.record(&c), 1);
+        assert_eq!(f.record(&c), 2);
+        f.clear(&c);
+        assert_eq!(f.record(&c), 1);
+    }
 }

@@ -18,22 +18,3 @@ pub trait MetricsChecker: Send + Sync {
     /// Evaluates every metric of the canary.
     async fn check(&self, canary: &Canary) -> AnalysisReport;
 }
-
-/// The checker used until metric providers exist: a canary with no metrics passes; a canary with
-/// metrics also passes, with a warning that they were not evaluated.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoMetrics;
-
-#[async_trait]
-impl MetricsChecker for NoMetrics {
-    async fn check(&self, canary: &Canary) -> AnalysisReport {
-        let n = canary.spec.metrics().len();
-        if n > 0 {
-            tracing::warn!(
-                canary = canary.metadata.name.as_deref().unwrap_or_default(),
-                "{n} metric check(s) configured but no metrics provider is available; not evaluated"
-            );
-        }
-        AnalysisReport::pass()
-    }
-}

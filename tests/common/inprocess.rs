@@ -123,7 +123,8 @@ impl Env {
         let providers = serin::controller::Providers {
             metrics,
             routers,
-            ..Default::default()
+            webhooks: Arc::new(serin::webhook::NoWebhooks),
+            notifier: Arc::new(serin::notifier::LogNotifier),
         };
         let client = self.controller_client();
         self.tasks.push(tokio::spawn(async move {
