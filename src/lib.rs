@@ -1,7 +1,8 @@
 //! Serin: a progressive-delivery operator for Kubernetes, API-compatible with Flagger.
 pub mod api;
 pub mod cli;
-pub mod cluster;
+/// The embedded Kubernetes-compatible API server (the `serin-cluster` crate in `crates/cluster`).
+pub use serin_cluster as cluster;
 pub mod controller;
 pub mod core;
 pub mod demo;

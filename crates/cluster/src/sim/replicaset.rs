@@ -140,7 +140,7 @@ fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::sim::testing::{pod, replica_set};
+    use crate::sim::testing::{pod, replica_set};
 
     fn now() -> Timestamp {
         Timestamp::from_second(20).unwrap_or(Timestamp::UNIX_EPOCH)

@@ -2,7 +2,7 @@
 //! (pure, no I/O): a tiny in-memory world applies each plan, and ReplicaSets report their pods
 //! ready unless the template carries a fault annotation.
 use super::*;
-use crate::cluster::sim::kubelet::FAULT_ANNOTATION;
+use crate::sim::kubelet::FAULT_ANNOTATION;
 use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStrategy, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -821,12 +821,12 @@ fn scaling_during_a_rollout_is_proportional_like_the_real_controller() {
         };
         let mut rss = Vec::new();
         if let Some(size) = case.new {
-            let mut rs = crate::cluster::sim::testing::replica_set("web-new", size);
+            let mut rs = crate::sim::testing::replica_set("web-new", size);
             rs.spec.template = Some(d.spec.template.clone());
             rss.push(annotate(rs, size, 0));
         }
         for (i, size) in case.olds.iter().enumerate() {
-            let mut rs = crate::cluster::sim::testing::replica_set(&format!("web-old{i}"), *size);
+            let mut rs = crate::sim::testing::replica_set(&format!("web-old{i}"), *size);
             let mut template = d.spec.template.clone();
             if let Some(spec) = template.spec.as_mut() {
                 spec.containers[0].image = Some(format!("nginx:old{i}"));

@@ -439,8 +439,8 @@ pub fn new_pod(ds: &DaemonSet, node: &str) -> Pod {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::sim::nodes;
-    use crate::cluster::sim::testing::pod;
+    use crate::sim::nodes;
+    use crate::sim::testing::pod;
     use k8s_openapi::api::apps::v1::DaemonSetSpec;
     use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 

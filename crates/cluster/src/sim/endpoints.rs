@@ -151,7 +151,7 @@ fn resolve_port(pod: &Pod, port: &ServicePort) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::sim::testing::pod;
+    use crate::sim::testing::pod;
     use k8s_openapi::api::core::v1::{Container, ContainerPort, ServiceSpec};
 
     fn service(target: IntOrString) -> Service {
@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn terminating_and_finished_pods_are_left_out() {
         let mut gone = web_pod("a", true, "10.244.0.1");
-        gone.metadata.deletion_timestamp = Some(crate::cluster::sim::util::time(
+        gone.metadata.deletion_timestamp = Some(crate::sim::util::time(
             k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
         ));
         let mut done = web_pod("b", true, "10.244.0.2");

@@ -4,8 +4,8 @@
 //! Test and demo infrastructure, never a production component. Start it with [`start`]:
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), serin::cluster::Error> {
-//! let cluster = serin::cluster::start(serin::cluster::ClusterConfig::default()).await?;
+//! # async fn demo() -> Result<(), serin_cluster::Error> {
+//! let cluster = serin_cluster::start(serin_cluster::ClusterConfig::default()).await?;
 //! let client = cluster.client()?;
 //! # drop(client);
 //! cluster.shutdown().await;

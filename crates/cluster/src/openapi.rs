@@ -264,7 +264,7 @@ fn to_v2(v: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::resources::builtins;
+    use crate::resources::builtins;
     use serde::Deserialize;
     use std::sync::Arc;
 
@@ -296,11 +296,11 @@ mod tests {
     #[test]
     fn a_crd_version_is_published_under_its_reversed_group_with_object_meta() {
         // The committed CRD file: the embedded cluster imports nothing from the operator.
-        let crd = serde_yaml_ng::Deserializer::from_str(include_str!("../../crds/flagger.yaml"))
+        let crd = serde_yaml_ng::Deserializer::from_str(include_str!("../../../crds/flagger.yaml"))
             .filter_map(|d| serde_json::Value::deserialize(d).ok())
             .find(|d| d["metadata"]["name"] == "canaries.flagger.app")
             .expect("crds/flagger.yaml has the Canary CRD");
-        let mut registry = crate::cluster::resources::Registry::with_builtins();
+        let mut registry = crate::resources::Registry::with_builtins();
         registry.register_crd(&crd);
         let types = registry.in_group_version("flagger.app", "v1beta1");
         let defs = components(&types);

@@ -1,7 +1,7 @@
 //! Benchmark of the simulated controllers (network I/O against the embedded server): how long
 //! Deployments take from creation to `NewReplicaSetAvailable`, and a rolling image change to finish.
 use super::{SimConfig, start_cluster};
-use crate::cluster::ClusterConfig;
+use crate::ClusterConfig;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ pub enum Error {
     Start(#[source] super::Error),
     /// No client for the server.
     #[error("building a client")]
-    Client(#[source] crate::cluster::Error),
+    Client(#[source] crate::Error),
     /// An API call failed.
     #[error("API call")]
     Api(#[source] kube::Error),
