@@ -8,6 +8,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY benches ./benches
 COPY src ./src
+# The embedded API server crate is a workspace member (the demo and `serin cluster` use it).
+COPY crates ./crates
 # The demo embeds examples/demo/*.yaml.
 COPY examples ./examples
 RUN cargo build --release --locked --bin serin

@@ -302,3 +302,60 @@ fn the_dockerfile_deploy_and_the_chart_agree_on_image_user_and_entrypoint() {
     assert_eq!(values["securityContext"]["runAsUser"].to_string(), uid);
     assert_eq!(chart_yaml()["appVersion"], serin::install::IMAGE_TAG);
 }
+
+#[test]
+fn the_dockerfile_copies_every_workspace_member_and_what_the_code_embeds() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
+    let copied: Vec<String> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter(|l| !l.starts_with("--from"))
+        .flat_map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            parts[..parts.len().saturating_sub(1)]
+                .iter()
+                .map(|p| p.trim_end_matches('/').to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let manifest: toml_like::Manifest = toml_like::read(&root().join("Cargo.toml"));
+    let mut needed = manifest.members;
+    // include_str! of the demo's manifests.
+    needed.extend([
+        "src".to_string(),
+        "examples".to_string(),
+        "benches".to_string(),
+    ]);
+    for path in needed {
+        let top = path.split('/').next().unwrap_or_default().to_string();
+        assert!(
+            copied.contains(&path) || copied.contains(&top),
+            "the Dockerfile does not COPY {path} (copies {copied:?})"
+        );
+    }
+}
+
+/// Just enough of Cargo.toml: the workspace members.
+mod toml_like {
+    pub struct Manifest {
+        pub members: Vec<String>,
+    }
+
+    pub fn read(path: &std::path::Path) -> Manifest {
+        let text = std::fs::read_to_string(path).expect("Cargo.toml");
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("members"))
+            .expect("Cargo.toml has [workspace] members");
+        let members = line
+            .split('[')
+            .nth(1)
+            .unwrap_or_default()
+            .trim_end_matches(']')
+            .split(',')
+            .map(|m| m.trim().trim_matches('"').to_string())
+            .filter(|m| !m.is_empty())
+            .collect();
+        Manifest { members }
+    }
+}
