@@ -12,16 +12,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::builders::{self, BuildConfig};
-use super::configs::{self, ConfigKind, ConfigRenames};
-use super::fingerprint;
 use super::plan::{Generated, Observed, PrimaryObs, TargetObs, TargetProblem};
 use super::readiness::{self, Readiness};
-use super::service_target;
 use super::workload::Workload;
 use crate::api::validation::{self, ValidationContext};
 use crate::api::{Canary, Provider, TargetKind};
 use crate::router::knative;
+use crate::target::builders::{self, BuildConfig};
+use crate::target::configs::{self, ConfigKind, ConfigRenames};
+use crate::target::fingerprint;
+use crate::target::service as service_target;
 
 /// The finalizer Flagger uses for `revertOnDeletion`.
 pub const FINALIZER: &str = "finalizer.flagger.app";

@@ -12,12 +12,12 @@ use k8s_openapi::api::core::v1::{PodTemplateSpec, ServiceSpec};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::controller::builders::{TOOLKIT_MARKER, primary_value, rewrite_self_selectors};
-use crate::controller::configs::{ConfigRenames, rename_refs};
-use crate::controller::workload::{FLAGGER_ID_ANNOTATION, SCALE_TO_ZERO_SELECTOR};
 pub use crate::core::fingerprint::{
     FINGERPRINT_PREFIX, is_serin_fingerprint, revision_fingerprint,
 };
+use crate::core::workload::{FLAGGER_ID_ANNOTATION, SCALE_TO_ZERO_SELECTOR};
+use crate::target::builders::{TOOLKIT_MARKER, primary_value, rewrite_self_selectors};
+use crate::target::configs::{ConfigRenames, rename_refs};
 
 /// Drops nulls, empty objects and empty arrays, bottom-up: the API server and our builders may
 /// spell "nothing" either way.
@@ -104,7 +104,7 @@ pub fn template_fingerprint(
 
 /// The fingerprint of a Kubernetes Service target: `v1:` + hex of the first 16 bytes of sha256
 /// over the canonical JSON of `{"service": spec}`. The caller passes the spec as Serin copies
-/// it (see [`crate::controller::service_target::copyable_spec`]), so the target and its
+/// it (see [`crate::target::service::copyable_spec`]), so the target and its
 /// `-primary` copy fingerprint alike exactly when promotion would write nothing new.
 pub fn service_fingerprint(spec: &ServiceSpec) -> String {
     digest_of(serde_json::json!({
@@ -126,7 +126,7 @@ fn digest_of(mut doc: Value) -> String {
         })
 }
 
-/// Undoes what [`crate::controller::builders::primary_template`] did to a target template: the
+/// Undoes what [`crate::target::builders::primary_template`] did to a target template: the
 /// selector label back to `<value>`, config references back to their original names, the
 /// `flagger-id` annotation removed, self-referencing anti-affinity and spread selectors back to
 /// `<value>`. Then `template_fingerprint(target) == template_fingerprint(unprimary(primary))`
@@ -166,9 +166,9 @@ pub fn unprimary_template(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::builders::fixtures::{label, map, template};
-    use crate::controller::builders::primary_template;
-    use crate::controller::configs::{renames_for, tracked_refs};
+    use crate::target::builders::fixtures::{label, map, template};
+    use crate::target::builders::primary_template;
+    use crate::target::configs::{renames_for, tracked_refs};
     use k8s_openapi::api::core::v1::EnvVar;
 
     fn configs() -> BTreeMap<String, String> {

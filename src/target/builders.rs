@@ -12,8 +12,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::Canary;
 use crate::api::canary::CustomMetadata;
-use crate::controller::configs::{ConfigRenames, rename_refs};
-use crate::controller::workload::{FLAGGER_ID_ANNOTATION, SCALE_TO_ZERO_SELECTOR, Workload};
+use crate::core::workload::{FLAGGER_ID_ANNOTATION, SCALE_TO_ZERO_SELECTOR, Workload};
+use crate::target::configs::{ConfigRenames, rename_refs};
 
 pub use crate::core::fields::{
     HELM_DRIFT_DETECTION_ANNOTATION, KUSTOMIZE_RECONCILE_ANNOTATION, TOOLKIT_MARKER,
@@ -766,7 +766,7 @@ mod tests {
     use super::fixtures::*;
     use super::*;
     use crate::api::canary::{AutoscalerRef, ScalerReplicas};
-    use crate::controller::configs::{renames_for, tracked_refs};
+    use crate::target::configs::{renames_for, tracked_refs};
     use k8s_openapi::api::apps::v1::DaemonSetUpdateStrategy;
 
     fn renames() -> ConfigRenames {

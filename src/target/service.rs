@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn target_and_primary_fingerprint_alike_only_when_the_copied_spec_matches() {
-        use crate::controller::fingerprint::service_fingerprint;
+        use crate::target::fingerprint::service_fingerprint;
         let target_spec = target().spec.unwrap_or_default();
         let mut primary_spec = target_spec.clone();
         primary_spec.cluster_ip = Some("10.0.0.9".into());
