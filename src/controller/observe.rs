@@ -1,4 +1,5 @@
-//! Builds the [`Observed`] snapshot for one Canary from reflector caches; reads memory only, no API calls.
+//! Builds the [`Observed`] model for one Canary from the reflector caches, which it offers to
+//! `target` as a [`crate::target::Snapshot`]; reads memory only, no API calls.
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;

@@ -1,5 +1,6 @@
 //! Level-triggered change detection: a stable fingerprint of a pod template plus its tracked
-//! configs (or of a Service target's spec), and the inverse of the primary's template rewrite; pure.
+//! configs, or of a Service target's spec; pure. The kinds' entry points (and the inverse of the
+//! primary's template rewrite) live in their modules, `workload` and `service`.
 //!
 //! Flagger hashes a go-spew dump of the Go struct, which changes whenever `k8s.io/api` adds a field
 //! (every upgrade restarts every canary). This fingerprint is sha256 over canonical JSON instead:

@@ -501,9 +501,9 @@ pub fn scale_from_zero_replicas(
     }
 }
 
-/// Undoes what [`crate::target::builders::primary_template`] did to a target template: the
-/// selector label back to `<value>`, config references back to their original names, the
-/// `flagger-id` annotation removed, self-referencing anti-affinity and spread selectors back to
+/// Undoes what [`primary_template`] did to a target template: the selector label back to
+/// `<value>`, config references back to their original names, the `flagger-id` annotation
+/// removed, self-referencing anti-affinity and spread selectors back to
 /// `<value>`. Then `template_fingerprint(target) == template_fingerprint(unprimary(primary))`
 /// exactly when the primary runs the target's revision.
 ///
