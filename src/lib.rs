@@ -11,6 +11,7 @@ pub mod loadtester;
 pub mod metrics;
 pub mod notifier;
 pub mod router;
+pub mod target;
 pub mod webhook;
 
 /// Installs ring as the process-wide rustls provider (kube and reqwest both use rustls); safe to

@@ -15,10 +15,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("router", &["api", "core"]),
     ("webhook", &["api", "core"]),
     ("notifier", &["api", "core"]),
+    // Target kinds: observation of cached objects and the builders of what each kind needs.
+    ("target", &["api", "core"]),
     // The kube-runtime wiring.
     (
         "controller",
-        &["api", "core", "metrics", "router", "webhook", "notifier"],
+        &[
+            "api", "core", "metrics", "router", "webhook", "notifier", "target",
+        ],
     ),
     // Stand-alone programs built on the library.
     ("loadtester", &["api", "core", "webhook"]),
@@ -37,6 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "router",
             "webhook",
             "notifier",
+            "target",
             "controller",
             "loadtester",
             "cluster",

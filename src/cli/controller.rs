@@ -3,9 +3,9 @@ use clap::{Args, ValueEnum};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::controller::builders::BuildConfig;
 use crate::controller::fence::Fence;
 use crate::controller::observe::ObserveConfig;
+use crate::target::builders::BuildConfig;
 
 /// Arguments of `serin controller`. Flagger's single-dash spellings (`-mesh-provider`) work too.
 #[derive(Debug, Args)]

@@ -21,13 +21,9 @@ use crate::notifier::Notifier;
 use crate::webhook::Webhooks;
 
 pub mod act;
-pub mod builders;
-pub mod configs;
 pub mod fence;
-pub mod fingerprint;
 pub mod leader;
 pub mod observe;
-pub mod service_target;
 pub mod telemetry;
 
 pub use crate::core::{plan, readiness, workload};

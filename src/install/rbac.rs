@@ -136,7 +136,7 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
         verbs: &["create", "patch"],
         feature: "config tracking: copy referenced Secrets to <name>-primary (server-side apply)",
         evidence: Evidence::Documented(
-            "src/controller/configs.rs; the e2e targets reference ConfigMaps only",
+            "src/target/configs.rs; the e2e targets reference ConfigMaps only",
         ),
     },
     Permission {
@@ -168,7 +168,7 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
         verbs: &["create", "patch"],
         feature: "autoscalerRef: create and update <hpa>-primary (server-side apply)",
         evidence: Evidence::Documented(
-            "src/controller/builders.rs; no e2e Canary has an autoscalerRef",
+            "src/target/builders.rs; no e2e Canary has an autoscalerRef",
         ),
     },
     Permission {

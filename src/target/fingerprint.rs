@@ -1,5 +1,6 @@
 //! Level-triggered change detection: a stable fingerprint of a pod template plus its tracked
-//! configs (or of a Service target's spec), and the inverse of the primary's template rewrite; pure.
+//! configs, or of a Service target's spec; pure. The kinds' entry points (and the inverse of the
+//! primary's template rewrite) live in their modules, `workload` and `service`.
 //!
 //! Flagger hashes a go-spew dump of the Go struct, which changes whenever `k8s.io/api` adds a field
 //! (every upgrade restarts every canary). This fingerprint is sha256 over canonical JSON instead:
@@ -12,12 +13,11 @@ use k8s_openapi::api::core::v1::{PodTemplateSpec, ServiceSpec};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::controller::builders::{TOOLKIT_MARKER, primary_value, rewrite_self_selectors};
-use crate::controller::configs::{ConfigRenames, rename_refs};
-use crate::controller::workload::{FLAGGER_ID_ANNOTATION, SCALE_TO_ZERO_SELECTOR};
 pub use crate::core::fingerprint::{
     FINGERPRINT_PREFIX, is_serin_fingerprint, revision_fingerprint,
 };
+use crate::core::workload::{FLAGGER_ID_ANNOTATION, SCALE_TO_ZERO_SELECTOR};
+use crate::target::builders::TOOLKIT_MARKER;
 
 /// Drops nulls, empty objects and empty arrays, bottom-up: the API server and our builders may
 /// spell "nothing" either way.
@@ -104,7 +104,7 @@ pub fn template_fingerprint(
 
 /// The fingerprint of a Kubernetes Service target: `v1:` + hex of the first 16 bytes of sha256
 /// over the canonical JSON of `{"service": spec}`. The caller passes the spec as Serin copies
-/// it (see [`crate::controller::service_target::copyable_spec`]), so the target and its
+/// it (see [`crate::target::service::copyable_spec`]), so the target and its
 /// `-primary` copy fingerprint alike exactly when promotion would write nothing new.
 pub fn service_fingerprint(spec: &ServiceSpec) -> String {
     digest_of(serde_json::json!({
@@ -126,49 +126,10 @@ fn digest_of(mut doc: Value) -> String {
         })
 }
 
-/// Undoes what [`crate::controller::builders::primary_template`] did to a target template: the
-/// selector label back to `<value>`, config references back to their original names, the
-/// `flagger-id` annotation removed, self-referencing anti-affinity and spread selectors back to
-/// `<value>`. Then `template_fingerprint(target) == template_fingerprint(unprimary(primary))`
-/// exactly when the primary runs the target's revision.
-///
-/// Limitation: a target that itself refers to `<value>-primary` in an anti-affinity selector, or
-/// mounts a config literally named like a renamed copy, is not restored exactly; such a primary
-/// then looks different from the target (a spurious run, never a missed one).
-pub fn unprimary_template(
-    primary_template: &PodTemplateSpec,
-    label: &(String, String),
-    renames: &ConfigRenames,
-) -> PodTemplateSpec {
-    let (key, value) = label;
-    let mut t = primary_template.clone();
-    if let Some(meta) = t.metadata.as_mut() {
-        if let Some(labels) = meta.labels.as_mut()
-            && labels.contains_key(key)
-        {
-            labels.insert(key.clone(), value.clone());
-        }
-        if let Some(a) = meta.annotations.as_mut() {
-            a.remove(FLAGGER_ID_ANNOTATION);
-        }
-    }
-    if let Some(spec) = t.spec.as_mut() {
-        let inverse: ConfigRenames = renames
-            .iter()
-            .map(|((kind, original), renamed)| ((*kind, renamed.clone()), original.clone()))
-            .collect();
-        rename_refs(spec, &inverse);
-        rewrite_self_selectors(spec, key, &primary_value(value), value);
-    }
-    t
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::builders::fixtures::{label, map, template};
-    use crate::controller::builders::primary_template;
-    use crate::controller::configs::{renames_for, tracked_refs};
+    use crate::target::builders::fixtures::{map, template};
     use k8s_openapi::api::core::v1::EnvVar;
 
     fn configs() -> BTreeMap<String, String> {
@@ -176,10 +137,6 @@ mod tests {
             ("configmap/podinfo-config-vol", "0123456789abcdef"),
             ("secret/podinfo-secret-env", "fedcba9876543210"),
         ])
-    }
-
-    fn renames() -> ConfigRenames {
-        renames_for(&tracked_refs(template().spec.as_ref().unwrap()))
     }
 
     fn sha_prefix(canonical: &str) -> String {
@@ -298,49 +255,6 @@ mod tests {
             edit(&mut t, &mut c);
             assert_ne!(template_fingerprint(&t, &c), base, "{name}");
         }
-    }
-
-    #[test]
-    fn unprimary_of_the_primary_has_the_target_fingerprint() {
-        let mut with_scale_to_zero = template();
-        with_scale_to_zero.spec.as_mut().unwrap().node_selector =
-            Some(map(&[(SCALE_TO_ZERO_SELECTOR, "true"), ("os", "linux")]));
-        // A template always carries the selector label (the API server requires the selector to
-        // match it); annotations are optional.
-        let mut no_annotations = template();
-        no_annotations.metadata.as_mut().unwrap().annotations = None;
-        for target in [template(), with_scale_to_zero, no_annotations] {
-            let primary = primary_template(&target, &label(), &renames(), "c0ffee");
-            assert_ne!(primary, target);
-            let back = unprimary_template(&primary, &label(), &renames());
-            assert_eq!(
-                template_fingerprint(&back, &configs()),
-                template_fingerprint(&target, &configs())
-            );
-        }
-    }
-
-    #[test]
-    fn unprimary_of_an_older_primary_differs_from_the_new_target() {
-        let old = template();
-        let primary = primary_template(&old, &label(), &renames(), "id");
-        let mut new = template();
-        new.spec.as_mut().unwrap().containers[0].image = Some("podinfo:6.0.1".into());
-        let back = unprimary_template(&primary, &label(), &renames());
-        assert_ne!(
-            template_fingerprint(&back, &configs()),
-            template_fingerprint(&new, &configs())
-        );
-        // Same template, but the primary's config copies hold older contents.
-        let mut older = configs();
-        older.insert(
-            "configmap/podinfo-config-vol".into(),
-            "aaaaaaaaaaaaaaaa".into(),
-        );
-        assert_ne!(
-            template_fingerprint(&back, &older),
-            template_fingerprint(&old, &configs())
-        );
     }
 
     #[test]

@@ -2,18 +2,15 @@
 //! Services, the primary HPA and owner references, derived from the target as Flagger does; pure.
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
 use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec,
 };
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::Canary;
 use crate::api::canary::CustomMetadata;
-use crate::controller::configs::{ConfigRenames, rename_refs};
-use crate::controller::workload::{FLAGGER_ID_ANNOTATION, SCALE_TO_ZERO_SELECTOR, Workload};
 
 pub use crate::core::fields::{
     HELM_DRIFT_DETECTION_ANNOTATION, KUSTOMIZE_RECONCILE_ANNOTATION, TOOLKIT_MARKER,
@@ -71,24 +68,6 @@ pub enum BuildError {
     },
 }
 
-/// The selector label Flagger uses: the first of `cfg.selector_labels` present in the target's
-/// `spec.selector.matchLabels`, with its value.
-pub fn selector_label(
-    target: &Workload,
-    cfg: &BuildConfig,
-) -> Result<(String, String), BuildError> {
-    let labels = target.match_labels();
-    cfg.selector_labels
-        .iter()
-        .find_map(|l| labels.get(l).map(|v| (l.clone(), v.clone())))
-        .ok_or_else(|| BuildError::NoSelectorLabel {
-            kind: target.kind().to_lowercase(),
-            name: target.name().to_string(),
-            namespace: target.metadata().namespace.clone().unwrap_or_default(),
-            labels: cfg.selector_labels.clone(),
-        })
-}
-
 /// Flagger's `includeLabelsByPrefix`: keys matching one of the prefixes (`*` matches all, an
 /// empty prefix nothing), never Flux toolkit keys.
 pub fn include_labels_by_prefix(
@@ -110,206 +89,6 @@ pub fn include_labels_by_prefix(
 /// The value the primary's selector label carries.
 pub fn primary_value(value: &str) -> String {
     format!("{value}-primary")
-}
-
-/// Labels minus toolkit keys, with the selector label set to `value` (Flagger's
-/// `makePrimaryLabels`).
-fn with_selector_label(
-    labels: &BTreeMap<String, String>,
-    key: &str,
-    value: &str,
-) -> BTreeMap<String, String> {
-    let mut out = drop_toolkit_keys(labels);
-    out.insert(key.to_string(), value.to_string());
-    out
-}
-
-/// Rewrites, in pod anti-affinity terms and topology spread constraints, selector values `from`
-/// of the key `key` to `to`. The primary's pods carry `<value>-primary`, so a target that spreads
-/// away from its own pods must do the same for the primary.
-pub(crate) fn rewrite_self_selectors(spec: &mut PodSpec, key: &str, from: &str, to: &str) {
-    let rewrite = |sel: Option<&mut LabelSelector>| {
-        let Some(sel) = sel else { return };
-        if let Some(v) = sel.match_labels.as_mut().and_then(|m| m.get_mut(key))
-            && v == from
-        {
-            *v = to.to_string();
-        }
-        for expr in sel.match_expressions.iter_mut().flatten() {
-            if expr.key == key {
-                for v in expr.values.iter_mut().flatten() {
-                    if v == from {
-                        *v = to.to_string();
-                    }
-                }
-            }
-        }
-    };
-    for c in spec.topology_spread_constraints.iter_mut().flatten() {
-        rewrite(c.label_selector.as_mut());
-    }
-    if let Some(anti) = spec
-        .affinity
-        .as_mut()
-        .and_then(|a| a.pod_anti_affinity.as_mut())
-    {
-        for term in anti
-            .preferred_during_scheduling_ignored_during_execution
-            .iter_mut()
-            .flatten()
-        {
-            rewrite(term.pod_affinity_term.label_selector.as_mut());
-        }
-        for term in anti
-            .required_during_scheduling_ignored_during_execution
-            .iter_mut()
-            .flatten()
-        {
-            rewrite(term.label_selector.as_mut());
-        }
-    }
-}
-
-/// The primary's pod template derived from the target's (see [`primary_workload`]).
-pub fn primary_template(
-    target: &PodTemplateSpec,
-    label: &(String, String),
-    renames: &ConfigRenames,
-    flagger_id: &str,
-) -> PodTemplateSpec {
-    let (key, value) = label;
-    let pv = primary_value(value);
-    let meta = target.metadata.clone().unwrap_or_default();
-    let mut annotations = meta
-        .annotations
-        .as_ref()
-        .map(drop_toolkit_keys)
-        .unwrap_or_default();
-    annotations.insert(FLAGGER_ID_ANNOTATION.to_string(), flagger_id.to_string());
-    let labels = with_selector_label(&meta.labels.unwrap_or_default(), key, &pv);
-    let spec = target.spec.clone().map(|mut spec| {
-        rename_refs(&mut spec, renames);
-        rewrite_self_selectors(&mut spec, key, value, &pv);
-        spec
-    });
-    PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(labels),
-            annotations: Some(annotations),
-            ..Default::default()
-        }),
-        spec,
-    }
-}
-
-/// Removes the scale-to-zero node selector (and the node selector itself if nothing else is
-/// left), so the primary DaemonSet runs everywhere the target was meant to.
-pub(crate) fn strip_scale_to_zero(spec: &mut PodSpec) {
-    if let Some(ns) = spec.node_selector.as_mut() {
-        ns.remove(SCALE_TO_ZERO_SELECTOR);
-        if ns.is_empty() {
-            spec.node_selector = None;
-        }
-    }
-}
-
-/// The desired `<target>-primary` workload.
-///
-/// Object labels are the target's filtered by `cfg.include_label_prefix` plus the selector label
-/// set to `<value>-primary`; annotations the target's minus Flux toolkit keys; the Canary is the
-/// controller owner. The selector is `{label: <value>-primary}`; the template comes from
-/// [`primary_template`] (config references renamed per `renames`, self-referencing anti-affinity
-/// and spread selectors rewritten, `flagger-id` set). Deployments copy `progressDeadlineSeconds`,
-/// `minReadySeconds`, `revisionHistoryLimit`, `strategy`, and, when `with_replicas` (on creation,
-/// or on promotion without an autoscaler), `replicas` = the target's (at least 1). DaemonSets copy
-/// `updateStrategy`, `minReadySeconds`, `revisionHistoryLimit` and lose the scale-to-zero node
-/// selector.
-pub fn primary_workload(
-    canary: &Canary,
-    target: &Workload,
-    label: &(String, String),
-    renames: &ConfigRenames,
-    cfg: &BuildConfig,
-    flagger_id: &str,
-    with_replicas: bool,
-) -> Workload {
-    let (key, value) = label;
-    let pv = primary_value(value);
-    let tmeta = target.metadata();
-    let metadata = ObjectMeta {
-        name: Some(primary_value(target.name())),
-        namespace: canary
-            .metadata
-            .namespace
-            .clone()
-            .or_else(|| tmeta.namespace.clone()),
-        labels: Some(with_selector_label(
-            &include_labels_by_prefix(
-                &tmeta.labels.clone().unwrap_or_default(),
-                &cfg.include_label_prefix,
-            ),
-            key,
-            &pv,
-        )),
-        annotations: Some(
-            tmeta
-                .annotations
-                .as_ref()
-                .map(drop_toolkit_keys)
-                .unwrap_or_default(),
-        ),
-        owner_references: Some(vec![owner_reference(canary)]),
-        ..Default::default()
-    };
-    let selector = LabelSelector {
-        match_labels: Some(BTreeMap::from([(key.clone(), pv.clone())])),
-        match_expressions: None,
-    };
-    let empty = PodTemplateSpec::default();
-    let template = primary_template(
-        target.template().unwrap_or(&empty),
-        label,
-        renames,
-        flagger_id,
-    );
-    match target {
-        Workload::Deployment(d) => {
-            let ts = d.spec.clone();
-            let replicas = with_replicas.then(|| ts.replicas.filter(|r| *r > 0).unwrap_or(1));
-            Workload::Deployment(Deployment {
-                metadata,
-                spec: DeploymentSpec {
-                    progress_deadline_seconds: ts.progress_deadline_seconds,
-                    min_ready_seconds: ts.min_ready_seconds,
-                    revision_history_limit: ts.revision_history_limit,
-                    strategy: ts.strategy,
-                    replicas,
-                    selector,
-                    template,
-                    paused: None,
-                },
-                status: None,
-            })
-        }
-        Workload::DaemonSet(d) => {
-            let ts = d.spec.clone();
-            let mut template = template;
-            if let Some(spec) = template.spec.as_mut() {
-                strip_scale_to_zero(spec);
-            }
-            Workload::DaemonSet(DaemonSet {
-                metadata,
-                spec: DaemonSetSpec {
-                    min_ready_seconds: ts.min_ready_seconds,
-                    revision_history_limit: ts.revision_history_limit,
-                    update_strategy: ts.update_strategy,
-                    selector,
-                    template,
-                },
-                status: None,
-            })
-        }
-    }
 }
 
 /// The canary's effective target port: `service.targetPort` unless unset, `0` or empty, else the
@@ -555,44 +334,20 @@ pub fn primary_hpa(
     }
 }
 
-/// Replicas to give a scaled-to-zero Deployment target when a run starts (Flagger's
-/// `ScaleFromZero`): its own `spec.replicas` if > 0; else, without an autoscaler (`hpa` is
-/// `None`), the primary's replicas if > 0; with an HPA its `minReplicas` if > 1; else 1.
-/// DaemonSets are scaled by node selector, not replicas, and always get 1.
-///
-/// A KEDA ScaledObject target is not modelled here: pass `None` for `hpa` and no primary to get 1,
-/// or compute `max(minReplicaCount, 1)` at the call site.
-pub fn scale_from_zero_replicas(
-    target: &Workload,
-    primary: Option<&Workload>,
-    hpa: Option<&HorizontalPodAutoscaler>,
-) -> i32 {
-    let replicas = |w: &Workload| match w {
-        Workload::Deployment(d) => d.spec.replicas,
-        Workload::DaemonSet(_) => None,
-    };
-    if matches!(target, Workload::DaemonSet(_)) {
-        return 1;
-    }
-    if let Some(r) = replicas(target).filter(|r| *r > 0) {
-        return r;
-    }
-    match hpa {
-        None => primary.and_then(replicas).filter(|r| *r > 0).unwrap_or(1),
-        Some(h) => h.spec.min_replicas.filter(|m| *m > 1).unwrap_or(1),
-    }
-}
-
-/// Realistic targets shared by the tests of this module and of the fingerprint.
+/// Realistic targets shared by the tests of this module, of the fingerprint and of the kinds.
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::*;
     use crate::api::canary::{CanaryService, TargetRef};
+    use crate::core::workload::Workload;
     use k8s_openapi::api::apps::v1::DeploymentStrategy;
+    use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+    use k8s_openapi::api::core::v1::PodSpec;
     use k8s_openapi::api::core::v1::{
         Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvFromSource, PodAffinityTerm,
         PodAntiAffinity, SecretEnvSource, TopologySpreadConstraint, Volume,
     };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -759,6 +514,31 @@ pub(crate) mod fixtures {
             status: None,
         })
     }
+
+    pub fn hpa(min: Option<i32>, max: i32) -> HorizontalPodAutoscaler {
+        HorizontalPodAutoscaler {
+            metadata: ObjectMeta {
+                name: Some("podinfo-hpa".into()),
+                labels: Some(map(&[
+                    ("app", "podinfo"),
+                    ("helm.toolkit.fluxcd.io/name", "x"),
+                ])),
+                ..Default::default()
+            },
+            spec: HorizontalPodAutoscalerSpec {
+                scale_target_ref: CrossVersionObjectReference {
+                    api_version: Some("apps/v1".into()),
+                    kind: "Deployment".into(),
+                    name: "podinfo".into(),
+                },
+                min_replicas: min,
+                max_replicas: max,
+                metrics: None,
+                behavior: None,
+            },
+            status: None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -766,35 +546,6 @@ mod tests {
     use super::fixtures::*;
     use super::*;
     use crate::api::canary::{AutoscalerRef, ScalerReplicas};
-    use crate::controller::configs::{renames_for, tracked_refs};
-    use k8s_openapi::api::apps::v1::DaemonSetUpdateStrategy;
-
-    fn renames() -> ConfigRenames {
-        renames_for(&tracked_refs(template().spec.as_ref().unwrap()))
-    }
-
-    #[test]
-    fn selector_label_is_the_first_configured_label_present() {
-        let cfg = BuildConfig::default();
-        assert_eq!(selector_label(&deployment(None), &cfg), Ok(label()));
-        let Workload::Deployment(mut d) = deployment(None) else {
-            unreachable!()
-        };
-        d.spec.selector.match_labels = Some(map(&[
-            ("app.kubernetes.io/name", "web"),
-            ("name", "podinfo-name"),
-        ]));
-        assert_eq!(
-            selector_label(&Workload::Deployment(d.clone()), &cfg),
-            Ok(("name".into(), "podinfo-name".into()))
-        );
-        d.spec.selector.match_labels = Some(map(&[("component", "web")]));
-        let err = selector_label(&Workload::Deployment(d), &cfg).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "deployment podinfo.test spec.selector.matchLabels must contain one of [app name app.kubernetes.io/name]"
-        );
-    }
 
     #[test]
     fn owner_reference_points_at_the_canary_as_controller() {
@@ -829,174 +580,6 @@ mod tests {
                 "{prefixes:?}"
             );
         }
-    }
-
-    #[test]
-    fn primary_deployment_is_derived_from_the_target() {
-        let cfg = BuildConfig {
-            include_label_prefix: vec!["team".into()],
-            ..Default::default()
-        };
-        let Workload::Deployment(p) = primary_workload(
-            &canary(),
-            &deployment(Some(3)),
-            &label(),
-            &renames(),
-            &cfg,
-            "id-1",
-            true,
-        ) else {
-            panic!("kind changed")
-        };
-        assert_eq!(p.metadata.name.as_deref(), Some("podinfo-primary"));
-        assert_eq!(p.metadata.namespace.as_deref(), Some("test"));
-        assert_eq!(
-            p.metadata.labels,
-            Some(map(&[
-                ("app", "podinfo-primary"),
-                ("team", "a"),
-                ("team.example.com/owner", "b"),
-            ]))
-        );
-        assert_eq!(p.metadata.annotations, Some(map(&[("note", "keep")])));
-        assert_eq!(
-            p.metadata.owner_references.as_ref().unwrap()[0].kind,
-            "Canary"
-        );
-        assert_eq!(
-            p.spec.selector.match_labels,
-            Some(map(&[("app", "podinfo-primary")]))
-        );
-        assert_eq!(p.spec.replicas, Some(3));
-        assert_eq!(p.spec.progress_deadline_seconds, Some(60));
-        assert_eq!(p.spec.min_ready_seconds, Some(5));
-        assert_eq!(p.spec.revision_history_limit, Some(3));
-        assert_eq!(
-            p.spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
-            Some("Recreate")
-        );
-
-        let meta = p.spec.template.metadata.as_ref().unwrap();
-        assert_eq!(
-            meta.labels,
-            Some(map(&[("app", "podinfo-primary"), ("version", "6.0.0")]))
-        );
-        assert_eq!(
-            meta.annotations,
-            Some(map(&[
-                ("flagger-id", "id-1"),
-                ("prometheus.io/scrape", "true")
-            ]))
-        );
-        let spec = p.spec.template.spec.as_ref().unwrap();
-        let names: Vec<String> = tracked_refs(spec).into_iter().map(|r| r.name).collect();
-        assert_eq!(
-            names,
-            vec!["podinfo-config-vol-primary", "podinfo-secret-env-primary"]
-        );
-        let anti = spec
-            .affinity
-            .as_ref()
-            .unwrap()
-            .pod_anti_affinity
-            .as_ref()
-            .unwrap();
-        let expr = &anti
-            .required_during_scheduling_ignored_during_execution
-            .as_ref()
-            .unwrap()[0]
-            .label_selector
-            .as_ref()
-            .unwrap()
-            .match_expressions
-            .as_ref()
-            .unwrap()[0];
-        assert_eq!(
-            expr.values,
-            Some(vec!["podinfo-primary".to_string(), "other".to_string()])
-        );
-        let spread = &spec.topology_spread_constraints.as_ref().unwrap()[0];
-        assert_eq!(
-            spread.label_selector.as_ref().unwrap().match_labels,
-            Some(map(&[("app", "podinfo-primary")]))
-        );
-        // The image and everything else are copied as they are.
-        assert_eq!(
-            spec.containers[0].image,
-            template().spec.unwrap().containers[0].image
-        );
-    }
-
-    #[test]
-    fn primary_replicas_follow_with_replicas_and_are_at_least_one() {
-        let cfg = BuildConfig::default();
-        let replicas = |target: Option<i32>, with: bool| {
-            let w = primary_workload(
-                &canary(),
-                &deployment(target),
-                &label(),
-                &renames(),
-                &cfg,
-                "id",
-                with,
-            );
-            match w {
-                Workload::Deployment(d) => d.spec.replicas,
-                Workload::DaemonSet(_) => panic!("kind changed"),
-            }
-        };
-        assert_eq!(replicas(Some(4), true), Some(4));
-        assert_eq!(replicas(Some(0), true), Some(1));
-        assert_eq!(replicas(None, true), Some(1));
-        assert_eq!(replicas(Some(4), false), None);
-    }
-
-    #[test]
-    fn primary_daemonset_copies_update_strategy_and_drops_scale_to_zero() {
-        let Workload::Deployment(d) = deployment(None) else {
-            unreachable!()
-        };
-        let mut template = d.spec.template.clone();
-        template.spec.as_mut().unwrap().node_selector = Some(map(&[
-            (SCALE_TO_ZERO_SELECTOR, "true"),
-            ("kubernetes.io/os", "linux"),
-        ]));
-        let target = Workload::DaemonSet(DaemonSet {
-            metadata: d.metadata.clone(),
-            spec: DaemonSetSpec {
-                min_ready_seconds: Some(7),
-                revision_history_limit: Some(2),
-                update_strategy: Some(DaemonSetUpdateStrategy {
-                    type_: Some("RollingUpdate".into()),
-                    rolling_update: None,
-                }),
-                selector: d.spec.selector.clone(),
-                template,
-            },
-            status: None,
-        });
-        let Workload::DaemonSet(p) = primary_workload(
-            &canary(),
-            &target,
-            &label(),
-            &renames(),
-            &BuildConfig::default(),
-            "id",
-            true,
-        ) else {
-            panic!("kind changed")
-        };
-        assert_eq!(p.metadata.name.as_deref(), Some("podinfo-primary"));
-        assert_eq!(p.spec.min_ready_seconds, Some(7));
-        assert_eq!(p.spec.revision_history_limit, Some(2));
-        assert_eq!(
-            p.spec.update_strategy.and_then(|s| s.type_),
-            Some("RollingUpdate".into())
-        );
-        assert_eq!(
-            p.spec.template.spec.unwrap().node_selector,
-            Some(map(&[("kubernetes.io/os", "linux")]))
-        );
     }
 
     #[test]
@@ -1173,31 +756,6 @@ mod tests {
         );
     }
 
-    fn hpa(min: Option<i32>, max: i32) -> HorizontalPodAutoscaler {
-        HorizontalPodAutoscaler {
-            metadata: ObjectMeta {
-                name: Some("podinfo-hpa".into()),
-                labels: Some(map(&[
-                    ("app", "podinfo"),
-                    ("helm.toolkit.fluxcd.io/name", "x"),
-                ])),
-                ..Default::default()
-            },
-            spec: HorizontalPodAutoscalerSpec {
-                scale_target_ref: CrossVersionObjectReference {
-                    api_version: Some("apps/v1".into()),
-                    kind: "Deployment".into(),
-                    name: "podinfo".into(),
-                },
-                min_replicas: min,
-                max_replicas: max,
-                metrics: None,
-                behavior: None,
-            },
-            status: None,
-        }
-    }
-
     #[test]
     fn primary_hpa_scales_the_primary_with_optional_overrides() {
         let p = primary_hpa(&canary(), &hpa(Some(2), 4));
@@ -1222,55 +780,5 @@ mod tests {
         });
         let p = primary_hpa(&c, &hpa(Some(2), 4));
         assert_eq!((p.spec.min_replicas, p.spec.max_replicas), (Some(3), 9));
-    }
-
-    #[test]
-    fn scale_from_zero_follows_flagger_precedence() {
-        let hpa_min = |m| hpa(Some(m), 10);
-        let cases = [
-            (
-                "target replicas win",
-                deployment(Some(3)),
-                Some(deployment(Some(5))),
-                None,
-                3,
-            ),
-            (
-                "else the primary's without autoscaler",
-                deployment(Some(0)),
-                Some(deployment(Some(5))),
-                None,
-                5,
-            ),
-            (
-                "primary at zero means one",
-                deployment(Some(0)),
-                Some(deployment(Some(0))),
-                None,
-                1,
-            ),
-            ("no primary means one", deployment(None), None, None, 1),
-            (
-                "hpa minimum above one",
-                deployment(Some(0)),
-                Some(deployment(Some(5))),
-                Some(hpa_min(4)),
-                4,
-            ),
-            (
-                "hpa minimum of one",
-                deployment(Some(0)),
-                Some(deployment(Some(5))),
-                Some(hpa_min(1)),
-                1,
-            ),
-        ];
-        for (name, target, primary, hpa, want) in cases {
-            assert_eq!(
-                scale_from_zero_replicas(&target, primary.as_ref(), hpa.as_ref()),
-                want,
-                "{name}"
-            );
-        }
     }
 }
