@@ -6,6 +6,7 @@ pub mod analyzer;
 pub mod builtin;
 pub mod evaluate;
 pub mod prometheus;
+pub mod provider;
 
 pub use crate::core::verdict::{AnalysisReport, Outcome, Verdict};
 pub use analyzer::{Analyzer, KubeObjects, Objects};
