@@ -4,9 +4,11 @@ use async_trait::async_trait;
 
 pub mod analyzer;
 pub mod builtin;
+pub mod cloudwatch;
 pub mod evaluate;
 pub mod prometheus;
 pub mod provider;
+pub mod rest;
 
 pub use crate::core::verdict::{AnalysisReport, Outcome, Verdict};
 pub use analyzer::{Analyzer, KubeObjects, Objects};
