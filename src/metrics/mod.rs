@@ -9,6 +9,7 @@ pub mod evaluate;
 pub mod prometheus;
 pub mod provider;
 pub mod rest;
+pub mod splunk;
 pub mod stackdriver;
 
 pub use crate::core::verdict::{AnalysisReport, Outcome, Verdict};
