@@ -6,6 +6,7 @@ pub mod analyzer;
 pub mod builtin;
 pub mod cloudwatch;
 pub mod evaluate;
+pub mod externalmetrics;
 pub mod prometheus;
 pub mod provider;
 pub mod rest;
