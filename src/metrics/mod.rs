@@ -7,6 +7,7 @@ pub mod builtin;
 pub mod cloudwatch;
 pub mod evaluate;
 pub mod externalmetrics;
+pub mod keptn;
 pub mod prometheus;
 pub mod provider;
 pub mod rest;
