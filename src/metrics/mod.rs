@@ -4,8 +4,15 @@ use async_trait::async_trait;
 
 pub mod analyzer;
 pub mod builtin;
+pub mod cloudwatch;
 pub mod evaluate;
+pub mod externalmetrics;
+pub mod keptn;
 pub mod prometheus;
+pub mod provider;
+pub mod rest;
+pub mod splunk;
+pub mod stackdriver;
 
 pub use crate::core::verdict::{AnalysisReport, Outcome, Verdict};
 pub use analyzer::{Analyzer, KubeObjects, Objects};
