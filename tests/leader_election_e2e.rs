@@ -401,7 +401,11 @@ async fn sigterm_releases_the_lease_so_the_standby_takes_over_at_once() -> anyho
         "the leader exited {:.2}s after SIGTERM with {exit}",
         started.elapsed().as_secs_f64()
     );
-    assert!(exit.success(), "SIGTERM exits 0: {exit}");
+    assert!(
+        exit.success(),
+        "SIGTERM exits 0: {exit}\n{}",
+        env.log_of("ctrl-a")
+    );
     assert!(
         env.log_of("ctrl-a").contains("leadership released"),
         "{}",

@@ -388,8 +388,10 @@ async fn run_elected(
     }
     fence.open();
     telemetry.set_leader(true);
+    // Fused: when the controller ends first (its own SIGTERM handling can win the race), the
+    // drain below must not poll the finished future again.
     let run = crate::controller::run_with_telemetry(client, config, providers, telemetry.clone());
-    let mut run = Box::pin(run);
+    let mut run = Box::pin(futures::FutureExt::fuse(run));
     let stop = tokio::select! {
         r = &mut run => Stop::Ended(r),
         loss = elector.keep_leading() => Stop::Lost(loss),
