@@ -4,11 +4,18 @@ use async_trait::async_trait;
 
 pub mod analyzer;
 pub mod builtin;
+pub mod datadog;
+pub mod dynatrace;
 pub mod evaluate;
+pub mod graphite;
+pub mod influxdb;
+pub mod newrelic;
 pub mod prometheus;
+pub mod provider;
 
 pub use crate::core::verdict::{AnalysisReport, Outcome, Verdict};
 pub use analyzer::{Analyzer, KubeObjects, Objects};
+pub use provider::{Provider, ProviderConfig, QueryContext};
 
 use crate::api::Canary;
 
