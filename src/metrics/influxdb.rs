@@ -129,6 +129,9 @@ pub fn read(body: &[u8]) -> Result<Reading, String> {
             _ => {}
         }
         let Some(h) = &header else {
+            if !row.iter().any(|f| f == "_value" || f == "error") {
+                return Err("not an annotated CSV table with a _value column".into());
+            }
             header = Some(row);
             continue;
         };
