@@ -484,7 +484,7 @@ struct Parser {
 }
 
 /// How a list of nodes ended.
-enum End {
+enum Closer {
     Eof,
     End,
     /// `{{ else }}`, or `{{ else if … }}` / `{{ else with … }}` with the keyword and its tokens.
@@ -492,7 +492,7 @@ enum End {
 }
 
 impl Parser {
-    fn list(&mut self) -> Result<(Vec<Node>, End), Error> {
+    fn list(&mut self) -> Result<(Vec<Node>, Closer), Error> {
         let mut nodes = Vec::new();
         while let Some(item) = self.items.next() {
             let (tokens, _at) = match item {
@@ -508,15 +508,15 @@ impl Parser {
                 _ => "",
             };
             match keyword {
-                "end" if tokens.len() == 1 => return Ok((nodes, End::End)),
+                "end" if tokens.len() == 1 => return Ok((nodes, Closer::End)),
                 "else" => {
                     let rest = tokens[1..].to_vec();
                     return Ok((
                         nodes,
                         match rest.first() {
-                            None => End::Else(None),
+                            None => Closer::Else(None),
                             Some((Tok::Ident(k), _)) if k == "if" || k == "with" => {
-                                End::Else(Some((k.clone(), rest[1..].to_vec())))
+                                Closer::Else(Some((k.clone(), rest[1..].to_vec())))
                             }
                             _ => return Err(Error::Parse("unexpected tokens after else".into())),
                         },
@@ -533,7 +533,7 @@ impl Parser {
                 _ => nodes.push(Node::Action(pipeline(&tokens)?)),
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, Closer::Eof))
     }
 
     /// Parses `if`/`with`/`range` after its keyword, through its `end`.
@@ -544,10 +544,10 @@ impl Parser {
         let pipe = pipeline(tokens)?;
         let (body, end) = self.list()?;
         let otherwise = match end {
-            End::Eof => return Err(Error::Parse(format!("unexpected EOF in {keyword}"))),
-            End::End => Vec::new(),
-            End::Else(None) => match self.list()? {
-                (nodes, End::End) => nodes,
+            Closer::Eof => return Err(Error::Parse(format!("unexpected EOF in {keyword}"))),
+            Closer::End => Vec::new(),
+            Closer::Else(None) => match self.list()? {
+                (nodes, Closer::End) => nodes,
                 _ => {
                     return Err(Error::Parse(format!(
                         "expected end after else in {keyword}"
@@ -555,7 +555,7 @@ impl Parser {
                 }
             },
             // `else if` shares the outer `end`: the nested node consumes it.
-            End::Else(Some((k, rest))) => vec![self.control(&k, &rest)?],
+            Closer::Else(Some((k, rest))) => vec![self.control(&k, &rest)?],
         };
         Ok(match keyword {
             "if" => Node::If(pipe, body, otherwise),
@@ -699,9 +699,9 @@ fn parse(src: &str) -> Result<Vec<Node>, Error> {
         items: lex(src)?.into_iter(),
     };
     match p.list()? {
-        (nodes, End::Eof) => Ok(nodes),
-        (_, End::End) => Err(Error::Parse("unexpected {{end}}".into())),
-        (_, End::Else(_)) => Err(Error::Parse("unexpected {{else}}".into())),
+        (nodes, Closer::Eof) => Ok(nodes),
+        (_, Closer::End) => Err(Error::Parse("unexpected {{end}}".into())),
+        (_, Closer::Else(_)) => Err(Error::Parse("unexpected {{else}}".into())),
     }
 }
 
@@ -1133,7 +1133,7 @@ fn fmt_float(f: f64, verb: char, prec: Option<usize>) -> String {
             }
             let eprec = match digits {
                 None => 6,
-                Some(p) if p > d.len() && d.len() as i32 >= e + 1 => d.len() as i32,
+                Some(p) if p > d.len() && d.len() as i32 > e => d.len() as i32,
                 Some(p) => p as i32,
             };
             if e < -4 || e >= eprec {
