@@ -177,28 +177,45 @@ fn flagger_documentation_canaries_validate_unchanged() {
         .filter(|(_, _, r)| r.kind == "Canary")
         .count();
     assert!(canaries >= 1, "no Flagger documentation canaries found");
-    // A documentation page may leave a placeholder (`<REALM>`) to fill in; such files say which
-    // single error they must produce in an `# expect:` header line.
+    // A documentation page may leave a placeholder (`<REALM>`) to fill in, or use a value Flagger
+    // tolerates (`apiVersion: v1` for a Deployment); such files name the single error
+    // (`# expect:`) or warning (`# expect-warning:`) they must produce in a header line.
     for file in yaml_files(&dir) {
         let text = std::fs::read_to_string(&file).expect("readable");
         let expect = text.lines().find_map(|l| l.strip_prefix("# expect: "));
-        let errors: Vec<String> = lint(&file)
-            .findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .map(|f| format!("{}: {}", f.path, f.message))
-            .collect();
+        let expect_warning = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect-warning: "));
+        let found = |severity: Severity| -> Vec<String> {
+            lint(&file)
+                .findings
+                .iter()
+                .filter(|f| f.severity == severity)
+                .map(|f| format!("{}: {}", f.path, f.message))
+                .collect()
+        };
+        let errors = found(Severity::Error);
+        fn want(e: &str) -> &str {
+            e.split(" (").next().unwrap_or(e)
+        }
         match expect {
             None => assert!(errors.is_empty(), "{}: {errors:#?}", file.display()),
             Some(e) => {
-                let want = e.split(" (the documentation").next().unwrap_or(e);
                 assert_eq!(errors.len(), 1, "{}: {errors:#?}", file.display());
                 assert!(
-                    errors[0].starts_with(want),
+                    errors[0].starts_with(want(e)),
                     "{}: {errors:#?}",
                     file.display()
                 );
             }
+        }
+        if let Some(w) = expect_warning {
+            let warnings = found(Severity::Warning);
+            assert!(
+                warnings.iter().any(|x| x.starts_with(want(w))),
+                "{}: {warnings:#?}",
+                file.display()
+            );
         }
     }
 }

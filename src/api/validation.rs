@@ -143,10 +143,12 @@ fn check_target(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Pro
     }
     let knative = t.is_knative_service();
     match t.kind.as_str() {
-        "Deployment" | "DaemonSet" if t.api_version != "apps/v1" => out.push(Problem::error(
+        // Flagger ignores the apiVersion of workload targets (its FAQ even shows `v1`), so
+        // Serin reads apps/v1 and only warns.
+        "Deployment" | "DaemonSet" if t.api_version != "apps/v1" => out.push(Problem::warning(
             "spec.targetRef.apiVersion",
             format!(
-                "a {} target must be apps/v1, got {:?}",
+                "a {} target is read as apps/v1; got {:?}",
                 t.kind, t.api_version
             ),
         )),
@@ -947,10 +949,12 @@ pub fn validate_metric_template(spec: &MetricTemplateSpec) -> Vec<Problem> {
             ),
         ));
     }
+    // Flagger only parses the address when a query runs; documentation placeholders such as
+    // `https://api.<REALM>.signalfx.com` are common, so this is a warning.
     if let Some(addr) = &spec.provider.address
         && let Err(msg) = check_http_url(addr)
     {
-        out.push(Problem::error("spec.provider.address", msg));
+        out.push(Problem::warning("spec.provider.address", msg));
     }
     if t == "cloudwatch" && spec.provider.region.as_deref().is_none_or(str::is_empty) {
         out.push(Problem::error(

@@ -460,11 +460,14 @@ fn metrics_checker(
     client: &kube::Client,
     args: &ControllerArgs,
 ) -> anyhow::Result<std::sync::Arc<dyn crate::metrics::MetricsChecker>> {
-    let analyzer = std::sync::Arc::new(crate::metrics::Analyzer::new(
-        crate::metrics::KubeObjects(client.clone()),
-        args.metrics_server.clone(),
-        args.mesh_provider.clone(),
-    )?);
+    let analyzer = std::sync::Arc::new(
+        crate::metrics::Analyzer::new(
+            crate::metrics::KubeObjects(client.clone()),
+            args.metrics_server.clone(),
+            args.mesh_provider.clone(),
+        )?
+        .with_kube(client.clone()),
+    );
     let probe = analyzer.clone();
     let server = args.metrics_server.clone();
     tokio::spawn(async move {

@@ -8,6 +8,7 @@ pub mod crds;
 pub mod demo;
 pub mod loadtester;
 pub mod manifests;
+pub mod query;
 pub mod validate;
 
 /// Serin: progressive delivery for Kubernetes, API-compatible with Flagger.
@@ -35,6 +36,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run the canary controller against a cluster.
     Controller(Box<controller::ControllerArgs>),
+    /// Run one metric of a Canary once against its real provider and print the query, value and
+    /// outcome (exit 0 Pass, 1 Fail or NoData, 2 Error).
+    Query(query::QueryArgs),
     /// Serve flagger-loadtester's API (gates, rollback gates, hey/helm/kubectl tasks).
     Loadtester(loadtester::LoadtesterArgs),
 }
@@ -49,5 +53,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Controller(args) => controller::run(*args),
         Command::Loadtester(args) => loadtester::run(args),
+        Command::Query(args) => query::run(args),
     }
 }

@@ -265,6 +265,24 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
         evidence: Evidence::E2e,
     },
     Permission {
+        group: "metrics.keptn.sh",
+        resources: &["keptnmetrics"],
+        verbs: &["get"],
+        feature: "keptn metric provider: read a KeptnMetric's status.value (src/metrics/keptn.rs)",
+        evidence: Evidence::Documented(
+            "src/metrics/keptn.rs; tested against the embedded cluster in tests/metrics_providers2.rs, not by an e2e suite",
+        ),
+    },
+    Permission {
+        group: "metrics.keptn.sh",
+        resources: &["analyses"],
+        verbs: &["get", "create", "delete"],
+        feature: "keptn metric provider: run a Keptn Analysis, read its verdict, delete it (src/metrics/keptn.rs)",
+        evidence: Evidence::Documented(
+            "src/metrics/keptn.rs; tested against the embedded cluster in tests/metrics_providers2.rs, not by an e2e suite",
+        ),
+    },
+    Permission {
         group: "serving.knative.dev",
         resources: &["services"],
         verbs: &["get", "list", "watch", "patch"],

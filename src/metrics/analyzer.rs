@@ -1,16 +1,20 @@
 //! The real [`MetricsChecker`]: resolves each metric (builtin, MetricTemplate, inline query) to a
-//! query and an endpoint, runs it on Prometheus and judges it; network I/O (Kubernetes API for
-//! MetricTemplates and Secrets, Prometheus for queries).
+//! query and a provider (Prometheus for builtins and inline queries, the template's type through
+//! [`provider::build`] otherwise), runs it and judges it; network I/O (Kubernetes API for
+//! MetricTemplates and Secrets, the metrics backends for queries).
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::builtin::{self, Observer};
 use super::evaluate::{self, Kind, Reading, Subject};
-use super::prometheus::{Auth, Endpoint, Prometheus};
+use super::prometheus::{Endpoint, Prometheus};
+use super::provider::{self, ProviderConfig, QueryContext};
 use super::{AnalysisReport, MetricsChecker};
 use crate::api::canary::{CanaryMetric, CheckRecord};
+use crate::api::duration::parse_duration;
 use crate::api::template::{self, Model};
 use crate::api::{Canary, MetricTemplate};
 
@@ -84,9 +88,11 @@ impl Objects for KubeObjects {
     }
 }
 
-/// Runs a canary's metric checks against Prometheus.
+/// Runs a canary's metric checks: builtins against Prometheus, MetricTemplates against the
+/// provider their type names.
 pub struct Analyzer<O> {
     objects: O,
+    kube: Option<kube::Client>,
     prometheus: Prometheus,
     default_server: String,
     mesh_provider: String,
@@ -103,10 +109,17 @@ impl<O: Objects> Analyzer<O> {
     ) -> Result<Self, super::prometheus::Error> {
         Ok(Self {
             objects,
+            kube: None,
             prometheus: Prometheus::new()?,
             default_server: default_server.into(),
             mesh_provider: mesh_provider.into(),
         })
+    }
+
+    /// Gives providers that read the Kubernetes API (keptn, externalmetrics) a client.
+    pub fn with_kube(mut self, client: kube::Client) -> Self {
+        self.kube = Some(client);
+        self
     }
 
     fn canary_server(&self, canary: &Canary) -> Endpoint {
@@ -157,7 +170,13 @@ impl<O: Objects> Analyzer<O> {
             out.push(evaluate::judge(metric, kind, query, reading, subject, now));
         }
         if let Some(r) = &metric.template_ref {
-            let (query, reading) = self.run_template(canary, r, &model).await;
+            let (query, reading) = match parse_duration(metric.interval_or_default()) {
+                Ok(interval) => self.run_template(canary, r, &model, interval, now).await,
+                Err(e) => (
+                    None,
+                    Reading::Failed(format!("metric {}: interval: {e}", metric.name)),
+                ),
+            };
             out.push(evaluate::judge(
                 metric,
                 Kind::Custom,
@@ -187,6 +206,8 @@ impl<O: Objects> Analyzer<O> {
         canary: &Canary,
         r: &crate::api::canary::CrossNamespaceRef,
         model: &Model,
+        metric_interval: Duration,
+        now: DateTime<Utc>,
     ) -> (Option<String>, Reading) {
         let canary_ns = canary.metadata.namespace.clone().unwrap_or_default();
         let ns = r
@@ -199,21 +220,9 @@ impl<O: Objects> Analyzer<O> {
             Err(e) => return (None, Reading::Failed(e)),
         };
         let p = &t.spec.provider;
-        // Flagger falls back to Prometheus for unknown types; known other backends are not
-        // implemented here and must not be silently sent to Prometheus.
-        if p.type_ != "prometheus"
-            && crate::api::metric_template::METRIC_PROVIDER_TYPES.contains(&p.type_.as_str())
-        {
-            return (
-                None,
-                Reading::Failed(format!(
-                    "MetricTemplate {ns}/{}: provider type {:?} is not supported by Serin yet (only prometheus)",
-                    r.name, p.type_
-                )),
-            );
-        }
         let query = match template::render(&t.spec.query, model) {
-            Ok(q) => template::collapse_whitespace(&q),
+            Ok(q) if provider::collapses_whitespace(&p.type_) => template::collapse_whitespace(&q),
+            Ok(q) => q,
             Err(e) => {
                 return (
                     None,
@@ -221,12 +230,16 @@ impl<O: Objects> Analyzer<O> {
                 );
             }
         };
-        let mut endpoint = match p.address.as_deref().filter(|a| !a.is_empty()) {
-            Some(a) => Endpoint::plain(a),
-            None => self.canary_server(canary),
+        let mut config = ProviderConfig {
+            spec: p.clone(),
+            secret: None,
         };
-        endpoint.headers = p.headers.clone().unwrap_or_default();
-        endpoint.insecure_skip_verify = p.insecure_skip_verify.unwrap_or(false);
+        // A Prometheus template without an address queries the canary's metrics server.
+        if matches!(p.type_.as_str(), "" | "prometheus")
+            && p.address.as_deref().is_none_or(str::is_empty)
+        {
+            config.spec.address = Some(self.canary_server(canary).address);
+        }
         if let Some(secret) = &p.secret_ref {
             // A template in another namespace must not make the controller read secrets there
             // on behalf of this canary.
@@ -239,20 +252,25 @@ impl<O: Objects> Analyzer<O> {
                     )),
                 );
             }
-            let auth = self
-                .objects
-                .secret_data(&canary_ns, &secret.name)
-                .await
-                .and_then(|d| {
-                    Auth::from_secret(&d)
-                        .map_err(|e| format!("Secret {canary_ns}/{}: {e}", secret.name))
-                });
-            match auth {
-                Ok(a) => endpoint.auth = Some(a),
+            match self.objects.secret_data(&canary_ns, &secret.name).await {
+                Ok(d) => config.secret = Some(d),
                 Err(e) => return (Some(query), Reading::Failed(e)),
             }
         }
-        let reading = self.prometheus.query(&endpoint, &query).await;
+        let backend = match provider::build(&config, self.kube.as_ref()) {
+            Ok(b) => b,
+            Err(e) => {
+                return (
+                    Some(query),
+                    Reading::Failed(format!("MetricTemplate {ns}/{}: {e}", r.name)),
+                );
+            }
+        };
+        let ctx = QueryContext {
+            interval: metric_interval,
+            now,
+        };
+        let reading = backend.query(&query, &ctx).await;
         (Some(query), reading)
     }
 

@@ -5,9 +5,14 @@ use async_trait::async_trait;
 pub mod analyzer;
 pub mod builtin;
 pub mod cloudwatch;
+pub mod datadog;
+pub mod dynatrace;
 pub mod evaluate;
 pub mod externalmetrics;
+pub mod graphite;
+pub mod influxdb;
 pub mod keptn;
+pub mod newrelic;
 pub mod prometheus;
 pub mod provider;
 pub mod rest;
@@ -16,6 +21,7 @@ pub mod stackdriver;
 
 pub use crate::core::verdict::{AnalysisReport, Outcome, Verdict};
 pub use analyzer::{Analyzer, KubeObjects, Objects};
+pub use provider::{Provider, ProviderConfig, QueryContext};
 
 use crate::api::Canary;
 

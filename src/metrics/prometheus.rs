@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::evaluate::Reading;
+use super::provider::{Provider, ProviderConfig, QueryContext};
 
 /// Flagger's query timeout.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,6 +26,12 @@ pub enum Error {
     /// The query could not be run or its result is unusable; the message names the cause.
     #[error("{0}")]
     QueryMetric(String),
+    /// A MetricTemplate without an address and no default server to fall back to.
+    #[error("prometheus: the MetricTemplate has no address")]
+    MissingAddress,
+    /// The Secret of `secretRef` does not hold usable credentials.
+    #[error("prometheus: {0}")]
+    Credentials(String),
 }
 
 impl Error {
@@ -33,6 +40,8 @@ impl Error {
         match self {
             Self::BuildClient(_) => "BuildClient",
             Self::QueryMetric(_) => "QueryMetric",
+            Self::MissingAddress => "MissingAddress",
+            Self::Credentials(_) => "Credentials",
         }
     }
 }
@@ -193,6 +202,47 @@ impl Prometheus {
             )),
             Reading::Failed(e) => Err(Error::QueryMetric(e)),
         }
+    }
+}
+
+/// Prometheus behind the [`Provider`] seam: one MetricTemplate's address, credentials and headers.
+#[derive(Clone, Debug)]
+pub struct PrometheusProvider {
+    client: Prometheus,
+    endpoint: Endpoint,
+}
+
+impl PrometheusProvider {
+    /// Reads `address` (required; the analyzer puts the canary's metrics server there when the
+    /// template has none), `headers`, `insecureSkipVerify` and the Secret's `token`, or
+    /// `username` and `password`.
+    pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
+        let spec = &config.spec;
+        let address = spec
+            .address
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .ok_or(Error::MissingAddress)?;
+        let auth = match &config.secret {
+            Some(data) => Some(Auth::from_secret(data).map_err(Error::Credentials)?),
+            None => None,
+        };
+        Ok(Self {
+            client: Prometheus::new()?,
+            endpoint: Endpoint {
+                address: address.to_string(),
+                auth,
+                headers: spec.headers.clone().unwrap_or_default(),
+                insecure_skip_verify: spec.insecure_skip_verify.unwrap_or(false),
+            },
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for PrometheusProvider {
+    async fn query(&self, query: &str, _ctx: &QueryContext) -> Reading {
+        self.client.query(&self.endpoint, query).await
     }
 }
 
