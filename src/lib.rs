@@ -12,6 +12,9 @@ pub mod metrics;
 pub mod notifier;
 pub mod router;
 pub mod target;
+/// Test fixtures as builders (`Canary::test().progressing(40)`), for unit and integration tests.
+#[doc(hidden)]
+pub use api::testing;
 pub mod webhook;
 
 /// Installs ring as the process-wide rustls provider (kube and reqwest both use rustls); safe to

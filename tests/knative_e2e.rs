@@ -147,21 +147,17 @@ fn podinfo(version: &str) -> Value {
     })
 }
 
+/// The podinfo Canary of a Knative Service (no `service`), with `extra` replacing fields of its
+/// spec.
 fn canary(extra: Value) -> Value {
-    let mut c = json!({
-        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": NS},
-        "spec": {
-            "provider": "knative",
-            "targetRef": {"apiVersion": KSVC, "kind": "Service", "name": "podinfo"},
-            "progressDeadlineSeconds": 60,
-            "analysis": {"interval": "1s", "threshold": 1, "stepWeight": 20, "maxWeight": 60}
-        }
-    });
-    for (k, v) in extra.as_object().into_iter().flatten() {
-        c["spec"][k] = v.clone();
-    }
-    c
+    Canary::test()
+        .namespace(NS)
+        .provider("knative")
+        .target(KSVC, "Service", "podinfo")
+        .spec(json!({"progressDeadlineSeconds": 60, "service": null,
+            "analysis": {"interval": "1s", "threshold": 1, "stepWeight": 20, "maxWeight": 60}}))
+        .replace(extra)
+        .json()
 }
 
 /// `[primary-revision annotation, spec.traffic]` of a Knative Service.

@@ -75,17 +75,15 @@ fn store() -> &'static Store {
 }
 
 fn canary(target: &str, provider: &str, metrics: serde_json::Value) -> Canary {
-    serde_json::from_value(json!({
-        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": target, "namespace": "test"},
-        "spec": {
-            "provider": provider,
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-            "service": {"port": 9898},
-            "analysis": {"interval": "1s", "threshold": 2, "iterations": 2, "metrics": metrics}
-        }
-    }))
-    .unwrap_or_else(|e| panic!("canary fixture: {e}"))
+    Canary::test()
+        .name(target)
+        .provider(provider)
+        .target("apps/v1", "Deployment", target)
+        .analysis(
+            json!({"interval": "1s", "threshold": 2, "iterations": 2, "stepWeight": null,
+            "metrics": metrics}),
+        )
+        .build()
 }
 
 /// The two builtins with Flagger's usual ranges over 5 s windows (five 1 s scrapes).

@@ -182,16 +182,9 @@ async fn a_non_2xx_answer_is_an_error_that_hides_the_webhook_path() {
 }
 
 fn canary_with_alerts(alerts: serde_json::Value) -> Canary {
-    serde_json::from_value(json!({
-        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": "test"},
-        "spec": {
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-            "service": {"port": 9898},
-            "analysis": {"interval": "1m", "threshold": 5, "stepWeight": 10, "maxWeight": 50, "alerts": alerts}
-        }
-    }))
-    .expect("canary")
+    Canary::test()
+        .analysis(json!({"interval": "1m", "threshold": 5, "maxWeight": 50, "alerts": alerts}))
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

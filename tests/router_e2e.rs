@@ -61,33 +61,16 @@ fn podinfo(version: &str) -> Value {
     })
 }
 
+/// The podinfo Canary with a fast analysis, `extra` merged into its spec (one level deep for
+/// `service` and `analysis`).
 fn canary(provider: &str, extra: Value) -> Value {
-    let mut c = json!({
-        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": NS},
-        "spec": {
-            "provider": provider,
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-            "progressDeadlineSeconds": 60,
-            "service": {"port": 9898},
-            "analysis": {"interval": "1s", "threshold": 1, "stepWeight": 20, "maxWeight": 60}
-        }
-    });
-    for (k, v) in extra.as_object().into_iter().flatten() {
-        match (c["spec"].get_mut(k), v) {
-            (Some(Value::Object(dst)), Value::Object(src)) => {
-                for (k2, v2) in src {
-                    if v2.is_null() {
-                        dst.remove(k2);
-                    } else {
-                        dst.insert(k2.clone(), v2.clone());
-                    }
-                }
-            }
-            _ => c["spec"][k] = v.clone(),
-        }
-    }
-    c
+    Canary::test()
+        .namespace(NS)
+        .provider(provider)
+        .spec(json!({"progressDeadlineSeconds": 60,
+            "analysis": {"interval": "1s", "threshold": 1, "stepWeight": 20, "maxWeight": 60}}))
+        .spec(extra)
+        .json()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

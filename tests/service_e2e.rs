@@ -63,27 +63,17 @@ fn target(colour: &str) -> Value {
     })
 }
 
+/// The podinfo Canary of a Service target, with `extra` replacing fields of its spec.
 fn canary(provider: &str, extra: Value) -> Value {
-    let mut c = json!({
-        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": NS},
-        "spec": {
-            "provider": provider,
-            "targetRef": {"apiVersion": "v1", "kind": "Service", "name": "podinfo"},
-            "progressDeadlineSeconds": 60,
-            "service": {"port": 9898, "gatewayRefs": [{"name": "public"}]},
-            "analysis": {"interval": "1s", "threshold": 1, "stepWeight": 20, "maxWeight": 60}
-        }
-    });
-    for (k, v) in extra.as_object().into_iter().flatten() {
-        match (c["spec"].as_object_mut(), v) {
-            (Some(spec), Value::Null) => {
-                spec.remove(k);
-            }
-            _ => c["spec"][k] = v.clone(),
-        }
-    }
-    c
+    Canary::test()
+        .namespace(NS)
+        .provider(provider)
+        .target("v1", "Service", "podinfo")
+        .spec(json!({"progressDeadlineSeconds": 60,
+            "service": {"gatewayRefs": [{"name": "public"}]},
+            "analysis": {"interval": "1s", "threshold": 1, "stepWeight": 20, "maxWeight": 60}}))
+        .replace(extra)
+        .json()
 }
 
 fn selected(s: &Service) -> Option<String> {

@@ -13,6 +13,9 @@ pub mod schema;
 mod schema_util;
 pub mod target_kind;
 pub mod template;
+/// Test fixtures as builders (`Canary::test()`); also `serin::testing`.
+#[doc(hidden)]
+pub mod testing;
 pub mod time;
 pub mod validation;
 pub mod webhook_type;

@@ -1,10 +1,12 @@
 //! The `apisix` router: the ApisixRoute `<routeRef>-<svc>-canary` (`apisix.apache.org/v2`),
 //! cloned from `routeRef`'s HTTP route that sends to the apex Service, with its priority raised
-//! and weighted primary and canary backends. Pure builders plus [`ApisixRouter`] (API I/O).
+//! and weighted primary and canary backends. Pure builders plus [`ApisixRoute`] (API I/O).
 use async_trait::async_trait;
+use kube::core::ApiResource;
 use serde_json::{Value, json};
 
-use super::{Error, INITIAL, Meta, TrafficRouter};
+use super::routing::{RoutingObject, original};
+use super::{Error, Meta};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -108,57 +110,34 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     })
 }
 
-/// The APISIX router.
-pub struct ApisixRouter {
-    client: kube::Client,
-}
-
-impl ApisixRouter {
-    /// A router for APISIX.
-    pub fn new(client: kube::Client) -> Self {
-        Self { client }
-    }
-
-    async fn get(&self, canary: &Canary, name: &str) -> Result<Option<Value>, Error> {
-        super::get_for(&self.client, canary, API_VERSION, "ApisixRoute", name).await
-    }
-
-    async fn write(&self, canary: &Canary, routes: Option<Routes>) -> Result<(), Error> {
-        super::write_clone(
-            &self.client,
-            canary,
-            &super::resource(API_VERSION, "ApisixRoute"),
-            canary.spec.route_ref.as_ref(),
-            "routeRef",
-            &canary_route_name(canary),
-            routes,
-            INITIAL,
-            |live| read_routes(canary, live).ok(),
-            |original, routes, live| canary_route(canary, original, routes, live),
-        )
-        .await
-    }
-}
+/// APISIX's routing object, the canary ApisixRoute cloned from `routeRef`; the APISIX router is
+/// an [`ObjectRouter`](super::routing::ObjectRouter) of it.
+pub struct ApisixRoute;
 
 #[async_trait]
-impl TrafficRouter for ApisixRouter {
-    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
-        self.write(canary, None).await
+impl RoutingObject for ApisixRoute {
+    fn resource(&self) -> ApiResource {
+        super::resource(API_VERSION, "ApisixRoute")
     }
-    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
-        super::non_zero(routes, "ApisixRoute")?;
-        self.write(canary, Some(routes)).await
+    fn refuses_zero(&self) -> bool {
+        true
     }
-    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
-        let name = canary_route_name(canary);
-        let live = self
-            .get(canary, &name)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("ApisixRoute {name}")))?;
-        read_routes(canary, &live)
+    fn name(&self, canary: &Canary) -> String {
+        canary_route_name(canary)
     }
-    async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
-        Ok(())
+    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
+        read_routes(canary, live)
+    }
+    async fn build(
+        &self,
+        client: &kube::Client,
+        canary: &Canary,
+        routes: Routes,
+        live: Option<&Value>,
+    ) -> Result<Value, Error> {
+        let reference = canary.spec.route_ref.as_ref();
+        let original = original(client, canary, &self.resource(), reference, "routeRef").await?;
+        canary_route(canary, &original, routes, live)
     }
 }
 

@@ -1,12 +1,14 @@
 //! The `contour` router: the HTTPProxy `<svc>` (`projectcontour.io/v1`).
 //!
 //! Pure builders compute the HTTPProxy Flagger writes (weighted services with Linkerd's
-//! `l5d-dst-override` header, prefix from `service.match[0].uri.prefix`); [`ContourRouter`]
+//! `l5d-dst-override` header, prefix from `service.match[0].uri.prefix`); [`HttpProxy`]
 //! applies and reads it (API I/O). A root HTTPProxy of the user's `includes` this one.
 use async_trait::async_trait;
+use kube::core::ApiResource;
 use serde_json::{Value, json};
 
-use super::{Error, INITIAL, Meta, TrafficRouter, object};
+use super::routing::RoutingObject;
+use super::{Error, INITIAL, Meta, object};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -177,56 +179,37 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     })
 }
 
-/// The Contour router.
-pub struct ContourRouter {
-    client: kube::Client,
-    ingress_class: Option<String>,
-}
-
-impl ContourRouter {
-    /// A router writing HTTPProxies with `ingress_class`.
-    pub fn new(client: kube::Client, ingress_class: Option<String>) -> Self {
-        Self {
-            client,
-            ingress_class,
-        }
-    }
-
-    async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
-        super::get_apex(&self.client, canary, API_VERSION, "HTTPProxy").await
-    }
-
-    async fn write(&self, canary: &Canary, routes: Option<Routes>) -> Result<(), Error> {
-        let live = self.live(canary).await?;
-        let routes = routes.unwrap_or_else(|| {
-            live.as_ref()
-                .and_then(|l| read_routes(canary, l).ok())
-                .unwrap_or(INITIAL)
-        });
-        let body = http_proxy(canary, routes, self.ingress_class.as_deref(), live.as_ref());
-        super::apply(&self.client, canary.metadata.namespace.as_deref(), &body).await
-    }
+/// Contour's routing object, the HTTPProxy `<svc>`, written with the controller's ingress class;
+/// the Contour router is an [`ObjectRouter`](super::routing::ObjectRouter) of it.
+pub struct HttpProxy {
+    /// `--ingress-class`, set as `spec.ingressClassName`.
+    pub ingress_class: Option<String>,
 }
 
 #[async_trait]
-impl TrafficRouter for ContourRouter {
-    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
-        self.write(canary, None).await
+impl RoutingObject for HttpProxy {
+    fn resource(&self) -> ApiResource {
+        super::resource(API_VERSION, "HTTPProxy")
     }
-    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
-        super::non_zero(routes, "HTTPProxy")?;
-        self.write(canary, Some(routes)).await
+    fn refuses_zero(&self) -> bool {
+        true
     }
-    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
-        let name = canary.spec.service_name();
-        let live = self
-            .live(canary)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("HTTPProxy {name}")))?;
-        read_routes(canary, &live)
+    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
+        read_routes(canary, live)
     }
-    async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
-        Ok(())
+    async fn build(
+        &self,
+        _client: &kube::Client,
+        canary: &Canary,
+        routes: Routes,
+        live: Option<&Value>,
+    ) -> Result<Value, Error> {
+        Ok(http_proxy(
+            canary,
+            routes,
+            self.ingress_class.as_deref(),
+            live,
+        ))
     }
 }
 

@@ -2,12 +2,14 @@
 //!
 //! Pure builders compute the HTTPRoute Flagger writes (parentRefs from `service.gatewayRefs`,
 //! including GAMMA parents of kind Service; one weighted rule, plus the A/B and sticky-session
-//! rules); the async [`GatewayApiRouter`] applies it and reads it back (API I/O).
+//! rules); the async [`HttpRoute`] applies it and reads it back (API I/O).
 use async_trait::async_trait;
+use kube::core::ApiResource;
 use serde_json::{Value, json};
 
 use super::affinity::{self, COOKIE_HEADER, Cookies, SET_COOKIE_HEADER};
-use super::{Error, INITIAL, TrafficRouter, object};
+use super::routing::RoutingObject;
+use super::{Error, INITIAL, object};
 use crate::api::Canary;
 use crate::api::canary::{HttpMatchRequest, ParentReference};
 use crate::core::Routes;
@@ -532,69 +534,33 @@ pub fn check_accepted(live: &Value) -> Result<(), Error> {
     Ok(())
 }
 
-/// The Gateway API router.
-pub struct GatewayApiRouter {
-    client: kube::Client,
-    version: Version,
-}
+/// The Gateway API's routing object, the HTTPRoute `<svc>` of a [`Version`]; the Gateway API
+/// routers are [`ObjectRouter`](super::routing::ObjectRouter)s of it.
+pub struct HttpRoute(pub Version);
 
-impl GatewayApiRouter {
-    /// A router writing HTTPRoutes of `version`.
-    pub fn new(client: kube::Client, version: Version) -> Self {
-        Self { client, version }
+#[async_trait]
+impl RoutingObject for HttpRoute {
+    fn resource(&self) -> ApiResource {
+        super::resource(self.0.api_version(), "HTTPRoute")
     }
-
-    async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
-        super::get_apex(
-            &self.client,
-            canary,
-            self.version.api_version(),
-            "HTTPRoute",
-        )
-        .await
+    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
+        read_routes(canary, live)
     }
-
-    async fn write(
+    /// A v1 HTTPRoute must have been accepted by its Gateways.
+    fn ready(&self, live: &Value) -> Result<(), Error> {
+        if self.0 == Version::V1 {
+            check_accepted(live)?;
+        }
+        Ok(())
+    }
+    async fn build(
         &self,
+        _client: &kube::Client,
         canary: &Canary,
         routes: Routes,
         live: Option<&Value>,
-    ) -> Result<(), Error> {
-        let body = desired(canary, self.version, routes, live)?;
-        super::apply(&self.client, canary.metadata.namespace.as_deref(), &body).await
-    }
-}
-
-#[async_trait]
-impl TrafficRouter for GatewayApiRouter {
-    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
-        let live = self.live(canary).await?;
-        let routes = live
-            .as_ref()
-            .and_then(|l| read_routes(canary, l).ok())
-            .unwrap_or(INITIAL);
-        self.write(canary, routes, live.as_ref()).await
-    }
-
-    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
-        let live = self.live(canary).await?;
-        self.write(canary, routes, live.as_ref()).await
-    }
-
-    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
-        let name = canary.spec.service_name();
-        let live = self
-            .live(canary)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("HTTPRoute {name}")))?;
-        if self.version == Version::V1 {
-            check_accepted(&live)?;
-        }
-        read_routes(canary, &live)
-    }
-
-    async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
-        Ok(())
+    ) -> Result<Value, Error> {
+        desired(canary, self.0, routes, live)
     }
 }
 

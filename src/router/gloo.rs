@@ -2,13 +2,15 @@
 //! (`gloo.solo.io/v1`) for the primary and canary Services, and the RouteTable `<svc>`
 //! (`gateway.solo.io/v1`) whose route splits traffic between them.
 //!
-//! Pure builders compute the objects Flagger writes; [`GlooRouter`] reads the Services and the
+//! Pure builders compute the objects Flagger writes; [`RouteTable`] reads the Services and the
 //! `upstreamRef` config Upstream and applies them (API I/O). A user's Gloo VirtualService
 //! delegates to the RouteTable.
 use async_trait::async_trait;
+use kube::core::ApiResource;
 use serde_json::{Map, Value, json};
 
-use super::{Error, INITIAL, Meta, TrafficRouter, object};
+use super::routing::RoutingObject;
+use super::{Error, INITIAL, Meta, object};
 use crate::api::Canary;
 use crate::api::canary::StringMatch;
 use crate::core::Routes;
@@ -253,85 +255,64 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     })
 }
 
-/// The Gloo Edge router.
-pub struct GlooRouter {
-    client: kube::Client,
-}
+/// Gloo's routing object, the RouteTable `<svc>`, with the primary and canary Upstreams it
+/// routes to; the Gloo router is an [`ObjectRouter`](super::routing::ObjectRouter) of it.
+pub struct RouteTable;
 
-impl GlooRouter {
-    /// A router for Gloo Edge.
-    pub fn new(client: kube::Client) -> Self {
-        Self { client }
-    }
-
-    async fn route_table_live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
-        super::get_apex(&self.client, canary, ROUTE_TABLE_API_VERSION, "RouteTable").await
-    }
-
-    /// The `upstreamRef` Upstream; its namespace defaults to the Canary's.
-    async fn config_upstream(&self, canary: &Canary) -> Result<Option<Value>, Error> {
-        let Some(r) = &canary.spec.upstream_ref else {
-            return Ok(None);
-        };
-        let ns = r
-            .namespace
-            .clone()
-            .filter(|n| !n.is_empty())
-            .or_else(|| canary.metadata.namespace.clone());
-        let ar = super::resource(UPSTREAM_API_VERSION, "Upstream");
-        let found = super::get(&self.client, ns.as_deref(), &ar, &r.name).await?;
-        found
-            .map(Some)
-            .ok_or_else(|| Error::Missing(format!("upstreamRef Upstream {}", r.name)))
-    }
-
-    async fn write(&self, canary: &Canary, split: Option<Routes>) -> Result<(), Error> {
-        let ns = canary.metadata.namespace.as_deref();
-        let live = self.route_table_live(canary).await?;
-        let split = split.unwrap_or_else(|| {
-            live.as_ref()
-                .and_then(|l| read_routes(canary, l).ok())
-                .unwrap_or(INITIAL)
-        });
-        super::apply(&self.client, ns, &route_table(canary, split, live.as_ref())).await
-    }
+/// The `upstreamRef` Upstream; its namespace defaults to the Canary's.
+async fn config_upstream(client: &kube::Client, canary: &Canary) -> Result<Option<Value>, Error> {
+    let Some(r) = &canary.spec.upstream_ref else {
+        return Ok(None);
+    };
+    let ns = r
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or_else(|| canary.metadata.namespace.clone());
+    let ar = super::resource(UPSTREAM_API_VERSION, "Upstream");
+    let found = super::get(client, ns.as_deref(), &ar, &r.name).await?;
+    found
+        .map(Some)
+        .ok_or_else(|| Error::Missing(format!("upstreamRef Upstream {}", r.name)))
 }
 
 #[async_trait]
-impl TrafficRouter for GlooRouter {
-    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
+impl RoutingObject for RouteTable {
+    fn resource(&self) -> ApiResource {
+        super::resource(ROUTE_TABLE_API_VERSION, "RouteTable")
+    }
+    fn refuses_zero(&self) -> bool {
+        true
+    }
+    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
+        read_routes(canary, live)
+    }
+    async fn build(
+        &self,
+        _client: &kube::Client,
+        canary: &Canary,
+        routes: Routes,
+        live: Option<&Value>,
+    ) -> Result<Value, Error> {
+        Ok(route_table(canary, routes, live))
+    }
+
+    /// The Upstreams of the primary and canary Services.
+    async fn prepare(&self, client: &kube::Client, canary: &Canary) -> Result<(), Error> {
         let ns = canary.metadata.namespace.as_deref();
-        let config = self.config_upstream(canary).await?;
+        let config = config_upstream(client, canary).await?;
         let (_, primary_svc, canary_svc) = super::service_names(canary);
         let (primary_up, canary_up) = upstream_names(canary);
         let services = super::resource("v1", "Service");
         let upstreams = super::resource(UPSTREAM_API_VERSION, "Upstream");
         for (svc, name) in [(primary_svc, primary_up), (canary_svc, canary_up)] {
-            let service = super::get(&self.client, ns, &services, &svc)
+            let service = super::get(client, ns, &services, &svc)
                 .await?
                 .ok_or_else(|| Error::Missing(format!("Service {svc}")))?;
-            let live = super::get(&self.client, ns, &upstreams, &name).await?;
+            let live = super::get(client, ns, &upstreams, &name).await?;
             let body = upstream(canary, &name, &service, config.as_ref(), live.as_ref());
-            super::apply(&self.client, ns, &body).await?;
+            super::apply(client, ns, &body).await?;
         }
-        self.write(canary, None).await
-    }
-
-    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
-        super::non_zero(routes, "RouteTable")?;
-        self.write(canary, Some(routes)).await
-    }
-
-    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
-        let name = canary.spec.service_name();
-        let live = self
-            .route_table_live(canary)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("RouteTable {name}")))?;
-        read_routes(canary, &live)
-    }
-
-    async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
         Ok(())
     }
 }

@@ -1,13 +1,15 @@
 //! The `istio` router: DestinationRules `<svc>-primary` / `<svc>-canary` and the VirtualService
 //! `<svc>` (HTTP, or TCP when `service.appProtocol` is `tcp`).
 //!
-//! Pure builders compute the objects Flagger writes; [`IstioRouter`] applies and reads them
+//! Pure builders compute the objects Flagger writes; [`VirtualService`] applies and reads them
 //! (API I/O).
 use async_trait::async_trait;
+use kube::core::ApiResource;
 use serde_json::{Value, json};
 
 use super::affinity::{self, COOKIE_HEADER, Cookies, SET_COOKIE_HEADER};
-use super::{Error, INITIAL, Meta, TrafficRouter, object};
+use super::routing::RoutingObject;
+use super::{Error, INITIAL, Meta, object};
 use crate::api::Canary;
 use crate::api::canary::HttpMatchRequest;
 use crate::core::Routes;
@@ -364,65 +366,48 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     super::non_zero(routes, &format!("VirtualService {apex}"))
 }
 
-/// The Istio router.
-pub struct IstioRouter {
-    client: kube::Client,
-}
-
-impl IstioRouter {
-    /// A router for Istio.
-    pub fn new(client: kube::Client) -> Self {
-        Self { client }
-    }
-
-    async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
-        super::get_apex(&self.client, canary, API_VERSION, "VirtualService").await
-    }
-}
+/// Istio's routing object, the VirtualService `<svc>`, with the primary and canary
+/// DestinationRules it routes to; the Istio router is an
+/// [`ObjectRouter`](super::routing::ObjectRouter) of it.
+pub struct VirtualService;
 
 #[async_trait]
-impl TrafficRouter for IstioRouter {
-    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
+impl RoutingObject for VirtualService {
+    fn resource(&self) -> ApiResource {
+        super::resource(API_VERSION, "VirtualService")
+    }
+    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
+        read_routes(canary, live)
+    }
+    async fn build(
+        &self,
+        _client: &kube::Client,
+        canary: &Canary,
+        routes: Routes,
+        live: Option<&Value>,
+    ) -> Result<Value, Error> {
+        Ok(virtual_service(canary, routes, live))
+    }
+
+    /// The DestinationRules `<svc>-primary` and `<svc>-canary`.
+    async fn prepare(&self, client: &kube::Client, canary: &Canary) -> Result<(), Error> {
         let ns = canary.metadata.namespace.as_deref();
         let (_, primary, canary_svc) = super::service_names(canary);
         let rules = super::resource(API_VERSION, "DestinationRule");
         for host in [primary, canary_svc] {
-            let live = super::get(&self.client, ns, &rules, &host).await?;
+            let live = super::get(client, ns, &rules, &host).await?;
             let body = destination_rule(canary, &host, live.as_ref());
-            super::apply(&self.client, ns, &body).await?;
+            super::apply(client, ns, &body).await?;
         }
-        let live = self.live(canary).await?;
-        let routes = live
-            .as_ref()
-            .and_then(|l| read_routes(canary, l).ok())
-            .unwrap_or(INITIAL);
-        super::apply(
-            &self.client,
-            ns,
-            &virtual_service(canary, routes, live.as_ref()),
-        )
-        .await
-    }
-
-    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
-        let live = self.live(canary).await?;
-        let body = virtual_service(canary, routes, live.as_ref());
-        super::apply(&self.client, canary.metadata.namespace.as_deref(), &body).await
-    }
-
-    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
-        let name = canary.spec.service_name();
-        let live = self
-            .live(canary)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("VirtualService {name}")))?;
-        read_routes(canary, &live)
+        Ok(())
     }
 
     /// Restores the spec of a VirtualService that existed before the Canary, from kubectl's
     /// last-applied annotation or the copy taken when Serin first changed it.
-    async fn finalize(&self, canary: &Canary) -> Result<(), Error> {
-        let Some(live) = self.live(canary).await? else {
+    async fn finalize(&self, client: &kube::Client, canary: &Canary) -> Result<(), Error> {
+        let ns = canary.metadata.namespace.as_deref();
+        let name = canary.spec.service_name();
+        let Some(live) = super::get(client, ns, &self.resource(), &name).await? else {
             return Ok(());
         };
         let annotations = &live["metadata"]["annotations"];
@@ -436,18 +421,15 @@ impl TrafficRouter for IstioRouter {
                 .and_then(|a| serde_json::from_str(a).ok())
         };
         let Some(spec) = stored else {
-            tracing::warn!(
-                "VirtualService {} has no original configuration; not reverting",
-                canary.spec.service_name()
-            );
+            tracing::warn!("VirtualService {name} has no original configuration; not reverting");
             return Ok(());
         };
         let body = json!({
             "apiVersion": API_VERSION, "kind": "VirtualService",
-            "metadata": {"name": canary.spec.service_name(), "namespace": canary.metadata.namespace},
+            "metadata": {"name": name, "namespace": canary.metadata.namespace},
             "spec": spec,
         });
-        super::apply(&self.client, canary.metadata.namespace.as_deref(), &body).await
+        super::apply(client, ns, &body).await
     }
 }
 

@@ -1,10 +1,12 @@
 //! The `kuma` router: the cluster-scoped TrafficRoute `<svc>` (`kuma.io/v1alpha1`) splitting
 //! `kuma.io/service` `<svc>_<ns>_svc_<port>` between primary and canary. Pure builders plus
-//! [`KumaRouter`] (API I/O).
+//! [`TrafficRoute`] (API I/O).
 use async_trait::async_trait;
+use kube::core::ApiResource;
 use serde_json::{Value, json};
 
-use super::{Error, INITIAL, Meta, TrafficRouter};
+use super::routing::RoutingObject;
+use super::{Error, Meta};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -76,46 +78,30 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     }
 }
 
-/// The Kuma router.
-pub struct KumaRouter {
-    client: kube::Client,
-}
-
-impl KumaRouter {
-    /// A router for Kuma.
-    pub fn new(client: kube::Client) -> Self {
-        Self { client }
-    }
-
-    async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
-        let ar = super::resource(API_VERSION, "TrafficRoute");
-        super::get(&self.client, None, &ar, &canary.spec.service_name()).await
-    }
-}
+/// Kuma's routing object, the cluster-scoped TrafficRoute `<svc>`; the Kuma router is an
+/// [`ObjectRouter`](super::routing::ObjectRouter) of it.
+pub struct TrafficRoute;
 
 #[async_trait]
-impl TrafficRouter for KumaRouter {
-    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
-        let live = self.live(canary).await?;
-        let routes = live
-            .as_ref()
-            .and_then(|l| read_routes(canary, l).ok())
-            .unwrap_or(INITIAL);
-        super::apply(&self.client, None, &traffic_route(canary, routes)).await
+impl RoutingObject for TrafficRoute {
+    fn resource(&self) -> ApiResource {
+        super::resource(API_VERSION, "TrafficRoute")
     }
-    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
-        super::apply(&self.client, None, &traffic_route(canary, routes)).await
+    /// TrafficRoutes are cluster-scoped.
+    fn namespace<'a>(&self, _canary: &'a Canary) -> Option<&'a str> {
+        None
     }
-    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
-        let name = canary.spec.service_name();
-        let live = self
-            .live(canary)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("TrafficRoute {name}")))?;
-        read_routes(canary, &live)
+    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
+        read_routes(canary, live)
     }
-    async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
-        Ok(())
+    async fn build(
+        &self,
+        _client: &kube::Client,
+        canary: &Canary,
+        routes: Routes,
+        _live: Option<&Value>,
+    ) -> Result<Value, Error> {
+        Ok(traffic_route(canary, routes))
     }
 }
 

@@ -32,6 +32,7 @@ pub mod knative;
 pub mod kubernetes;
 pub mod kuma;
 pub mod nginx;
+pub mod routing;
 pub mod skipper;
 pub mod smi;
 pub mod traefik;
@@ -87,44 +88,44 @@ pub fn for_provider(
     let client = client.clone();
     match provider {
         Provider::Kubernetes => Ok(Arc::new(kubernetes::KubernetesRouter)),
-        Provider::GatewayApiV1 => Ok(Arc::new(gatewayapi::GatewayApiRouter::new(
+        Provider::GatewayApiV1 => routed(client, gatewayapi::HttpRoute(gatewayapi::Version::V1)),
+        Provider::GatewayApiV1beta1 => {
+            routed(client, gatewayapi::HttpRoute(gatewayapi::Version::V1beta1))
+        }
+        Provider::Istio => routed(client, istio::VirtualService),
+        Provider::Nginx => routed(
             client,
-            gatewayapi::Version::V1,
-        ))),
-        Provider::GatewayApiV1beta1 => Ok(Arc::new(gatewayapi::GatewayApiRouter::new(
+            nginx::NginxIngress {
+                prefix: config
+                    .ingress_annotations_prefix
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| nginx::DEFAULT_PREFIX.to_string()),
+            },
+        ),
+        Provider::Linkerd => routed(client, smi::TrafficSplit(smi::Flavour::Linkerd)),
+        Provider::Osm => routed(
             client,
-            gatewayapi::Version::V1beta1,
-        ))),
-        Provider::Istio => Ok(Arc::new(istio::IstioRouter::new(client))),
-        Provider::Nginx => Ok(Arc::new(nginx::NginxRouter::new(
-            client,
-            config
-                .ingress_annotations_prefix
-                .clone()
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| nginx::DEFAULT_PREFIX.to_string()),
-        ))),
-        Provider::Linkerd => Ok(Arc::new(smi::SmiRouter::new(client, smi::Flavour::Linkerd))),
-        Provider::Osm => Ok(Arc::new(smi::SmiRouter::new(
-            client,
-            smi::Flavour::Smi {
+            smi::TrafficSplit(smi::Flavour::Smi {
                 version: 2,
                 istio: false,
+            }),
+        ),
+        Provider::Smi { version, istio } => routed(
+            client,
+            smi::TrafficSplit(smi::Flavour::Smi { version, istio }),
+        ),
+        Provider::Contour => routed(
+            client,
+            contour::HttpProxy {
+                ingress_class: config.ingress_class.clone(),
             },
-        ))),
-        Provider::Smi { version, istio } => Ok(Arc::new(smi::SmiRouter::new(
-            client,
-            smi::Flavour::Smi { version, istio },
-        ))),
-        Provider::Contour => Ok(Arc::new(contour::ContourRouter::new(
-            client,
-            config.ingress_class.clone(),
-        ))),
-        Provider::Apisix => Ok(Arc::new(apisix::ApisixRouter::new(client))),
-        Provider::Kuma => Ok(Arc::new(kuma::KumaRouter::new(client))),
-        Provider::Skipper => Ok(Arc::new(skipper::SkipperRouter::new(client))),
-        Provider::Traefik => Ok(Arc::new(traefik::TraefikRouter::new(client))),
-        Provider::Gloo => Ok(Arc::new(gloo::GlooRouter::new(client))),
+        ),
+        Provider::Apisix => routed(client, apisix::ApisixRoute),
+        Provider::Kuma => routed(client, kuma::TrafficRoute),
+        Provider::Skipper => routed(client, skipper::SkipperIngress),
+        Provider::Traefik => routed(client, traefik::TraefikService),
+        Provider::Gloo => routed(client, gloo::RouteTable),
         Provider::AppMesh => Ok(Arc::new(appmesh::AppMeshRouter::new(
             client,
             appmesh::Version::V1beta1,
@@ -135,6 +136,14 @@ pub fn for_provider(
         ))),
         Provider::Knative => Ok(Arc::new(knative::KnativeRouter::new(client))),
     }
+}
+
+/// The router of a provider with one routing object per canary.
+fn routed(
+    client: kube::Client,
+    object: impl routing::RoutingObject + 'static,
+) -> Result<Arc<dyn TrafficRouter>, Error> {
+    Ok(Arc::new(routing::ObjectRouter::new(client, object)))
 }
 
 // ---- Pure helpers shared by the providers ---------------------------------------------------
@@ -323,55 +332,7 @@ pub async fn get_for(
     get(client, canary.metadata.namespace.as_deref(), &ar, name).await
 }
 
-/// The live routing object of `kind` named after the Canary's apex Service, in its namespace
-/// (the name every router that keeps one object per canary uses).
-pub async fn get_apex(
-    client: &kube::Client,
-    canary: &Canary,
-    api_version: &str,
-    kind: &str,
-) -> Result<Option<Value>, Error> {
-    get_for(
-        client,
-        canary,
-        api_version,
-        kind,
-        &canary.spec.service_name(),
-    )
-    .await
-}
-
 /// Server-side applies `body` (which carries apiVersion, kind and metadata.name) as `serin`.
-/// The write path shared by routers that clone one of the user's objects into a canary copy
-/// (NGINX and Skipper Ingresses, APISIX routes): read the referenced original and the live copy,
-/// keep the live weights unless new ones are given, build the copy and apply it.
-#[allow(clippy::too_many_arguments)]
-pub async fn write_clone(
-    client: &kube::Client,
-    canary: &Canary,
-    ar: &ApiResource,
-    reference: Option<&crate::api::canary::TargetRef>,
-    reference_field: &str,
-    copy_name: &str,
-    routes: Option<Routes>,
-    initial: Routes,
-    read: impl Fn(&Value) -> Option<Routes>,
-    build: impl FnOnce(&Value, Routes, Option<&Value>) -> Result<Value, Error>,
-) -> Result<(), Error> {
-    let ns = canary.metadata.namespace.as_deref();
-    let original_name = reference
-        .map(|r| r.name.clone())
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| Error::Invalid(format!("{reference_field} is empty")))?;
-    let original = get(client, ns, ar, &original_name)
-        .await?
-        .ok_or_else(|| Error::Missing(format!("{} {original_name}", ar.kind)))?;
-    let live = get(client, ns, ar, copy_name).await?;
-    let routes = routes.unwrap_or_else(|| live.as_ref().and_then(&read).unwrap_or(initial));
-    let body = build(&original, routes, live.as_ref())?;
-    apply(client, ns, &body).await
-}
-
 pub async fn apply(client: &kube::Client, ns: Option<&str>, body: &Value) -> Result<(), Error> {
     let api_version = body["apiVersion"].as_str().unwrap_or_default();
     let kind = body["kind"].as_str().unwrap_or_default();

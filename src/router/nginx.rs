@@ -1,12 +1,14 @@
 //! The `nginx` router: the canary Ingress `<ingressRef>-canary`, cloned from `ingressRef` with
 //! the apex backend pointed at `<svc>-canary`, steered by NGINX canary annotations.
 //!
-//! Pure builders compute the canary Ingress Flagger writes; [`NginxRouter`] applies and reads
+//! Pure builders compute the canary Ingress Flagger writes; [`NginxIngress`] applies and reads
 //! it (API I/O). The original Ingress is never written.
 use async_trait::async_trait;
+use kube::core::ApiResource;
 use serde_json::{Map, Value, json};
 
-use super::{Error, INITIAL, TrafficRouter};
+use super::routing::{RoutingObject, original};
+use super::{Error, INITIAL};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -169,67 +171,37 @@ pub fn read_routes(canary: &Canary, prefix: &str, live: &Value) -> Result<Routes
     })
 }
 
-/// The NGINX ingress router.
-pub struct NginxRouter {
-    client: kube::Client,
-    prefix: String,
-}
-
-impl NginxRouter {
-    /// A router writing annotations under `prefix`.
-    pub fn new(client: kube::Client, prefix: String) -> Self {
-        Self { client, prefix }
-    }
-
-    async fn get(&self, canary: &Canary, name: &str) -> Result<Option<Value>, Error> {
-        super::get_for(
-            &self.client,
-            canary,
-            "networking.k8s.io/v1",
-            "Ingress",
-            name,
-        )
-        .await
-    }
-
-    async fn write(&self, canary: &Canary, routes: Option<Routes>) -> Result<(), Error> {
-        super::write_clone(
-            &self.client,
-            canary,
-            &super::resource("networking.k8s.io/v1", "Ingress"),
-            canary.spec.ingress_ref.as_ref(),
-            "ingressRef",
-            &canary_ingress_name(canary),
-            routes,
-            INITIAL,
-            |live| read_routes(canary, &self.prefix, live).ok(),
-            |original, routes, live| canary_ingress(canary, &self.prefix, original, routes, live),
-        )
-        .await
-    }
+/// NGINX's routing object, the canary Ingress cloned from `ingressRef`, with its annotations under
+/// a prefix; the NGINX router is an [`ObjectRouter`](super::routing::ObjectRouter) of it.
+pub struct NginxIngress {
+    /// The annotation prefix (`--ingress-annotations-prefix`).
+    pub prefix: String,
 }
 
 #[async_trait]
-impl TrafficRouter for NginxRouter {
-    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
-        self.write(canary, None).await
+impl RoutingObject for NginxIngress {
+    fn resource(&self) -> ApiResource {
+        super::resource("networking.k8s.io/v1", "Ingress")
     }
-
-    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
-        self.write(canary, Some(routes)).await
+    fn label(&self) -> String {
+        "ingress".to_string()
     }
-
-    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
-        let name = canary_ingress_name(canary);
-        let live = self
-            .get(canary, &name)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("ingress {name}")))?;
-        read_routes(canary, &self.prefix, &live)
+    fn name(&self, canary: &Canary) -> String {
+        canary_ingress_name(canary)
     }
-
-    async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
-        Ok(())
+    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
+        read_routes(canary, &self.prefix, live)
+    }
+    async fn build(
+        &self,
+        client: &kube::Client,
+        canary: &Canary,
+        routes: Routes,
+        live: Option<&Value>,
+    ) -> Result<Value, Error> {
+        let reference = canary.spec.ingress_ref.as_ref();
+        let original = original(client, canary, &self.resource(), reference, "ingressRef").await?;
+        canary_ingress(canary, &self.prefix, &original, routes, live)
     }
 }
 

@@ -1,11 +1,13 @@
 //! The `skipper` router: the Ingress `<ingressRef>-canary`, cloned from `ingressRef` with both
 //! `<svc>-primary` and `<svc>-canary` backends, weighted by `zalando.org/backend-weights`.
-//! Pure builders plus [`SkipperRouter`] (API I/O); finalize deletes the canary Ingress.
+//! Pure builders plus [`SkipperIngress`] (API I/O); finalize deletes the canary Ingress.
 use async_trait::async_trait;
+use kube::core::ApiResource;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
-use super::{Error, INITIAL, TrafficRouter};
+use super::routing::{RoutingObject, original};
+use super::{Error, INITIAL};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -127,70 +129,39 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     })
 }
 
-/// The Skipper router.
-pub struct SkipperRouter {
-    client: kube::Client,
-}
-
-impl SkipperRouter {
-    /// A router for Skipper.
-    pub fn new(client: kube::Client) -> Self {
-        Self { client }
-    }
-
-    async fn get(&self, canary: &Canary, name: &str) -> Result<Option<Value>, Error> {
-        super::get_for(
-            &self.client,
-            canary,
-            "networking.k8s.io/v1",
-            "Ingress",
-            name,
-        )
-        .await
-    }
-
-    async fn write(&self, canary: &Canary, routes: Option<Routes>) -> Result<(), Error> {
-        super::write_clone(
-            &self.client,
-            canary,
-            &super::resource("networking.k8s.io/v1", "Ingress"),
-            canary.spec.ingress_ref.as_ref(),
-            "ingressRef",
-            &canary_ingress_name(canary),
-            routes,
-            INITIAL,
-            |live| read_routes(canary, live).ok(),
-            |original, routes, live| canary_ingress(canary, original, routes, live),
-        )
-        .await
-    }
-}
+/// Skipper's routing object, the canary Ingress cloned from `ingressRef`; the Skipper router is
+/// an [`ObjectRouter`](super::routing::ObjectRouter) of it.
+pub struct SkipperIngress;
 
 #[async_trait]
-impl TrafficRouter for SkipperRouter {
-    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
-        self.write(canary, None).await
+impl RoutingObject for SkipperIngress {
+    fn resource(&self) -> ApiResource {
+        super::resource("networking.k8s.io/v1", "Ingress")
     }
-    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
-        self.write(canary, Some(routes)).await
+    fn label(&self) -> String {
+        "ingress".to_string()
     }
-    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
-        let name = canary_ingress_name(canary);
-        let live = self
-            .get(canary, &name)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("ingress {name}")))?;
-        read_routes(canary, &live)
+    fn name(&self, canary: &Canary) -> String {
+        canary_ingress_name(canary)
     }
-    async fn finalize(&self, canary: &Canary) -> Result<(), Error> {
-        let ar = super::resource("networking.k8s.io/v1", "Ingress");
-        super::delete(
-            &self.client,
-            canary.metadata.namespace.as_deref(),
-            &ar,
-            &canary_ingress_name(canary),
-        )
-        .await
+    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
+        read_routes(canary, live)
+    }
+    async fn build(
+        &self,
+        client: &kube::Client,
+        canary: &Canary,
+        routes: Routes,
+        live: Option<&Value>,
+    ) -> Result<Value, Error> {
+        let reference = canary.spec.ingress_ref.as_ref();
+        let original = original(client, canary, &self.resource(), reference, "ingressRef").await?;
+        canary_ingress(canary, &original, routes, live)
+    }
+    /// Deletes the canary Ingress.
+    async fn finalize(&self, client: &kube::Client, canary: &Canary) -> Result<(), Error> {
+        let ns = canary.metadata.namespace.as_deref();
+        super::delete(client, ns, &self.resource(), &canary_ingress_name(canary)).await
     }
 }
 

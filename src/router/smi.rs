@@ -1,11 +1,13 @@
 //! SMI routers (`linkerd`, `smi:v1alpha1|2|3`, `osm`): the TrafficSplit `<svc>`.
 //!
-//! Pure builders compute the TrafficSplit Flagger writes; [`SmiRouter`] applies and reads it
+//! Pure builders compute the TrafficSplit Flagger writes; [`TrafficSplit`] applies and reads it
 //! (API I/O).
 use async_trait::async_trait;
+use kube::core::ApiResource;
 use serde_json::{Value, json};
 
-use super::{Error, INITIAL, Meta, TrafficRouter};
+use super::routing::RoutingObject;
+use super::{Error, INITIAL, Meta};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -106,58 +108,26 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     super::non_zero(routes, &format!("TrafficSplit {apex}"))
 }
 
-/// The SMI router.
-pub struct SmiRouter {
-    client: kube::Client,
-    flavour: Flavour,
-}
-
-impl SmiRouter {
-    /// A router writing TrafficSplits of `flavour`.
-    pub fn new(client: kube::Client, flavour: Flavour) -> Self {
-        Self { client, flavour }
-    }
-
-    async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
-        super::get_apex(
-            &self.client,
-            canary,
-            self.flavour.api_version(),
-            "TrafficSplit",
-        )
-        .await
-    }
-}
+/// The SMI family's routing object, the TrafficSplit `<svc>` of a [`Flavour`]; the Linkerd, OSM
+/// and SMI routers are [`ObjectRouter`](super::routing::ObjectRouter)s of it.
+pub struct TrafficSplit(pub Flavour);
 
 #[async_trait]
-impl TrafficRouter for SmiRouter {
-    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
-        let live = self.live(canary).await?;
-        let routes = live
-            .as_ref()
-            .and_then(|l| read_routes(canary, l).ok())
-            .unwrap_or(INITIAL);
-        let body = traffic_split(canary, self.flavour, routes, live.as_ref());
-        super::apply(&self.client, canary.metadata.namespace.as_deref(), &body).await
+impl RoutingObject for TrafficSplit {
+    fn resource(&self) -> ApiResource {
+        super::resource(self.0.api_version(), "TrafficSplit")
     }
-
-    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
-        let live = self.live(canary).await?;
-        let body = traffic_split(canary, self.flavour, routes, live.as_ref());
-        super::apply(&self.client, canary.metadata.namespace.as_deref(), &body).await
+    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
+        read_routes(canary, live)
     }
-
-    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
-        let name = canary.spec.service_name();
-        let live = self
-            .live(canary)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("TrafficSplit {name}")))?;
-        read_routes(canary, &live)
-    }
-
-    async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
-        Ok(())
+    async fn build(
+        &self,
+        _client: &kube::Client,
+        canary: &Canary,
+        routes: Routes,
+        live: Option<&Value>,
+    ) -> Result<Value, Error> {
+        Ok(traffic_split(canary, self.0, routes, live))
     }
 }
 

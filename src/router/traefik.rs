@@ -1,9 +1,11 @@
 //! The `traefik` router: the TraefikService `<svc>` (`traefik.io/v1alpha1`) with weighted
-//! services; users' IngressRoutes reference it. Pure builders plus [`TraefikRouter`] (API I/O).
+//! services; users' IngressRoutes reference it. Pure builders plus [`TraefikService`] (API I/O).
 use async_trait::async_trait;
+use kube::core::ApiResource;
 use serde_json::{Value, json};
 
-use super::{Error, INITIAL, Meta, TrafficRouter};
+use super::routing::RoutingObject;
+use super::{Error, INITIAL, Meta};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -58,57 +60,29 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     })
 }
 
-/// The Traefik router.
-pub struct TraefikRouter {
-    client: kube::Client,
-}
-
-impl TraefikRouter {
-    /// A router for Traefik.
-    pub fn new(client: kube::Client) -> Self {
-        Self { client }
-    }
-
-    async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
-        super::get_apex(&self.client, canary, API_VERSION, "TraefikService").await
-    }
-}
+/// Traefik's routing object, the TraefikService `<svc>`; the Traefik router is an
+/// [`ObjectRouter`](super::routing::ObjectRouter) of it.
+pub struct TraefikService;
 
 #[async_trait]
-impl TrafficRouter for TraefikRouter {
-    async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
-        let live = self.live(canary).await?;
-        let routes = live
-            .as_ref()
-            .and_then(|l| read_routes(canary, l).ok())
-            .unwrap_or(INITIAL);
-        super::apply(
-            &self.client,
-            canary.metadata.namespace.as_deref(),
-            &traefik_service(canary, routes, live.as_ref()),
-        )
-        .await
+impl RoutingObject for TraefikService {
+    fn resource(&self) -> ApiResource {
+        super::resource(API_VERSION, "TraefikService")
     }
-    async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
-        super::non_zero(routes, "TraefikService")?;
-        let live = self.live(canary).await?;
-        super::apply(
-            &self.client,
-            canary.metadata.namespace.as_deref(),
-            &traefik_service(canary, routes, live.as_ref()),
-        )
-        .await
+    fn refuses_zero(&self) -> bool {
+        true
     }
-    async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
-        let name = canary.spec.service_name();
-        let live = self
-            .live(canary)
-            .await?
-            .ok_or_else(|| Error::Missing(format!("TraefikService {name}")))?;
-        read_routes(canary, &live)
+    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
+        read_routes(canary, live)
     }
-    async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
-        Ok(())
+    async fn build(
+        &self,
+        _client: &kube::Client,
+        canary: &Canary,
+        routes: Routes,
+        live: Option<&Value>,
+    ) -> Result<Value, Error> {
+        Ok(traefik_service(canary, routes, live))
     }
 }
 

@@ -338,7 +338,6 @@ pub fn primary_hpa(
 #[cfg(test)]
 pub(crate) mod fixtures {
     use super::*;
-    use crate::api::canary::{CanaryService, TargetRef};
     use crate::core::workload::Workload;
     use k8s_openapi::api::apps::v1::DeploymentStrategy;
     use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
@@ -349,6 +348,7 @@ pub(crate) mod fixtures {
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+    use serde_json::json;
 
     pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -358,24 +358,10 @@ pub(crate) mod fixtures {
     }
 
     pub fn canary() -> Canary {
-        let mut c = Canary::new(
-            "podinfo",
-            crate::api::CanarySpec {
-                target_ref: Some(TargetRef {
-                    api_version: "apps/v1".into(),
-                    kind: "Deployment".into(),
-                    name: "podinfo".into(),
-                }),
-                service: Some(CanaryService {
-                    port: 9898,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        );
-        c.metadata.namespace = Some("test".into());
-        c.metadata.uid = Some("4f1c-uid".into());
-        c
+        Canary::test()
+            .uid("4f1c-uid")
+            .spec(json!({"analysis": null}))
+            .build()
     }
 
     pub fn label() -> (String, String) {

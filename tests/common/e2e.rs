@@ -268,24 +268,18 @@ pub fn config(data: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "podinfo-config", "namespace": NS}, "data": {"color": data}})
 }
 
+/// A Canary `name` of the `kubernetes` provider with a short analysis, targeting the workload
+/// `target` of `target_kind`, with `extra` replacing fields of its spec.
 pub fn canary(name: &str, target_kind: &str, target: &str, extra: Value) -> Value {
-    let mut c = json!({
-        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "provider": "kubernetes",
-            "targetRef": {"apiVersion": "apps/v1", "kind": target_kind, "name": target},
-            "progressDeadlineSeconds": 6,
-            "service": {"port": 9898},
-            "analysis": {"interval": "1s", "threshold": 2, "iterations": 2}
-        }
-    });
-    if let (Some(spec), Some(extra)) = (c["spec"].as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            spec.insert(k.clone(), v.clone());
-        }
-    }
-    c
+    Canary::test()
+        .name(name)
+        .namespace(NS)
+        .provider("kubernetes")
+        .target("apps/v1", target_kind, target)
+        .spec(json!({"progressDeadlineSeconds": 6,
+            "analysis": {"interval": "1s", "threshold": 2, "iterations": 2, "stepWeight": null}}))
+        .replace(extra)
+        .json()
 }
 
 pub fn image_of(d: &Deployment) -> Option<String> {

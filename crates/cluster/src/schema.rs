@@ -1,6 +1,8 @@
 //! Structural schemas of custom resources: pruning unknown fields, applying `default`s and
 //! validating the basic OpenAPI constraints with the real server's field paths and wording (pure).
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use serin_schema::{Finding, Nulls, Violation, join};
 
 use super::status::{FieldError, FieldErrorKind};
 
@@ -120,231 +122,85 @@ pub fn apply_defaults(v: &mut Value, schema: &Value) {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-fn type_ok(v: &Value, t: &str, schema: &Value) -> bool {
-    if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
-        return v.is_string() || v.is_i64() || v.is_u64();
-    }
-    match t {
-        "integer" => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
-        "number" => v.is_number(),
-        "" => true,
-        other => type_name(v) == other,
-    }
-}
-
-fn join(path: &str, k: &str) -> String {
-    if path.is_empty() {
-        k.to_string()
-    } else {
-        format!("{path}.{k}")
-    }
-}
-
-/// Validates `v` against `schema`; each error carries the field path (`spec.replicas`).
+/// Validates `v` against `schema` (the shared walker of `serin-schema`), worded as
+/// kube-apiserver's field errors; each error carries the field path (`spec.replicas`).
 pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    let invalid = |why: String| FieldError::new(path, FieldErrorKind::Invalid(v.clone(), why));
-    if v.is_null() {
-        if schema.get("nullable") != Some(&Value::Bool(true)) && schema.get("type").is_some() {
-            errs.push(FieldError::new(
-                path,
-                FieldErrorKind::Invalid(
-                    Value::String("null".into()),
-                    format!(
-                        "{path} in body must be of type {}: \"null\"",
-                        schema["type"].as_str().unwrap_or("object")
-                    ),
-                ),
-            ));
-        }
-        return;
-    }
-    let t = schema.get("type").and_then(Value::as_str).unwrap_or("");
-    if !type_ok(v, t, schema) {
-        errs.push(FieldError::new(
-            path,
-            FieldErrorKind::Invalid(
-                Value::String(type_name(v).into()),
-                format!("{path} in body must be of type {t}: \"{}\"", type_name(v)),
-            ),
-        ));
-        return;
-    }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
-        && !allowed.contains(v)
-    {
-        let ok = allowed
-            .iter()
-            .map(|a| {
-                a.as_str()
-                    .map(String::from)
-                    .unwrap_or_else(|| a.to_string())
-            })
-            .collect();
-        errs.push(FieldError::new(
-            path,
-            FieldErrorKind::NotSupported(v.clone(), ok),
-        ));
-    }
-    if let Some(s) = v.as_str() {
-        if let Some(p) = schema.get("pattern").and_then(Value::as_str)
-            && regex::Regex::new(p).is_ok_and(|re| !re.is_match(s))
-        {
-            errs.push(invalid(format!("{path} in body should match '{p}'")));
-        }
-        if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
-            && s.chars().count() as u64 > max
-        {
-            errs.push(FieldError::new(
-                path,
-                FieldErrorKind::Invalid(v.clone(), format!("may not be more than {max} bytes")),
-            ));
-        }
-        if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
-            && (s.chars().count() as u64) < min
-        {
-            errs.push(invalid(format!(
-                "{path} in body should be at least {min} chars long"
-            )));
-        }
-    }
-    if let Some(n) = v.as_f64() {
-        let excl_min = schema.get("exclusiveMinimum") == Some(&Value::Bool(true));
-        let excl_max = schema.get("exclusiveMaximum") == Some(&Value::Bool(true));
-        if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
-            && (n < min || (excl_min && n == min))
-        {
-            let op = if excl_min {
-                "greater than"
-            } else {
-                "greater than or equal to"
-            };
-            errs.push(invalid(format!(
-                "{path} in body should be {op} {}",
-                schema["minimum"]
-            )));
-        }
-        if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
-            && (n > max || (excl_max && n == max))
-        {
-            let op = if excl_max {
-                "less than"
-            } else {
-                "less than or equal to"
-            };
-            errs.push(invalid(format!(
-                "{path} in body should be {op} {}",
-                schema["maximum"]
-            )));
-        }
-    }
-    if let Some(items) = v.as_array() {
-        if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
-            && items.len() as u64 > max
-        {
-            errs.push(FieldError::new(
-                path,
-                FieldErrorKind::TooMany(items.len(), max as usize),
-            ));
-        }
-        if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
-            && (items.len() as u64) < min
-        {
-            errs.push(FieldError::new(
-                path,
-                FieldErrorKind::Invalid(
-                    Value::from(items.len()),
-                    format!("{path} in body should have at least {min} items"),
-                ),
-            ));
-        }
-        if let Some(s) = schema.get("items") {
-            for (i, item) in items.iter().enumerate() {
-                validate(item, s, &format!("{path}[{i}]"), errs);
-            }
-        }
-    }
-    if let Some(m) = v.as_object() {
-        validate_object(m, schema, path, errs);
-    }
-    for (kw, want_one) in [("oneOf", true), ("anyOf", false)] {
-        if let Some(alts) = schema.get(kw).and_then(Value::as_array) {
-            let passing = alts
-                .iter()
-                .filter(|alt| {
-                    let mut e = vec![];
-                    validate(v, alt, path, &mut e);
-                    e.is_empty()
-                })
-                .count();
-            if (want_one && passing != 1) || (!want_one && passing == 0) {
-                let why = if want_one {
-                    "must validate one and only one schema (oneOf)"
-                } else {
-                    "must validate at least one schema (anyOf)"
-                };
-                errs.push(invalid(why.to_string()));
-            }
-        }
-    }
-    if let Some(alts) = schema.get("allOf").and_then(Value::as_array) {
-        for alt in alts {
-            validate(v, alt, path, errs);
-        }
-    }
-    if let Some(not) = schema.get("not") {
-        let mut e = vec![];
-        validate(v, not, path, &mut e);
-        if e.is_empty() {
-            errs.push(invalid("must not validate the schema (not)".to_string()));
+    for f in serin_schema::validate(v, schema, path, Nulls::Invalid) {
+        if let Some(e) = field_error(f) {
+            errs.push(e);
         }
     }
 }
 
-fn validate_object(m: &Map<String, Value>, schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
-    for r in schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(r) = r.as_str()
-            && !m.contains_key(r)
-        {
-            errs.push(FieldError::new(join(path, r), FieldErrorKind::Required));
+/// One finding in the real server's wording (`spec.replicas in body should be ...`). Unknown
+/// fields are not validation errors: the server prunes them, or refuses them in strict decoding
+/// ([`unknown_fields`]).
+fn field_error(f: Finding) -> Option<FieldError> {
+    let Finding {
+        path,
+        value,
+        violation,
+    } = f;
+    let invalid = |why: String| FieldErrorKind::Invalid(value.clone(), why);
+    let bound = |limit: &Value, exclusive: bool, strict: &str, or_equal: &str| {
+        let op = if exclusive { strict } else { or_equal };
+        format!("{path} in body should be {op} {limit}")
+    };
+    let kind = match violation {
+        Violation::Null { want } => FieldErrorKind::Invalid(
+            Value::String("null".into()),
+            format!("{path} in body must be of type {want}: \"null\""),
+        ),
+        Violation::Type { want, got, .. } => FieldErrorKind::Invalid(
+            Value::String(got.into()),
+            format!("{path} in body must be of type {want}: \"{got}\""),
+        ),
+        Violation::Enum { allowed } => FieldErrorKind::NotSupported(
+            value.clone(),
+            allowed
+                .iter()
+                .map(|a| {
+                    a.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| a.to_string())
+                })
+                .collect(),
+        ),
+        Violation::Pattern { pattern } => {
+            invalid(format!("{path} in body should match '{pattern}'"))
         }
-    }
-    if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
-        && m.len() as u64 > max
-    {
-        errs.push(FieldError::new(
-            path,
-            FieldErrorKind::TooMany(m.len(), max as usize),
-        ));
-    }
-    let props = schema.get("properties").and_then(Value::as_object);
-    let additional = schema.get("additionalProperties").filter(|a| a.is_object());
-    for (k, c) in m {
-        if path.is_empty() && (k == "metadata" || k == "apiVersion" || k == "kind") {
-            continue;
+        Violation::MaxLength(max) => invalid(format!("may not be more than {max} bytes")),
+        Violation::MinLength(min) => invalid(format!(
+            "{path} in body should be at least {min} chars long"
+        )),
+        Violation::Minimum { limit, exclusive } => invalid(bound(
+            &limit,
+            exclusive,
+            "greater than",
+            "greater than or equal to",
+        )),
+        Violation::Maximum { limit, exclusive } => invalid(bound(
+            &limit,
+            exclusive,
+            "less than",
+            "less than or equal to",
+        )),
+        Violation::MaxItems { max, got } | Violation::MaxProperties { max, got } => {
+            FieldErrorKind::TooMany(got, max as usize)
         }
-        if let Some(s) = props.and_then(|p| p.get(k)) {
-            validate(c, s, &join(path, k), errs);
-        } else if let Some(s) = additional {
-            validate(c, s, &join(path, k), errs);
+        Violation::MinItems { min, got } => FieldErrorKind::Invalid(
+            Value::from(got),
+            format!("{path} in body should have at least {min} items"),
+        ),
+        Violation::Required => FieldErrorKind::Required,
+        Violation::OneOf { .. } => {
+            invalid("must validate one and only one schema (oneOf)".to_string())
         }
-    }
+        Violation::AnyOf { .. } => invalid("must validate at least one schema (anyOf)".to_string()),
+        Violation::Not => invalid("must not validate the schema (not)".to_string()),
+        Violation::Unknown => return None,
+    };
+    Some(FieldError::new(path, kind))
 }
 
 /// The rules a real kube-apiserver (apiextensions `ValidateCustomResourceDefinitionOpenAPISchema`
