@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use serin::api::{Canary, CanaryPhase};
 use serin::cluster::ClusterConfig;
 use serin::cluster::sim::SimConfig;
+use serin::metrics::MetricsChecker;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,46 @@ impl Env {
         self.apply(canary(provider, extra)).await?;
         self.wait_phase(CanaryPhase::Initialized, 30).await?;
         Ok(())
+    }
+
+    /// Starts the cluster with the provider CRDs of `crd_files` and a controller of `provider`
+    /// whose checks answer with `metrics`, deploys podinfo and its Canary (`extra` merged into
+    /// its spec) and waits for initialisation.
+    async fn ready(
+        crd_files: &[&str],
+        provider: &str,
+        metrics: Arc<dyn MetricsChecker>,
+        extra: Value,
+    ) -> anyhow::Result<Env> {
+        let mut env = Env::start(crd_files).await?;
+        env.start_controller(provider, metrics, Default::default());
+        env.init(provider, extra).await?;
+        Ok(env)
+    }
+
+    /// Runs a canary to `end` while recording what `read` sees on the routing object `name` of
+    /// `kind`: the values in the order they appeared, and the finished Canary.
+    async fn recorded_run(
+        &mut self,
+        (api_version, kind, name): (&str, &str, &str),
+        read: fn(&Value) -> Option<Value>,
+        end: CanaryPhase,
+    ) -> anyhow::Result<(Vec<Value>, Canary)> {
+        let rec = self.record(api_version, kind, name, read);
+        let c = self.run(end).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok((seen(&rec), c))
+    }
+
+    /// [`Env::recorded_run`] of a run that fails: the Canary ends with no weight on the canary.
+    async fn rolled_back_run(
+        &mut self,
+        object: (&str, &str, &str),
+        read: fn(&Value) -> Option<Value>,
+    ) -> anyhow::Result<Vec<Value>> {
+        let (seen, c) = self.recorded_run(object, read, CanaryPhase::Failed).await?;
+        assert_eq!(c.status.unwrap_or_default().canary_weight, 0);
+        Ok(seen)
     }
 
     /// Starts a run by changing the image, and waits for its end.
@@ -102,11 +143,15 @@ async fn gateway_api_v1_shifts_weights_step_by_step_promotes_and_keeps_user_addi
         {"op": "add", "path": "/metadata/annotations/example.com~1team", "value": "web"}]),
     )
     .await?;
-    let rec = env.record(GW_V1, "HTTPRoute", "podinfo", httproute_weights);
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run(
+            (GW_V1, "HTTPRoute", "podinfo"),
+            httproute_weights,
+            CanaryPhase::Succeeded,
+        )
+        .await?;
     assert_eq!(
-        seen(&rec),
+        seen,
         weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
     );
     let route = env.get(GW_V1, "HTTPRoute", "podinfo").await?;
@@ -129,10 +174,10 @@ async fn gateway_api_v1_shifts_weights_step_by_step_promotes_and_keeps_user_addi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_v1_waits_for_the_gateway_to_accept_the_route_before_shifting()
 -> anyhow::Result<()> {
-    let mut env = Env::start(&["gateway-api.yaml"]).await?;
-    env.start_controller("gatewayapi:v1", passing(), Default::default());
-    env.init(
+    let mut env = Env::ready(
+        &["gateway-api.yaml"],
         "gatewayapi:v1",
+        passing(),
         json!({"service": {"gatewayRefs": [{"name": "public"}]}}),
     )
     .await?;
@@ -161,30 +206,24 @@ async fn gateway_api_v1_rolls_back_to_the_primary_at_the_failing_step() -> anyho
         json!({"service": {"gatewayRefs": [{"name": "public"}]}}),
     )
     .await?;
-    let rec = env.record(GW_V1, "HTTPRoute", "podinfo", httproute_weights);
-    let c = env.run(CanaryPhase::Failed).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        seen(&rec),
-        weights(&[(100, 0), (80, 20), (60, 40), (100, 0)])
-    );
-    assert_eq!(c.status.unwrap_or_default().canary_weight, 0);
+    let seen = env
+        .rolled_back_run((GW_V1, "HTTPRoute", "podinfo"), httproute_weights)
+        .await?;
+    assert_eq!(seen, weights(&[(100, 0), (80, 20), (60, 40), (100, 0)]));
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_v1beta1_ab_testing_through_a_gamma_service_parent() -> anyhow::Result<()> {
     const V: &str = "gateway.networking.k8s.io/v1beta1";
-    let mut env = Env::start(&["gateway-api.yaml"]).await?;
-    env.start_controller("gatewayapi:v1beta1", passing(), Default::default());
-    env.init("gatewayapi:v1beta1", json!({
+    let mut env = Env::ready(&["gateway-api.yaml"], "gatewayapi:v1beta1", passing(), json!({
         "service": {"gatewayRefs": [{"group": "core", "kind": "Service", "name": "podinfo", "port": 9898}]},
         "analysis": {"stepWeight": null, "maxWeight": null, "iterations": 2,
                      "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}})).await?;
     let rules = |v: &Value| Some(v["spec"]["rules"].clone());
-    let rec = env.record(V, "HTTPRoute", "podinfo", rules);
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run((V, "HTTPRoute", "podinfo"), rules, CanaryPhase::Succeeded)
+        .await?;
     let b = |name: &str, w: i32| json!({"group": "", "kind": "Service", "name": name, "port": 9898, "weight": w});
     let rule = |p: i32, c: i32| {
         json!([
@@ -192,7 +231,7 @@ async fn gateway_api_v1beta1_ab_testing_through_a_gamma_service_parent() -> anyh
          "backendRefs": [b("podinfo-primary", p), b("podinfo-canary", c)]},
         {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backendRefs": [b("podinfo-primary", 100)]}])
     };
-    assert_eq!(seen(&rec), vec![rule(100, 0), rule(0, 100), rule(100, 0)]);
+    assert_eq!(seen, vec![rule(100, 0), rule(0, 100), rule(100, 0)]);
     let route = env.get(V, "HTTPRoute", "podinfo").await?;
     assert_eq!(route["apiVersion"], V);
     assert_eq!(route["spec"]["parentRefs"][0]["kind"], "Service");
@@ -212,10 +251,10 @@ fn vs_weights(v: &Value) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_shifts_virtual_service_weights_and_keeps_user_routes() -> anyhow::Result<()> {
-    let mut env = Env::start(&["istio.yaml"]).await?;
-    env.start_controller("istio", passing(), Default::default());
-    env.init(
+    let mut env = Env::ready(
+        &["istio.yaml"],
         "istio",
+        passing(),
         json!({"service": {"timeout": "15s", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}),
     )
     .await?;
@@ -234,11 +273,15 @@ async fn istio_shifts_virtual_service_weights_and_keeps_user_routes() -> anyhow:
         json!([{"op": "add", "path": "/spec/http/0", "value": user}]),
     )
     .await?;
-    let rec = env.record(ISTIO, "VirtualService", "podinfo", vs_weights);
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run(
+            (ISTIO, "VirtualService", "podinfo"),
+            vs_weights,
+            CanaryPhase::Succeeded,
+        )
+        .await?;
     assert_eq!(
-        seen(&rec),
+        seen,
         weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
     );
     let vs = env.get(ISTIO, "VirtualService", "podinfo").await?;
@@ -277,11 +320,15 @@ async fn nginx_steers_the_canary_ingress_by_annotations_with_a_custom_prefix() -
     .await?;
     let read =
         |v: &Value| Some(v["metadata"]["annotations"]["custom.nginx.io/canary-weight"].clone());
-    let rec = env.record(ING, "Ingress", "podinfo-canary", read);
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run(
+            (ING, "Ingress", "podinfo-canary"),
+            read,
+            CanaryPhase::Succeeded,
+        )
+        .await?;
     assert_eq!(
-        seen(&rec),
+        seen,
         vec![
             json!("0"),
             json!("20"),
@@ -316,28 +363,27 @@ async fn nginx_steers_the_canary_ingress_by_annotations_with_a_custom_prefix() -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linkerd_shifts_traffic_split_weights() -> anyhow::Result<()> {
     const SMI: &str = "split.smi-spec.io/v1alpha1";
-    let mut env = Env::start(&["smi.yaml"]).await?;
-    env.start_controller("linkerd", passing(), Default::default());
-    env.init("linkerd", json!({})).await?;
+    let mut env = Env::ready(&["smi.yaml"], "linkerd", passing(), json!({})).await?;
     let read = |v: &Value| {
         Some(json!([
             v["spec"]["backends"][1]["weight"],
             v["spec"]["backends"][0]["weight"]
         ]))
     };
-    let rec = env.record(SMI, "TrafficSplit", "podinfo", read);
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run(
+            (SMI, "TrafficSplit", "podinfo"),
+            read,
+            CanaryPhase::Succeeded,
+        )
+        .await?;
     let q = |pairs: &[(i32, i32)]| {
         pairs
             .iter()
             .map(|(p, c)| json!([p.to_string(), c.to_string()]))
             .collect::<Vec<_>>()
     };
-    assert_eq!(
-        seen(&rec),
-        q(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
-    );
+    assert_eq!(seen, q(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)]));
     Ok(())
 }
 
@@ -357,9 +403,9 @@ async fn contour_shifts_http_proxy_weights_with_the_ingress_class() -> anyhow::R
             v["spec"]["routes"][0]["services"][1]["weight"]
         ]))
     };
-    let rec = env.record(C, "HTTPProxy", "podinfo", read);
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run((C, "HTTPProxy", "podinfo"), read, CanaryPhase::Succeeded)
+        .await?;
     // Contour omits zero weights.
     let expected: Vec<Value> = [
         (100, None),
@@ -371,7 +417,7 @@ async fn contour_shifts_http_proxy_weights_with_the_ingress_class() -> anyhow::R
     .iter()
     .map(|(p, c)| json!([p, c]))
     .collect();
-    assert_eq!(seen(&rec), expected);
+    assert_eq!(seen, expected);
     let proxy = env.get(C, "HTTPProxy", "podinfo").await?;
     assert_eq!(proxy["spec"]["ingressClassName"], "contour-external");
     assert_eq!(
@@ -384,9 +430,7 @@ async fn contour_shifts_http_proxy_weights_with_the_ingress_class() -> anyhow::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traefik_lists_the_canary_service_only_while_it_has_weight() -> anyhow::Result<()> {
     const T: &str = "traefik.io/v1alpha1";
-    let mut env = Env::start(&["traefik.yaml"]).await?;
-    env.start_controller("traefik", passing(), Default::default());
-    env.init("traefik", json!({})).await?;
+    let mut env = Env::ready(&["traefik.yaml"], "traefik", passing(), json!({})).await?;
     let read = |v: &Value| {
         Some(
             v["spec"]["weighted"]["services"]
@@ -397,11 +441,15 @@ async fn traefik_lists_the_canary_service_only_while_it_has_weight() -> anyhow::
                 .into(),
         )
     };
-    let rec = env.record(T, "TraefikService", "podinfo", read);
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run(
+            (T, "TraefikService", "podinfo"),
+            read,
+            CanaryPhase::Succeeded,
+        )
+        .await?;
     assert_eq!(
-        seen(&rec),
+        seen,
         vec![
             json!([100]),
             json!([80, 20]),
@@ -415,9 +463,7 @@ async fn traefik_lists_the_canary_service_only_while_it_has_weight() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kuma_shifts_the_cluster_scoped_traffic_route() -> anyhow::Result<()> {
-    let mut env = Env::start(&["kuma.yaml"]).await?;
-    env.start_controller("kuma", passing(), Default::default());
-    env.init("kuma", json!({})).await?;
+    let mut env = Env::ready(&["kuma.yaml"], "kuma", passing(), json!({})).await?;
     let api: Api<DynamicObject> =
         Api::all_with(env.client.clone(), &ar("kuma.io/v1alpha1", "TrafficRoute"));
     let seen_weights = Arc::new(Mutex::new(Vec::<Value>::new()));
@@ -470,9 +516,13 @@ async fn skipper_weights_both_backends_and_disables_the_canary_route_at_zero() -
             a["zalando.org/skipper-predicate"]
         ]))
     };
-    let rec = env.record(ING, "Ingress", "podinfo-canary", read);
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run(
+            (ING, "Ingress", "podinfo-canary"),
+            read,
+            CanaryPhase::Succeeded,
+        )
+        .await?;
     let step = |p: i32, c: i32| {
         let pred = if c == 0 {
             "False() && Host(/^app/)"
@@ -485,7 +535,7 @@ async fn skipper_weights_both_backends_and_disables_the_canary_route_at_zero() -
         ])
     };
     assert_eq!(
-        seen(&rec),
+        seen,
         vec![
             step(100, 0),
             step(80, 20),
@@ -522,11 +572,15 @@ async fn gateway_api_v1_blue_green_mirrors_traffic_before_switching() -> anyhow:
             mirrored
         ]))
     };
-    let rec = env.record(GW_V1, "HTTPRoute", "podinfo", read);
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run(
+            (GW_V1, "HTTPRoute", "podinfo"),
+            read,
+            CanaryPhase::Succeeded,
+        )
+        .await?;
     assert_eq!(
-        seen(&rec),
+        seen,
         vec![
             json!([100, 0, false]),
             json!([100, 0, true]),
@@ -559,11 +613,15 @@ async fn apisix_weights_the_cloned_canary_route() -> anyhow::Result<()> {
             v["spec"]["http"][0]["backends"][1]["weight"]
         ]))
     };
-    let rec = env.record(A, "ApisixRoute", "app-podinfo-canary", read);
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run(
+            (A, "ApisixRoute", "app-podinfo-canary"),
+            read,
+            CanaryPhase::Succeeded,
+        )
+        .await?;
     assert_eq!(
-        seen(&rec),
+        seen,
         weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
     );
     let original = env.get(A, "ApisixRoute", "app").await?;
@@ -643,11 +701,15 @@ async fn gloo_shifts_route_table_weights_through_generated_upstreams_and_keeps_u
         {"op": "add", "path": "/metadata/annotations/example.com~1team", "value": "web"}]),
     )
     .await?;
-    let rec = env.record(GLOO_GW, "RouteTable", "podinfo", route_table_weights);
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run(
+            (GLOO_GW, "RouteTable", "podinfo"),
+            route_table_weights,
+            CanaryPhase::Succeeded,
+        )
+        .await?;
     assert_eq!(
-        seen(&rec),
+        seen,
         omitted_zero(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
     );
     let rt = env.get(GLOO_GW, "RouteTable", "podinfo").await?;
@@ -663,14 +725,16 @@ async fn gloo_shifts_route_table_weights_through_generated_upstreams_and_keeps_u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gloo_rolls_back_to_the_primary_at_the_failing_step() -> anyhow::Result<()> {
-    let mut env = Env::start(&["gloo.yaml"]).await?;
-    env.start_controller("gloo", Arc::new(FailAt(40)), Default::default());
-    env.init("gloo", json!({})).await?;
-    let rec = env.record(GLOO_GW, "RouteTable", "podinfo", route_table_weights);
-    let c = env.run(CanaryPhase::Failed).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut env = Env::ready(&["gloo.yaml"], "gloo", Arc::new(FailAt(40)), json!({})).await?;
+    let (seen, c) = env
+        .recorded_run(
+            (GLOO_GW, "RouteTable", "podinfo"),
+            route_table_weights,
+            CanaryPhase::Failed,
+        )
+        .await?;
     assert_eq!(
-        seen(&rec),
+        seen,
         omitted_zero(&[(100, 0), (80, 20), (60, 40), (100, 0)])
     );
     assert_eq!(c.status.unwrap_or_default().canary_weight, 0);
@@ -680,19 +744,21 @@ async fn gloo_rolls_back_to_the_primary_at_the_failing_step() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gloo_ab_testing_matches_headers_and_keeps_everyone_else_on_the_primary()
 -> anyhow::Result<()> {
-    let mut env = Env::start(&["gloo.yaml"]).await?;
-    env.start_controller("gloo", passing(), Default::default());
-    env.init(
+    let mut env = Env::ready(
+        &["gloo.yaml"],
         "gloo",
+        passing(),
         json!({"analysis": {"stepWeight": null, "maxWeight": null, "iterations": 2,
         "match": [{"headers": {"x-canary": {"exact": "insider"}}, "method": {"exact": "GET"}}]}}),
     )
     .await?;
-    let rec = env.record(GLOO_GW, "RouteTable", "podinfo", |v| {
-        Some(v["spec"]["routes"].clone())
-    });
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run(
+            (GLOO_GW, "RouteTable", "podinfo"),
+            |v| Some(v["spec"]["routes"].clone()),
+            CanaryPhase::Succeeded,
+        )
+        .await?;
     let w = |x: i32| (x != 0).then_some(x);
     let routes = |p: i32, c: i32| {
         json!([
@@ -702,10 +768,7 @@ async fn gloo_ab_testing_matches_headers_and_keeps_everyone_else_on_the_primary(
             {"routeAction": {"multi": {"destinations": [gloo_dest("primary", Some(100))]}},
              "inheritablePathMatchers": true}])
     };
-    assert_eq!(
-        seen(&rec),
-        vec![routes(100, 0), routes(0, 100), routes(100, 0)]
-    );
+    assert_eq!(seen, vec![routes(100, 0), routes(0, 100), routes(100, 0)]);
     Ok(())
 }
 
@@ -721,13 +784,7 @@ fn virtual_router_weights(v: &Value) -> Option<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_mesh_v1beta2_shifts_virtual_router_weights_and_keeps_the_mesh_controllers_fields()
 -> anyhow::Result<()> {
-    let mut env = Env::start(&["appmesh.yaml"]).await?;
-    env.start_controller("appmesh:v1beta2", passing(), Default::default());
-    env.init(
-        "appmesh:v1beta2",
-        json!({"service": {"timeout": "15s", "backends": ["backend1"], "hosts": ["app.example.com"]}}),
-    )
-    .await?;
+    let mut env = Env::ready(&["appmesh.yaml"], "appmesh:v1beta2", passing(), json!({"service": {"timeout": "15s", "backends": ["backend1"], "hosts": ["app.example.com"]}})).await?;
     for (name, selector) in [
         ("podinfo-primary", "podinfo-primary"),
         ("podinfo-canary", "podinfo"),
@@ -771,11 +828,15 @@ async fn app_mesh_v1beta2_shifts_virtual_router_weights_and_keeps_the_mesh_contr
         {"op": "add", "path": "/spec/routes/-", "value": user}]),
     )
     .await?;
-    let rec = env.record(MESH_V2, "VirtualRouter", "podinfo", virtual_router_weights);
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run(
+            (MESH_V2, "VirtualRouter", "podinfo"),
+            virtual_router_weights,
+            CanaryPhase::Succeeded,
+        )
+        .await?;
     assert_eq!(
-        seen(&rec),
+        seen,
         weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
     );
     let vr = env.get(MESH_V2, "VirtualRouter", "podinfo").await?;
@@ -786,35 +847,40 @@ async fn app_mesh_v1beta2_shifts_virtual_router_weights_and_keeps_the_mesh_contr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_mesh_v1beta2_rolls_back_to_the_primary_at_the_failing_step() -> anyhow::Result<()> {
-    let mut env = Env::start(&["appmesh.yaml"]).await?;
-    env.start_controller("appmesh:v1beta2", Arc::new(FailAt(40)), Default::default());
-    env.init("appmesh:v1beta2", json!({})).await?;
-    let rec = env.record(MESH_V2, "VirtualRouter", "podinfo", virtual_router_weights);
-    let c = env.run(CanaryPhase::Failed).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        seen(&rec),
-        weights(&[(100, 0), (80, 20), (60, 40), (100, 0)])
-    );
-    assert_eq!(c.status.unwrap_or_default().canary_weight, 0);
+    let mut env = Env::ready(
+        &["appmesh.yaml"],
+        "appmesh:v1beta2",
+        Arc::new(FailAt(40)),
+        json!({}),
+    )
+    .await?;
+    let seen = env
+        .rolled_back_run(
+            (MESH_V2, "VirtualRouter", "podinfo"),
+            virtual_router_weights,
+        )
+        .await?;
+    assert_eq!(seen, weights(&[(100, 0), (80, 20), (60, 40), (100, 0)]));
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_mesh_v1beta2_ab_testing_routes_matching_headers_by_priority() -> anyhow::Result<()> {
-    let mut env = Env::start(&["appmesh.yaml"]).await?;
-    env.start_controller("appmesh:v1beta2", passing(), Default::default());
-    env.init(
+    let mut env = Env::ready(
+        &["appmesh.yaml"],
         "appmesh:v1beta2",
+        passing(),
         json!({"analysis": {"stepWeight": null, "maxWeight": null, "iterations": 2,
         "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}}),
     )
     .await?;
-    let rec = env.record(MESH_V2, "VirtualRouter", "podinfo", |v| {
-        Some(v["spec"]["routes"].clone())
-    });
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run(
+            (MESH_V2, "VirtualRouter", "podinfo"),
+            |v| Some(v["spec"]["routes"].clone()),
+            CanaryPhase::Succeeded,
+        )
+        .await?;
     let t = |n: &str, w: i32| json!({"virtualNodeRef": {"name": n}, "weight": w});
     let routes = |p: i32, c: i32| {
         json!([
@@ -824,19 +890,19 @@ async fn app_mesh_v1beta2_ab_testing_routes_matching_headers_by_priority() -> an
             {"name": "podinfo-b", "priority": 20, "httpRoute": {"match": {"prefix": "/"},
                 "action": {"weightedTargets": [t("podinfo-primary", 100)]}}}])
     };
-    assert_eq!(
-        seen(&rec),
-        vec![routes(100, 0), routes(0, 100), routes(100, 0)]
-    );
+    assert_eq!(seen, vec![routes(100, 0), routes(0, 100), routes(100, 0)]);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_mesh_v1beta1_shifts_the_weights_inside_the_virtual_service() -> anyhow::Result<()> {
-    let mut env = Env::start(&["appmesh.yaml"]).await?;
-    env.start_controller("appmesh", passing(), Default::default());
-    env.init("appmesh", json!({"service": {"meshName": "global"}}))
-        .await?;
+    let mut env = Env::ready(
+        &["appmesh.yaml"],
+        "appmesh",
+        passing(),
+        json!({"service": {"meshName": "global"}}),
+    )
+    .await?;
     for (name, host) in [
         ("podinfo", "podinfo-primary.test"),
         ("podinfo-primary", "podinfo-primary.test"),
@@ -854,11 +920,15 @@ async fn app_mesh_v1beta1_shifts_the_weights_inside_the_virtual_service() -> any
         let t = &v["spec"]["routes"][0]["http"]["action"]["weightedTargets"];
         Some(json!([t[1]["weight"], t[0]["weight"]]))
     };
-    let rec = env.record(MESH_V1, "VirtualService", "podinfo.test", read);
-    env.run(CanaryPhase::Succeeded).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (seen, _) = env
+        .recorded_run(
+            (MESH_V1, "VirtualService", "podinfo.test"),
+            read,
+            CanaryPhase::Succeeded,
+        )
+        .await?;
     assert_eq!(
-        seen(&rec),
+        seen,
         weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
     );
     Ok(())

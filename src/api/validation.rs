@@ -3,6 +3,7 @@
 //! These are the checks the schema cannot express. `serin validate` and the controller call the
 //! same functions, so a manifest that lints clean is one the controller accepts.
 use std::fmt;
+use std::ops::RangeInclusive;
 
 use super::alert_provider::{ALERT_PROVIDER_TYPES, AlertProviderSpec};
 use super::canary::{CanaryAnalysis, CanaryService, CanarySpec, HttpMatchRequest, StringMatch};
@@ -630,14 +631,11 @@ fn check_analysis(
             format!("must be at least 1, got {i}"),
         ));
     }
-    if let Some(max) = a.max_weight
-        && !(1..=100).contains(&max)
-    {
-        out.push(Problem::error(
-            format!("{P}.maxWeight"),
-            format!("must be between 1 and 100, got {max}"),
-        ));
-    }
+    out.extend(out_of_range(
+        "spec.analysis.maxWeight",
+        a.max_weight,
+        1..=100,
+    ));
     if let Some(step) = a.step_weight {
         if step < 1 {
             out.push(Problem::error(
@@ -686,21 +684,11 @@ fn check_analysis(
             ));
         }
     }
-    if let Some(s) = a.step_weight_promotion
-        && !(0..=100).contains(&s)
-    {
-        out.push(Problem::error(
-            format!("{P}.stepWeightPromotion"),
-            format!("must be between 0 and 100, got {s}"),
-        ));
-    }
-    if let Some(m) = a.mirror_weight
-        && !(0..=100).contains(&m)
-    {
-        out.push(Problem::error(
-            format!("{P}.mirrorWeight"),
-            format!("must be between 0 and 100, got {m}"),
-        ));
+    for (field, v) in [
+        ("stepWeightPromotion", a.step_weight_promotion),
+        ("mirrorWeight", a.mirror_weight),
+    ] {
+        out.extend(out_of_range(&format!("{P}.{field}"), v, 0..=100));
     }
     for (field, v) in [
         ("primaryReadyThreshold", a.primary_ready_threshold),
@@ -1021,32 +1009,31 @@ fn check_http_url(s: &str) -> Result<(), String> {
     }
 }
 
+/// An error at `path` when `value` is set and outside `range`.
+fn out_of_range(path: &str, value: Option<i32>, range: RangeInclusive<i32>) -> Option<Problem> {
+    let v = value.filter(|v| !range.contains(v))?;
+    Some(Problem::error(
+        path.to_string(),
+        format!(
+            "must be between {} and {}, got {v}",
+            range.start(),
+            range.end()
+        ),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::canary::*;
 
+    /// The podinfo test Canary's spec on Istio, progressive up to 50 %.
     fn base() -> CanarySpec {
-        CanarySpec {
-            provider: Some("istio".into()),
-            target_ref: Some(TargetRef {
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into(),
-                name: "podinfo".into(),
-            }),
-            service: Some(CanaryService {
-                port: 9898,
-                ..Default::default()
-            }),
-            analysis: Some(CanaryAnalysis {
-                interval: Some("1m".into()),
-                threshold: Some(5),
-                step_weight: Some(10),
-                max_weight: Some(50),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        crate::api::Canary::test()
+            .provider("istio")
+            .analysis(serde_json::json!({"interval": "1m", "threshold": 5, "maxWeight": 50}))
+            .build()
+            .spec
     }
 
     fn errors(spec: &CanarySpec) -> Vec<String> {
@@ -1059,6 +1046,45 @@ mod tests {
 
     fn analysis(spec: &mut CanarySpec) -> &mut CanaryAnalysis {
         spec.analysis.get_or_insert_with(Default::default)
+    }
+
+    /// Turns the analysis into A/B testing: 3 iterations over `matches`, no weights.
+    fn ab(spec: &mut CanarySpec, matches: Vec<HttpMatchRequest>) -> &mut CanaryAnalysis {
+        let a = analysis(spec);
+        a.step_weight = None;
+        a.max_weight = None;
+        a.iterations = Some(3);
+        a.match_ = Some(matches);
+        a
+    }
+
+    /// A match on the header `name`.
+    fn header(name: &str, m: StringMatch) -> HttpMatchRequest {
+        HttpMatchRequest {
+            headers: Some([(name.to_string(), m)].into()),
+            ..Default::default()
+        }
+    }
+
+    fn exact(v: &str) -> StringMatch {
+        StringMatch {
+            exact: Some(v.into()),
+            ..Default::default()
+        }
+    }
+
+    fn prefix(v: &str) -> StringMatch {
+        StringMatch {
+            prefix: Some(v.into()),
+            ..Default::default()
+        }
+    }
+
+    fn suffix(v: &str) -> StringMatch {
+        StringMatch {
+            suffix: Some(v.into()),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -1183,33 +1209,13 @@ mod tests {
                         name: "gw".into(),
                         ..Default::default()
                     }]);
-                    let a = analysis(s);
-                    a.step_weight = None;
-                    a.max_weight = None;
-                    a.iterations = Some(3);
-                    a.match_ = Some(vec![HttpMatchRequest {
-                        headers: Some(
-                            [(
-                                "user".to_string(),
-                                StringMatch {
-                                    prefix: Some("a".into()),
-                                    ..Default::default()
-                                },
-                            )]
-                            .into(),
-                        ),
-                        ..Default::default()
-                    }]);
+                    ab(s, vec![header("user", prefix("a"))]);
                 },
                 "spec.analysis.match: match 0: Gateway API matches headers",
             ),
             (
                 |s| {
-                    let a = analysis(s);
-                    a.step_weight = None;
-                    a.max_weight = None;
-                    a.iterations = Some(3);
-                    a.match_ = Some(vec![HttpMatchRequest::default()]);
+                    let a = ab(s, vec![HttpMatchRequest::default()]);
                     a.session_affinity = Some(SessionAffinity {
                         cookie_name: "c".into(),
                         ..Default::default()
@@ -1220,23 +1226,7 @@ mod tests {
             (
                 |s| {
                     s.provider = Some("gloo".into());
-                    let a = analysis(s);
-                    a.step_weight = None;
-                    a.max_weight = None;
-                    a.iterations = Some(3);
-                    a.match_ = Some(vec![HttpMatchRequest {
-                        headers: Some(
-                            [(
-                                "user".to_string(),
-                                StringMatch {
-                                    prefix: Some("a".into()),
-                                    ..Default::default()
-                                },
-                            )]
-                            .into(),
-                        ),
-                        ..Default::default()
-                    }]);
+                    ab(s, vec![header("user", prefix("a"))]);
                 },
                 "spec.analysis.match[0]: Gloo matches A/B traffic by headers and query params",
             ),
@@ -1252,31 +1242,23 @@ mod tests {
                 |s| {
                     s.provider = Some("appmesh:v1beta2".into());
                     s.service.get_or_insert_with(Default::default).timeout = Some("5s".into());
-                    let a = analysis(s);
-                    a.step_weight = None;
-                    a.max_weight = None;
-                    a.iterations = Some(3);
-                    a.match_ = Some(vec![
-                        HttpMatchRequest::default(),
-                        HttpMatchRequest::default(),
-                    ]);
+                    ab(
+                        s,
+                        vec![HttpMatchRequest::default(), HttpMatchRequest::default()],
+                    );
                 },
                 "spec.analysis.match: App Mesh takes one A/B match entry",
             ),
             (
                 |s| {
                     s.provider = Some("appmesh:v1beta2".into());
-                    let a = analysis(s);
-                    a.step_weight = None;
-                    a.max_weight = None;
-                    a.iterations = Some(3);
-                    a.match_ = Some(vec![HttpMatchRequest {
-                        method: Some(StringMatch {
-                            exact: Some("GET".into()),
+                    ab(
+                        s,
+                        vec![HttpMatchRequest {
+                            method: Some(exact("GET")),
                             ..Default::default()
-                        }),
-                        ..Default::default()
-                    }]);
+                        }],
+                    );
                 },
                 "spec.analysis.match[0]: App Mesh matches A/B traffic by headers only",
             ),
@@ -1483,27 +1465,16 @@ mod tests {
 
     #[test]
     fn gloo_and_app_mesh_accept_what_their_routers_write() {
-        let exact = |v: &str| StringMatch {
-            exact: Some(v.into()),
-            ..Default::default()
-        };
-        let ab = |s: &mut CanarySpec, m: HttpMatchRequest| {
-            let a = analysis(s);
-            a.step_weight = None;
-            a.max_weight = None;
-            a.iterations = Some(3);
-            a.match_ = Some(vec![m]);
-        };
         let mut gloo = base();
         gloo.provider = Some("gloo".into());
         ab(
             &mut gloo,
-            HttpMatchRequest {
+            vec![HttpMatchRequest {
                 headers: Some([("x-canary".to_string(), exact("insider"))].into()),
                 query_params: Some([("beta".to_string(), exact("1"))].into()),
                 method: Some(exact("GET")),
                 ..Default::default()
-            },
+            }],
         );
         assert_eq!(errors(&gloo), Vec::<String>::new());
         let mut mesh = base();
@@ -1521,22 +1492,7 @@ mod tests {
             }),
             ..Default::default()
         }]);
-        ab(
-            &mut mesh,
-            HttpMatchRequest {
-                headers: Some(
-                    [(
-                        "user-agent".to_string(),
-                        StringMatch {
-                            suffix: Some("Mobile".into()),
-                            ..Default::default()
-                        },
-                    )]
-                    .into(),
-                ),
-                ..Default::default()
-            },
-        );
+        ab(&mut mesh, vec![header("user-agent", suffix("Mobile"))]);
         assert_eq!(errors(&mesh), Vec::<String>::new());
     }
 

@@ -2,7 +2,6 @@
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -14,6 +13,7 @@ use super::plan::{Action, EventType, Plan};
 use super::workload::{SCALE_TO_ZERO_SELECTOR, Workload};
 use crate::api::webhook_type::WebhookType;
 use crate::api::{Canary, TargetKind};
+use crate::core::fields::{api_resource, apply_params};
 use crate::notifier::Notifier;
 use crate::router::TrafficRouter;
 use crate::webhook::Webhooks;
@@ -34,10 +34,6 @@ pub struct Actuator<'a> {
     pub notifier: Arc<dyn Notifier>,
     /// The selector label and its value (to restore the apex Service).
     pub label: Option<(String, String)>,
-}
-
-fn apply_params() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER).force()
 }
 
 impl Actuator<'_> {
@@ -179,11 +175,7 @@ impl Actuator<'_> {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let (group, version) = match api_version.split_once('/') {
-            Some((g, v)) => (g, v),
-            None => ("", api_version),
-        };
-        let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        let ar = api_resource(api_version, kind);
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
         let mut body = obj.clone();
         // Server-side apply bodies must not carry server-owned metadata.

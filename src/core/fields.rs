@@ -3,11 +3,26 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::PatchParams;
+use kube::core::{ApiResource, GroupVersionKind};
 
 use crate::api::Canary;
 
 /// Field manager for everything Serin writes with server-side apply.
 pub const FIELD_MANAGER: &str = "serin";
+
+/// How Serin server-side applies: as [`FIELD_MANAGER`], forcing conflicts (it owns what it
+/// writes). The one set of apply parameters of the routers, the controller and the demo.
+pub fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// The API resource of `kind` in `api_version` (`group/version`, or `version` for the core
+/// group), for the dynamic API of an object known as JSON.
+pub fn api_resource(api_version: &str, kind: &str) -> ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+}
 
 /// Marker of Flux toolkit keys; Flagger never copies them, so Flux does not adopt or prune copies.
 pub const TOOLKIT_MARKER: &str = "toolkit.fluxcd.io";

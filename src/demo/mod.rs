@@ -11,12 +11,12 @@ pub mod view;
 use crate::api::Canary;
 use crate::cluster::sim::{self, SimConfig};
 use crate::cluster::{ClusterConfig, ClusterHandle};
+use crate::core::fields::api_resource;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::io::Write;
@@ -174,13 +174,13 @@ fn deployment(v: &Version) -> Result<Value, Error> {
 async fn apply(client: &kube::Client, obj: &Value) -> Result<(), Error> {
     let api_version = obj["apiVersion"].as_str().unwrap_or_default();
     let kind = obj["kind"].as_str().unwrap_or_default();
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    let ar = api_resource(api_version, kind);
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
         None => Api::all_with(client.clone(), &ar),
     };
+    // As the demo's GitOps tool (`demo-gitops`), not as Serin.
     api.patch(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),

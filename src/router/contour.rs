@@ -8,7 +8,7 @@ use kube::core::ApiResource;
 use serde_json::{Value, json};
 
 use super::routing::RoutingObject;
-use super::{Error, INITIAL, Meta, object};
+use super::{Error, Meta, object};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -216,6 +216,7 @@ impl RoutingObject for HttpProxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::INITIAL;
     use crate::router::testing::canary;
 
     #[test]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::router::INITIAL;
 use crate::router::testing::{canary, with_status};
 
 fn split(primary: i32, canary: i32) -> Routes {

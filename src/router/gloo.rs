@@ -10,7 +10,7 @@ use kube::core::ApiResource;
 use serde_json::{Map, Value, json};
 
 use super::routing::RoutingObject;
-use super::{Error, INITIAL, Meta, object};
+use super::{Error, Meta, object};
 use crate::api::Canary;
 use crate::api::canary::StringMatch;
 use crate::core::Routes;
@@ -320,6 +320,7 @@ impl RoutingObject for RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::INITIAL;
     use crate::router::testing::canary;
 
     const SPLIT: Routes = Routes {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::affinity::{self, COOKIE_HEADER, Cookies, SET_COOKIE_HEADER};
 use super::routing::RoutingObject;
-use super::{Error, INITIAL, Meta, object};
+use super::{Error, Meta, object};
 use crate::api::Canary;
 use crate::api::canary::HttpMatchRequest;
 use crate::core::Routes;

@@ -8,8 +8,8 @@
 //! (HTTPRoute `rules`, VirtualService `http`), the routes that do not point at the canary's
 //! Services are carried over from the live object so that users' extra routes survive.
 use async_trait::async_trait;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch};
+use kube::core::ApiResource;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::api::{Canary, Provider};
 use crate::core::Routes;
 use crate::core::fields::{
-    HELM_DRIFT_DETECTION_ANNOTATION, KUSTOMIZE_RECONCILE_ANNOTATION, TOOLKIT_MARKER,
+    HELM_DRIFT_DETECTION_ANNOTATION, KUSTOMIZE_RECONCILE_ANNOTATION, TOOLKIT_MARKER, apply_params,
     owner_reference,
 };
 
@@ -297,8 +297,7 @@ pub const INITIAL: Routes = Routes {
 
 /// The API resource of a kind.
 pub fn resource(api_version: &str, kind: &str) -> ApiResource {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+    crate::core::fields::api_resource(api_version, kind)
 }
 
 fn dyn_api(client: &kube::Client, ns: Option<&str>, ar: &ApiResource) -> Api<DynamicObject> {
@@ -338,9 +337,8 @@ pub async fn apply(client: &kube::Client, ns: Option<&str>, body: &Value) -> Res
     let kind = body["kind"].as_str().unwrap_or_default();
     let name = body["metadata"]["name"].as_str().unwrap_or_default();
     let ar = resource(api_version, kind);
-    let params = PatchParams::apply(crate::core::FIELD_MANAGER).force();
     dyn_api(client, ns, &ar)
-        .patch(name, &params, &Patch::Apply(body))
+        .patch(name, &apply_params(), &Patch::Apply(body))
         .await?;
     Ok(())
 }

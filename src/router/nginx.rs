@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use kube::core::ApiResource;
 use serde_json::{Map, Value, json};
 
-use super::routing::{RoutingObject, original};
-use super::{Error, INITIAL};
+use super::Error;
+use super::routing::{RoutingObject, ingress_copy, original};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -121,22 +121,14 @@ pub fn canary_ingress(
         }
     }
     let name = canary_ingress_name(canary);
-    let mut meta = super::owned_metadata(
+    Ok(ingress_copy(
         canary,
         &name,
-        super::Meta::Bare,
-        super::owned_by(canary, live),
-    );
-    meta["annotations"] = Value::Object(annotations);
-    if let Some(labels) = original["metadata"]["labels"]
-        .as_object()
-        .filter(|l| !l.is_empty())
-    {
-        meta["labels"] = json!(labels);
-    }
-    Ok(
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}),
-    )
+        original,
+        annotations,
+        spec,
+        live,
+    ))
 }
 
 /// Reads the split from the canary Ingress annotations.

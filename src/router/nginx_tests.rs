@@ -1,4 +1,5 @@
 use super::*;
+use crate::router::INITIAL;
 use crate::router::testing::canary;
 
 fn original() -> Value {

@@ -7,7 +7,7 @@
 //! object and apply it.
 use async_trait::async_trait;
 use kube::core::ApiResource;
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 use super::{Error, INITIAL, TrafficRouter};
 use crate::api::Canary;
@@ -139,4 +139,26 @@ pub async fn original(
     super::get(client, canary.metadata.namespace.as_deref(), ar, &name)
         .await?
         .ok_or_else(|| Error::Missing(format!("{} {name}", ar.kind)))
+}
+
+/// The canary copy of the user's Ingress `original` (NGINX, Skipper): `name`, with `annotations`,
+/// the original's labels and `spec`, owned by the Canary unless it existed before.
+pub fn ingress_copy(
+    canary: &Canary,
+    name: &str,
+    original: &Value,
+    annotations: Map<String, Value>,
+    spec: Value,
+    live: Option<&Value>,
+) -> Value {
+    let owned = super::owned_by(canary, live);
+    let mut meta = super::owned_metadata(canary, name, super::Meta::Bare, owned);
+    meta["annotations"] = Value::Object(annotations);
+    if let Some(labels) = original["metadata"]["labels"]
+        .as_object()
+        .filter(|l| !l.is_empty())
+    {
+        meta["labels"] = json!(labels);
+    }
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec})
 }

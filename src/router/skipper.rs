@@ -6,8 +6,8 @@ use kube::core::ApiResource;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
-use super::routing::{RoutingObject, original};
-use super::{Error, INITIAL};
+use super::Error;
+use super::routing::{RoutingObject, ingress_copy, original};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -87,22 +87,14 @@ pub fn canary_ingress(
     let predicate = insert_predicate(&raw, if routes.canary == 0 { DISABLE } else { WEIGHT });
     annotations.insert(PREDICATE.into(), json!(predicate));
     let name = canary_ingress_name(canary);
-    let mut meta = super::owned_metadata(
+    Ok(ingress_copy(
         canary,
         &name,
-        super::Meta::Bare,
-        super::owned_by(canary, live),
-    );
-    meta["annotations"] = Value::Object(annotations);
-    if let Some(labels) = original["metadata"]["labels"]
-        .as_object()
-        .filter(|l| !l.is_empty())
-    {
-        meta["labels"] = json!(labels);
-    }
-    Ok(
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}),
-    )
+        original,
+        annotations,
+        spec,
+        live,
+    ))
 }
 
 /// Reads the split from `zalando.org/backend-weights`.
@@ -168,6 +160,7 @@ impl RoutingObject for SkipperIngress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::INITIAL;
     use crate::router::testing::canary;
 
     fn original() -> Value {

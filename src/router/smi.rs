@@ -7,7 +7,7 @@ use kube::core::ApiResource;
 use serde_json::{Value, json};
 
 use super::routing::RoutingObject;
-use super::{Error, INITIAL, Meta};
+use super::{Error, Meta};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -134,6 +134,7 @@ impl RoutingObject for TrafficSplit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::INITIAL;
     use crate::router::testing::canary;
 
     #[test]

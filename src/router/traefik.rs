@@ -5,7 +5,7 @@ use kube::core::ApiResource;
 use serde_json::{Value, json};
 
 use super::routing::RoutingObject;
-use super::{Error, INITIAL, Meta};
+use super::{Error, Meta};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -89,6 +89,7 @@ impl RoutingObject for TraefikService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::INITIAL;
     use crate::router::testing::canary;
 
     #[test]

@@ -1,8 +1,9 @@
 //! Table-style tests of the pure state machine: Observed + Checks + now → Plan.
 use super::*;
-use crate::api::canary::{CanaryAnalysis, CanaryService, CanaryWebhook, TargetRef};
+use crate::api::canary::{CanaryWebhook, TargetRef};
 use crate::api::validation::Severity;
 use chrono::TimeZone;
+use serde_json::json;
 
 const T0: i64 = 1_800_000_000;
 
@@ -35,29 +36,10 @@ fn primary(fp: &str) -> PrimaryObs {
 
 /// A kubernetes-provider canary with 3 blue/green iterations and a 10s interval, initialised.
 fn fx() -> Observed {
-    let mut canary = Canary::new(
-        "podinfo",
-        crate::api::CanarySpec {
-            provider: Some("kubernetes".into()),
-            target_ref: Some(TargetRef {
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into(),
-                name: "podinfo".into(),
-            }),
-            service: Some(CanaryService {
-                port: 9898,
-                ..Default::default()
-            }),
-            analysis: Some(CanaryAnalysis {
-                interval: Some("10s".into()),
-                threshold: Some(2),
-                iterations: Some(3),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-    );
-    canary.metadata.namespace = Some("test".into());
+    let mut canary = Canary::test()
+        .provider("kubernetes")
+        .analysis(json!({"interval": "10s", "threshold": 2, "iterations": 3, "stepWeight": null}))
+        .build();
     canary.status = Some(CanaryStatus {
         phase: Some(CanaryPhase::Initialized),
         last_applied_spec: Some("v1:a".into()),
