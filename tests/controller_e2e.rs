@@ -15,14 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 async fn initialized(env: &mut Env) -> anyhow::Result<()> {
-    env.apply(config("blue")).await?;
-    env.apply(podinfo("podinfo:1.0.0", json!({}))).await?;
-    env.start_controller()?;
-    env.apply(canary("podinfo", "Deployment", "podinfo", json!({})))
-        .await?;
-    env.wait_phase("podinfo", CanaryPhase::Initialized, 30)
-        .await?;
-    Ok(())
+    env.initialized(json!({})).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,14 +182,8 @@ async fn a_daemonset_canary_goes_through_the_same_lifecycle() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_killed_mid_analysis_resumes_at_the_same_iteration() -> anyhow::Result<()> {
     let mut env = Env::start("restart").await?;
-    env.apply(config("blue")).await?;
-    env.apply(podinfo("podinfo:1.0.0", json!({}))).await?;
-    env.start_controller()?;
     // A long run: 6 iterations of 2s.
-    let extra = json!({"analysis": {"interval": "2s", "threshold": 2, "iterations": 6}});
-    env.apply(canary("podinfo", "Deployment", "podinfo", extra))
-        .await?;
-    env.wait_phase("podinfo", CanaryPhase::Initialized, 30)
+    env.initialized(json!({"analysis": {"interval": "2s", "threshold": 2, "iterations": 6}}))
         .await?;
     env.apply(podinfo("podinfo:2.0.0", json!({}))).await?;
     eventually(30, "iteration 2", || async {
@@ -236,18 +223,7 @@ async fn a_controller_killed_mid_analysis_resumes_at_the_same_iteration() -> any
 async fn deleting_a_canary_with_revert_on_deletion_restores_the_target_first() -> anyhow::Result<()>
 {
     let mut env = Env::start("revert").await?;
-    env.apply(config("blue")).await?;
-    env.apply(podinfo("podinfo:1.0.0", json!({}))).await?;
-    env.start_controller()?;
-    env.apply(canary(
-        "podinfo",
-        "Deployment",
-        "podinfo",
-        json!({"revertOnDeletion": true}),
-    ))
-    .await?;
-    env.wait_phase("podinfo", CanaryPhase::Initialized, 30)
-        .await?;
+    env.initialized(json!({"revertOnDeletion": true})).await?;
     eventually(10, "the finalizer", || async {
         Ok(env
             .canary("podinfo")

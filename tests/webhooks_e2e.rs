@@ -36,18 +36,7 @@ async fn lt_post(url: String) -> anyhow::Result<()> {
 
 /// A canary with these webhooks, initialised, then given a new revision.
 async fn with_hooks(env: &mut Env, analysis: Value) -> anyhow::Result<()> {
-    env.apply(config("blue")).await?;
-    env.apply(podinfo("podinfo:1.0.0", json!({}))).await?;
-    env.start_controller()?;
-    env.apply(canary(
-        "podinfo",
-        "Deployment",
-        "podinfo",
-        json!({"analysis": analysis}),
-    ))
-    .await?;
-    env.wait_phase("podinfo", CanaryPhase::Initialized, 30)
-        .await?;
+    env.initialized(json!({"analysis": analysis})).await?;
     env.apply(podinfo("podinfo:2.0.0", json!({}))).await?;
     Ok(())
 }

@@ -296,6 +296,7 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip]
     fn deployment_readiness_follows_flagger_rules_and_messages() {
         let stuck = |ago| {
             vec![
@@ -304,72 +305,17 @@ mod tests {
             ]
         };
         let cases: Vec<(&str, Deployment, i32, Readiness)> = vec![
-            (
-                "fully rolled out",
-                deploy(2, 2, 3, (3, 3, 3), vec![progressing()]),
-                100,
-                Readiness::Ready,
-            ),
-            (
-                "generation not observed yet",
-                deploy(3, 2, 3, (3, 3, 3), vec![progressing()]),
-                100,
-                Readiness::Waiting("waiting for rollout to finish: observed deployment generation less than desired generation".into()),
-            ),
-            (
-                "own progress deadline exceeded",
-                deploy(2, 2, 3, (3, 1, 1), vec![cond("Progressing", "False", "ProgressDeadlineExceeded", 0)]),
-                100,
-                Readiness::Failed("deployment \"podinfo\" exceeded its progress deadline".into()),
-            ),
-            (
-                "new replicas still being created",
-                deploy(2, 2, 3, (3, 1, 1), vec![progressing()]),
-                100,
-                Readiness::Waiting("waiting for rollout to finish: 1 out of 3 new replicas have been updated".into()),
-            ),
-            (
-                "old replicas terminating",
-                deploy(2, 2, 3, (5, 3, 3), vec![progressing()]),
-                100,
-                Readiness::Waiting("waiting for rollout to finish: 2 old replicas are pending termination".into()),
-            ),
-            (
-                "updated but not available",
-                deploy(2, 2, 4, (4, 4, 2), vec![progressing()]),
-                100,
-                Readiness::Waiting("waiting for rollout to finish: 2 of 4 (readyThreshold 100%) updated replicas are available".into()),
-            ),
-            (
-                "threshold lets a partly available rollout pass",
-                deploy(2, 2, 4, (4, 4, 2), vec![progressing()]),
-                50,
-                Readiness::Ready,
-            ),
-            (
-                "threshold count is truncated: 3 × 70% needs 2",
-                deploy(2, 2, 3, (3, 3, 1), vec![progressing()]),
-                70,
-                Readiness::Waiting("waiting for rollout to finish: 1 of 2 (readyThreshold 70%) updated replicas are available".into()),
-            ),
-            (
-                "unavailable within the deadline keeps waiting",
-                deploy(2, 2, 3, (3, 1, 1), stuck(599)),
-                100,
-                Readiness::Waiting("waiting for rollout to finish: 1 out of 3 new replicas have been updated".into()),
-            ),
-            (
-                "unavailable past the deadline fails",
-                deploy(2, 2, 3, (3, 1, 1), stuck(601)),
-                100,
-                Readiness::Failed("waiting for rollout to finish: 1 out of 3 new replicas have been updated".into()),
-            ),
-            (
-                "unavailable past the deadline but ready enough is ready",
-                deploy(2, 2, 3, (3, 3, 3), stuck(601)),
-                100,
-                Readiness::Ready,
-            ),
+            ("fully rolled out", deploy(2, 2, 3, (3, 3, 3), vec![progressing()]), 100, Readiness::Ready),
+            ("generation not observed yet", deploy(3, 2, 3, (3, 3, 3), vec![progressing()]), 100, Readiness::Waiting("waiting for rollout to finish: observed deployment generation less than desired generation".into())),
+            ("own progress deadline exceeded", deploy(2, 2, 3, (3, 1, 1), vec![cond("Progressing", "False", "ProgressDeadlineExceeded", 0)]), 100, Readiness::Failed("deployment \"podinfo\" exceeded its progress deadline".into())),
+            ("new replicas still being created", deploy(2, 2, 3, (3, 1, 1), vec![progressing()]), 100, Readiness::Waiting("waiting for rollout to finish: 1 out of 3 new replicas have been updated".into())),
+            ("old replicas terminating", deploy(2, 2, 3, (5, 3, 3), vec![progressing()]), 100, Readiness::Waiting("waiting for rollout to finish: 2 old replicas are pending termination".into())),
+            ("updated but not available", deploy(2, 2, 4, (4, 4, 2), vec![progressing()]), 100, Readiness::Waiting("waiting for rollout to finish: 2 of 4 (readyThreshold 100%) updated replicas are available".into())),
+            ("threshold lets a partly available rollout pass", deploy(2, 2, 4, (4, 4, 2), vec![progressing()]), 50, Readiness::Ready),
+            ("threshold count is truncated: 3 × 70% needs 2", deploy(2, 2, 3, (3, 3, 1), vec![progressing()]), 70, Readiness::Waiting("waiting for rollout to finish: 1 of 2 (readyThreshold 70%) updated replicas are available".into())),
+            ("unavailable within the deadline keeps waiting", deploy(2, 2, 3, (3, 1, 1), stuck(599)), 100, Readiness::Waiting("waiting for rollout to finish: 1 out of 3 new replicas have been updated".into())),
+            ("unavailable past the deadline fails", deploy(2, 2, 3, (3, 1, 1), stuck(601)), 100, Readiness::Failed("waiting for rollout to finish: 1 out of 3 new replicas have been updated".into())),
+            ("unavailable past the deadline but ready enough is ready", deploy(2, 2, 3, (3, 3, 3), stuck(601)), 100, Readiness::Ready),
         ];
         for (name, d, threshold, want) in cases {
             assert_eq!(
@@ -407,6 +353,7 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip]
     fn daemonset_readiness_follows_flagger_rules_and_messages() {
         let recent = Some(now() - TimeDelta::seconds(10));
         let old = Some(now() - TimeDelta::seconds(601));
@@ -419,42 +366,12 @@ mod tests {
         );
         let cases: Vec<Case> = vec![
             ("rolled out", ds(1, 1, 3, 3, 3), 100, recent, Readiness::Ready),
-            (
-                "generation not observed",
-                ds(2, 1, 3, 3, 3),
-                100,
-                recent,
-                Readiness::Waiting("waiting for rollout to finish: observed daemonset generation less than desired generation".into()),
-            ),
-            (
-                "pods being updated",
-                ds(1, 1, 3, 1, 1),
-                100,
-                recent,
-                Readiness::Waiting("waiting for rollout to finish: 1 out of 3 new pods have been updated".into()),
-            ),
-            (
-                "updated pods not available",
-                ds(1, 1, 3, 3, 2),
-                100,
-                recent,
-                Readiness::Waiting("waiting for rollout to finish: 2 of 3 (readyThreshold 100%) updated pods are available".into()),
-            ),
+            ("generation not observed", ds(2, 1, 3, 3, 3), 100, recent, Readiness::Waiting("waiting for rollout to finish: observed daemonset generation less than desired generation".into())),
+            ("pods being updated", ds(1, 1, 3, 1, 1), 100, recent, Readiness::Waiting("waiting for rollout to finish: 1 out of 3 new pods have been updated".into())),
+            ("updated pods not available", ds(1, 1, 3, 3, 2), 100, recent, Readiness::Waiting("waiting for rollout to finish: 2 of 3 (readyThreshold 100%) updated pods are available".into())),
             ("threshold met", ds(1, 1, 4, 4, 2), 50, recent, Readiness::Ready),
-            (
-                "past the deadline",
-                ds(1, 1, 3, 1, 1),
-                100,
-                old,
-                Readiness::Failed("exceeded its progressDeadlineSeconds: 600".into()),
-            ),
-            (
-                "no start time never fails",
-                ds(1, 1, 3, 1, 1),
-                100,
-                None,
-                Readiness::Waiting("waiting for rollout to finish: 1 out of 3 new pods have been updated".into()),
-            ),
+            ("past the deadline", ds(1, 1, 3, 1, 1), 100, old, Readiness::Failed("exceeded its progressDeadlineSeconds: 600".into())),
+            ("no start time never fails", ds(1, 1, 3, 1, 1), 100, None, Readiness::Waiting("waiting for rollout to finish: 1 out of 3 new pods have been updated".into())),
         ];
         for (name, d, threshold, since, want) in cases {
             assert_eq!(

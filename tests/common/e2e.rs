@@ -78,6 +78,19 @@ impl Env {
         })
     }
 
+    /// Deploys podinfo 1.0.0 with its ConfigMap, starts the controller and waits for the Canary
+    /// `podinfo` (the common [`canary`] with `extra` in its spec) to be initialised.
+    pub async fn initialized(&mut self, extra: Value) -> anyhow::Result<()> {
+        self.apply(config("blue")).await?;
+        self.apply(podinfo("podinfo:1.0.0", json!({}))).await?;
+        self.start_controller()?;
+        self.apply(canary("podinfo", "Deployment", "podinfo", extra))
+            .await?;
+        self.wait_phase("podinfo", CanaryPhase::Initialized, 30)
+            .await?;
+        Ok(())
+    }
+
     pub fn start_controller(&mut self) -> anyhow::Result<()> {
         let child = self.controller_command("controller", 0)?.spawn()?;
         self.controller = Some(child);

@@ -910,15 +910,7 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
             && PatchType::from_content_type(&r.ctype) == Some(PatchType::Apply)
             && r.q.get("fieldManager").is_none_or(String::is_empty)
         {
-            return Err(ApiError::invalid(
-                "meta.k8s.io",
-                "PatchOptions",
-                "",
-                vec![FieldError::new(
-                    "fieldManager",
-                    FieldErrorKind::RequiredBecause("is required for apply patch".into()),
-                )],
-            ));
+            return Err(apply_needs_a_field_manager());
         }
         let (code, v) = write_event_view(&mut sh.lock(), &r, &ns, &name, &ctx)?;
         return Ok(json_response(code, &v));
@@ -973,15 +965,7 @@ async fn resource(sh: &Arc<Shared>, r: ResourceRequest) -> Result<Response, ApiE
             })?;
             if ptype == PatchType::Apply && r.q.get("fieldManager").is_none_or(String::is_empty) {
                 // kube-apiserver's patch handler: apply has no User-Agent fallback.
-                return Err(ApiError::invalid(
-                    "meta.k8s.io",
-                    "PatchOptions",
-                    "",
-                    vec![FieldError::new(
-                        "fieldManager",
-                        FieldErrorKind::RequiredBecause("is required for apply patch".into()),
-                    )],
-                ));
+                return Err(apply_needs_a_field_manager());
             }
             let force = truthy(&r.q, "force");
             let mut st = sh.lock();
@@ -1352,4 +1336,18 @@ async fn watch(
         }
     });
     Ok(response.into_response())
+}
+
+/// kube-apiserver's answer to an apply patch without `fieldManager` (apply has no User-Agent
+/// fallback).
+fn apply_needs_a_field_manager() -> ApiError {
+    ApiError::invalid(
+        "meta.k8s.io",
+        "PatchOptions",
+        "",
+        vec![FieldError::new(
+            "fieldManager",
+            FieldErrorKind::RequiredBecause("is required for apply patch".into()),
+        )],
+    )
 }

@@ -198,14 +198,7 @@ fn a_ready_primary_completes_initialization_and_scales_the_target_to_zero() {
 fn an_idle_canary_plans_nothing_and_waits_for_a_change() {
     let o = with_status(fx(), |s| s.phase = Some(CanaryPhase::Succeeded));
     let p = decide(&o, at(1000));
-    assert_eq!(
-        p,
-        Plan {
-            actions: vec![],
-            status: None,
-            requeue: Requeue::AwaitChange
-        }
-    );
+    assert_eq!(p, nothing_until_a_change());
 }
 
 #[test]
@@ -462,11 +455,7 @@ fn an_unready_canary_waits_without_failed_checks_until_the_progress_deadline() {
     assert!(p.actions.is_empty());
     let p = decide(&o, at(601));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
-    assert!(
-        p.status
-            .and_then(|s| s.failure_reason)
-            .is_some_and(|r| r.contains("progressDeadlineSeconds (600s)"))
-    );
+    assert!(failure_reason(&p).is_some_and(|r| r.contains("progressDeadlineSeconds (600s)")));
 }
 
 #[test]
@@ -661,14 +650,7 @@ fn bad_input_is_reported_once_and_changes_nothing() {
     // The next reconcile sees its own condition: no new event, no status write.
     o.canary.status = p.status;
     let p = decide(&o, at(5));
-    assert_eq!(
-        p,
-        Plan {
-            actions: vec![],
-            status: None,
-            requeue: Requeue::AwaitChange
-        }
-    );
+    assert_eq!(p, nothing_until_a_change());
 }
 
 #[test]
@@ -792,11 +774,7 @@ fn an_inconclusive_analysis_holds_without_failing_until_the_deadline() {
     o.canary.status = Some(s);
     let p = decide_with(&o, hold(), at(10 + 600));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
-    assert!(
-        p.status
-            .and_then(|s| s.failure_reason)
-            .is_some_and(|r| r.starts_with("analysis inconclusive"))
-    );
+    assert!(failure_reason(&p).is_some_and(|r| r.starts_with("analysis inconclusive")));
 }
 
 #[test]
@@ -879,6 +857,20 @@ fn failed_record(name: &str) -> crate::api::canary::CheckRecord {
     }
 }
 
+/// The plan of a canary with nothing to do: no action, no status write, wait for a change.
+fn nothing_until_a_change() -> Plan {
+    Plan {
+        actions: vec![],
+        status: None,
+        requeue: Requeue::AwaitChange,
+    }
+}
+
+/// Why the plan fails the canary, if it does.
+fn failure_reason(p: &Plan) -> Option<String> {
+    p.status.as_ref().and_then(|s| s.failure_reason.clone())
+}
+
 fn alerts(p: &Plan) -> Vec<&str> {
     p.actions
         .iter()
@@ -889,40 +881,42 @@ fn alerts(p: &Plan) -> Vec<&str> {
         .collect()
 }
 
+/// The status after a tick of `o` in which the `kind` hook failed with `checks`.
+fn status_after_failed_hook(mut o: Observed, kind: &str, checks: Checks) -> CanaryStatus {
+    o.canary.spec.analysis.as_mut().expect("analysis").webhooks = Some(vec![hook(kind)]);
+    let checks = Checks {
+        hook_records: vec![failed_record(kind)],
+        ..checks
+    };
+    decide_with(&o, checks, at(10)).status.expect("status")
+}
+
 #[test]
 fn a_failed_pre_rollout_hook_is_recorded_in_the_status_checks() {
-    let mut o = progressing(0, 0);
-    o.canary.spec.analysis.as_mut().expect("analysis").webhooks = Some(vec![hook("pre-rollout")]);
-    let p = decide_with(
-        &o,
+    let status = status_after_failed_hook(
+        progressing(0, 0),
+        "pre-rollout",
         Checks {
             pre_rollout: Some(Err("Halt podinfo.test advancement pre-rollout check pre-rollout failed POST … returned 500: boom".into())),
-            hook_records: vec![failed_record("pre-rollout")],
             ..Default::default()
         },
-        at(10),
     );
-    let status = p.status.expect("status");
     assert_eq!(status.failed_checks, 1);
     assert_eq!(status.checks, Some(vec![failed_record("pre-rollout")]));
 }
 
 #[test]
 fn a_failed_rollout_hook_is_recorded_in_the_status_checks() {
-    let mut o = progressing(1, 0);
-    o.canary.spec.analysis.as_mut().expect("analysis").webhooks = Some(vec![hook("rollout")]);
-    let p = decide_with(
-        &o,
+    let status = status_after_failed_hook(
+        progressing(1, 0),
+        "rollout",
         Checks {
             analysis: Some(Err(
                 "Halt podinfo.test advancement external check rollout failed".into(),
             )),
-            hook_records: vec![failed_record("rollout")],
             ..Default::default()
         },
-        at(10),
     );
-    let status = p.status.expect("status");
     assert_eq!(status.failed_checks, 1);
     assert_eq!(status.checks, Some(vec![failed_record("rollout")]));
 }

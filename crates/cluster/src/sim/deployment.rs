@@ -272,19 +272,7 @@ pub fn plan(
     if deployment.metadata.name.is_none() {
         return Err(Error::Incomplete("metadata.name"));
     }
-    let mut work = Work {
-        d: deployment.clone(),
-        spec: Resolved::of(deployment),
-        rss: replica_sets.to_vec(),
-        created: None,
-        dirty: BTreeSet::new(),
-        deleted: Vec::new(),
-        revision: None,
-        requeue_at: None,
-        stop: false,
-        events: Vec::new(),
-        now,
-    };
+    let mut work = Work::new(deployment, replica_sets.to_vec(), now);
     let selector = &deployment.spec.selector;
     work.sync(selector, pods)?;
     Ok(work.finish(deployment))
@@ -309,6 +297,23 @@ struct Work {
 }
 
 impl Work {
+    /// A pass over `d` and its ReplicaSets `rss` at `now`, nothing changed yet.
+    fn new(d: &Deployment, rss: Vec<ReplicaSet>, now: Timestamp) -> Self {
+        Work {
+            d: d.clone(),
+            spec: Resolved::of(d),
+            rss,
+            created: None,
+            dirty: BTreeSet::new(),
+            deleted: Vec::new(),
+            revision: None,
+            requeue_at: None,
+            stop: false,
+            events: Vec::new(),
+            now,
+        }
+    }
+
     fn finish(self, original: &Deployment) -> Plan {
         let status = self.d.status.clone().unwrap_or_default();
         let original_status = original.status.clone().unwrap_or_default();

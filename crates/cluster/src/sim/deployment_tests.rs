@@ -34,14 +34,7 @@ fn deployment(replicas: i32) -> Deployment {
                     labels: Some(labels),
                     ..Default::default()
                 }),
-                spec: Some(PodSpec {
-                    containers: vec![Container {
-                        name: "app".into(),
-                        image: Some("nginx:1".into()),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
+                spec: Some(crate::sim::testing::app_pod_spec()),
             },
             ..Default::default()
         },
@@ -184,19 +177,7 @@ impl World {
     }
 
     fn new_rs(&self) -> ReplicaSet {
-        let w = Work {
-            d: self.d.clone(),
-            spec: Resolved::of(&self.d),
-            rss: self.rss.clone(),
-            created: None,
-            dirty: BTreeSet::new(),
-            deleted: Vec::new(),
-            revision: None,
-            requeue_at: None,
-            stop: false,
-            events: Vec::new(),
-            now: self.now,
-        };
+        let w = Work::new(&self.d, self.rss.clone(), self.now);
         w.find_new()
             .map(|i| self.rss[i].clone())
             .unwrap_or_default()
@@ -720,19 +701,7 @@ fn scaling_during_a_rollout_is_proportional_like_the_real_controller() {
             rs.spec.template = Some(template);
             rss.push(annotate(rs, *size, 60 * (i as i64 + 1)));
         }
-        let mut w = Work {
-            d: d.clone(),
-            spec: Resolved::of(&d),
-            rss,
-            created: None,
-            dirty: BTreeSet::new(),
-            deleted: Vec::new(),
-            revision: None,
-            requeue_at: None,
-            stop: false,
-            events: Vec::new(),
-            now: t(0),
-        };
+        let mut w = Work::new(&d, rss, t(0));
         let new = w.find_new();
         let olds: Vec<usize> = (0..w.rss.len()).filter(|i| Some(*i) != new).collect();
         assert!(w.scale(new, &olds).is_ok(), "{}", case.name);

@@ -252,14 +252,7 @@ mod tests {
                 ),
                 ..Default::default()
             },
-            spec: Some(PodSpec {
-                containers: vec![Container {
-                    name: "app".into(),
-                    image: Some("nginx:1".into()),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
+            spec: Some(crate::sim::testing::app_pod_spec()),
             status: None,
         }
     }

@@ -1,10 +1,24 @@
 //! Builders for the simulators' unit tests (pure, test-only).
 use super::util;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::{Pod, PodCondition, PodSpec, PodStatus, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Container, Pod, PodCondition, PodSpec, PodStatus, PodTemplateSpec,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use std::collections::BTreeMap;
+
+/// A pod spec with one container `app` running `nginx:1`.
+pub fn app_pod_spec() -> PodSpec {
+    PodSpec {
+        containers: vec![Container {
+            name: "app".into(),
+            image: Some("nginx:1".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
 
 /// A running pod created (and, if `ready`, Ready) at `at_secs` seconds after the epoch.
 pub fn pod(name: &str, ready: bool, at_secs: i64) -> Pod {
