@@ -1,11 +1,9 @@
 //! The `apisix` router: the ApisixRoute `<routeRef>-<svc>-canary` (`apisix.apache.org/v2`),
 //! cloned from `routeRef`'s HTTP route that sends to the apex Service, with its priority raised
-//! and weighted primary and canary backends. Pure builders plus [`ApisixRoute`] (API I/O).
-use async_trait::async_trait;
-use kube::core::ApiResource;
+//! and weighted primary and canary backends. Pure builders plus [`routing_object`] (API I/O).
 use serde_json::{Value, json};
 
-use super::routing::{RoutingObject, original};
+use super::routing::RoutingObject;
 use super::{Error, Meta};
 use crate::api::Canary;
 use crate::core::Routes;
@@ -110,35 +108,23 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     })
 }
 
-/// APISIX's routing object, the canary ApisixRoute cloned from `routeRef`; the APISIX router is
-/// an [`ObjectRouter`](super::routing::ObjectRouter) of it.
-pub struct ApisixRoute;
-
-#[async_trait]
-impl RoutingObject for ApisixRoute {
-    fn resource(&self) -> ApiResource {
-        super::resource(API_VERSION, "ApisixRoute")
-    }
-    fn refuses_zero(&self) -> bool {
-        true
-    }
-    fn name(&self, canary: &Canary) -> String {
-        canary_route_name(canary)
-    }
-    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
-        read_routes(canary, live)
-    }
-    async fn build(
-        &self,
-        client: &kube::Client,
-        canary: &Canary,
-        routes: Routes,
-        live: Option<&Value>,
-    ) -> Result<Value, Error> {
-        let reference = canary.spec.route_ref.as_ref();
-        let original = original(client, canary, &self.resource(), reference, "routeRef").await?;
-        canary_route(canary, &original, routes, live)
-    }
+/// APISIX's routing object: the canary ApisixRoute cloned from `routeRef`.
+pub fn routing_object() -> RoutingObject {
+    let build = |c: &Canary, routes, live: Option<&Value>, original: &Value| {
+        canary_route(c, original, routes, live)
+    };
+    RoutingObject::new(
+        super::resource(API_VERSION, "ApisixRoute"),
+        read_routes,
+        build,
+    )
+    .refusing_zero()
+    .copy_of(
+        "ApisixRoute",
+        canary_route_name,
+        |c| c.spec.route_ref.as_ref(),
+        "routeRef",
+    )
 }
 
 #[cfg(test)]

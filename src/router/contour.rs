@@ -1,10 +1,8 @@
 //! The `contour` router: the HTTPProxy `<svc>` (`projectcontour.io/v1`).
 //!
 //! Pure builders compute the HTTPProxy Flagger writes (weighted services with Linkerd's
-//! `l5d-dst-override` header, prefix from `service.match[0].uri.prefix`); [`HttpProxy`]
+//! `l5d-dst-override` header, prefix from `service.match[0].uri.prefix`); [`routing_object`]
 //! applies and reads it (API I/O). A root HTTPProxy of the user's `includes` this one.
-use async_trait::async_trait;
-use kube::core::ApiResource;
 use serde_json::{Value, json};
 
 use super::routing::RoutingObject;
@@ -179,38 +177,18 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     })
 }
 
-/// Contour's routing object, the HTTPProxy `<svc>`, written with the controller's ingress class;
-/// the Contour router is an [`ObjectRouter`](super::routing::ObjectRouter) of it.
-pub struct HttpProxy {
-    /// `--ingress-class`, set as `spec.ingressClassName`.
-    pub ingress_class: Option<String>,
-}
-
-#[async_trait]
-impl RoutingObject for HttpProxy {
-    fn resource(&self) -> ApiResource {
-        super::resource(API_VERSION, "HTTPProxy")
-    }
-    fn refuses_zero(&self) -> bool {
-        true
-    }
-    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
-        read_routes(canary, live)
-    }
-    async fn build(
-        &self,
-        _client: &kube::Client,
-        canary: &Canary,
-        routes: Routes,
-        live: Option<&Value>,
-    ) -> Result<Value, Error> {
-        Ok(http_proxy(
-            canary,
-            routes,
-            self.ingress_class.as_deref(),
-            live,
-        ))
-    }
+/// Contour's routing object: the HTTPProxy `<svc>`, written with the controller's ingress class
+/// (`--ingress-class`) as `spec.ingressClassName`.
+pub fn routing_object(ingress_class: Option<String>) -> RoutingObject {
+    let build = move |c: &Canary, routes, live: Option<&Value>, _: &Value| {
+        Ok(http_proxy(c, routes, ingress_class.as_deref(), live))
+    };
+    RoutingObject::new(
+        super::resource(API_VERSION, "HTTPProxy"),
+        read_routes,
+        build,
+    )
+    .refusing_zero()
 }
 
 #[cfg(test)]

@@ -2,9 +2,7 @@
 //!
 //! Pure builders compute the HTTPRoute Flagger writes (parentRefs from `service.gatewayRefs`,
 //! including GAMMA parents of kind Service; one weighted rule, plus the A/B and sticky-session
-//! rules); the async [`HttpRoute`] applies it and reads it back (API I/O).
-use async_trait::async_trait;
-use kube::core::ApiResource;
+//! rules); the async [`routing_object`] applies it and reads it back (API I/O).
 use serde_json::{Value, json};
 
 use super::affinity::{self, COOKIE_HEADER, Cookies, SET_COOKIE_HEADER};
@@ -534,33 +532,20 @@ pub fn check_accepted(live: &Value) -> Result<(), Error> {
     Ok(())
 }
 
-/// The Gateway API's routing object, the HTTPRoute `<svc>` of a [`Version`]; the Gateway API
-/// routers are [`ObjectRouter`](super::routing::ObjectRouter)s of it.
-pub struct HttpRoute(pub Version);
-
-#[async_trait]
-impl RoutingObject for HttpRoute {
-    fn resource(&self) -> ApiResource {
-        super::resource(self.0.api_version(), "HTTPRoute")
-    }
-    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
-        read_routes(canary, live)
-    }
-    /// A v1 HTTPRoute must have been accepted by its Gateways.
-    fn ready(&self, live: &Value) -> Result<(), Error> {
-        if self.0 == Version::V1 {
-            check_accepted(live)?;
-        }
-        Ok(())
-    }
-    async fn build(
-        &self,
-        _client: &kube::Client,
-        canary: &Canary,
-        routes: Routes,
-        live: Option<&Value>,
-    ) -> Result<Value, Error> {
-        desired(canary, self.0, routes, live)
+/// The Gateway API's routing object: the HTTPRoute `<svc>` of a [`Version`]; a v1 route must
+/// have been accepted by its Gateways before its split is read back.
+pub fn routing_object(version: Version) -> RoutingObject {
+    let build = move |c: &Canary, routes, live: Option<&Value>, _: &Value| {
+        desired(c, version, routes, live)
+    };
+    let object = RoutingObject::new(
+        super::resource(version.api_version(), "HTTPRoute"),
+        read_routes,
+        build,
+    );
+    match version {
+        Version::V1 => object.ready_when(check_accepted),
+        Version::V1beta1 => object,
     }
 }
 

@@ -2,14 +2,13 @@
 //! (`gloo.solo.io/v1`) for the primary and canary Services, and the RouteTable `<svc>`
 //! (`gateway.solo.io/v1`) whose route splits traffic between them.
 //!
-//! Pure builders compute the objects Flagger writes; [`RouteTable`] reads the Services and the
+//! Pure builders compute the objects Flagger writes; [`routing_object`] reads the Services and the
 //! `upstreamRef` config Upstream and applies them (API I/O). A user's Gloo VirtualService
 //! delegates to the RouteTable.
 use async_trait::async_trait;
-use kube::core::ApiResource;
 use serde_json::{Map, Value, json};
 
-use super::routing::RoutingObject;
+use super::routing::{Lifecycle, RoutingObject};
 use super::{Error, Meta, object};
 use crate::api::Canary;
 use crate::api::canary::StringMatch;
@@ -255,9 +254,16 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     })
 }
 
-/// Gloo's routing object, the RouteTable `<svc>`, with the primary and canary Upstreams it
-/// routes to; the Gloo router is an [`ObjectRouter`](super::routing::ObjectRouter) of it.
-pub struct RouteTable;
+/// Gloo's routing object: the RouteTable `<svc>`, with the primary and canary Upstreams it
+/// routes to.
+pub fn routing_object() -> RoutingObject {
+    let build =
+        |c: &Canary, routes, live: Option<&Value>, _: &Value| Ok(route_table(c, routes, live));
+    let resource = super::resource(ROUTE_TABLE_API_VERSION, "RouteTable");
+    RoutingObject::new(resource, read_routes, build)
+        .refusing_zero()
+        .with(Upstreams)
+}
 
 /// The `upstreamRef` Upstream; its namespace defaults to the Canary's.
 async fn config_upstream(client: &kube::Client, canary: &Canary) -> Result<Option<Value>, Error> {
@@ -276,27 +282,11 @@ async fn config_upstream(client: &kube::Client, canary: &Canary) -> Result<Optio
         .ok_or_else(|| Error::Missing(format!("upstreamRef Upstream {}", r.name)))
 }
 
-#[async_trait]
-impl RoutingObject for RouteTable {
-    fn resource(&self) -> ApiResource {
-        super::resource(ROUTE_TABLE_API_VERSION, "RouteTable")
-    }
-    fn refuses_zero(&self) -> bool {
-        true
-    }
-    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
-        read_routes(canary, live)
-    }
-    async fn build(
-        &self,
-        _client: &kube::Client,
-        canary: &Canary,
-        routes: Routes,
-        live: Option<&Value>,
-    ) -> Result<Value, Error> {
-        Ok(route_table(canary, routes, live))
-    }
+/// The Upstreams of the primary and canary Services, written before the RouteTable.
+struct Upstreams;
 
+#[async_trait]
+impl Lifecycle for Upstreams {
     /// The Upstreams of the primary and canary Services.
     async fn prepare(&self, client: &kube::Client, canary: &Canary) -> Result<(), Error> {
         let ns = canary.metadata.namespace.as_deref();

@@ -1,14 +1,13 @@
 //! The `istio` router: DestinationRules `<svc>-primary` / `<svc>-canary` and the VirtualService
 //! `<svc>` (HTTP, or TCP when `service.appProtocol` is `tcp`).
 //!
-//! Pure builders compute the objects Flagger writes; [`VirtualService`] applies and reads them
+//! Pure builders compute the objects Flagger writes; [`routing_object`] applies and reads them
 //! (API I/O).
 use async_trait::async_trait;
-use kube::core::ApiResource;
 use serde_json::{Value, json};
 
 use super::affinity::{self, COOKIE_HEADER, Cookies, SET_COOKIE_HEADER};
-use super::routing::RoutingObject;
+use super::routing::{Lifecycle, RoutingObject};
 use super::{Error, Meta, object};
 use crate::api::Canary;
 use crate::api::canary::HttpMatchRequest;
@@ -366,29 +365,25 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     super::non_zero(routes, &format!("VirtualService {apex}"))
 }
 
-/// Istio's routing object, the VirtualService `<svc>`, with the primary and canary
-/// DestinationRules it routes to; the Istio router is an
-/// [`ObjectRouter`](super::routing::ObjectRouter) of it.
-pub struct VirtualService;
+/// Istio's routing object: the VirtualService `<svc>`, with the primary and canary
+/// DestinationRules it routes to.
+pub fn routing_object() -> RoutingObject {
+    let build =
+        |c: &Canary, routes, live: Option<&Value>, _: &Value| Ok(virtual_service(c, routes, live));
+    RoutingObject::new(
+        super::resource(API_VERSION, "VirtualService"),
+        read_routes,
+        build,
+    )
+    .with(Rules)
+}
+
+/// The DestinationRules the VirtualService routes to, and the restore of a VirtualService that
+/// existed before the Canary.
+struct Rules;
 
 #[async_trait]
-impl RoutingObject for VirtualService {
-    fn resource(&self) -> ApiResource {
-        super::resource(API_VERSION, "VirtualService")
-    }
-    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
-        read_routes(canary, live)
-    }
-    async fn build(
-        &self,
-        _client: &kube::Client,
-        canary: &Canary,
-        routes: Routes,
-        live: Option<&Value>,
-    ) -> Result<Value, Error> {
-        Ok(virtual_service(canary, routes, live))
-    }
-
+impl Lifecycle for Rules {
     /// The DestinationRules `<svc>-primary` and `<svc>-canary`.
     async fn prepare(&self, client: &kube::Client, canary: &Canary) -> Result<(), Error> {
         let ns = canary.metadata.namespace.as_deref();
@@ -407,7 +402,8 @@ impl RoutingObject for VirtualService {
     async fn finalize(&self, client: &kube::Client, canary: &Canary) -> Result<(), Error> {
         let ns = canary.metadata.namespace.as_deref();
         let name = canary.spec.service_name();
-        let Some(live) = super::get(client, ns, &self.resource(), &name).await? else {
+        let vs = super::resource(API_VERSION, "VirtualService");
+        let Some(live) = super::get(client, ns, &vs, &name).await? else {
             return Ok(());
         };
         let annotations = &live["metadata"]["annotations"];

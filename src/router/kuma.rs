@@ -1,8 +1,6 @@
 //! The `kuma` router: the cluster-scoped TrafficRoute `<svc>` (`kuma.io/v1alpha1`) splitting
 //! `kuma.io/service` `<svc>_<ns>_svc_<port>` between primary and canary. Pure builders plus
-//! [`TrafficRoute`] (API I/O).
-use async_trait::async_trait;
-use kube::core::ApiResource;
+//! [`routing_object`] (API I/O).
 use serde_json::{Value, json};
 
 use super::routing::RoutingObject;
@@ -78,31 +76,15 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     }
 }
 
-/// Kuma's routing object, the cluster-scoped TrafficRoute `<svc>`; the Kuma router is an
-/// [`ObjectRouter`](super::routing::ObjectRouter) of it.
-pub struct TrafficRoute;
-
-#[async_trait]
-impl RoutingObject for TrafficRoute {
-    fn resource(&self) -> ApiResource {
-        super::resource(API_VERSION, "TrafficRoute")
-    }
-    /// TrafficRoutes are cluster-scoped.
-    fn namespace<'a>(&self, _canary: &'a Canary) -> Option<&'a str> {
-        None
-    }
-    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
-        read_routes(canary, live)
-    }
-    async fn build(
-        &self,
-        _client: &kube::Client,
-        canary: &Canary,
-        routes: Routes,
-        _live: Option<&Value>,
-    ) -> Result<Value, Error> {
-        Ok(traffic_route(canary, routes))
-    }
+/// Kuma's routing object: the cluster-scoped TrafficRoute `<svc>`.
+pub fn routing_object() -> RoutingObject {
+    let build = |c: &Canary, routes, _: Option<&Value>, _: &Value| Ok(traffic_route(c, routes));
+    RoutingObject::new(
+        super::resource(API_VERSION, "TrafficRoute"),
+        read_routes,
+        build,
+    )
+    .cluster_scoped()
 }
 
 #[cfg(test)]

@@ -88,44 +88,45 @@ pub fn for_provider(
     let client = client.clone();
     match provider {
         Provider::Kubernetes => Ok(Arc::new(kubernetes::KubernetesRouter)),
-        Provider::GatewayApiV1 => routed(client, gatewayapi::HttpRoute(gatewayapi::Version::V1)),
-        Provider::GatewayApiV1beta1 => {
-            routed(client, gatewayapi::HttpRoute(gatewayapi::Version::V1beta1))
+        Provider::GatewayApiV1 => {
+            routed(client, gatewayapi::routing_object(gatewayapi::Version::V1))
         }
-        Provider::Istio => routed(client, istio::VirtualService),
+        Provider::GatewayApiV1beta1 => routed(
+            client,
+            gatewayapi::routing_object(gatewayapi::Version::V1beta1),
+        ),
+        Provider::Istio => routed(client, istio::routing_object()),
         Provider::Nginx => routed(
             client,
-            nginx::NginxIngress {
-                prefix: config
+            nginx::routing_object(
+                config
                     .ingress_annotations_prefix
                     .clone()
                     .filter(|p| !p.is_empty())
                     .unwrap_or_else(|| nginx::DEFAULT_PREFIX.to_string()),
-            },
+            ),
         ),
-        Provider::Linkerd => routed(client, smi::TrafficSplit(smi::Flavour::Linkerd)),
+        Provider::Linkerd => routed(client, smi::routing_object(smi::Flavour::Linkerd)),
         Provider::Osm => routed(
             client,
-            smi::TrafficSplit(smi::Flavour::Smi {
+            smi::routing_object(smi::Flavour::Smi {
                 version: 2,
                 istio: false,
             }),
         ),
         Provider::Smi { version, istio } => routed(
             client,
-            smi::TrafficSplit(smi::Flavour::Smi { version, istio }),
+            smi::routing_object(smi::Flavour::Smi { version, istio }),
         ),
         Provider::Contour => routed(
             client,
-            contour::HttpProxy {
-                ingress_class: config.ingress_class.clone(),
-            },
+            contour::routing_object(config.ingress_class.clone()),
         ),
-        Provider::Apisix => routed(client, apisix::ApisixRoute),
-        Provider::Kuma => routed(client, kuma::TrafficRoute),
-        Provider::Skipper => routed(client, skipper::SkipperIngress),
-        Provider::Traefik => routed(client, traefik::TraefikService),
-        Provider::Gloo => routed(client, gloo::RouteTable),
+        Provider::Apisix => routed(client, apisix::routing_object()),
+        Provider::Kuma => routed(client, kuma::routing_object()),
+        Provider::Skipper => routed(client, skipper::routing_object()),
+        Provider::Traefik => routed(client, traefik::routing_object()),
+        Provider::Gloo => routed(client, gloo::routing_object()),
         Provider::AppMesh => Ok(Arc::new(appmesh::AppMeshRouter::new(
             client,
             appmesh::Version::V1beta1,
@@ -141,7 +142,7 @@ pub fn for_provider(
 /// The router of a provider with one routing object per canary.
 fn routed(
     client: kube::Client,
-    object: impl routing::RoutingObject + 'static,
+    object: routing::RoutingObject,
 ) -> Result<Arc<dyn TrafficRouter>, Error> {
     Ok(Arc::new(routing::ObjectRouter::new(client, object)))
 }

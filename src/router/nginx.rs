@@ -1,14 +1,12 @@
 //! The `nginx` router: the canary Ingress `<ingressRef>-canary`, cloned from `ingressRef` with
 //! the apex backend pointed at `<svc>-canary`, steered by NGINX canary annotations.
 //!
-//! Pure builders compute the canary Ingress Flagger writes; [`NginxIngress`] applies and reads
+//! Pure builders compute the canary Ingress Flagger writes; [`routing_object`] applies and reads
 //! it (API I/O). The original Ingress is never written.
-use async_trait::async_trait;
-use kube::core::ApiResource;
 use serde_json::{Map, Value, json};
 
 use super::Error;
-use super::routing::{RoutingObject, ingress_copy, original};
+use super::routing::{RoutingObject, ingress_copy};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -163,38 +161,25 @@ pub fn read_routes(canary: &Canary, prefix: &str, live: &Value) -> Result<Routes
     })
 }
 
-/// NGINX's routing object, the canary Ingress cloned from `ingressRef`, with its annotations under
-/// a prefix; the NGINX router is an [`ObjectRouter`](super::routing::ObjectRouter) of it.
-pub struct NginxIngress {
-    /// The annotation prefix (`--ingress-annotations-prefix`).
-    pub prefix: String,
-}
-
-#[async_trait]
-impl RoutingObject for NginxIngress {
-    fn resource(&self) -> ApiResource {
-        super::resource("networking.k8s.io/v1", "Ingress")
-    }
-    fn label(&self) -> String {
-        "ingress".to_string()
-    }
-    fn name(&self, canary: &Canary) -> String {
-        canary_ingress_name(canary)
-    }
-    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
-        read_routes(canary, &self.prefix, live)
-    }
-    async fn build(
-        &self,
-        client: &kube::Client,
-        canary: &Canary,
-        routes: Routes,
-        live: Option<&Value>,
-    ) -> Result<Value, Error> {
-        let reference = canary.spec.ingress_ref.as_ref();
-        let original = original(client, canary, &self.resource(), reference, "ingressRef").await?;
-        canary_ingress(canary, &self.prefix, &original, routes, live)
-    }
+/// NGINX's routing object: the canary Ingress cloned from `ingressRef`, with its annotations
+/// under `prefix` (`--ingress-annotations-prefix`).
+pub fn routing_object(prefix: String) -> RoutingObject {
+    let read_prefix = prefix.clone();
+    let read = move |c: &Canary, live: &Value| read_routes(c, &read_prefix, live);
+    let build = move |c: &Canary, routes, live: Option<&Value>, original: &Value| {
+        canary_ingress(c, &prefix, original, routes, live)
+    };
+    RoutingObject::new(
+        super::resource("networking.k8s.io/v1", "Ingress"),
+        read,
+        build,
+    )
+    .copy_of(
+        "ingress",
+        canary_ingress_name,
+        |c| c.spec.ingress_ref.as_ref(),
+        "ingressRef",
+    )
 }
 
 #[cfg(test)]

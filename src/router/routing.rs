@@ -1,10 +1,10 @@
 //! The read-modify-write cycle of routers that keep one routing object per canary (a
 //! VirtualService, an HTTPRoute, an HTTPProxy, a TrafficSplit, an Ingress copy…); does API I/O.
 //!
-//! A provider describes its object with [`RoutingObject`] (where it lives, how its split is read
-//! back, how the wanted object is built) and [`ObjectRouter`] implements [`TrafficRouter`] once
-//! for all of them: read the live object, keep its split unless a new one is given, build the
-//! object and apply it.
+//! A provider describes its object with a [`RoutingObject`] (where it lives, its module's pure
+//! reader and builder, and a [`Lifecycle`] for what it writes around it) and [`ObjectRouter`]
+//! implements [`TrafficRouter`] once for all of them: read the live object, keep its split
+//! unless a new one is given, build the object and apply it.
 use async_trait::async_trait;
 use kube::core::ApiResource;
 use serde_json::{Map, Value, json};
@@ -14,112 +14,194 @@ use crate::api::Canary;
 use crate::api::canary::TargetRef;
 use crate::core::Routes;
 
-/// What a provider's routing object is: where it lives, how to read and how to build it.
+/// Reads the split back from a live routing object.
+pub type Read = Box<dyn Fn(&Canary, &Value) -> Result<Routes, Error> + Send + Sync>;
+
+/// Builds the routing object a Canary wants: from the Canary, the split, the live object (if
+/// any) and the user's object a copy is cloned from (`null` for objects that are not copies).
+pub type Build =
+    Box<dyn Fn(&Canary, Routes, Option<&Value>, &Value) -> Result<Value, Error> + Send + Sync>;
+
+/// Where the user's object a copy is cloned from is named: the reference and its field name.
+type CloneOf = (fn(&Canary) -> Option<&TargetRef>, &'static str);
+
+/// What a router writes around its routing object, when that is more than the object itself.
 #[async_trait]
-pub trait RoutingObject: Send + Sync {
-    /// The object's API resource (apiVersion and kind).
-    fn resource(&self) -> ApiResource;
-    /// How a missing object is named in errors (default: its kind).
-    fn label(&self) -> String {
-        self.resource().kind
-    }
-    /// Its namespace: the Canary's (default), or `None` for a cluster-scoped object.
-    fn namespace<'a>(&self, canary: &'a Canary) -> Option<&'a str> {
-        canary.metadata.namespace.as_deref()
-    }
-    /// Its name (default: the apex Service's).
-    fn name(&self, canary: &Canary) -> String {
-        canary.spec.service_name()
-    }
-    /// Whether a split with no weight anywhere is refused before anything is written.
-    fn refuses_zero(&self) -> bool {
-        false
-    }
-    /// Reads the split back from the live object.
-    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error>;
-    /// Fails when the live object exists but cannot route yet (checked only when the split is
-    /// read back, never when it is written).
-    fn ready(&self, _live: &Value) -> Result<(), Error> {
-        Ok(())
-    }
-    /// The object the Canary wants with `routes`, given the live one.
-    async fn build(
-        &self,
-        client: &kube::Client,
-        canary: &Canary,
-        routes: Routes,
-        live: Option<&Value>,
-    ) -> Result<Value, Error>;
-    /// Writes what the object depends on (Istio DestinationRules, Gloo Upstreams) before it, on
-    /// reconcile.
+pub trait Lifecycle: Send + Sync {
+    /// Writes what the object depends on (Istio DestinationRules, Gloo Upstreams) before it,
+    /// on reconcile.
     async fn prepare(&self, _client: &kube::Client, _canary: &Canary) -> Result<(), Error> {
         Ok(())
     }
-    /// Restores what the router changed, on deletion (default: nothing to do).
+    /// Restores what the router changed, on deletion.
     async fn finalize(&self, _client: &kube::Client, _canary: &Canary) -> Result<(), Error> {
         Ok(())
     }
 }
 
-/// The [`TrafficRouter`] of a provider with one [`RoutingObject`] per canary.
-pub struct ObjectRouter<O> {
-    client: kube::Client,
-    object: O,
+/// The object alone: nothing to prepare, nothing to restore.
+struct ObjectAlone;
+
+impl Lifecycle for ObjectAlone {}
+
+/// A provider's routing object: where it lives, how its split is read back and how the wanted
+/// object is built (pure functions of the provider module), plus what it needs around it.
+pub struct RoutingObject {
+    resource: ApiResource,
+    label: Option<&'static str>,
+    cluster_scoped: bool,
+    name: fn(&Canary) -> String,
+    refuses_zero: bool,
+    read: Read,
+    build: Build,
+    clone_of: Option<CloneOf>,
+    ready: fn(&Value) -> Result<(), Error>,
+    lifecycle: Box<dyn Lifecycle>,
 }
 
-impl<O: RoutingObject> ObjectRouter<O> {
+fn apex_name(canary: &Canary) -> String {
+    canary.spec.service_name()
+}
+
+fn always_ready(_: &Value) -> Result<(), Error> {
+    Ok(())
+}
+
+impl RoutingObject {
+    /// The object of `resource` named after the apex Service in the Canary's namespace.
+    pub fn new(
+        resource: ApiResource,
+        read: impl Fn(&Canary, &Value) -> Result<Routes, Error> + Send + Sync + 'static,
+        build: impl Fn(&Canary, Routes, Option<&Value>, &Value) -> Result<Value, Error>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self {
+            resource,
+            label: None,
+            cluster_scoped: false,
+            name: apex_name,
+            refuses_zero: false,
+            read: Box::new(read),
+            build: Box::new(build),
+            clone_of: None,
+            ready: always_ready,
+            lifecycle: Box::new(ObjectAlone),
+        }
+    }
+
+    /// A split with no weight anywhere is refused before anything is written.
+    pub fn refusing_zero(mut self) -> Self {
+        self.refuses_zero = true;
+        self
+    }
+
+    /// The object is cluster-scoped (Kuma's TrafficRoute).
+    pub fn cluster_scoped(mut self) -> Self {
+        self.cluster_scoped = true;
+        self
+    }
+
+    /// The object is a copy, named by `name`, of the user's object that `reference` (the
+    /// Canary field `field`) names; errors call it `label`.
+    pub fn copy_of(
+        mut self,
+        label: &'static str,
+        name: fn(&Canary) -> String,
+        reference: fn(&Canary) -> Option<&TargetRef>,
+        field: &'static str,
+    ) -> Self {
+        self.label = Some(label);
+        self.name = name;
+        self.clone_of = Some((reference, field));
+        self
+    }
+
+    /// The live object must pass `ready` before its split is read back (never when written).
+    pub fn ready_when(mut self, ready: fn(&Value) -> Result<(), Error>) -> Self {
+        self.ready = ready;
+        self
+    }
+
+    /// What the router writes around the object.
+    pub fn with(mut self, lifecycle: impl Lifecycle + 'static) -> Self {
+        self.lifecycle = Box::new(lifecycle);
+        self
+    }
+
+    fn namespace<'a>(&self, canary: &'a Canary) -> Option<&'a str> {
+        match self.cluster_scoped {
+            true => None,
+            false => canary.metadata.namespace.as_deref(),
+        }
+    }
+}
+
+/// The [`TrafficRouter`] of a provider with one [`RoutingObject`] per canary.
+pub struct ObjectRouter {
+    client: kube::Client,
+    object: RoutingObject,
+}
+
+impl ObjectRouter {
     /// A router writing `object` through `client`.
-    pub fn new(client: kube::Client, object: O) -> Self {
+    pub fn new(client: kube::Client, object: RoutingObject) -> Self {
         Self { client, object }
     }
 
     /// The live object; `None` when it does not exist yet.
     pub async fn live(&self, canary: &Canary) -> Result<Option<Value>, Error> {
         let ns = self.object.namespace(canary);
-        let name = self.object.name(canary);
-        super::get(&self.client, ns, &self.object.resource(), &name).await
+        let name = (self.object.name)(canary);
+        super::get(&self.client, ns, &self.object.resource, &name).await
     }
 
     async fn write(&self, canary: &Canary, routes: Option<Routes>) -> Result<(), Error> {
+        let o = &self.object;
         let live = self.live(canary).await?;
         let routes = routes.unwrap_or_else(|| {
             live.as_ref()
-                .and_then(|l| self.object.read(canary, l).ok())
+                .and_then(|l| (o.read)(canary, l).ok())
                 .unwrap_or(INITIAL)
         });
-        let body = self
-            .object
-            .build(&self.client, canary, routes, live.as_ref())
-            .await?;
-        super::apply(&self.client, self.object.namespace(canary), &body).await
+        let source = match o.clone_of {
+            Some((reference, field)) => {
+                original(&self.client, canary, &o.resource, reference(canary), field).await?
+            }
+            None => Value::Null,
+        };
+        let body = (o.build)(canary, routes, live.as_ref(), &source)?;
+        super::apply(&self.client, o.namespace(canary), &body).await
     }
 }
 
 #[async_trait]
-impl<O: RoutingObject> TrafficRouter for ObjectRouter<O> {
+impl TrafficRouter for ObjectRouter {
     async fn reconcile(&self, canary: &Canary) -> Result<(), Error> {
-        self.object.prepare(&self.client, canary).await?;
+        self.object.lifecycle.prepare(&self.client, canary).await?;
         self.write(canary, None).await
     }
 
     async fn set_routes(&self, canary: &Canary, routes: Routes) -> Result<(), Error> {
-        if self.object.refuses_zero() {
-            super::non_zero(routes, &self.object.resource().kind)?;
+        if self.object.refuses_zero {
+            super::non_zero(routes, &self.object.resource.kind)?;
         }
         self.write(canary, Some(routes)).await
     }
 
     async fn routes(&self, canary: &Canary) -> Result<Routes, Error> {
+        let o = &self.object;
         let live = self.live(canary).await?.ok_or_else(|| {
-            let (label, name) = (self.object.label(), self.object.name(canary));
-            Error::Missing(format!("{label} {name}"))
+            let label = o.label.unwrap_or(&o.resource.kind);
+            Error::Missing(format!("{label} {}", (o.name)(canary)))
         })?;
-        self.object.ready(&live)?;
-        self.object.read(canary, &live)
+        (o.ready)(&live)?;
+        (o.read)(canary, &live)
     }
 
     async fn finalize(&self, canary: &Canary) -> Result<(), Error> {
-        self.object.finalize(&self.client, canary).await
+        self.object.lifecycle.finalize(&self.client, canary).await
     }
 }
 

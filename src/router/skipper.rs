@@ -1,13 +1,12 @@
 //! The `skipper` router: the Ingress `<ingressRef>-canary`, cloned from `ingressRef` with both
 //! `<svc>-primary` and `<svc>-canary` backends, weighted by `zalando.org/backend-weights`.
-//! Pure builders plus [`SkipperIngress`] (API I/O); finalize deletes the canary Ingress.
+//! Pure builders plus [`routing_object`] (API I/O); finalize deletes the canary Ingress.
 use async_trait::async_trait;
-use kube::core::ApiResource;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
 use super::Error;
-use super::routing::{RoutingObject, ingress_copy, original};
+use super::routing::{Lifecycle, RoutingObject, ingress_copy};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -121,39 +120,35 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     })
 }
 
-/// Skipper's routing object, the canary Ingress cloned from `ingressRef`; the Skipper router is
-/// an [`ObjectRouter`](super::routing::ObjectRouter) of it.
-pub struct SkipperIngress;
+/// Skipper's routing object: the canary Ingress cloned from `ingressRef`, deleted on
+/// finalisation.
+pub fn routing_object() -> RoutingObject {
+    let build = |c: &Canary, routes, live: Option<&Value>, original: &Value| {
+        canary_ingress(c, original, routes, live)
+    };
+    RoutingObject::new(
+        super::resource("networking.k8s.io/v1", "Ingress"),
+        read_routes,
+        build,
+    )
+    .copy_of(
+        "ingress",
+        canary_ingress_name,
+        |c| c.spec.ingress_ref.as_ref(),
+        "ingressRef",
+    )
+    .with(DeleteCopy)
+}
+
+/// Deletes the canary Ingress on finalisation.
+struct DeleteCopy;
 
 #[async_trait]
-impl RoutingObject for SkipperIngress {
-    fn resource(&self) -> ApiResource {
-        super::resource("networking.k8s.io/v1", "Ingress")
-    }
-    fn label(&self) -> String {
-        "ingress".to_string()
-    }
-    fn name(&self, canary: &Canary) -> String {
-        canary_ingress_name(canary)
-    }
-    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
-        read_routes(canary, live)
-    }
-    async fn build(
-        &self,
-        client: &kube::Client,
-        canary: &Canary,
-        routes: Routes,
-        live: Option<&Value>,
-    ) -> Result<Value, Error> {
-        let reference = canary.spec.ingress_ref.as_ref();
-        let original = original(client, canary, &self.resource(), reference, "ingressRef").await?;
-        canary_ingress(canary, &original, routes, live)
-    }
-    /// Deletes the canary Ingress.
+impl Lifecycle for DeleteCopy {
     async fn finalize(&self, client: &kube::Client, canary: &Canary) -> Result<(), Error> {
         let ns = canary.metadata.namespace.as_deref();
-        super::delete(client, ns, &self.resource(), &canary_ingress_name(canary)).await
+        let ar = super::resource("networking.k8s.io/v1", "Ingress");
+        super::delete(client, ns, &ar, &canary_ingress_name(canary)).await
     }
 }
 

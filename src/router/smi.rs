@@ -1,9 +1,7 @@
 //! SMI routers (`linkerd`, `smi:v1alpha1|2|3`, `osm`): the TrafficSplit `<svc>`.
 //!
-//! Pure builders compute the TrafficSplit Flagger writes; [`TrafficSplit`] applies and reads it
+//! Pure builders compute the TrafficSplit Flagger writes; [`routing_object`] applies and reads it
 //! (API I/O).
-use async_trait::async_trait;
-use kube::core::ApiResource;
 use serde_json::{Value, json};
 
 use super::routing::RoutingObject;
@@ -108,27 +106,14 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     super::non_zero(routes, &format!("TrafficSplit {apex}"))
 }
 
-/// The SMI family's routing object, the TrafficSplit `<svc>` of a [`Flavour`]; the Linkerd, OSM
-/// and SMI routers are [`ObjectRouter`](super::routing::ObjectRouter)s of it.
-pub struct TrafficSplit(pub Flavour);
-
-#[async_trait]
-impl RoutingObject for TrafficSplit {
-    fn resource(&self) -> ApiResource {
-        super::resource(self.0.api_version(), "TrafficSplit")
-    }
-    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
-        read_routes(canary, live)
-    }
-    async fn build(
-        &self,
-        _client: &kube::Client,
-        canary: &Canary,
-        routes: Routes,
-        live: Option<&Value>,
-    ) -> Result<Value, Error> {
-        Ok(traffic_split(canary, self.0, routes, live))
-    }
+/// The SMI family's routing object (Linkerd, OSM, SMI): the TrafficSplit `<svc>` of a
+/// [`Flavour`].
+pub fn routing_object(flavour: Flavour) -> RoutingObject {
+    let build = move |c: &Canary, routes, live: Option<&Value>, _: &Value| {
+        Ok(traffic_split(c, flavour, routes, live))
+    };
+    let resource = super::resource(flavour.api_version(), "TrafficSplit");
+    RoutingObject::new(resource, read_routes, build)
 }
 
 #[cfg(test)]

@@ -1,7 +1,5 @@
 //! The `traefik` router: the TraefikService `<svc>` (`traefik.io/v1alpha1`) with weighted
-//! services; users' IngressRoutes reference it. Pure builders plus [`TraefikService`] (API I/O).
-use async_trait::async_trait;
-use kube::core::ApiResource;
+//! services; users' IngressRoutes reference it. Pure builders plus [`routing_object`] (API I/O).
 use serde_json::{Value, json};
 
 use super::routing::RoutingObject;
@@ -60,30 +58,16 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     })
 }
 
-/// Traefik's routing object, the TraefikService `<svc>`; the Traefik router is an
-/// [`ObjectRouter`](super::routing::ObjectRouter) of it.
-pub struct TraefikService;
-
-#[async_trait]
-impl RoutingObject for TraefikService {
-    fn resource(&self) -> ApiResource {
-        super::resource(API_VERSION, "TraefikService")
-    }
-    fn refuses_zero(&self) -> bool {
-        true
-    }
-    fn read(&self, canary: &Canary, live: &Value) -> Result<Routes, Error> {
-        read_routes(canary, live)
-    }
-    async fn build(
-        &self,
-        _client: &kube::Client,
-        canary: &Canary,
-        routes: Routes,
-        live: Option<&Value>,
-    ) -> Result<Value, Error> {
-        Ok(traefik_service(canary, routes, live))
-    }
+/// Traefik's routing object: the TraefikService `<svc>`.
+pub fn routing_object() -> RoutingObject {
+    let build =
+        |c: &Canary, routes, live: Option<&Value>, _: &Value| Ok(traefik_service(c, routes, live));
+    RoutingObject::new(
+        super::resource(API_VERSION, "TraefikService"),
+        read_routes,
+        build,
+    )
+    .refusing_zero()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use super::*;
 use crate::sim::kubelet::FAULT_ANNOTATION;
 use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStrategy, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 fn t(secs: i64) -> Timestamp {
@@ -176,6 +176,14 @@ impl World {
         )
     }
 
+    /// The Deployment's revision annotation.
+    fn revision(&self) -> Option<&str> {
+        let annotations = self.d.metadata.annotations.as_ref();
+        annotations
+            .and_then(|a| a.get(REVISION))
+            .map(String::as_str)
+    }
+
     fn new_rs(&self) -> ReplicaSet {
         let w = Work::new(&self.d, self.rss.clone(), self.now);
         w.find_new()
@@ -248,14 +256,7 @@ fn the_first_sync_creates_a_hashed_replica_set_and_reports_it() {
         (owner[0].controller, owner[0].block_owner_deletion),
         (Some(true), Some(true))
     );
-    assert_eq!(
-        w.d.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(REVISION))
-            .map(String::as_str),
-        Some("1")
-    );
+    assert_eq!(w.revision(), Some("1"));
     let status = w.status();
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(counts(&status), [None, None, None, None, Some(3)]);
@@ -401,14 +402,7 @@ fn an_image_change_rolls_out_a_second_revision_within_surge_and_unavailability_b
     assert_eq!(old.spec.replicas, Some(0));
     assert_eq!(annotation(&old, REVISION).as_deref(), Some("1"));
     assert_eq!(annotation(&new, REVISION).as_deref(), Some("2"));
-    assert_eq!(
-        w.d.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(REVISION))
-            .map(String::as_str),
-        Some("2")
-    );
+    assert_eq!(w.revision(), Some("2"));
     // 25% of 4: one extra pod at most, one unavailable at most.
     for (total, available) in &w.trace {
         assert!(*total <= 5, "surge exceeded: {:?}", w.trace);

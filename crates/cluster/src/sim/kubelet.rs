@@ -236,7 +236,7 @@ fn qos_class(pod: &Pod) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, PodSpec};
+
     use std::collections::BTreeMap;
 
     fn pod_with(annotations: &[(&str, &str)]) -> Pod {
