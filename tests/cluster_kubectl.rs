@@ -85,6 +85,22 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
         .expect("kubectl 1.24 or newer must be on PATH (.ci/run checks it)")
 }
 
+/// `kubectl apply` of `crds/` (which must create the Canary CRD) and then of
+/// `deploy/install.yaml`; the second output.
+fn apply_crds_and_bundle(root: &Path, kubeconfig: &Path) -> String {
+    let crds = root.join("crds");
+    let out = ok(kubectl(
+        kubeconfig,
+        &["apply", "-f", crds.to_str().unwrap_or_default()],
+    ));
+    assert!(out.contains("canaries.flagger.app created"), "{out}");
+    let bundle = root.join("deploy/install.yaml");
+    ok(kubectl(
+        kubeconfig,
+        &["apply", "-f", bundle.to_str().unwrap_or_default()],
+    ))
+}
+
 fn ok(out: Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
@@ -242,17 +258,7 @@ fn kubectl_installs_the_crds_and_the_deploy_bundle_with_validation_on() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let (server, kubeconfig) = start_cluster(&dir);
-    let crds = root.join("crds");
-    let out = ok(kubectl(
-        &kubeconfig,
-        &["apply", "-f", crds.to_str().unwrap_or_default()],
-    ));
-    assert!(out.contains("canaries.flagger.app created"), "{out}");
-    let bundle = root.join("deploy/install.yaml");
-    let out = ok(kubectl(
-        &kubeconfig,
-        &["apply", "-f", bundle.to_str().unwrap_or_default()],
-    ));
+    let out = apply_crds_and_bundle(root, &kubeconfig);
     for line in [
         "namespace/serin-system created",
         "customresourcedefinition.apiextensions.k8s.io/canaries.flagger.app ",
@@ -520,17 +526,7 @@ fn kubectl_against_a_1_24_cluster_validates_client_side_and_refuses_a_null_in_a_
     );
 
     // Today's CRDs and the install bundle pass the same client-side validation.
-    let crds = root.join("crds");
-    let out = ok(kubectl(
-        &kubeconfig,
-        &["apply", "-f", crds.to_str().unwrap_or_default()],
-    ));
-    assert!(out.contains("canaries.flagger.app created"), "{out}");
-    let bundle = root.join("deploy/install.yaml");
-    let out = ok(kubectl(
-        &kubeconfig,
-        &["apply", "-f", bundle.to_str().unwrap_or_default()],
-    ));
+    let out = apply_crds_and_bundle(root, &kubeconfig);
     assert!(out.contains("deployment.apps/serin created"), "{out}");
 
     // A Canary with an unknown field is refused by kubectl itself, from the CRD's v2 schema.

@@ -54,6 +54,16 @@ fn condition<'a>(d: &'a Deployment, type_: &str) -> Option<&'a DeploymentConditi
         .and_then(|c| c.iter().find(|c| c.type_.as_deref() == Some(type_)))
 }
 
+/// Flagger's first rule for workloads: while the controller has not observed the latest
+/// generation, the rollout is not finished.
+fn unobserved(kind: &str, generation: Option<i64>, observed: Option<i64>) -> Option<Readiness> {
+    (generation.unwrap_or(0) > observed.unwrap_or(0)).then(|| {
+        Readiness::Waiting(format!(
+            "waiting for rollout to finish: observed {kind} generation less than desired generation"
+        ))
+    })
+}
+
 /// Readiness of a Deployment (Flagger's `isDeploymentReady`).
 ///
 /// * `metadata.generation > status.observedGeneration`: waiting.
@@ -70,12 +80,12 @@ pub fn deployment_readiness(
     now: DateTime<Utc>,
 ) -> Readiness {
     let status = d.status.clone().unwrap_or_default();
-    let generation = d.metadata.generation.unwrap_or(0);
-    if generation > status.observed_generation.unwrap_or(0) {
-        return Readiness::Waiting(
-            "waiting for rollout to finish: observed deployment generation less than desired generation"
-                .into(),
-        );
+    if let Some(waiting) = unobserved(
+        "deployment",
+        d.metadata.generation,
+        status.observed_generation,
+    ) {
+        return waiting;
     }
     let progress = condition(d, "Progressing");
     let mut retriable = true;
@@ -142,12 +152,12 @@ pub fn daemonset_readiness(
     now: DateTime<Utc>,
 ) -> Readiness {
     let status = d.status.clone().unwrap_or_default();
-    let generation = d.metadata.generation.unwrap_or(0);
-    if generation > status.observed_generation.unwrap_or(0) {
-        return Readiness::Waiting(
-            "waiting for rollout to finish: observed daemonset generation less than desired generation"
-                .into(),
-        );
+    if let Some(waiting) = unobserved(
+        "daemonset",
+        d.metadata.generation,
+        status.observed_generation,
+    ) {
+        return waiting;
     }
     let desired = status.desired_number_scheduled;
     let updated = status.updated_number_scheduled.unwrap_or(0);

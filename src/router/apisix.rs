@@ -92,20 +92,15 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
         .as_array()
         .into_iter()
         .flatten()
-        .flat_map(|r| r["backends"].as_array().cloned().unwrap_or_default())
+        .flat_map(|r| r["backends"].as_array().into_iter().flatten())
         .find(|b| b["serviceName"] == json!(primary))
-        .map(|b| super::weight_of(b.get("weight")))
         .ok_or_else(|| {
             Error::Malformed(format!(
                 "ApisixRoute {}: no {primary} backend",
                 canary_route_name(canary)
             ))
         })?;
-    Ok(Routes {
-        primary: p,
-        canary: 100 - p,
-        mirrored: false,
-    })
+    Ok(super::primary_share(p.get("weight")))
 }
 
 /// APISIX's routing object: the canary ApisixRoute cloned from `routeRef`.
@@ -131,6 +126,7 @@ pub fn routing_object() -> RoutingObject {
 mod tests {
     use super::*;
     use crate::router::testing::canary;
+    use crate::router::testing::split;
 
     fn apisix() -> Canary {
         let mut c = canary("apisix", json!({}));
@@ -151,17 +147,7 @@ mod tests {
     #[test]
     fn the_canary_route_clones_the_apex_http_route_with_weighted_backends() {
         let c = apisix();
-        let r = canary_route(
-            &c,
-            &original(),
-            Routes {
-                primary: 90,
-                canary: 10,
-                mirrored: false,
-            },
-            None,
-        )
-        .unwrap();
+        let r = canary_route(&c, &original(), split(90, 10), None).unwrap();
         assert_eq!(r["metadata"]["name"], "app-podinfo-canary");
         assert_eq!(
             r["spec"]["http"],
@@ -169,13 +155,6 @@ mod tests {
                 {"serviceName": "podinfo-primary", "servicePort": 9898, "resolveGranularity": "service", "weight": 90},
                 {"serviceName": "podinfo-canary", "servicePort": 9898, "resolveGranularity": "service", "weight": 10}]}])
         );
-        assert_eq!(
-            read_routes(&c, &r).unwrap(),
-            Routes {
-                primary: 90,
-                canary: 10,
-                mirrored: false
-            }
-        );
+        assert_eq!(read_routes(&c, &r).unwrap(), split(90, 10));
     }
 }

@@ -1,11 +1,8 @@
 use super::*;
 use crate::router::testing::canary;
+use crate::router::testing::split;
 
-const SPLIT: Routes = Routes {
-    primary: 70,
-    canary: 30,
-    mirrored: false,
-};
+const SPLIT: Routes = split(70, 30);
 
 fn t2(node: &str, w: i32) -> Value {
     json!({"virtualNodeRef": {"name": node}, "weight": w})
@@ -63,11 +60,7 @@ fn v1beta2_ab_testing_uses_a_header_route_and_a_lower_priority_primary_route() {
         json!({"analysis": {"stepWeight": null, "iterations": 2, "match": [
             {"headers": {"x-canary": {"exact": "insider"}, "user-agent": {"regex": ".*Firefox.*"}}}]}}),
     );
-    let all = Routes {
-        primary: 0,
-        canary: 100,
-        mirrored: false,
-    };
+    let all = split(0, 100);
     let vr = virtual_router(&c, all, false, None);
     assert_eq!(
         vr["spec"]["routes"],

@@ -165,16 +165,10 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
             "HTTPProxy {apex}: services not found"
         )));
     }
-    let p = services
-        .iter()
-        .find(|s| s["name"] == json!(primary))
-        .map(|s| super::weight_of(s.get("weight")))
-        .unwrap_or(0);
-    Ok(Routes {
-        primary: p,
-        canary: 100 - p,
-        mirrored: false,
-    })
+    let primary_entry = services.iter().find(|s| s["name"] == json!(primary));
+    Ok(super::primary_share(
+        primary_entry.and_then(|e| e.get("weight")),
+    ))
 }
 
 /// Contour's routing object: the HTTPProxy `<svc>`, written with the controller's ingress class
@@ -196,6 +190,7 @@ mod tests {
     use super::*;
     use crate::router::INITIAL;
     use crate::router::testing::canary;
+    use crate::router::testing::split;
 
     #[test]
     fn weighted_services_carry_the_linkerd_override_header_and_zero_weights_are_omitted() {
@@ -223,29 +218,13 @@ mod tests {
             json!({"analysis": {"stepWeight": null, "iterations": 3, "match": [
             {"headers": {"x-canary": {"exact": "insider"}, "user-agent": {"prefix": "Firefox"}}}]}}),
         );
-        let p = http_proxy(
-            &c,
-            Routes {
-                primary: 0,
-                canary: 100,
-                mirrored: false,
-            },
-            None,
-            None,
-        );
+        let p = http_proxy(&c, split(0, 100), None, None);
         assert_eq!(
             p["spec"]["routes"][0]["conditions"],
             json!([{"prefix": "/", "header": {"name": "user-agent", "contains": "Firefox"}},
                    {"prefix": "/", "header": {"name": "x-canary", "exact": "insider"}}])
         );
         assert_eq!(p["spec"]["routes"][1]["services"][0]["weight"], 100);
-        assert_eq!(
-            read_routes(&c, &p).unwrap(),
-            Routes {
-                primary: 0,
-                canary: 100,
-                mirrored: false
-            }
-        );
+        assert_eq!(read_routes(&c, &p).unwrap(), split(0, 100));
     }
 }

@@ -242,16 +242,12 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
             has(&primary) && has(&canary_up)
         })
         .ok_or_else(|| Error::Malformed(format!("RouteTable {apex}: destinations not found")))?;
-    let p = weighted
+    let primary_entry = weighted
         .iter()
-        .find(|d| d["destination"]["upstream"]["name"] == json!(primary))
-        .map(|d| super::weight_of(d.get("weight")))
-        .unwrap_or(0);
-    Ok(Routes {
-        primary: p,
-        canary: 100 - p,
-        mirrored: false,
-    })
+        .find(|d| d["destination"]["upstream"]["name"] == json!(primary));
+    Ok(super::primary_share(
+        primary_entry.and_then(|e| e.get("weight")),
+    ))
 }
 
 /// Gloo's routing object: the RouteTable `<svc>`, with the primary and canary Upstreams it
@@ -312,12 +308,9 @@ mod tests {
     use super::*;
     use crate::router::INITIAL;
     use crate::router::testing::canary;
+    use crate::router::testing::split;
 
-    const SPLIT: Routes = Routes {
-        primary: 70,
-        canary: 30,
-        mirrored: false,
-    };
+    const SPLIT: Routes = split(70, 30);
 
     fn up(name: &str, w: Option<i32>) -> Value {
         let mut d = json!({"destination": {"upstream": {"name": name, "namespace": "test"}}});
@@ -375,11 +368,7 @@ mod tests {
                 {"headers": {"cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"}},
                  "queryParams": {"beta": {"exact": "1"}}}]}}),
         );
-        let all_canary = Routes {
-            primary: 0,
-            canary: 100,
-            mirrored: false,
-        };
+        let all_canary = split(0, 100);
         let rt = route_table(&c, all_canary, None);
         assert_eq!(
             rt["spec"]["routes"],

@@ -60,16 +60,9 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
                 .and_then(|v| v.split('_').next())
                 == Some(primary.as_str())
         })
-        .map(|s| super::weight_of(s.get("weight")));
+        .map(|s| super::primary_share(s.get("weight")));
     match p {
-        Some(p) => super::non_zero(
-            Routes {
-                primary: p,
-                canary: 100 - p,
-                mirrored: false,
-            },
-            &format!("TrafficRoute {apex}"),
-        ),
+        Some(routes) => super::non_zero(routes, &format!("TrafficRoute {apex}")),
         None => Err(Error::Malformed(format!(
             "TrafficRoute {apex} does not route to {primary}"
         ))),
@@ -91,18 +84,12 @@ pub fn routing_object() -> RoutingObject {
 mod tests {
     use super::*;
     use crate::router::testing::canary;
+    use crate::router::testing::split;
 
     #[test]
     fn the_route_splits_kuma_service_tags_and_has_no_owner() {
         let c = canary("kuma", json!({}));
-        let tr = traffic_route(
-            &c,
-            Routes {
-                primary: 70,
-                canary: 30,
-                mirrored: false,
-            },
-        );
+        let tr = traffic_route(&c, split(70, 30));
         assert_eq!(tr["mesh"], "default");
         assert!(tr["metadata"].get("ownerReferences").is_none());
         assert!(tr["metadata"].get("namespace").is_none());
@@ -115,13 +102,6 @@ mod tests {
             json!([{"weight": 70, "destination": {"kuma.io/service": "podinfo-primary_test_svc_9898"}},
                    {"weight": 30, "destination": {"kuma.io/service": "podinfo-canary_test_svc_9898"}}])
         );
-        assert_eq!(
-            read_routes(&c, &tr).unwrap(),
-            Routes {
-                primary: 70,
-                canary: 30,
-                mirrored: false
-            }
-        );
+        assert_eq!(read_routes(&c, &tr).unwrap(), split(70, 30));
     }
 }

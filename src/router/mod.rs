@@ -277,6 +277,17 @@ pub fn weight_of(v: Option<&Value>) -> i32 {
     }
 }
 
+/// The split of objects that weigh the primary only: it has `weight` (read by [`weight_of`];
+/// none is 0) and the canary has the rest.
+pub fn primary_share(weight: Option<&Value>) -> Routes {
+    let primary = weight_of(weight);
+    Routes {
+        primary,
+        canary: 100 - primary,
+        mirrored: false,
+    }
+}
+
 /// Flagger's rule that a split with no weight anywhere is not a split.
 pub fn non_zero(routes: Routes, what: &str) -> Result<Routes, Error> {
     if routes.primary == 0 && routes.canary == 0 {

@@ -157,6 +157,7 @@ mod tests {
     use super::*;
     use crate::router::INITIAL;
     use crate::router::testing::canary;
+    use crate::router::testing::split;
 
     fn original() -> Value {
         json!({"metadata": {"name": "podinfo", "annotations": {PREDICATE: "Host(/^app/)"}},
@@ -177,17 +178,7 @@ mod tests {
     #[test]
     fn both_backends_are_weighted_and_a_zero_canary_disables_the_route() {
         let c = skipper();
-        let ing = canary_ingress(
-            &c,
-            &original(),
-            Routes {
-                primary: 60,
-                canary: 40,
-                mirrored: false,
-            },
-            None,
-        )
-        .unwrap();
+        let ing = canary_ingress(&c, &original(), split(60, 40), None).unwrap();
         let a = &ing["metadata"]["annotations"];
         assert_eq!(
             a[BACKEND_WEIGHTS],
@@ -204,14 +195,7 @@ mod tests {
             names,
             vec![&json!("podinfo-primary"), &json!("podinfo-canary")]
         );
-        assert_eq!(
-            read_routes(&c, &ing).unwrap(),
-            Routes {
-                primary: 60,
-                canary: 40,
-                mirrored: false
-            }
-        );
+        assert_eq!(read_routes(&c, &ing).unwrap(), split(60, 40));
         let off = canary_ingress(&c, &original(), INITIAL, None).unwrap();
         assert_eq!(
             off["metadata"]["annotations"][PREDICATE],

@@ -121,20 +121,12 @@ mod tests {
     use super::*;
     use crate::router::INITIAL;
     use crate::router::testing::canary;
+    use crate::router::testing::split;
 
     #[test]
     fn linkerd_split_uses_quantities_and_lists_the_canary_first() {
         let c = canary("linkerd", json!({}));
-        let ts = traffic_split(
-            &c,
-            Flavour::Linkerd,
-            Routes {
-                primary: 90,
-                canary: 10,
-                mirrored: false,
-            },
-            None,
-        );
+        let ts = traffic_split(&c, Flavour::Linkerd, split(90, 10), None);
         assert_eq!(ts["apiVersion"], "split.smi-spec.io/v1alpha1");
         assert_eq!(
             ts["spec"],
@@ -157,24 +149,13 @@ mod tests {
                 version: 3,
                 istio: false,
             },
-            Routes {
-                primary: 40,
-                canary: 60,
-                mirrored: false,
-            },
+            split(40, 60),
             None,
         );
         assert_eq!(ts["apiVersion"], "split.smi-spec.io/v1alpha3");
         assert_eq!(ts["spec"]["service"], "app.example.com");
         assert_eq!(ts["spec"]["backends"][0]["weight"], 60);
-        assert_eq!(
-            read_routes(&c, &ts).unwrap(),
-            Routes {
-                primary: 40,
-                canary: 60,
-                mirrored: false
-            }
-        );
+        assert_eq!(read_routes(&c, &ts).unwrap(), split(40, 60));
     }
 
     #[test]
@@ -206,14 +187,7 @@ mod tests {
         let live = json!({"spec": {"backends": [
             {"service": "podinfo-canary", "weight": "250m"},
             {"service": "podinfo-primary", "weight": "99"}]}});
-        assert_eq!(
-            read_routes(&c, &live).unwrap(),
-            Routes {
-                primary: 99,
-                canary: 0,
-                mirrored: false
-            }
-        );
+        assert_eq!(read_routes(&c, &live).unwrap(), split(99, 0));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 use serde_json::Value;
 
 use crate::api::Canary;
+use crate::core::Routes;
 
 /// The podinfo test Canary (`Canary::test()`, uid `uid-1`) of `provider`, with `extra` merged
 /// into its spec (one level deep for `service` and `analysis`).
@@ -17,4 +18,13 @@ pub fn canary(provider: &str, extra: Value) -> Canary {
 pub fn with_status(mut c: Canary, status: Value) -> Canary {
     c.status = Some(serde_json::from_value(status).expect("fixture status parses"));
     c
+}
+
+/// A split without mirroring: `primary` % to the primary, `canary` % to the canary.
+pub fn split(primary: i32, canary: i32) -> Routes {
+    Routes {
+        primary,
+        canary,
+        mirrored: false,
+    }
 }

@@ -46,16 +46,10 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
             "TraefikService {apex}: services not found"
         )));
     }
-    let p = services
-        .iter()
-        .find(|s| s["name"] == json!(primary))
-        .map(|s| super::weight_of(s.get("weight")))
-        .unwrap_or(0);
-    Ok(Routes {
-        primary: p,
-        canary: 100 - p,
-        mirrored: false,
-    })
+    let primary_entry = services.iter().find(|s| s["name"] == json!(primary));
+    Ok(super::primary_share(
+        primary_entry.and_then(|e| e.get("weight")),
+    ))
 }
 
 /// Traefik's routing object: the TraefikService `<svc>`.
@@ -75,6 +69,7 @@ mod tests {
     use super::*;
     use crate::router::INITIAL;
     use crate::router::testing::canary;
+    use crate::router::testing::split;
 
     #[test]
     fn the_canary_is_listed_only_while_it_has_weight() {
@@ -86,28 +81,13 @@ mod tests {
             {"name": "podinfo-primary", "namespace": "test", "port": 9898, "weight": 100}]}})
         );
         assert_eq!(read_routes(&c, &s).unwrap(), INITIAL);
-        let s = traefik_service(
-            &c,
-            Routes {
-                primary: 0,
-                canary: 100,
-                mirrored: false,
-            },
-            None,
-        );
+        let s = traefik_service(&c, split(0, 100), None);
         assert_eq!(
             s["spec"]["weighted"]["services"],
             json!([
             {"name": "podinfo-primary", "namespace": "test", "port": 9898},
             {"name": "podinfo-canary", "namespace": "test", "port": 9898, "weight": 100}])
         );
-        assert_eq!(
-            read_routes(&c, &s).unwrap(),
-            Routes {
-                primary: 0,
-                canary: 100,
-                mirrored: false
-            }
-        );
+        assert_eq!(read_routes(&c, &s).unwrap(), split(0, 100));
     }
 }

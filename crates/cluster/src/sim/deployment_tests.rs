@@ -212,6 +212,12 @@ fn counts(s: &DeploymentStatus) -> [Option<i32>; 5] {
     ]
 }
 
+/// The types of a status's conditions, in order.
+fn condition_types(s: &DeploymentStatus) -> Vec<String> {
+    let conditions = s.conditions.iter().flatten();
+    conditions.filter_map(|c| c.type_.clone()).collect()
+}
+
 fn annotation(rs: &ReplicaSet, key: &str) -> Option<String> {
     rs.metadata.annotations.as_ref()?.get(key).cloned()
 }
@@ -260,12 +266,7 @@ fn the_first_sync_creates_a_hashed_replica_set_and_reports_it() {
     let status = w.status();
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(counts(&status), [None, None, None, None, Some(3)]);
-    let types: Vec<String> = status
-        .conditions
-        .iter()
-        .flatten()
-        .filter_map(|c| c.type_.clone())
-        .collect();
+    let types = condition_types(&status);
     assert_eq!(types, vec!["Progressing", "Available"]);
     assert_eq!(
         w.condition("Progressing"),
@@ -294,12 +295,7 @@ fn a_new_deployment_converges_to_the_real_controllers_final_status() {
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(counts(&status), [Some(3), Some(3), Some(3), Some(3), None]);
     assert_eq!(status.terminating_replicas, Some(0));
-    let types: Vec<String> = status
-        .conditions
-        .iter()
-        .flatten()
-        .filter_map(|c| c.type_.clone())
-        .collect();
+    let types = condition_types(&status);
     assert_eq!(
         types,
         vec!["Available", "Progressing"],
