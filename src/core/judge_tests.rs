@@ -31,9 +31,12 @@ fn close(actual: f64, expected: f64, rel: f64) {
 
 // SciPy: x = np.repeat(np.arange(9), canary); y = np.repeat(np.arange(9), primary);
 // scipy.stats.mannwhitneyu(x, y, alternative='greater', use_continuity=True, method='asymptotic')
+/// (case, canary buckets, primary buckets, U, one-sided p).
+type MannWhitneyCase = (&'static str, [f64; 9], [f64; 9], f64, f64);
+
 #[test]
 fn mann_whitney_matches_scipy_on_bucketed_data_with_ties() {
-    let table: [(&str, [f64; 9], [f64; 9], f64, f64); 4] = [
+    let table: [MannWhitneyCase; 4] = [
         ("same", PRIMARY, PRIMARY, 125000.0, 0.5000455652985952),
         (
             "shifted one bucket",
