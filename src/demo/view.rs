@@ -96,14 +96,15 @@ pub struct ScenarioResult {
 }
 
 impl ScenarioResult {
-    /// Analysis steps: the state changes after the first traffic shift that wait for an analysis
-    /// interval (weight changes, failed checks, promotion, rollback). Detecting the revision and
-    /// shifting the first weight follow the canary's startup, and Finalising and Succeeded follow
-    /// the primary's rollout, not the interval, so they are not counted.
+    /// Analysis steps: the state changes that wait for an analysis interval (the first traffic
+    /// shift, which comes one interval after the run starts and not before the canary is ready,
+    /// later weight changes, failed checks, promotion, rollback). Detecting the revision is
+    /// immediate, and Finalising and Succeeded follow the primary's rollout, not the interval,
+    /// so they are not counted.
     pub fn steps(&self) -> usize {
         self.states
             .iter()
-            .skip(2)
+            .skip(1)
             .filter(|s| !s.starts_with("Finalising") && !s.starts_with("Succeeded"))
             .count()
     }
@@ -128,6 +129,28 @@ const GREEN: &str = "\x1b[32m";
 const RED: &str = "\x1b[31m";
 const YELLOW: &str = "\x1b[33m";
 const CYAN: &str = "\x1b[36m";
+
+/// `text` without its colour codes (SGR sequences `ESC [ … m`), for a terminal with `NO_COLOR`;
+/// cursor movements are kept.
+pub fn strip_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("\x1b[") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let params = after
+            .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+            .unwrap_or(after.len());
+        if after[params..].starts_with('m') {
+            rest = &after[params + 1..];
+        } else {
+            out.push_str("\x1b[");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
 
 fn outcome_colour(outcome: &str) -> &'static str {
     match outcome {
@@ -391,6 +414,26 @@ mod tests {
     }
 
     #[test]
+    fn without_colours_the_frame_keeps_its_text_and_loses_every_sgr_code() {
+        let s = snap("Progressing", 40, &["a"]);
+        let coloured = frame(&s);
+        assert!(
+            coloured.contains("\x1b[1m"),
+            "the frame is coloured: {coloured:?}"
+        );
+        let plain = strip_colours(&coloured);
+        assert!(!plain.contains('\x1b'), "{plain:?}");
+        assert!(plain.contains("phase    Progressing"), "{plain:?}");
+        // Cursor movements are not colours and stay.
+        assert_eq!(
+            strip_colours("\x1b[H\x1b[31mx\x1b[0m\x1b[K"),
+            "\x1b[Hx\x1b[K"
+        );
+        assert_eq!(strip_colours("no codes"), "no codes");
+        assert_eq!(strip_colours("cut \x1b["), "cut \x1b[");
+    }
+
+    #[test]
     fn plain_mode_prints_only_what_changed() {
         let a = snap("Progressing", 20, &["a", "b"]);
         let b = snap("Progressing", 20, &["a", "b"]);
@@ -430,8 +473,8 @@ mod tests {
             routing_failures: 0,
         };
         assert!(r.as_expected());
-        assert_eq!(r.steps(), 1);
-        assert_eq!(r.minimum(), Duration::from_secs(2));
+        assert_eq!(r.steps(), 2, "the first shift and the rollback");
+        assert_eq!(r.minimum(), Duration::from_secs(4));
         r.routing_failures = 1;
         assert!(!r.as_expected());
         assert!(result_line(&r).contains("routing_failures=1"));
