@@ -36,10 +36,11 @@ pub fn run(args: DemoArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let plain = args.plain || !std::io::stdout().is_terminal();
     let opts = Options {
         scenario: args.scenario,
-        plain: args.plain || !std::io::stdout().is_terminal(),
-        colour: super::output::stdout_colour(),
+        plain,
+        colour: !plain && super::output::stdout_colour(),
         keep_running: args.keep_running,
         prometheus: args.prometheus,
         rps: args.rps,
