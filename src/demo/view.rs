@@ -96,15 +96,15 @@ pub struct ScenarioResult {
 }
 
 impl ScenarioResult {
-    /// Analysis steps: the state changes that wait for an analysis interval (the first traffic
-    /// shift, which comes one interval after the run starts and not before the canary is ready,
-    /// later weight changes, failed checks, promotion, rollback). Detecting the revision is
-    /// immediate, and Finalising and Succeeded follow the primary's rollout, not the interval,
-    /// so they are not counted.
+    /// Analysis steps: the state changes after the first traffic shift, each a full analysis
+    /// interval after the previous tick (weight changes, failed checks, promotion, rollback).
+    /// Detecting the revision is immediate; the first shift is due one interval after the run's
+    /// start as the status records it, in whole seconds, so it can come up to a second early and
+    /// is not counted; Finalising and Succeeded follow the primary's rollout, not the interval.
     pub fn steps(&self) -> usize {
         self.states
             .iter()
-            .skip(1)
+            .skip(2)
             .filter(|s| !s.starts_with("Finalising") && !s.starts_with("Succeeded"))
             .count()
     }
@@ -473,8 +473,8 @@ mod tests {
             routing_failures: 0,
         };
         assert!(r.as_expected());
-        assert_eq!(r.steps(), 2, "the first shift and the rollback");
-        assert_eq!(r.minimum(), Duration::from_secs(4));
+        assert_eq!(r.steps(), 1);
+        assert_eq!(r.minimum(), Duration::from_secs(2));
         r.routing_failures = 1;
         assert!(!r.as_expected());
         assert!(result_line(&r).contains("routing_failures=1"));
