@@ -1,5 +1,5 @@
 //! The binary's output hygiene: a closed stdout pipe ends every printing command quietly (exit 0,
-//! no panic), and logs written to a file carry no ANSI escape codes.
+//! no panic), and logs carry ANSI colours only on a terminal without `NO_COLOR`.
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -148,4 +148,57 @@ fn the_demo_stops_everything_quietly_when_its_stdout_is_closed() {
     let (code, stderr) = with_closed_stdout(cmd);
     assert_eq!(code, Some(0), "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Runs the load tester for a few seconds on a pseudo-terminal (util-linux `script`, from
+/// Debian's essential bsdutils) and returns what it wrote there.
+fn loadtester_on_a_terminal(no_color: Option<&str>) -> Vec<u8> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let inner = format!(
+        "timeout -s INT 10 {} loadtester --port {port}",
+        env!("CARGO_BIN_EXE_serin")
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &inner, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::null());
+    if let Some(v) = no_color {
+        cmd.env("NO_COLOR", v);
+    }
+    let out = cmd
+        .output()
+        .expect("runs util-linux `script` (Debian package bsdutils)");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "no startup log line on the terminal within 10 s: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out.stdout
+}
+
+#[test]
+fn on_a_terminal_logs_are_coloured_unless_no_color_is_set() {
+    // Both runs at once: each lasts its full 10 s.
+    let (coloured, plain) = std::thread::scope(|s| {
+        let coloured = s.spawn(|| loadtester_on_a_terminal(None));
+        let plain = s.spawn(|| loadtester_on_a_terminal(Some("1")));
+        (
+            coloured.join().expect("first run"),
+            plain.join().expect("second run"),
+        )
+    });
+    assert!(
+        coloured.contains(&0x1b),
+        "a terminal gets colours: {:?}",
+        String::from_utf8_lossy(&coloured)
+    );
+    assert!(
+        !plain.contains(&0x1b),
+        "NO_COLOR=1 on a terminal: {:?}",
+        String::from_utf8_lossy(&plain)
+    );
 }
