@@ -12,9 +12,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{
-    Provider, ProviderConfig, QueryContext, execute, http_client, secret_text, unparsable,
-};
+use super::provider::{Provider, ProviderConfig, QueryContext, secret_text};
+use super::rest::{Http, unparsable};
 
 /// The query path.
 pub const QUERY_PATH: &str = "/api/v2/metrics/query";
@@ -22,8 +21,6 @@ pub const QUERY_PATH: &str = "/api/v2/metrics/query";
 pub const TOKEN: &str = "dynatrace_token";
 /// The window is this many metric intervals.
 pub const WINDOW_INTERVALS: u32 = 10;
-/// Flagger's timeout.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the provider cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +39,9 @@ pub enum Error {
 /// Runs Dynatrace metric selectors.
 #[derive(Clone, Debug)]
 pub struct Dynatrace {
-    client: reqwest::Client,
+    http: Http,
     endpoint: String,
     token: String,
-    timeout: Duration,
-    insecure: bool,
 }
 
 impl Dynatrace {
@@ -59,20 +54,20 @@ impl Dynatrace {
             .filter(|a| !a.is_empty())
             .ok_or(Error::MissingAddress)?;
         let token = secret_text(config.secret.as_ref(), TOKEN).ok_or(Error::MissingKey(TOKEN))?;
-        let insecure = config.spec.insecure_skip_verify.unwrap_or(false);
         Ok(Self {
-            client: http_client(TIMEOUT, insecure).map_err(Error::BuildClient)?,
+            http: Http::new(config.spec.insecure_skip_verify.unwrap_or(false))
+                .map_err(Error::BuildClient)?,
             endpoint: format!("{}{QUERY_PATH}", address.trim_end_matches('/')),
             token,
-            timeout: TIMEOUT,
-            insecure,
         })
     }
 
     /// The same provider with another timeout (tests).
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.client = http_client(timeout, self.insecure).map_err(Error::BuildClient)?;
-        self.timeout = timeout;
+        self.http = self
+            .http
+            .with_timeout(timeout)
+            .map_err(Error::BuildClient)?;
         Ok(self)
     }
 }
@@ -118,7 +113,8 @@ impl Provider for Dynatrace {
             i64::try_from((ctx.interval * WINDOW_INTERVALS).as_millis()).unwrap_or(i64::MAX);
         let from = to.saturating_sub(window);
         let request = self
-            .client
+            .http
+            .client()
             .get(&self.endpoint)
             .header("Authorization", format!("Api-Token {}", self.token))
             .query(&[
@@ -128,10 +124,10 @@ impl Provider for Dynatrace {
                 ("to", to.to_string()),
             ]);
         let secrets = [self.token.as_str()];
-        match execute("dynatrace", &self.client, request, self.timeout, &secrets).await {
+        match self.http.send("dynatrace", request, &secrets).await {
             Ok(body) => read(&body)
-                .unwrap_or_else(|e| Reading::Failed(unparsable("dynatrace", e, &body, &secrets))),
-            Err(e) => Reading::Failed(e),
+                .unwrap_or_else(|e| Reading::Failed(unparsable("dynatrace", &body, e, &secrets).0)),
+            Err(e) => e.into(),
         }
     }
 }

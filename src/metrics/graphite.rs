@@ -11,12 +11,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{
-    Provider, ProviderConfig, QueryContext, execute, http_client, secret_text, unparsable,
-};
-
-/// Flagger's timeout.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
+use super::provider::{Provider, ProviderConfig, QueryContext, secret_text};
+use super::rest::{Http, unparsable};
 
 /// Why the provider cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -35,11 +31,9 @@ pub enum Error {
 /// Runs Graphite render queries.
 #[derive(Clone, Debug)]
 pub struct Graphite {
-    client: reqwest::Client,
+    http: Http,
     base: url::Url,
     credentials: Option<(String, String)>,
-    timeout: Duration,
-    insecure: bool,
 }
 
 impl Graphite {
@@ -57,20 +51,20 @@ impl Graphite {
                 secret_text(Some(s), "password").ok_or(Error::MissingKey("password"))?,
             )),
         };
-        let insecure = config.spec.insecure_skip_verify.unwrap_or(false);
         Ok(Self {
-            client: http_client(TIMEOUT, insecure).map_err(Error::BuildClient)?,
+            http: Http::new(config.spec.insecure_skip_verify.unwrap_or(false))
+                .map_err(Error::BuildClient)?,
             base,
             credentials,
-            timeout: TIMEOUT,
-            insecure,
         })
     }
 
     /// The same provider with another timeout (tests).
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.client = http_client(timeout, self.insecure).map_err(Error::BuildClient)?;
-        self.timeout = timeout;
+        self.http = self
+            .http
+            .with_timeout(timeout)
+            .map_err(Error::BuildClient)?;
         Ok(self)
     }
 
@@ -130,15 +124,15 @@ pub fn read(body: &[u8]) -> Result<Reading, String> {
 #[async_trait]
 impl Provider for Graphite {
     async fn query(&self, query: &str, _ctx: &QueryContext) -> Reading {
-        let mut request = self.client.get(self.render_url(query));
+        let mut request = self.http.client().get(self.render_url(query));
         if let Some((user, password)) = &self.credentials {
             request = request.basic_auth(user, Some(password));
         }
         let secrets: Vec<&str> = self.credentials.iter().map(|(_, p)| p.as_str()).collect();
-        match execute("graphite", &self.client, request, self.timeout, &secrets).await {
+        match self.http.send("graphite", request, &secrets).await {
             Ok(body) => read(&body)
-                .unwrap_or_else(|e| Reading::Failed(unparsable("graphite", e, &body, &secrets))),
-            Err(e) => Reading::Failed(e),
+                .unwrap_or_else(|e| Reading::Failed(unparsable("graphite", &body, e, &secrets).0)),
+            Err(e) => e.into(),
         }
     }
 }

@@ -11,9 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::evaluate::Reading;
-use super::provider::{
-    Provider, ProviderConfig, QueryContext, execute, http_client, secret_text, unparsable,
-};
+use super::provider::{Provider, ProviderConfig, QueryContext, secret_text};
+use super::rest::{Http, unparsable};
 
 /// Flagger's timeout for InfluxDB.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
@@ -35,12 +34,10 @@ pub enum Error {
 /// Runs Flux queries.
 #[derive(Clone, Debug)]
 pub struct InfluxDb {
-    client: reqwest::Client,
+    http: Http,
     endpoint: url::Url,
     token: Option<String>,
     org: String,
-    timeout: Duration,
-    insecure: bool,
 }
 
 impl InfluxDb {
@@ -60,21 +57,22 @@ impl InfluxDb {
                 secret_text(Some(s), "org").ok_or(Error::MissingKey("org"))?,
             ),
         };
-        let insecure = config.spec.insecure_skip_verify.unwrap_or(false);
         Ok(Self {
-            client: http_client(TIMEOUT, insecure).map_err(Error::BuildClient)?,
+            http: Http::new(config.spec.insecure_skip_verify.unwrap_or(false))
+                .and_then(|h| h.with_timeout(TIMEOUT))
+                .map_err(Error::BuildClient)?,
             endpoint,
             token,
             org,
-            timeout: TIMEOUT,
-            insecure,
         })
     }
 
     /// The same provider with another timeout (tests).
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.client = http_client(timeout, self.insecure).map_err(Error::BuildClient)?;
-        self.timeout = timeout;
+        self.http = self
+            .http
+            .with_timeout(timeout)
+            .map_err(Error::BuildClient)?;
         Ok(self)
     }
 }
@@ -175,7 +173,8 @@ impl Provider for InfluxDb {
             },
         });
         let mut request = self
-            .client
+            .http
+            .client()
             .post(self.endpoint.clone())
             .query(&[("org", self.org.as_str())])
             .header("Accept", "text/csv")
@@ -184,10 +183,10 @@ impl Provider for InfluxDb {
             request = request.header("Authorization", format!("Token {t}"));
         }
         let secrets: Vec<&str> = self.token.iter().map(String::as_str).collect();
-        match execute("influxdb", &self.client, request, self.timeout, &secrets).await {
+        match self.http.send("influxdb", request, &secrets).await {
             Ok(body) => read(&body)
-                .unwrap_or_else(|e| Reading::Failed(unparsable("influxdb", e, &body, &secrets))),
-            Err(e) => Reading::Failed(e),
+                .unwrap_or_else(|e| Reading::Failed(unparsable("influxdb", &body, e, &secrets).0)),
+            Err(e) => e.into(),
         }
     }
 }

@@ -12,10 +12,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{
-    Provider, ProviderConfig, QueryContext, execute, http_client, secret_text, unparsable,
-    window_secs,
-};
+use super::provider::{Provider, ProviderConfig, QueryContext, secret_text, window_secs};
+use super::rest::{Http, unparsable};
 
 /// The Insights API host.
 pub const DEFAULT_ADDRESS: &str = "https://insights-api.newrelic.com";
@@ -23,8 +21,6 @@ pub const DEFAULT_ADDRESS: &str = "https://insights-api.newrelic.com";
 pub const ACCOUNT_ID: &str = "newrelic_account_id";
 /// Secret key of the query key.
 pub const QUERY_KEY: &str = "newrelic_query_key";
-/// Flagger's timeout.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the provider cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -43,11 +39,9 @@ pub enum Error {
 /// Runs NRQL queries.
 #[derive(Clone, Debug)]
 pub struct NewRelic {
-    client: reqwest::Client,
+    http: Http,
     endpoint: String,
     query_key: String,
-    timeout: Duration,
-    insecure: bool,
 }
 
 impl NewRelic {
@@ -66,23 +60,23 @@ impl NewRelic {
             .clone()
             .filter(|a| !a.is_empty())
             .unwrap_or_else(|| DEFAULT_ADDRESS.to_string());
-        let insecure = config.spec.insecure_skip_verify.unwrap_or(false);
         Ok(Self {
-            client: http_client(TIMEOUT, insecure).map_err(Error::BuildClient)?,
+            http: Http::new(config.spec.insecure_skip_verify.unwrap_or(false))
+                .map_err(Error::BuildClient)?,
             endpoint: format!(
                 "{}/v1/accounts/{account}/query",
                 address.trim_end_matches('/')
             ),
             query_key,
-            timeout: TIMEOUT,
-            insecure,
         })
     }
 
     /// The same provider with another timeout (tests).
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.client = http_client(timeout, self.insecure).map_err(Error::BuildClient)?;
-        self.timeout = timeout;
+        self.http = self
+            .http
+            .with_timeout(timeout)
+            .map_err(Error::BuildClient)?;
         Ok(self)
     }
 }
@@ -117,15 +111,16 @@ pub fn nrql(query: &str, interval: Duration) -> String {
 impl Provider for NewRelic {
     async fn query(&self, query: &str, ctx: &QueryContext) -> Reading {
         let request = self
-            .client
+            .http
+            .client()
             .get(&self.endpoint)
             .header("X-Query-Key", &self.query_key)
             .query(&[("nrql", nrql(query, ctx.interval))]);
         let secrets = [self.query_key.as_str()];
-        match execute("newrelic", &self.client, request, self.timeout, &secrets).await {
+        match self.http.send("newrelic", request, &secrets).await {
             Ok(body) => read(&body)
-                .unwrap_or_else(|e| Reading::Failed(unparsable("newrelic", e, &body, &secrets))),
-            Err(e) => Reading::Failed(e),
+                .unwrap_or_else(|e| Reading::Failed(unparsable("newrelic", &body, e, &secrets).0)),
+            Err(e) => e.into(),
         }
     }
 }
