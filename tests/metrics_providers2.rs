@@ -182,7 +182,7 @@ fn verify_sigv4(req: &Req, access_key: &str, secret: &str, region: &str) {
         &headers,
         &req.body,
         secret,
-        &amz_date,
+        amz_date,
         region,
         "monitoring",
     );

@@ -10,26 +10,21 @@ mod vendors;
 
 use anyhow::Context;
 use base64::Engine;
-use common::e2e::{Env, NS, eventually};
+use common::e2e::{Env, NS, deployment, eventually};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use serin::api::CanaryPhase;
 use serin::api::canary::CheckRecord;
+use serin::install::authz::Grant;
 
 /// Every provider family of Flagger's list but Prometheus (tests/metrics_e2e.rs).
-const PROVIDERS: [&str; 10] = [
-    "datadog",
-    "newrelic",
-    "graphite",
-    "influxdb",
-    "dynatrace",
-    "cloudwatch",
-    "stackdriver",
-    "splunk",
-    "keptn",
-    "externalmetrics",
-];
+fn providers() -> Vec<&'static str> {
+    serin::metrics::provider::IMPLEMENTED
+        .into_iter()
+        .filter(|p| *p != "prometheus")
+        .collect()
+}
 
 /// The threshold every canary's metric must stay under.
 const MAX: f64 = 1.0;
@@ -101,22 +96,6 @@ fn secret(name: &str, pairs: &[(&str, String)]) -> Value {
         .collect();
     json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": name, "namespace": NS}, "data": data})
-}
-
-fn deployment(name: &str, image: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "podinfod", "image": image,
-                    "ports": [{"name": "http", "containerPort": 9898}]}]}
-            }
-        }
-    })
 }
 
 /// A blue/green canary (kubernetes provider) of two 1 s iterations, gated by the provider's
@@ -244,8 +223,20 @@ async fn every_provider_promotes_a_canary_with_good_values_and_rolls_back_one_wi
 -> anyhow::Result<()> {
     let api = vendors::vendor_api(value_of).await;
     let mut env = Env::start("metrics-providers").await?;
+    // The bundle grants no wildcard, so docs/metrics.md asks users to grant the external metrics
+    // their templates read; this is that grant.
+    env.user_grants.push(Grant {
+        namespace: None,
+        rules: vec![serde_json::from_value(json!({
+            "apiGroups": ["external.metrics.k8s.io"],
+            "resources": [EXTERNAL_METRIC],
+            "verbs": ["list"]
+        }))?],
+    });
     kubernetes_metrics(&env).await?;
-    for provider in PROVIDERS {
+    let providers = providers();
+    assert_eq!(providers.len(), 10, "{providers:?}");
+    for provider in &providers {
         if let Some(pairs) = vendors::vendor_secret(provider, &api.base) {
             env.apply(secret(&format!("{provider}-creds"), &pairs))
                 .await?;
@@ -257,7 +248,7 @@ async fn every_provider_promotes_a_canary_with_good_values_and_rolls_back_one_wi
     controller.envs(vendors::aws_env());
     env.controller = Some(controller.spawn()?);
 
-    let names: Vec<(String, &str, f64)> = PROVIDERS
+    let names: Vec<(String, &str, f64)> = providers
         .iter()
         .flat_map(|p| {
             [

@@ -281,15 +281,6 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
         ),
     },
     Permission {
-        group: "external.metrics.k8s.io",
-        resources: &["*"],
-        verbs: &["list"],
-        feature: "externalmetrics metric provider: read a metric's values (src/metrics/externalmetrics.rs); the resource is the metric name, so any",
-        evidence: Evidence::Documented(
-            "src/metrics/externalmetrics.rs; tests/metrics_providers_e2e.rs lists the metric errorrate with it (a wildcard cannot be counted as used)",
-        ),
-    },
-    Permission {
         group: "serving.knative.dev",
         resources: &["services"],
         verbs: &["get", "list", "watch", "patch"],

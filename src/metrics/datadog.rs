@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{Provider, ProviderConfig, QueryContext, secret_text, window_secs};
-use super::rest::{Http, unparsable};
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings, window_secs};
+use super::rest::Http;
 
 /// Datadog's public API host.
 pub const DEFAULT_ADDRESS: &str = "https://api.datadoghq.com";
@@ -29,12 +29,9 @@ pub const WINDOW_INTERVALS: u32 = 10;
 /// Why the provider cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A required Secret key is missing (or there is no Secret at all).
-    #[error("datadog: the secretRef Secret must contain the key {0:?}")]
-    MissingKey(&'static str),
-    /// The HTTP client could not be built.
-    #[error("datadog: cannot build the HTTP client: {0}")]
-    BuildClient(#[source] reqwest::Error),
+    /// A missing key or an unusable HTTP client.
+    #[error("datadog: {0}")]
+    Settings(#[from] Settings),
 }
 
 /// Runs Datadog queries.
@@ -49,21 +46,11 @@ pub struct Datadog {
 impl Datadog {
     /// Reads the address (or Datadog's default) and both keys from the Secret.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
-        let secret = config.secret.as_ref();
-        let api_key = secret_text(secret, API_KEY).ok_or(Error::MissingKey(API_KEY))?;
-        let application_key =
-            secret_text(secret, APPLICATION_KEY).ok_or(Error::MissingKey(APPLICATION_KEY))?;
         Ok(Self {
-            http: Http::new(config.spec.insecure_skip_verify.unwrap_or(false))
-                .map_err(Error::BuildClient)?,
-            address: config
-                .spec
-                .address
-                .clone()
-                .filter(|a| !a.is_empty())
-                .unwrap_or_else(|| DEFAULT_ADDRESS.to_string()),
-            api_key,
-            application_key,
+            api_key: config.required_key(API_KEY)?,
+            application_key: config.required_key(APPLICATION_KEY)?,
+            http: config.http()?,
+            address: config.address().unwrap_or(DEFAULT_ADDRESS).to_string(),
         })
     }
 
@@ -72,7 +59,7 @@ impl Datadog {
         self.http = self
             .http
             .with_timeout(timeout)
-            .map_err(Error::BuildClient)?;
+            .map_err(Settings::BuildClient)?;
         Ok(self)
     }
 }
@@ -119,11 +106,7 @@ impl Provider for Datadog {
                 ("to", to.to_string()),
             ]);
         let secrets = [self.api_key.as_str(), self.application_key.as_str()];
-        match self.http.send("datadog", request, &secrets).await {
-            Ok(body) => read(&body)
-                .unwrap_or_else(|e| Reading::Failed(unparsable("datadog", &body, e, &secrets).0)),
-            Err(e) => e.into(),
-        }
+        self.http.reading("datadog", request, &secrets, read).await
     }
 }
 

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{Provider, ProviderConfig, QueryContext, secret_text};
-use super::rest::{Http, unparsable};
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings};
+use super::rest::Http;
 
 /// The query path.
 pub const QUERY_PATH: &str = "/api/v2/metrics/query";
@@ -28,12 +28,9 @@ pub enum Error {
     /// `address` is not set.
     #[error("dynatrace: the MetricTemplate has no address (the environment URL)")]
     MissingAddress,
-    /// A required Secret key is missing (or there is no Secret at all).
-    #[error("dynatrace: the secretRef Secret must contain the key {0:?}")]
-    MissingKey(&'static str),
-    /// The HTTP client could not be built.
-    #[error("dynatrace: cannot build the HTTP client: {0}")]
-    BuildClient(#[source] reqwest::Error),
+    /// A missing key or an unusable HTTP client.
+    #[error("dynatrace: {0}")]
+    Settings(#[from] Settings),
 }
 
 /// Runs Dynatrace metric selectors.
@@ -47,16 +44,10 @@ pub struct Dynatrace {
 impl Dynatrace {
     /// Reads the address and the token.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
-        let address = config
-            .spec
-            .address
-            .clone()
-            .filter(|a| !a.is_empty())
-            .ok_or(Error::MissingAddress)?;
-        let token = secret_text(config.secret.as_ref(), TOKEN).ok_or(Error::MissingKey(TOKEN))?;
+        let address = config.address().ok_or(Error::MissingAddress)?;
+        let token = config.required_key(TOKEN)?;
         Ok(Self {
-            http: Http::new(config.spec.insecure_skip_verify.unwrap_or(false))
-                .map_err(Error::BuildClient)?,
+            http: config.http()?,
             endpoint: format!("{}{QUERY_PATH}", address.trim_end_matches('/')),
             token,
         })
@@ -67,7 +58,7 @@ impl Dynatrace {
         self.http = self
             .http
             .with_timeout(timeout)
-            .map_err(Error::BuildClient)?;
+            .map_err(Settings::BuildClient)?;
         Ok(self)
     }
 }
@@ -124,11 +115,9 @@ impl Provider for Dynatrace {
                 ("to", to.to_string()),
             ]);
         let secrets = [self.token.as_str()];
-        match self.http.send("dynatrace", request, &secrets).await {
-            Ok(body) => read(&body)
-                .unwrap_or_else(|e| Reading::Failed(unparsable("dynatrace", &body, e, &secrets).0)),
-            Err(e) => e.into(),
-        }
+        self.http
+            .reading("dynatrace", request, &secrets, read)
+            .await
     }
 }
 

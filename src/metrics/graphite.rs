@@ -11,21 +11,15 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{Provider, ProviderConfig, QueryContext, secret_text};
-use super::rest::{Http, unparsable};
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings};
+use super::rest::Http;
 
 /// Why the provider cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `address` is empty or not a URL.
-    #[error("graphite: address {0:?} is not a valid URL")]
-    BadAddress(String),
-    /// A required Secret key is missing.
-    #[error("graphite: the secretRef Secret must contain the key {0:?}")]
-    MissingKey(&'static str),
-    /// The HTTP client could not be built.
-    #[error("graphite: cannot build the HTTP client: {0}")]
-    BuildClient(#[source] reqwest::Error),
+    /// A bad address, a missing key or an unusable HTTP client.
+    #[error("graphite: {0}")]
+    Settings(#[from] Settings),
 }
 
 /// Runs Graphite render queries.
@@ -39,21 +33,16 @@ pub struct Graphite {
 impl Graphite {
     /// Reads the address (required) and the optional basic-auth credentials.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
-        let raw = config.spec.address.clone().unwrap_or_default();
-        let base = url::Url::parse(&raw)
-            .ok()
-            .filter(|u| u.has_host())
-            .ok_or(Error::BadAddress(raw))?;
-        let credentials = match config.secret.as_ref() {
+        let base = config.address_url()?;
+        let credentials = match config.secret {
             None => None,
-            Some(s) => Some((
-                secret_text(Some(s), "username").ok_or(Error::MissingKey("username"))?,
-                secret_text(Some(s), "password").ok_or(Error::MissingKey("password"))?,
+            Some(_) => Some((
+                config.required_key("username")?,
+                config.required_key("password")?,
             )),
         };
         Ok(Self {
-            http: Http::new(config.spec.insecure_skip_verify.unwrap_or(false))
-                .map_err(Error::BuildClient)?,
+            http: config.http()?,
             base,
             credentials,
         })
@@ -64,7 +53,7 @@ impl Graphite {
         self.http = self
             .http
             .with_timeout(timeout)
-            .map_err(Error::BuildClient)?;
+            .map_err(Settings::BuildClient)?;
         Ok(self)
     }
 
@@ -129,11 +118,7 @@ impl Provider for Graphite {
             request = request.basic_auth(user, Some(password));
         }
         let secrets: Vec<&str> = self.credentials.iter().map(|(_, p)| p.as_str()).collect();
-        match self.http.send("graphite", request, &secrets).await {
-            Ok(body) => read(&body)
-                .unwrap_or_else(|e| Reading::Failed(unparsable("graphite", &body, e, &secrets).0)),
-            Err(e) => e.into(),
-        }
+        self.http.reading("graphite", request, &secrets, read).await
     }
 }
 
@@ -194,6 +179,9 @@ mod tests {
             },
             secret: None,
         };
-        assert!(matches!(Graphite::new(&cfg), Err(Error::BadAddress(_))));
+        assert!(matches!(
+            Graphite::new(&cfg),
+            Err(Error::Settings(Settings::BadAddress(_)))
+        ));
     }
 }

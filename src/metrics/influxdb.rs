@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::evaluate::Reading;
-use super::provider::{Provider, ProviderConfig, QueryContext, secret_text};
-use super::rest::{Http, unparsable};
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings};
+use super::rest::Http;
 
 /// Flagger's timeout for InfluxDB.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
@@ -20,15 +20,9 @@ pub const TIMEOUT: Duration = Duration::from_secs(15);
 /// Why the provider cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `address` is empty or not a URL.
-    #[error("influxdb: address {0:?} is not a valid URL")]
-    BadAddress(String),
-    /// A required Secret key is missing.
-    #[error("influxdb: the secretRef Secret must contain the key {0:?}")]
-    MissingKey(&'static str),
-    /// The HTTP client could not be built.
-    #[error("influxdb: cannot build the HTTP client: {0}")]
-    BuildClient(#[source] reqwest::Error),
+    /// A bad address, a missing key or an unusable HTTP client.
+    #[error("influxdb: {0}")]
+    Settings(#[from] Settings),
 }
 
 /// Runs Flux queries.
@@ -43,24 +37,21 @@ pub struct InfluxDb {
 impl InfluxDb {
     /// Reads the address (required) and, with a Secret, `token` and `org`.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
-        let raw = config.spec.address.clone().unwrap_or_default();
-        let mut endpoint = url::Url::parse(&raw)
-            .ok()
-            .filter(|u| u.has_host())
-            .ok_or(Error::BadAddress(raw))?;
+        let mut endpoint = config.address_url()?;
         let path = format!("{}/api/v2/query", endpoint.path().trim_end_matches('/'));
         endpoint.set_path(&path);
-        let (token, org) = match config.secret.as_ref() {
+        let (token, org) = match config.secret {
             None => (None, String::new()),
-            Some(s) => (
-                Some(secret_text(Some(s), "token").ok_or(Error::MissingKey("token"))?),
-                secret_text(Some(s), "org").ok_or(Error::MissingKey("org"))?,
+            Some(_) => (
+                Some(config.required_key("token")?),
+                config.required_key("org")?,
             ),
         };
         Ok(Self {
-            http: Http::new(config.spec.insecure_skip_verify.unwrap_or(false))
-                .and_then(|h| h.with_timeout(TIMEOUT))
-                .map_err(Error::BuildClient)?,
+            http: config
+                .http()?
+                .with_timeout(TIMEOUT)
+                .map_err(Settings::BuildClient)?,
             endpoint,
             token,
             org,
@@ -72,7 +63,7 @@ impl InfluxDb {
         self.http = self
             .http
             .with_timeout(timeout)
-            .map_err(Error::BuildClient)?;
+            .map_err(Settings::BuildClient)?;
         Ok(self)
     }
 }
@@ -183,11 +174,7 @@ impl Provider for InfluxDb {
             request = request.header("Authorization", format!("Token {t}"));
         }
         let secrets: Vec<&str> = self.token.iter().map(String::as_str).collect();
-        match self.http.send("influxdb", request, &secrets).await {
-            Ok(body) => read(&body)
-                .unwrap_or_else(|e| Reading::Failed(unparsable("influxdb", &body, e, &secrets).0)),
-            Err(e) => e.into(),
-        }
+        self.http.reading("influxdb", request, &secrets, read).await
     }
 }
 

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::evaluate::Reading;
+use super::rest::Http;
 use crate::api::metric_template::MetricProvider as ProviderSpec;
 
 /// What one query needs besides its text.
@@ -24,6 +25,47 @@ pub struct ProviderConfig {
     pub spec: ProviderSpec,
     /// The data of `spec.provider.secretRef`, read by the analyzer from the template's namespace (None without a secretRef).
     pub secret: Option<BTreeMap<String, Vec<u8>>>,
+}
+
+impl ProviderConfig {
+    /// `spec.provider.address` when it is set and not empty.
+    pub fn address(&self) -> Option<&str> {
+        self.spec.address.as_deref().filter(|a| !a.is_empty())
+    }
+
+    /// `spec.provider.address` as a URL with a host.
+    pub fn address_url(&self) -> Result<url::Url, Settings> {
+        let raw = self.spec.address.clone().unwrap_or_default();
+        url::Url::parse(&raw)
+            .ok()
+            .filter(|u| u.has_host())
+            .ok_or(Settings::BadAddress(raw))
+    }
+
+    /// A Secret key the provider cannot work without (see [`secret_text`]).
+    pub fn required_key(&self, key: &'static str) -> Result<String, Settings> {
+        secret_text(self.secret.as_ref(), key).ok_or(Settings::MissingKey(key))
+    }
+
+    /// The provider's HTTP client, with Flagger's timeout and `insecureSkipVerify` honoured.
+    pub fn http(&self) -> Result<Http, Settings> {
+        Http::new(self.spec.insecure_skip_verify.unwrap_or(false)).map_err(Settings::BuildClient)
+    }
+}
+
+/// What every HTTP vendor provider can find wrong in its settings; each provider's `Error` wraps
+/// it under the provider's name.
+#[derive(Debug, thiserror::Error)]
+pub enum Settings {
+    /// A required Secret key is missing (or there is no Secret at all).
+    #[error("the secretRef Secret must contain the key {0:?}")]
+    MissingKey(&'static str),
+    /// `address` is empty or not a URL.
+    #[error("address {0:?} is not a valid URL")]
+    BadAddress(String),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    BuildClient(#[source] reqwest::Error),
 }
 
 /// Runs queries against one metrics backend.

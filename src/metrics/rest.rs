@@ -64,6 +64,24 @@ impl Http {
         Ok(body.to_vec())
     }
 
+    /// Sends `req` and reads the body of a 2xx answer with `read`; a failed call, another status
+    /// or a body `read` rejects is a `Reading::Failed` worded as [`Http::send`] and
+    /// [`unparsable`] word them.
+    pub async fn reading<E: std::fmt::Display>(
+        &self,
+        provider: &str,
+        req: reqwest::RequestBuilder,
+        secrets: &[&str],
+        read: impl FnOnce(&[u8]) -> Result<Reading, E>,
+    ) -> Reading {
+        match self.send(provider, req, secrets).await {
+            Ok(body) => {
+                read(&body).unwrap_or_else(|e| unparsable(provider, &body, e, secrets).into())
+            }
+            Err(e) => e.into(),
+        }
+    }
+
     /// Sends `req` and returns a 2xx response unread (for streamed bodies); anything else is a
     /// [`Failure`] as [`Http::send`] makes it.
     pub async fn check(
