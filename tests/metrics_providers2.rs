@@ -709,24 +709,8 @@ const PROGRAM: &str = "data('requests.count', filter=filter('app', 'podinfo')).s
 
 fn splunk_answer(req: &Req) -> Answer {
     let program = String::from_utf8_lossy(&req.body).to_string();
-    let start = sse(&[
-        (
-            "control-message",
-            r#"{"event":"STREAM_START","timestampMs":1709296215000}"#,
-        ),
-        (
-            "control-message",
-            r#"{"event":"JOB_START","handle":"Fx1","timestampMs":1709296215001}"#,
-        ),
-        (
-            "metadata",
-            r#"{"tsId":"AAAAAKSd38Y","properties":{"sf_metric":"requests.count"}}"#,
-        ),
-    ]);
-    let end = sse(&[(
-        "control-message",
-        r#"{"event":"END_OF_CHANNEL","timestampMs":1709296215100}"#,
-    )]);
+    let start = vendors::signalflow_start();
+    let end = vendors::signalflow_end();
     let body = if program.contains("empty") {
         format!("{start}{end}")
     } else if program.contains("denied") {

@@ -163,6 +163,32 @@ pub fn sse(events: &[(&str, &str)]) -> String {
         .collect()
 }
 
+/// The opening of a SignalFlow stream: stream and job start, then one time series' metadata.
+pub fn signalflow_start() -> String {
+    sse(&[
+        (
+            "control-message",
+            r#"{"event":"STREAM_START","timestampMs":1709296215000}"#,
+        ),
+        (
+            "control-message",
+            r#"{"event":"JOB_START","handle":"Fx1","timestampMs":1709296215001}"#,
+        ),
+        (
+            "metadata",
+            r#"{"tsId":"AAAAAKSd38Y","properties":{"sf_metric":"requests.count"}}"#,
+        ),
+    ])
+}
+
+/// The end of a SignalFlow stream.
+pub fn signalflow_end() -> String {
+    sse(&[(
+        "control-message",
+        r#"{"event":"END_OF_CHANNEL","timestampMs":1709296215100}"#,
+    )])
+}
+
 /// The vendor's 200 answer holding `value`, or its empty answer for `None`.
 pub fn vendor_answer(vendor: &str, value: Option<f64>) -> Answer {
     match vendor {
@@ -222,20 +248,7 @@ pub fn vendor_answer(vendor: &str, value: Option<f64>) -> Answer {
             .to_string(),
         ),
         "splunk" => {
-            let start = sse(&[
-                (
-                    "control-message",
-                    r#"{"event":"STREAM_START","timestampMs":1709296215000}"#,
-                ),
-                (
-                    "control-message",
-                    r#"{"event":"JOB_START","handle":"Fx1","timestampMs":1709296215001}"#,
-                ),
-                (
-                    "metadata",
-                    r#"{"tsId":"AAAAAKSd38Y","properties":{"sf_metric":"requests.count"}}"#,
-                ),
-            ]);
+            let start = signalflow_start();
             let data = value
                 .map(|v| {
                     sse(&[(
@@ -244,10 +257,7 @@ pub fn vendor_answer(vendor: &str, value: Option<f64>) -> Answer {
                     )])
                 })
                 .unwrap_or_default();
-            let end = sse(&[(
-                "control-message",
-                r#"{"event":"END_OF_CHANNEL","timestampMs":1709296215100}"#,
-            )]);
+            let end = signalflow_end();
             ok("text/event-stream", format!("{start}{data}{end}"))
         }
         other => status(404, "text/plain", format!("no such vendor {other}")),
