@@ -276,6 +276,7 @@ fn kubectl_installs_the_crds_and_the_deploy_bundle_with_validation_on() {
     // Applying again changes nothing. (kubectl's strategic merge patch always resends a
     // PodDisruptionBudget's selector, whose patch strategy is `replace`: it reports
     // "configured" with nothing changed.)
+    let bundle = root.join("deploy/install.yaml");
     let out = ok(kubectl(
         &kubeconfig,
         &["apply", "-f", bundle.to_str().unwrap_or_default()],

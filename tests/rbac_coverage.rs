@@ -16,6 +16,7 @@ const SUITES: &[&str] = &[
     "knative_e2e",
     "webhooks_e2e",
     "metrics_e2e",
+    "metrics_providers_e2e",
     "leader_election_e2e",
 ];
 

@@ -3,13 +3,18 @@
 //! The walk is `serin-schema`'s, the one the embedded API server validates with too; this module
 //! words its findings for people. Nulls count as absent (the server prunes them before it
 //! validates). CEL rules are not evaluated here; [`super::validation`] implements the same checks
-//! in Rust. Unknown fields are warnings: the API server prunes them silently, which usually hides
-//! a typo.
+//! in Rust. Unknown fields are warnings with a "did you mean": the API server prunes them unless
+//! the client asks for strict validation (kubectl does), which usually hides a typo.
 use serde_json::Value;
 use serin_schema::{Finding, Nulls, Violation};
 
 use super::validation::Problem;
 use super::validation::Severity;
+
+/// What happens to an unknown field, which is why it is a warning rather than an error: the API
+/// server's default (`fieldValidation=Warn`, and 1.24, which has no field validation) drops it
+/// and stores the rest, while kubectl asks for strict validation and refuses the whole object.
+const UNKNOWN_FIELD_FATE: &str = "kubectl apply refuses it (strict field validation, kubectl's default), other clients (GitOps controllers, client libraries) have the API server drop it, with at most a warning";
 
 /// Validates `value` against `schema` (the shared walker of `serin-schema`), reporting problems
 /// with dotted paths from `path`.
@@ -30,12 +35,12 @@ fn problem(f: Finding) -> Problem {
     let n = value.as_f64().unwrap_or(0.0);
     let as_f64 = |limit: &Value| limit.as_f64().unwrap_or(0.0);
     let message = match violation {
-        Violation::Unknown => {
+        Violation::Unknown { key, known } => {
+            let hint = super::suggest::did_you_mean(&key, known.iter().map(String::as_str));
             return Problem {
                 severity: Severity::Warning,
+                message: format!("unknown field{hint}: {UNKNOWN_FIELD_FATE}"),
                 path,
-                message: "unknown field: the API server drops it (is it misspelt or misplaced?)"
-                    .to_string(),
             };
         }
         Violation::Null { want } => format!("must be of type {want}, got null"),
@@ -180,9 +185,9 @@ mod tests {
         let errs = errors_of(doc);
         assert_eq!(
             errs,
-            vec![
-                "Warning spec.analysis.stepWeigth: unknown field: the API server drops it (is it misspelt or misplaced?)"
-            ]
+            vec![format!(
+                "Warning spec.analysis.stepWeigth: unknown field (did you mean \"stepWeight\"?): {UNKNOWN_FIELD_FATE}"
+            )]
         );
     }
 

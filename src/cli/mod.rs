@@ -8,6 +8,7 @@ pub mod crds;
 pub mod demo;
 pub mod loadtester;
 pub mod manifests;
+pub mod output;
 pub mod query;
 pub mod validate;
 

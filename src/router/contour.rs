@@ -13,19 +13,6 @@ use crate::core::Routes;
 /// The Contour API version.
 pub const API_VERSION: &str = "projectcontour.io/v1";
 
-fn prefix(canary: &Canary) -> String {
-    canary
-        .spec
-        .service
-        .as_ref()
-        .and_then(|s| s.match_.as_ref())
-        .and_then(|m| m.first())
-        .and_then(|m| m.uri.as_ref())
-        .and_then(|u| u.prefix.clone())
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "/".into())
-}
-
 fn service(canary: &Canary, name: &str, weight: i32) -> Value {
     let ns = canary.metadata.namespace.clone().unwrap_or_default();
     let port = super::service_port(canary);
@@ -97,7 +84,7 @@ fn route(canary: &Canary, conditions: Value, primary_weight: i32, canary_weight:
 
 /// The A/B header conditions: exact, or `contains` for prefix and suffix (as Flagger maps them).
 fn conditions(canary: &Canary) -> Value {
-    let p = prefix(canary);
+    let p = super::uri_prefix(canary);
     let mut out = Vec::new();
     for m in canary
         .spec
@@ -127,7 +114,7 @@ pub fn http_proxy(
     live: Option<&Value>,
 ) -> Value {
     let (apex, _, _) = super::service_names(canary);
-    let base = json!([{"prefix": prefix(canary)}]);
+    let base = json!([{"prefix": super::uri_prefix(canary)}]);
     let ab = canary
         .spec
         .analysis

@@ -102,14 +102,7 @@ fn base_route(canary: &Canary, matches: &[HttpMatchRequest], route: Vec<Value>) 
         })
         .unwrap_or(Value::Null);
     object([
-        (
-            "match",
-            if matches.is_empty() {
-                Value::Null
-            } else {
-                json!(matches)
-            },
-        ),
+        ("match", super::list_or_null(&matches)),
         ("rewrite", rewrite),
         (
             "timeout",
@@ -239,14 +232,7 @@ pub fn vs_routes(canary: &Canary, routes: Routes) -> Vec<Value> {
             .map(|m| json!({"port": m.port.unwrap_or(0)}))
             .collect();
         return vec![object([
-            (
-                "match",
-                if l4.is_empty() {
-                    Value::Null
-                } else {
-                    json!(l4)
-                },
-            ),
+            ("match", super::list_or_null(&l4)),
             ("route", Value::Array(both)),
         ])];
     }

@@ -164,6 +164,31 @@ pub fn service_port(canary: &Canary) -> i32 {
     canary.spec.service.as_ref().map(|s| s.port).unwrap_or(0)
 }
 
+/// The URI prefix a router that routes by prefix only uses (Contour, App Mesh):
+/// `service.match[0].uri.prefix`, default `/`.
+pub fn uri_prefix(canary: &Canary) -> String {
+    canary
+        .spec
+        .service
+        .as_ref()
+        .and_then(|s| s.match_.as_ref())
+        .and_then(|m| m.first())
+        .and_then(|m| m.uri.as_ref())
+        .and_then(|u| u.prefix.clone())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// Whether the analysis is A/B testing (it has `match` conditions).
+pub fn is_ab(canary: &Canary) -> bool {
+    canary
+        .spec
+        .analysis
+        .as_ref()
+        .and_then(|a| a.match_.as_ref())
+        .is_some_and(|m| !m.is_empty())
+}
+
 /// Annotations Flagger puts on router-created objects so Flux leaves them alone.
 pub fn toolkit_annotations() -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -244,6 +269,15 @@ pub fn object(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
             .map(|(k, v)| (k.to_string(), v))
             .collect::<Map<String, Value>>(),
     )
+}
+
+/// A list as JSON, or null when it is empty (so that [`object`] leaves the field out).
+pub fn list_or_null<T: serde::Serialize>(items: &[T]) -> Value {
+    if items.is_empty() {
+        Value::Null
+    } else {
+        json!(items)
+    }
 }
 
 /// Items of the live list at `pointer` that `ours` does not claim, in their live order.

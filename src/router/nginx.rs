@@ -60,15 +60,6 @@ fn header_annotations(canary: &Canary, prefix: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-fn is_ab(canary: &Canary) -> bool {
-    canary
-        .spec
-        .analysis
-        .as_ref()
-        .and_then(|a| a.match_.as_ref())
-        .is_some_and(|m| !m.is_empty())
-}
-
 /// The canary Ingress for a split, from the live original Ingress.
 pub fn canary_ingress(
     canary: &Canary,
@@ -111,9 +102,13 @@ pub fn canary_ingress(
     }
     annotations.insert(canary_key.clone(), json!("true"));
     // The weight stays "0" under A/B, where the header or cookie decides (Flagger leaves it so).
-    let weight = if is_ab(canary) { 0 } else { routes.canary };
+    let weight = if super::is_ab(canary) {
+        0
+    } else {
+        routes.canary
+    };
     annotations.insert(format!("{prefix}/canary-weight"), json!(weight.to_string()));
-    if is_ab(canary) && routes.canary > 0 {
+    if super::is_ab(canary) && routes.canary > 0 {
         for (k, v) in header_annotations(canary, prefix) {
             annotations.insert(k, json!(v));
         }
@@ -132,7 +127,7 @@ pub fn canary_ingress(
 /// Reads the split from the canary Ingress annotations.
 pub fn read_routes(canary: &Canary, prefix: &str, live: &Value) -> Result<Routes, Error> {
     let a = &live["metadata"]["annotations"];
-    if is_ab(canary)
+    if super::is_ab(canary)
         && (a.get(format!("{prefix}/canary-by-cookie")).is_some()
             || a.get(format!("{prefix}/canary-by-header")).is_some())
     {

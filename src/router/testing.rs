@@ -21,7 +21,7 @@ pub fn with_status(mut c: Canary, status: Value) -> Canary {
 }
 
 /// A split without mirroring: `primary` % to the primary, `canary` % to the canary.
-pub fn split(primary: i32, canary: i32) -> Routes {
+pub const fn split(primary: i32, canary: i32) -> Routes {
     Routes {
         primary,
         canary,

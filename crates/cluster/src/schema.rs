@@ -198,7 +198,7 @@ fn field_error(f: Finding) -> Option<FieldError> {
         }
         Violation::AnyOf { .. } => invalid("must validate at least one schema (anyOf)".to_string()),
         Violation::Not => invalid("must not validate the schema (not)".to_string()),
-        Violation::Unknown => return None,
+        Violation::Unknown { .. } => return None,
     };
     Some(FieldError::new(path, kind))
 }

@@ -102,7 +102,12 @@ pub enum Violation {
         got: usize,
     },
     /// A field the schema does not declare and does not preserve: the server prunes it.
-    Unknown,
+    Unknown {
+        /// The field's name.
+        key: String,
+        /// The fields the schema declares there (for a "did you mean").
+        known: Vec<String>,
+    },
     /// Not exactly one `oneOf` branch matches.
     OneOf {
         /// The branches.
@@ -330,10 +335,14 @@ impl Walk {
             } else if !preserve && props.is_some() {
                 // Only a node that declares properties prunes: a junctor branch (`oneOf:
                 // [{required: [x]}]`) constrains the same object without declaring it.
+                let known = props.into_iter().flat_map(|p| p.keys().cloned()).collect();
                 out.push(Finding {
                     path: child_path,
                     value: child.clone(),
-                    violation: Violation::Unknown,
+                    violation: Violation::Unknown {
+                        key: key.clone(),
+                        known,
+                    },
                 });
             }
         }
@@ -352,7 +361,8 @@ impl Walk {
         let matches = |branch: &Value| {
             let mut tmp = Vec::new();
             self.node(v, branch, path, &mut tmp);
-            tmp.iter().all(|f| f.violation == Violation::Unknown)
+            tmp.iter()
+                .all(|f| matches!(f.violation, Violation::Unknown { .. }))
         };
         if let Some(branches) = s.get("oneOf").and_then(Value::as_array) {
             let matched = branches.iter().filter(|b| matches(b)).count();
@@ -518,7 +528,15 @@ mod tests {
             (
                 json!({"target": "ab", "extra": 1}),
                 "spec.extra",
-                Violation::Unknown,
+                Violation::Unknown {
+                    key: "extra".into(),
+                    known: [
+                        "both", "choice", "free", "items", "labels", "mode", "neither", "port",
+                        "replicas", "some", "target",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                },
             ),
             (
                 json!({"target": "ab", "choice": {"x": "1", "y": "2"}}),
