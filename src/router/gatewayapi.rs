@@ -250,7 +250,7 @@ fn timeouts(canary: &Canary, version: Version) -> Value {
 fn rule(matches: &[Value], filters: &[Value], backends: Vec<Value>, timeouts: &Value) -> Value {
     object([
         ("matches", json!(matches)),
-        ("filters", super::list_or_null(&filters)),
+        ("filters", super::list_or_null(filters)),
         ("backendRefs", Value::Array(backends)),
         ("timeouts", timeouts.clone()),
     ])

@@ -102,7 +102,7 @@ fn base_route(canary: &Canary, matches: &[HttpMatchRequest], route: Vec<Value>) 
         })
         .unwrap_or(Value::Null);
     object([
-        ("match", super::list_or_null(&matches)),
+        ("match", super::list_or_null(matches)),
         ("rewrite", rewrite),
         (
             "timeout",
