@@ -83,7 +83,7 @@ pub fn last_check(records: &[CheckRecord]) -> String {
     match pick {
         None => "-".into(),
         Some(r) => {
-            let value = r.value.map_or_else(|| "-".to_string(), |v| format_value(v));
+            let value = r.value.map_or_else(|| "-".to_string(), format_value);
             format!("{} {} {value}", r.name, r.outcome)
         }
     }

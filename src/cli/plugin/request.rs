@@ -97,12 +97,11 @@ pub fn run(verb: Verb, args: RequestArgs) -> ExitCode {
                     println!("controller: Applied: {msg}");
                     return Ok(());
                 }
-                Some((Outcome::Pending, msg)) => {
-                    if !pending_shown {
-                        println!("controller: Pending: {msg}");
-                        pending_shown = true;
-                    }
+                Some((Outcome::Pending, msg)) if !pending_shown => {
+                    println!("controller: Pending: {msg}");
+                    pending_shown = true;
                 }
+                Some((Outcome::Pending, _)) => {}
                 Some((outcome, msg)) => {
                     return Err(Error::NotApplied(format!("{}: {msg}", outcome.as_str())));
                 }

@@ -116,6 +116,8 @@ pub fn render(v: &View, colour: bool) -> String {
     );
     let weight = i64::from(status.canary_weight.clamp(0, 100));
     let (pb, cb) = split_bar(weight, 40);
+    // A lighter glyph for the canary's share, so the split reads without colours too.
+    let cb = cb.replace('█', "░");
     let _ = writeln!(
         o,
         "  traffic   primary {:>3}% {}{} {:>3}% canary",
@@ -208,7 +210,7 @@ pub fn render(v: &View, colour: bool) -> String {
                 Some(r) if r.outcome != "Pass" => format!(
                     "{} {}",
                     p.outcome("closed"),
-                    truncate(r.message.as_deref().unwrap_or_default(), 60)
+                    truncate(r.message.as_deref().unwrap_or_default(), 45)
                 ),
                 _ => p.dim("no refusal recorded"),
             };
@@ -395,7 +397,14 @@ mod tests {
             text.contains("phase     Progressing   failed checks 1/3"),
             "{text}"
         );
-        assert!(text.contains("primary  80% "), "{text}");
+        assert!(
+            text.contains(&format!(
+                "primary  80% {}{}  20% canary",
+                "█".repeat(32),
+                "░".repeat(8)
+            )),
+            "{text}"
+        );
         assert!(text.contains(" 20% canary"), "{text}");
         assert!(text.contains("request-success-rate"), "{text}");
         assert!(text.contains("want ≥ 99"), "{text}");
