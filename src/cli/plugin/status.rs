@@ -206,12 +206,18 @@ pub fn render(v: &View, colour: bool) -> String {
             let record = records
                 .iter()
                 .find(|r| r.kind == "webhook" && r.name == w.name);
+            let running = status.phase.is_some_and(|ph| ph.is_running());
             let state = match record {
-                Some(r) if r.outcome != "Pass" => format!(
+                Some(r) if r.outcome != "Pass" && running => format!(
                     "{} {}",
                     p.outcome("closed"),
                     truncate(r.message.as_deref().unwrap_or_default(), 45)
                 ),
+                // `status.checks` keeps the last run's records until the next run starts.
+                Some(r) if r.outcome != "Pass" => p.dim(&format!(
+                    "said no in the last run: {}",
+                    truncate(r.message.as_deref().unwrap_or_default(), 30)
+                )),
                 _ => p.dim("no refusal recorded"),
             };
             let _ = writeln!(o, "    {:<26} {:<20} {state}", t.as_str(), w.name);
@@ -420,6 +426,17 @@ mod tests {
         );
         assert!(!text.contains('\x1b'), "no colours when not asked: {text}");
         assert!(!text.contains("waiting "), "{text}");
+
+        let mut done = view(Value::Null);
+        if let Some(s) = done.canary.status.as_mut() {
+            s.phase = Some(CanaryPhase::Succeeded);
+        }
+        let text = render(&done, false);
+        assert!(!text.contains("closed"), "{text}");
+        assert!(
+            text.contains("said no in the last run: 403 not yet"),
+            "{text}"
+        );
     }
 
     #[test]
