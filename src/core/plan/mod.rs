@@ -244,6 +244,8 @@ struct Machine<'a> {
     now: DateTime<Utc>,
     status: CanaryStatus,
     actions: Vec<Action>,
+    /// A manual request screened as applicable, for the phase handler to carry out.
+    request: Option<requests::Accepted>,
 }
 
 /// What a phase handler decided: `Ok(requeue)` completes the plan (the machine holds its actions
@@ -259,6 +261,7 @@ impl<'a> Machine<'a> {
             now,
             status,
             actions: Vec::new(),
+            request: None,
         }
     }
 
@@ -451,6 +454,7 @@ impl<'a> Machine<'a> {
         for svc in self.o.generated.services_to_apply.clone() {
             self.actions.push(Action::Apply(svc));
         }
+        self.screen_request();
 
         match self.phase() {
             None | Some(CanaryPhase::Initializing) => self.initialize(),
@@ -551,6 +555,7 @@ mod deletion;
 mod gates;
 mod init;
 mod promotion;
+pub mod requests;
 
 #[cfg(test)]
 mod tests;

@@ -1424,3 +1424,5 @@ fn every_cel_rule_of_the_crd_is_also_enforced_by_the_controller() {
         );
     }
 }
+
+mod requests;
