@@ -1,5 +1,5 @@
 //! Executes a [`Plan`]'s actions and records its status and events; does API I/O.
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -93,6 +93,7 @@ impl Actuator<'_> {
                 let obj = match w {
                     Workload::Deployment(d) => serde_json::to_value(d),
                     Workload::DaemonSet(d) => serde_json::to_value(d),
+                    Workload::StatefulSet(s) => serde_json::to_value(s),
                 }
                 .map_err(Error::Encode)?;
                 self.apply_json(&ns, &obj).await?;
@@ -226,6 +227,13 @@ impl Actuator<'_> {
             }
             Some(TargetKind::Deployment) => {
                 let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                let patch = json!({"spec": {"replicas": replicas}});
+                api.patch(&t.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::Scale)?;
+            }
+            Some(TargetKind::StatefulSet) => {
+                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
                 let patch = json!({"spec": {"replicas": replicas}});
                 api.patch(&t.name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await

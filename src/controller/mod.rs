@@ -2,7 +2,7 @@
 //! observe → plan → act → record. This module wires kube-runtime and does the I/O.
 use chrono::Utc;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, DynamicObject, ListParams};
@@ -315,6 +315,7 @@ pub async fn run_with_telemetry(
     let ns = config.namespace.clone();
     let (deploy_reader, deploy_stream) = reflect::<Deployment>(&client, &ns, &wc);
     let (ds_reader, ds_stream) = reflect::<DaemonSet>(&client, &ns, &wc);
+    let (sts_reader, sts_stream) = reflect::<StatefulSet>(&client, &ns, &wc);
     let (svc_reader, svc_stream) = reflect::<Service>(&client, &ns, &wc);
     let (cm_reader, cm_stream) = reflect::<ConfigMap>(&client, &ns, &wc);
     let (secret_reader, secret_stream) = reflect::<Secret>(&client, &ns, &wc);
@@ -325,6 +326,7 @@ pub async fn run_with_telemetry(
     let stores = Stores {
         deployments: deploy_reader,
         daemonsets: ds_reader,
+        statefulsets: sts_reader,
         services: svc_reader,
         configmaps: cm_reader,
         secrets: secret_reader,
@@ -355,10 +357,12 @@ pub async fn run_with_telemetry(
                 stores.configmaps.wait_until_ready(),
                 stores.secrets.wait_until_ready(),
                 stores.hpas.wait_until_ready(),
+                stores.statefulsets.wait_until_ready(),
             );
-            let (a, b, c, d, e, f) =
-                futures::join!(waits.0, waits.1, waits.2, waits.3, waits.4, waits.5);
-            if [a, b, c, d, e, f].iter().all(Result::is_ok) {
+            let (a, b, c, d, e, f, g) = futures::join!(
+                waits.0, waits.1, waits.2, waits.3, waits.4, waits.5, waits.6
+            );
+            if [a, b, c, d, e, f, g].iter().all(Result::is_ok) {
                 ready.store(true, std::sync::atomic::Ordering::Release);
                 tracing::info!("caches synced");
             }
@@ -438,6 +442,7 @@ pub async fn run_with_telemetry(
     let m2 = by_workload.clone();
     let m3 = by_workload.clone();
     let m4 = by_workload.clone();
+    let m5 = by_workload.clone();
     let n1 = in_namespace.clone();
     let n2 = in_namespace.clone();
     let svc_store = canary_store.clone();
@@ -445,6 +450,7 @@ pub async fn run_with_telemetry(
     controller
         .watches_stream(deploy_stream, move |d| m1(d.name_any(), d.namespace()))
         .watches_stream(ds_stream, move |d| m2(d.name_any(), d.namespace()))
+        .watches_stream(sts_stream, move |s| m5(s.name_any(), s.namespace()))
         .watches_stream(hpa_stream, move |h| m3(h.name_any(), h.namespace()))
         .watches_stream_with(
             knative_stream,
@@ -587,6 +593,11 @@ async fn target_ready_pods(ctx: &Context, canary: &Canary) -> Option<u32> {
             .daemonsets
             .get(&ObjectRef::new(&t.name).within(&ns))
             .map(|d| d.spec.selector.clone()),
+        "StatefulSet" => ctx
+            .stores
+            .statefulsets
+            .get(&ObjectRef::new(&t.name).within(&ns))
+            .map(|s| s.spec.selector.clone()),
         _ => None,
     }?;
     if selector
@@ -656,6 +667,16 @@ async fn target_cache_is_fresh(ctx: &Context, canary: &Canary) -> bool {
                 .get_opt(&t.name)
                 .await
                 .map(|o| o.and_then(|d| d.resource_version())),
+        ),
+        "StatefulSet" => (
+            ctx.stores
+                .statefulsets
+                .get(&ObjectRef::new(&t.name).within(&ns))
+                .and_then(|s| s.resource_version()),
+            Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&t.name)
+                .await
+                .map(|o| o.and_then(|s| s.resource_version())),
         ),
         _ => return true,
     };

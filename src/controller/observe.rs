@@ -1,7 +1,7 @@
 //! Builds the [`Observed`] model for one Canary from the reflector caches, which it offers to
 //! `target` as a [`crate::target::Snapshot`]; reads memory only, no API calls.
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::ResourceExt;
@@ -28,6 +28,8 @@ pub struct Stores {
     pub deployments: Store<Deployment>,
     /// DaemonSets (targets and primaries).
     pub daemonsets: Store<DaemonSet>,
+    /// StatefulSets (targets and primaries).
+    pub statefulsets: Store<StatefulSet>,
     /// Services.
     pub services: Store<Service>,
     /// ConfigMaps.
@@ -82,6 +84,10 @@ impl target::Snapshot for Stores {
 
     fn daemonset(&self, ns: &str, name: &str) -> Option<Arc<DaemonSet>> {
         get(&self.daemonsets, ns, name)
+    }
+
+    fn statefulset(&self, ns: &str, name: &str) -> Option<Arc<StatefulSet>> {
+        get(&self.statefulsets, ns, name)
     }
 
     fn service(&self, ns: &str, name: &str) -> Option<Arc<Service>> {

@@ -95,6 +95,22 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
     },
     Permission {
         group: "apps",
+        resources: &["statefulsets"],
+        verbs: &["list", "watch", "create", "patch"],
+        feature: "StatefulSet targets (a Serin extension): watch them; create and promote <target>-primary (server-side apply); scale the target (merge patch)",
+        evidence: Evidence::E2e,
+    },
+    Permission {
+        group: "apps",
+        resources: &["statefulsets"],
+        verbs: &["get"],
+        feature: "revertOnDeletion: read the StatefulSet target before handing traffic back",
+        evidence: Evidence::Documented(
+            "src/controller/mod.rs; no e2e scenario deletes a StatefulSet Canary with revertOnDeletion",
+        ),
+    },
+    Permission {
+        group: "apps",
         resources: &["deployments"],
         verbs: &["get"],
         feature: "revertOnDeletion: read the Deployment target before handing traffic back",

@@ -164,6 +164,56 @@ pub fn add_flux_opt_out(annotations: &mut BTreeMap<String, String>) {
     annotations.insert(HELM_DRIFT_DETECTION_ANNOTATION.into(), "disabled".into());
 }
 
+/// The headless Service `<serviceName>-primary` that governs a primary StatefulSet (its Pods'
+/// DNS names are `<pod>.<serviceName>-primary`), selecting `{label: <value>-primary}`. Ports and
+/// `publishNotReadyAddresses` come from the target's own headless Service when it exists, else
+/// the Canary's port.
+pub fn primary_headless_service(
+    canary: &Canary,
+    label: &(String, String),
+    service_name: &str,
+    target_headless: Option<&Service>,
+) -> Service {
+    let (key, value) = label;
+    let name = primary_value(service_name);
+    let existing = target_headless.and_then(|s| s.spec.as_ref());
+    let ports = existing
+        .and_then(|s| s.ports.clone())
+        .filter(|p| !p.is_empty())
+        .map(|ports| {
+            ports
+                .into_iter()
+                .map(|p| ServicePort {
+                    node_port: None,
+                    ..p
+                })
+                .collect()
+        })
+        .or_else(|| {
+            canary.spec.service.as_ref().map(|s| {
+                vec![ServicePort {
+                    name: Some(canary.spec.port_name()),
+                    protocol: Some("TCP".into()),
+                    port: s.port,
+                    target_port: Some(effective_target_port(canary, s.port)),
+                    ..Default::default()
+                }]
+            })
+        });
+    Service {
+        metadata: service_metadata(canary, &name, key, None),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            cluster_ip: Some("None".into()),
+            selector: Some(BTreeMap::from([(key.clone(), primary_value(value))])),
+            ports,
+            publish_not_ready_addresses: existing.and_then(|s| s.publish_not_ready_addresses),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
 /// The desired apex `<svc>`, `<svc>-primary` and `<svc>-canary` Services, in that order.
 ///
 /// Apex and primary select `{label: <value>-primary}`, canary `{label: <value>}`. The main port is
