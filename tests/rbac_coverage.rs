@@ -17,6 +17,7 @@ const SUITES: &[&str] = &[
     "webhooks_e2e",
     "metrics_e2e",
     "leader_election_e2e",
+    "statefulset_e2e",
 ];
 
 #[test]
