@@ -16,6 +16,7 @@ use crate::api::webhook_type::WebhookType;
 use crate::api::{Canary, TargetKind};
 use crate::notifier::Notifier;
 use crate::router::TrafficRouter;
+use crate::target::builders::KEDA_PAUSED_REPLICAS;
 use crate::webhook::Webhooks;
 
 pub use crate::core::FIELD_MANAGER;
@@ -101,7 +102,10 @@ impl Actuator<'_> {
             Action::SetPrimaryRevision(rev) => {
                 crate::router::knative::set_primary_revision(self.client, canary, rev).await?
             }
-            Action::ScaleTarget(n) => self.scale_target(canary, &ns, *n).await?,
+            Action::ScaleTarget(n) => {
+                self.scale_target(canary, &ns, *n).await?;
+                self.pause_scaled_object(canary, &ns, *n == 0).await?;
+            }
             Action::ReconcileRouter => self.router.reconcile(canary).await?,
             Action::SetRoutes(r) => self.router.set_routes(canary, *r).await?,
             Action::FinalizeRouter => self.router.finalize(canary).await?,
@@ -206,6 +210,37 @@ impl Actuator<'_> {
             .await
             .map_err(Error::Apply)?;
         Ok(())
+    }
+
+    /// Pauses the target's KEDA ScaledObject at zero replicas while the canary is scaled to zero
+    /// (`autoscaling.keda.sh/paused-replicas: "0"`, as Flagger does), and resumes it (annotation
+    /// removed) when the canary scales up. A missing ScaledObject is left alone.
+    async fn pause_scaled_object(
+        &self,
+        canary: &Canary,
+        ns: &str,
+        pause: bool,
+    ) -> Result<(), Error> {
+        let Some(a) = canary
+            .spec
+            .autoscaler_ref
+            .as_ref()
+            .filter(|a| a.kind == "ScaledObject")
+        else {
+            return Ok(());
+        };
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), ns, &super::observe::keda_resource());
+        let value = if pause { json!("0") } else { Value::Null };
+        let patch = json!({"metadata": {"annotations": {KEDA_PAUSED_REPLICAS: value}}});
+        match api
+            .patch(&a.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+            Err(e) => Err(Error::Scale(e)),
+        }
     }
 
     async fn scale_target(&self, canary: &Canary, ns: &str, replicas: i32) -> Result<(), Error> {

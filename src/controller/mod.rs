@@ -323,6 +323,9 @@ pub async fn run_with_telemetry(
     let knative_ar = crate::router::knative::resource();
     let knative_writer = reflector::store::Writer::<DynamicObject>::new(knative_ar.clone());
     let knative_reader = knative_writer.as_reader();
+    let keda_ar = observe::keda_resource();
+    let keda_writer = reflector::store::Writer::<DynamicObject>::new(keda_ar.clone());
+    let keda_reader = keda_writer.as_reader();
     let stores = Stores {
         deployments: deploy_reader,
         daemonsets: ds_reader,
@@ -333,6 +336,8 @@ pub async fn run_with_telemetry(
         hpas: hpa_reader,
         knative_services: knative_reader,
         knative_synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        scaled_objects: keda_reader,
+        scaled_objects_synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
 
     let reporter = reporter();
@@ -377,6 +382,16 @@ pub async fn run_with_telemetry(
                 tracing::info!("Knative Services listed");
             }
         });
+        let (store, synced) = (
+            stores.scaled_objects.clone(),
+            stores.scaled_objects_synced.clone(),
+        );
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                synced.store(true, std::sync::atomic::Ordering::Release);
+                tracing::info!("KEDA ScaledObjects listed");
+            }
+        });
     }
 
     let controller = Controller::new(canaries, wc.clone());
@@ -403,6 +418,27 @@ pub async fn run_with_telemetry(
                 .default_backoff()
                 .modify(strip_unused_metadata)
                 .reflect(knative_writer)
+                .touched_objects()
+        })
+        .flatten()
+    };
+
+    // KEDA is often not installed either: its ScaledObjects are watched once a Canary's
+    // autoscaler is one.
+    let keda_api: Api<DynamicObject> = match &ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &keda_ar),
+        None => Api::all_with(client.clone(), &keda_ar),
+    };
+    let keda_stream = {
+        let (store, wc) = (canary_store.clone(), wc.clone());
+        futures::stream::once(async move {
+            while !store.state().iter().any(|c| uses_scaled_object(c)) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            watcher(keda_api, wc)
+                .default_backoff()
+                .modify(strip_unused_metadata)
+                .reflect(keda_writer)
                 .touched_objects()
         })
         .flatten()
@@ -443,6 +479,7 @@ pub async fn run_with_telemetry(
     let m3 = by_workload.clone();
     let m4 = by_workload.clone();
     let m5 = by_workload.clone();
+    let m6 = by_workload.clone();
     let n1 = in_namespace.clone();
     let n2 = in_namespace.clone();
     let svc_store = canary_store.clone();
@@ -451,6 +488,11 @@ pub async fn run_with_telemetry(
         .watches_stream(deploy_stream, move |d| m1(d.name_any(), d.namespace()))
         .watches_stream(ds_stream, move |d| m2(d.name_any(), d.namespace()))
         .watches_stream(sts_stream, move |s| m5(s.name_any(), s.namespace()))
+        .watches_stream_with(
+            keda_stream,
+            move |s| m6(s.name_any(), s.namespace()),
+            keda_ar.clone(),
+        )
         .watches_stream(hpa_stream, move |h| m3(h.name_any(), h.namespace()))
         .watches_stream_with(
             knative_stream,
@@ -568,12 +610,27 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
             .stores
             .knative_synced
             .load(std::sync::atomic::Ordering::Acquire);
+    let keda_unlisted = uses_scaled_object(&canary)
+        && !ctx
+            .stores
+            .scaled_objects_synced
+            .load(std::sync::atomic::Ordering::Acquire);
     Ok(match plan.requeue {
-        // The Knative watch starts with the first Knative canary; look again once it has listed.
-        _ if knative_unlisted => KubeAction::requeue(Duration::from_secs(2)),
+        // The Knative and KEDA watches start with the first Canary that needs them; look again
+        // once they have listed.
+        _ if knative_unlisted || keda_unlisted => KubeAction::requeue(Duration::from_secs(2)),
         Requeue::AwaitChange => KubeAction::await_change(),
         Requeue::After(d) => KubeAction::requeue(d.max(Duration::from_millis(100))),
     })
+}
+
+/// Whether the Canary's autoscaler is a KEDA ScaledObject.
+fn uses_scaled_object(canary: &Canary) -> bool {
+    canary
+        .spec
+        .autoscaler_ref
+        .as_ref()
+        .is_some_and(|a| a.kind == "ScaledObject")
 }
 
 /// The target workload's ready, not terminating Pods, listed live by its `matchLabels`; `None`

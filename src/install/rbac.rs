@@ -101,6 +101,13 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
         evidence: Evidence::E2e,
     },
     Permission {
+        group: "keda.sh",
+        resources: &["scaledobjects"],
+        verbs: &["list", "watch", "create", "patch"],
+        feature: "autoscalerRef.kind ScaledObject: watch KEDA ScaledObjects (once a Canary uses one); create and promote <so>-primary (server-side apply); pause the target's with autoscaling.keda.sh/paused-replicas (merge patch)",
+        evidence: Evidence::E2e,
+    },
+    Permission {
         group: "apps",
         resources: &["statefulsets"],
         verbs: &["get"],

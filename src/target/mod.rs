@@ -48,6 +48,9 @@ pub trait Snapshot {
     fn secret(&self, ns: &str, name: &str) -> Option<Arc<Secret>>;
     /// An autoscaling/v2 HorizontalPodAutoscaler (the target's or the primary's).
     fn hpa(&self, ns: &str, name: &str) -> Option<Arc<HorizontalPodAutoscaler>>;
+    /// A KEDA ScaledObject (`keda.sh/v1alpha1`) as JSON (the target's or the primary's); `None`
+    /// as well while KEDA's ScaledObjects are not listed (KEDA is often not installed).
+    fn scaled_object(&self, ns: &str, name: &str) -> Option<Value>;
     /// A Knative Service (`serving.knative.dev/v1`) as JSON.
     fn knative_service(&self, ns: &str, name: &str) -> Option<Value>;
     /// Whether the Knative Services have been listed. Knative Serving is often not installed, so

@@ -29,6 +29,8 @@ pub enum Cached {
     Hpa(HorizontalPodAutoscaler),
     /// A Knative Service, as JSON.
     Knative(Value),
+    /// A KEDA ScaledObject, as JSON.
+    ScaledObject(Value),
 }
 
 macro_rules! cached_from {
@@ -139,6 +141,17 @@ impl Snapshot for TestSnapshot {
             _ => None,
         };
         self.find(pick, ns, name)
+    }
+
+    fn scaled_object(&self, ns: &str, name: &str) -> Option<Value> {
+        self.objects.iter().find_map(|c| match c {
+            Cached::ScaledObject(v)
+                if v["metadata"]["namespace"] == ns && v["metadata"]["name"] == name =>
+            {
+                Some(v.clone())
+            }
+            _ => None,
+        })
     }
 
     fn service(&self, ns: &str, name: &str) -> Option<Arc<Service>> {

@@ -434,3 +434,49 @@ fn contains_is_a_subset_check_with_exact_lists() {
     assert!(contains(&live, &json!({"a": 1.0})));
     assert!(!contains(&live, &json!({"missing": 1})));
 }
+
+#[test]
+fn a_scaled_object_autoscaler_gets_a_primary_scaled_object_and_sets_the_scale_up() {
+    use crate::api::canary::AutoscalerRef;
+    let mut c = canary();
+    c.spec.autoscaler_ref = Some(AutoscalerRef {
+        api_version: "keda.sh/v1alpha1".into(),
+        kind: "ScaledObject".into(),
+        name: "podinfo-so".into(),
+        ..Default::default()
+    });
+    let so = json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": "podinfo-so", "namespace": "test"},
+        "spec": {"scaleTargetRef": {"name": "podinfo"}, "minReplicaCount": 3,
+                 "triggers": [{"type": "cpu", "metadata": {"value": "50"}}]}
+    });
+    let mut target = podinfo();
+    if let Workload::Deployment(d) = &mut target.0 {
+        d.spec.replicas = Some(0);
+    }
+    let snapshot = TestSnapshot::new()
+        .with(target.clone())
+        .with(Cached::ScaledObject(so.clone()));
+    let opts = Options {
+        build: &BuildConfig::default(),
+        config_tracking: false,
+    };
+    let o = observe(&opts, &snapshot, &c, Utc::now()).unwrap_or_else(|e| panic!("{e:?}"));
+    let missing = o.generated.missing_hpa.clone().unwrap_or_default();
+    assert_eq!(missing["metadata"]["name"], "podinfo-so-primary");
+    assert_eq!(missing["spec"]["scaleTargetRef"]["name"], "podinfo-primary");
+    assert_eq!(o.generated.promoted_hpa, Some(missing));
+    assert_eq!(
+        o.target.scale_up_replicas, 3,
+        "the ScaledObject's minReplicaCount"
+    );
+
+    // Once the primary ScaledObject exists it is only rewritten on promotion.
+    let mut primary = so;
+    primary["metadata"]["name"] = json!("podinfo-so-primary");
+    let snapshot = snapshot.with(Cached::ScaledObject(primary));
+    let o = observe(&opts, &snapshot, &c, Utc::now()).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(o.generated.missing_hpa, None);
+    assert!(o.generated.promoted_hpa.is_some());
+}

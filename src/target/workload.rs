@@ -171,6 +171,12 @@ pub fn observe(
     let target_hpa = hpa_ref
         .and_then(|a| snapshot.hpa(ns, &a.name))
         .map(|h| (*h).clone());
+    let so_ref = canary
+        .spec
+        .autoscaler_ref
+        .as_ref()
+        .filter(|a| a.kind == "ScaledObject");
+    let target_so = so_ref.and_then(|a| snapshot.scaled_object(ns, &a.name));
     // DaemonSets have no progress condition: their deadline counts from the run start.
     let deadline = canary.spec.progress_deadline();
     let since = canary
@@ -207,7 +213,10 @@ pub fn observe(
         fingerprint: target_fp.clone(),
         tracked_configs: target_configs,
         replicas: target.desired_replicas(),
-        scale_up_replicas: scale_from_zero_replicas(&target, primary.as_ref(), target_hpa.as_ref()),
+        scale_up_replicas: match &target_so {
+            Some(so) => scale_from_zero_with_scaled_object(&target, so),
+            None => scale_from_zero_replicas(&target, primary.as_ref(), target_hpa.as_ref()),
+        },
         readiness: readiness(
             &target,
             canary.spec.canary_ready_threshold(),
@@ -277,6 +286,16 @@ pub fn observe(
     if let (Some(a), Some(hpa)) = (hpa_ref, &target_hpa) {
         let desired = to_json(&builders::primary_hpa(canary, hpa));
         if snapshot.hpa(ns, &primary_value(&a.name)).is_none() {
+            generated.missing_hpa = Some(desired.clone());
+        }
+        generated.promoted_hpa = Some(desired);
+    }
+    if let (Some(a), Some(so)) = (so_ref, &target_so) {
+        let desired = builders::primary_scaled_object(canary, so);
+        if snapshot
+            .scaled_object(ns, &primary_value(&a.name))
+            .is_none()
+        {
             generated.missing_hpa = Some(desired.clone());
         }
         generated.promoted_hpa = Some(desired);
@@ -557,8 +576,7 @@ pub fn primary_workload(
 /// `None`), the primary's replicas if > 0; with an HPA its `minReplicas` if > 1; else 1.
 /// DaemonSets are scaled by node selector, not replicas, and always get 1.
 ///
-/// A KEDA ScaledObject target is not modelled here: pass `None` for `hpa` and no primary to get 1,
-/// or compute `max(minReplicaCount, 1)` at the call site.
+/// A KEDA ScaledObject autoscaler goes through [`scale_from_zero_with_scaled_object`] instead.
 pub fn scale_from_zero_replicas(
     target: &Workload,
     primary: Option<&Workload>,
@@ -579,6 +597,28 @@ pub fn scale_from_zero_replicas(
         None => primary.and_then(replicas).filter(|r| *r > 0).unwrap_or(1),
         Some(h) => h.spec.min_replicas.filter(|m| *m > 1).unwrap_or(1),
     }
+}
+
+/// Replicas for a scaled-to-zero target whose autoscaler is a KEDA ScaledObject (Flagger's
+/// `ScaleFromZero`): its own `spec.replicas` if > 0, else the ScaledObject's `minReplicaCount`
+/// if > 1, else 1.
+pub fn scale_from_zero_with_scaled_object(target: &Workload, so: &Value) -> i32 {
+    if matches!(target, Workload::DaemonSet(_)) {
+        return 1;
+    }
+    let own = match target {
+        Workload::Deployment(d) => d.spec.replicas,
+        Workload::StatefulSet(s) => s.spec.replicas,
+        Workload::DaemonSet(_) => None,
+    };
+    if let Some(r) = own.filter(|r| *r > 0) {
+        return r;
+    }
+    so.pointer("/spec/minReplicaCount")
+        .and_then(Value::as_i64)
+        .and_then(|m| i32::try_from(m).ok())
+        .filter(|m| *m > 1)
+        .unwrap_or(1)
 }
 
 /// Undoes what [`primary_template`] did to a target template: the selector label back to
