@@ -102,10 +102,9 @@ impl Actuator<'_> {
             Action::SetPrimaryRevision(rev) => {
                 crate::router::knative::set_primary_revision(self.client, canary, rev).await?
             }
-            Action::ScaleTarget(n) => {
-                self.scale_target(canary, &ns, *n).await?;
-                self.pause_scaled_object(canary, &ns, *n == 0).await?;
-            }
+            Action::ScaleTarget(n) => self.scale_target(canary, &ns, *n).await?,
+            Action::PauseTargetScaler => self.pause_scaled_object(canary, &ns, true).await?,
+            Action::ResumeTargetScaler => self.pause_scaled_object(canary, &ns, false).await?,
             Action::ReconcileRouter => self.router.reconcile(canary).await?,
             Action::SetRoutes(r) => self.router.set_routes(canary, *r).await?,
             Action::FinalizeRouter => self.router.finalize(canary).await?,

@@ -188,6 +188,10 @@ pub enum Action {
     SetPrimaryRevision(String),
     /// Scale the target (Deployment replicas, or the DaemonSet scale-to-zero node selector).
     ScaleTarget(i32),
+    /// Pause the target's KEDA ScaledObject at zero replicas (the canary is at zero).
+    PauseTargetScaler,
+    /// Resume the target's KEDA ScaledObject (a run starts, or the target is restored).
+    ResumeTargetScaler,
     /// Create or update the router's objects without touching weights.
     ReconcileRouter,
     /// Set the traffic split.

@@ -1575,3 +1575,60 @@ fn statefulset_canaries_go_through_every_transition_like_deployments() {
     });
     assert_eq!(phase_of(&decide(&o, at(22))), Some(CanaryPhase::Finalising));
 }
+
+#[test]
+fn a_keda_scaled_object_is_paused_while_the_canary_is_at_zero_and_resumed_for_a_run() {
+    let keda = |mut o: Observed| {
+        o.canary.spec.autoscaler_ref = Some(crate::api::canary::AutoscalerRef {
+            api_version: "keda.sh/v1alpha1".into(),
+            kind: "ScaledObject".into(),
+            name: "podinfo-so".into(),
+            ..Default::default()
+        });
+        o
+    };
+    // Initialisation scales the canary to zero and pauses its ScaledObject.
+    let mut o = keda(with_status(fx(), |s| {
+        s.phase = Some(CanaryPhase::Initializing)
+    }));
+    o.target = Ok(TargetObs {
+        replicas: 2,
+        ..target("v1:a")
+    });
+    let p = decide(&o, at(0));
+    assert!(p.actions.contains(&Action::ScaleTarget(0)));
+    assert!(p.actions.contains(&Action::PauseTargetScaler));
+    assert!(!p.actions.contains(&Action::ResumeTargetScaler));
+
+    // A run resumes it, even when the canary was scaled up by someone else already.
+    let mut o = keda(fx());
+    o.target = Ok(TargetObs {
+        replicas: 2,
+        ..target("v1:b")
+    });
+    let p = decide(&o, at(0));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Progressing));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::ScaleTarget(_)))
+    );
+    assert_eq!(
+        p.actions
+            .iter()
+            .filter(|a| **a == Action::ResumeTargetScaler)
+            .count(),
+        1
+    );
+
+    // A rollback pauses it again; without a ScaledObject nothing is paused.
+    let o = keda(with_status(progressing(1, 0), |s| s.failed_checks = 2));
+    let p = decide(&o, at(10));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
+    assert!(p.actions.contains(&Action::PauseTargetScaler));
+    let p = decide(
+        &with_status(progressing(1, 0), |s| s.failed_checks = 2),
+        at(10),
+    );
+    assert!(!p.actions.contains(&Action::PauseTargetScaler));
+}
