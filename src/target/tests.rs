@@ -303,6 +303,17 @@ fn observation_reads_each_target_kind_from_the_snapshot() {
             Ok(Summary::of(Deployment, "app=podinfo", Primary::InSync, "Deployment podinfo-primary")),
         ),
         (
+            "a StatefulSet tracks its configs as a Deployment does",
+            canary_for(Some(("apps/v1", "StatefulSet"))),
+            in_sync
+                .clone()
+                .with(podinfo().statefulset("podinfo-headless"))
+                .with(config_map()),
+            Ok(Summary::of(StatefulSet, "app=podinfo", Primary::Absent, "StatefulSet podinfo-primary")
+                .applying(&["podinfo-headless-primary"])
+                .tracking(&["configmap/podinfo-config-vol"], &["podinfo-config-vol-primary"])),
+        ),
+        (
             "a tracked ConfigMap is fingerprinted and its missing copy generated",
             canary(),
             in_sync.with(podinfo()).with(config_map()),
