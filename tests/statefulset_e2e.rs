@@ -7,9 +7,9 @@ use common::e2e::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use kube::ResourceExt;
-use kube::api::ListParams;
+use kube::api::{DeleteParams, ListParams};
 use serde_json::{Value, json};
-use serin::api::CanaryPhase;
+use serin::api::{Canary, CanaryPhase};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -217,6 +217,59 @@ async fn a_statefulset_canary_is_initialised_promoted_and_rolled_back_with_its_o
     for (name, uid) in &initial {
         assert_eq!(
             after_rollback.get(name),
+            Some(uid),
+            "{name} was replaced or deleted"
+        );
+    }
+
+    // revertOnDeletion: the target, reverted to the good revision, is scaled back up on its own
+    // claims before the apex Service is handed back to it and the Canary goes.
+    env.apply(db("db:2", json!({}))).await?;
+    env.apply(canary(
+        "db",
+        "StatefulSet",
+        "db",
+        json!({"revertOnDeletion": true}),
+    ))
+    .await?;
+    eventually(30, "the finalizer", || async {
+        Ok(env
+            .canary("db")
+            .await?
+            .finalizers()
+            .iter()
+            .any(|f| f == "finalizer.flagger.app")
+            .then_some(()))
+    })
+    .await?;
+    // The target is back on the primary's revision: no run starts, the Canary stays Failed.
+    env.api::<Canary>()
+        .delete("db", &DeleteParams::default())
+        .await?;
+    eventually(40, "the canary to be deleted", || async {
+        Ok(env
+            .api::<Canary>()
+            .get_opt("db")
+            .await?
+            .is_none()
+            .then_some(()))
+    })
+    .await?;
+    let target = sets.get("db").await?;
+    assert_eq!(target.spec.replicas, Some(2));
+    assert_eq!(ready(&target), 2, "the target serves again");
+    let apex: Service = env.api().get("db").await?;
+    assert_eq!(
+        apex.spec
+            .and_then(|s| s.selector)
+            .and_then(|s| s.get("app").cloned())
+            .as_deref(),
+        Some("db")
+    );
+    let after_deletion = claims(&env).await?;
+    for (name, uid) in &initial {
+        assert_eq!(
+            after_deletion.get(name),
             Some(uid),
             "{name} was replaced or deleted"
         );

@@ -112,9 +112,7 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
         resources: &["statefulsets"],
         verbs: &["get"],
         feature: "revertOnDeletion: read the StatefulSet target before handing traffic back",
-        evidence: Evidence::Documented(
-            "src/controller/mod.rs; no e2e scenario deletes a StatefulSet Canary with revertOnDeletion",
-        ),
+        evidence: Evidence::E2e,
     },
     Permission {
         group: "apps",
