@@ -132,6 +132,8 @@ impl Machine<'_> {
         if t.replicas == 0 {
             self.scale_target(t.scale_up_replicas.max(1));
         }
+        // A run resumes the canary's ScaledObject whether or not the canary was at zero.
+        self.resume_target_scaler();
         self.event(EventType::Normal, format!("{what} {}", self.target_id()));
         self.actions.push(Action::Alert(
             AlertSeverity::Info,

@@ -144,10 +144,37 @@ impl Machine<'_> {
         }
     }
 
-    /// Scales the target; only workloads are scaled (Knative scales its revisions itself).
+    /// Scales the target; only workloads are scaled (Knative scales its revisions itself). A
+    /// target KEDA ScaledObject is paused at zero with it, and resumed when it scales up.
     pub(super) fn scale_target(&mut self, replicas: i32) {
         if self.o.target.as_ref().is_ok_and(TargetObs::is_workload) {
             self.actions.push(Action::ScaleTarget(replicas));
+            if replicas == 0 {
+                self.pause_target_scaler();
+            } else {
+                self.resume_target_scaler();
+            }
+        }
+    }
+
+    fn has_scaled_object(&self) -> bool {
+        self.spec()
+            .autoscaler_ref
+            .as_ref()
+            .is_some_and(|a| a.kind == "ScaledObject")
+    }
+
+    /// Flagger's `PauseTargetScaler`: a KEDA ScaledObject would scale the canary back up.
+    pub(super) fn pause_target_scaler(&mut self) {
+        if self.has_scaled_object() {
+            self.actions.push(Action::PauseTargetScaler);
+        }
+    }
+
+    /// Flagger's `ResumeTargetScaler`.
+    pub(super) fn resume_target_scaler(&mut self) {
+        if self.has_scaled_object() && !self.actions.contains(&Action::ResumeTargetScaler) {
+            self.actions.push(Action::ResumeTargetScaler);
         }
     }
 
