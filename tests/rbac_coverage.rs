@@ -18,6 +18,8 @@ const SUITES: &[&str] = &[
     "metrics_e2e",
     "metrics_providers_e2e",
     "leader_election_e2e",
+    "statefulset_e2e",
+    "keda_e2e",
 ];
 
 #[test]

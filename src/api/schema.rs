@@ -157,7 +157,7 @@ mod tests {
     fn wrong_types_enums_and_patterns_are_errors() {
         let mut doc = minimal();
         doc["spec"]["analysis"]["stepWeight"] = json!("ten");
-        doc["spec"]["targetRef"]["kind"] = json!("StatefulSet");
+        doc["spec"]["targetRef"]["kind"] = json!("ReplicaSet");
         doc["spec"]["analysis"]["interval"] = json!("1h");
         let errs = errors_of(doc);
         assert!(
@@ -168,7 +168,7 @@ mod tests {
         );
         assert!(
             errs.iter()
-                .any(|e| e.contains("spec.targetRef.kind: unsupported value \"StatefulSet\"")),
+                .any(|e| e.contains("spec.targetRef.kind: unsupported value \"ReplicaSet\"")),
             "{errs:?}"
         );
         assert!(

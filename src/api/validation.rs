@@ -146,17 +146,19 @@ fn check_target(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Pro
     match t.kind.as_str() {
         // Flagger ignores the apiVersion of workload targets (its FAQ even shows `v1`), so
         // Serin reads apps/v1 and only warns.
-        "Deployment" | "DaemonSet" if t.api_version != "apps/v1" => out.push(Problem::warning(
+        "Deployment" | "DaemonSet" | "StatefulSet" if t.api_version != "apps/v1" => out.push(Problem::warning(
             "spec.targetRef.apiVersion",
             format!(
                 "a {} target is read as apps/v1; got {:?}",
                 t.kind, t.api_version
             ),
         )),
-        "Deployment" | "DaemonSet" | "Service" => {}
+        "Deployment" | "DaemonSet" | "StatefulSet" | "Service" => {}
         other => out.push(Problem::error(
             "spec.targetRef.kind",
-            format!("unsupported target kind {other:?}; expected Deployment, DaemonSet or Service"),
+            format!(
+                "unsupported target kind {other:?}; expected Deployment, DaemonSet, StatefulSet or Service"
+            ),
         )),
     }
     if let Some(p) = provider {

@@ -78,6 +78,7 @@ impl ResourceType {
                 "deployments"
                     | "replicasets"
                     | "daemonsets"
+                    | "statefulsets"
                     | "horizontalpodautoscalers"
                     | "ingresses"
                     | "poddisruptionbudgets"
@@ -149,6 +150,9 @@ pub fn builtins() -> Vec<ResourceType> {
         builtin("apps", "v1", "Deployment", "deployments", true, &["deploy"], true, true, true, &[]),
         builtin("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], true, true, true, &["status.replicas"]),
         builtin("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], true, false, true, &[]),
+        builtin("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], true, true, true, &[]),
+        builtin("apps", "v1", "ControllerRevision", "controllerrevisions", true, &[], false, false, false, &[]),
+        builtin("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"], true, false, false, &[]),
         builtin("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, &["hpa"], true, false, true, &[]),
         builtin("networking.k8s.io", "v1", "Ingress", "ingresses", true, &["ing"], true, false, false, &[]),
         builtin("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false, &[], false, false, false, &[]),

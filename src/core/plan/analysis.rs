@@ -21,6 +21,9 @@ impl Machine<'_> {
             // Someone scaled the canary down mid-run (e.g. a GitOps sync): bring it back.
             self.scale_target(t.scale_up_replicas.max(1));
         }
+        if let Some(flow) = self.manual_control() {
+            return flow;
+        }
         // The canary must be ready before any analysis tick; a canary that never becomes ready
         // fails after the progress deadline instead of hanging in Progressing.
         match &t.readiness {
@@ -29,6 +32,7 @@ impl Machine<'_> {
                 return self.rollback(Rollback::CanaryFailed(msg.clone()));
             }
             Readiness::Waiting(msg) => {
+                self.promotion_pending(msg);
                 let started = self
                     .status
                     .run_start_time
@@ -53,6 +57,9 @@ impl Machine<'_> {
             && let Readiness::Failed(msg) = &p.readiness
         {
             return self.rollback(Rollback::PrimaryFailed(msg.clone()));
+        }
+        if let Some(flow) = self.manual_promotion() {
+            return flow;
         }
         if self.spec().skips_analysis() {
             return self.skip_to_promotion();
