@@ -119,7 +119,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// The worst outcome: Error, then Fail or NoData, then Pass.
+    /// The worst outcome: Error, then Fail, NoData or InsufficientSample, then Pass.
     pub fn outcome(&self) -> &str {
         let has = |o: &str| self.records.iter().any(|r| r.outcome == o);
         if self.records.is_empty() || has("Error") {
@@ -128,12 +128,14 @@ impl Report {
             "Fail"
         } else if has("NoData") {
             "NoData"
+        } else if has("InsufficientSample") {
+            "InsufficientSample"
         } else {
             "Pass"
         }
     }
 
-    /// 0 on Pass, 1 on Fail or NoData, 2 on Error.
+    /// 0 on Pass, 1 on Fail, NoData or InsufficientSample, 2 on Error.
     pub fn exit_code(&self) -> u8 {
         match self.outcome() {
             "Pass" => 0,

@@ -18,6 +18,10 @@ use crate::api::duration::parse_duration;
 use crate::api::template::{self, Model};
 use crate::api::{Canary, MetricTemplate};
 
+/// Serin: the MetricTemplate annotation holding a companion sample query (requests in the
+/// window), rendered with the same variables as the template's query.
+pub const SAMPLE_QUERY_ANNOTATION: &str = "serin.dev/sample-query";
+
 /// Reads the objects a check needs. A trait so that the checker can run against a real
 /// Prometheus without a Kubernetes API in tests.
 #[async_trait]
@@ -167,24 +171,36 @@ impl<O: Objects> Analyzer<O> {
                 }
                 Err(e) => (None, Reading::Failed(e.to_string())),
             };
-            out.push(evaluate::judge(metric, kind, query, reading, subject, now));
+            let record = evaluate::judge(metric, kind, query, reading, subject, now);
+            let record = if metric.min_samples.is_some() {
+                // Serin: the number of canary requests the value was computed from.
+                let sample = match builtin::render_sample(observer, &model) {
+                    Ok(q) => self.prometheus.query(&self.canary_server(canary), &q).await,
+                    Err(e) => Reading::Failed(e.to_string()),
+                };
+                evaluate::apply_sample(record, metric, sample)
+            } else {
+                record
+            };
+            out.push(record);
         }
         if let Some(r) = &metric.template_ref {
-            let (query, reading) = match parse_duration(metric.interval_or_default()) {
-                Ok(interval) => self.run_template(canary, r, &model, interval, now).await,
+            let (query, reading, sample) = match parse_duration(metric.interval_or_default()) {
+                Ok(interval) => {
+                    self.run_template(canary, metric, r, &model, interval, now)
+                        .await
+                }
                 Err(e) => (
                     None,
                     Reading::Failed(format!("metric {}: interval: {e}", metric.name)),
+                    None,
                 ),
             };
-            out.push(evaluate::judge(
-                metric,
-                Kind::Custom,
-                query,
-                reading,
-                subject,
-                now,
-            ));
+            let record = evaluate::judge(metric, Kind::Custom, query, reading, subject, now);
+            out.push(match sample {
+                Some(sample) => evaluate::apply_sample(record, metric, sample),
+                None => record,
+            });
         } else if let Some(q) = metric.query.as_deref().filter(|q| !q.trim().is_empty()) {
             // Flagger sends inline queries verbatim (no template rendering).
             let q = template::collapse_whitespace(q);
@@ -201,14 +217,17 @@ impl<O: Objects> Analyzer<O> {
         out
     }
 
+    /// Runs a MetricTemplate's query and, when the metric sets `minSamples` and the template
+    /// names one (annotation [`SAMPLE_QUERY_ANNOTATION`]), its sample query on the same backend.
     async fn run_template(
         &self,
         canary: &Canary,
+        metric: &CanaryMetric,
         r: &crate::api::canary::CrossNamespaceRef,
         model: &Model,
         metric_interval: Duration,
         now: DateTime<Utc>,
-    ) -> (Option<String>, Reading) {
+    ) -> (Option<String>, Reading, Option<Reading>) {
         let canary_ns = canary.metadata.namespace.clone().unwrap_or_default();
         let ns = r
             .namespace
@@ -217,7 +236,7 @@ impl<O: Objects> Analyzer<O> {
             .unwrap_or(&canary_ns);
         let t = match self.objects.metric_template(ns, &r.name).await {
             Ok(t) => t,
-            Err(e) => return (None, Reading::Failed(e)),
+            Err(e) => return (None, Reading::Failed(e), None),
         };
         let p = &t.spec.provider;
         let query = match template::render(&t.spec.query, model) {
@@ -227,6 +246,7 @@ impl<O: Objects> Analyzer<O> {
                 return (
                     None,
                     Reading::Failed(format!("MetricTemplate {ns}/{}: {e}", r.name)),
+                    None,
                 );
             }
         };
@@ -250,11 +270,12 @@ impl<O: Objects> Analyzer<O> {
                         "MetricTemplate {ns}/{}: secretRef {:?} is only read from the Canary's namespace {canary_ns:?}; move the template there",
                         r.name, secret.name
                     )),
+                    None,
                 );
             }
             match self.objects.secret_data(&canary_ns, &secret.name).await {
                 Ok(d) => config.secret = Some(d),
-                Err(e) => return (Some(query), Reading::Failed(e)),
+                Err(e) => return (Some(query), Reading::Failed(e), None),
             }
         }
         let backend = match provider::build(&config, self.kube.as_ref()) {
@@ -263,6 +284,7 @@ impl<O: Objects> Analyzer<O> {
                 return (
                     Some(query),
                     Reading::Failed(format!("MetricTemplate {ns}/{}: {e}", r.name)),
+                    None,
                 );
             }
         };
@@ -271,7 +293,30 @@ impl<O: Objects> Analyzer<O> {
             now,
         };
         let reading = backend.query(&query, &ctx).await;
-        (Some(query), reading)
+        let sample_template = t
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SAMPLE_QUERY_ANNOTATION))
+            .filter(|q| !q.trim().is_empty());
+        let sample = match sample_template {
+            Some(st) if metric.min_samples.is_some() => Some(match template::render(st, model) {
+                Ok(q) => {
+                    let q = if provider::collapses_whitespace(&p.type_) {
+                        template::collapse_whitespace(&q)
+                    } else {
+                        q
+                    };
+                    backend.query(&q, &ctx).await
+                }
+                Err(e) => Reading::Failed(format!(
+                    "MetricTemplate {ns}/{}: {SAMPLE_QUERY_ANNOTATION}: {e}",
+                    r.name
+                )),
+            }),
+            _ => None,
+        };
+        (Some(query), reading, sample)
     }
 
     /// Flagger's startup probe of the default metrics server.
