@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::baseline;
 use super::builtin::{self, Observer};
 use super::evaluate::{self, Kind, Reading, Subject};
 use super::prometheus::{Endpoint, Prometheus};
@@ -319,6 +320,87 @@ impl<O: Objects> Analyzer<O> {
         (Some(query), reading, sample)
     }
 
+    /// Serin: compares the canary with the primary for one builtin metric over its window.
+    async fn judge_metric(
+        &self,
+        canary: &Canary,
+        metric: &CanaryMetric,
+        judge: &crate::api::canary::CanaryJudge,
+        subject: &Subject,
+    ) -> CheckRecord {
+        let now = Utc::now();
+        let model = Model::for_metric(canary, metric);
+        let observer = Observer::for_provider(&subject.provider);
+        let latency = metric.name == builtin::DURATION;
+        let q = match baseline::queries(observer, &model, latency) {
+            Ok(q) => q,
+            Err(e) => return baseline::error_record(metric, e.to_string(), now),
+        };
+        let settings = baseline::settings(judge, metric);
+        let server = self.canary_server(canary);
+        let count = |query: String| {
+            let server = server.clone();
+            async move {
+                match self.prometheus.query(&server, &query).await {
+                    Reading::Value(v) if v.is_finite() => Ok(v),
+                    Reading::Value(_) | Reading::Empty => Ok(0.0),
+                    Reading::Failed(e) => Err(format!("{query}: {e}")),
+                }
+            }
+        };
+        if latency {
+            let (Some(cb), Some(pb)) = (q.canary.buckets.clone(), q.primary.buckets.clone()) else {
+                return baseline::error_record(metric, "no histogram queries".into(), now);
+            };
+            // Bucket bounds in seconds, whatever the mesh's unit.
+            let to_s = observer.duration_to_ms() / 1000.0;
+            let histogram = |query: String| {
+                let server = server.clone();
+                async move {
+                    self.prometheus
+                        .query_buckets(&server, &query)
+                        .await
+                        .map(|b| {
+                            crate::core::judge::Histogram::new(
+                                b.into_iter().map(|(le, c)| (le * to_s, c)).collect(),
+                            )
+                        })
+                        .map_err(|e| format!("{query}: {e}"))
+                }
+            };
+            let (c, p) = futures::join!(histogram(cb.clone()), histogram(pb));
+            match (c, p) {
+                (Ok(c), Ok(p)) => {
+                    let j =
+                        crate::core::judge::latency(&c, &p, baseline::LATENCY_QUANTILE, &settings);
+                    baseline::latency_record(metric, &j, c.total(), &cb, now)
+                }
+                (Err(e), _) | (_, Err(e)) => baseline::error_record(metric, e, now),
+            }
+        } else {
+            let (ct, cs, pt, ps) = futures::join!(
+                count(q.canary.total.clone()),
+                count(q.canary.successes.clone()),
+                count(q.primary.total.clone()),
+                count(q.primary.successes.clone())
+            );
+            match (ct, cs, pt, ps) {
+                (Ok(ct), Ok(cs), Ok(pt), Ok(ps)) => {
+                    use crate::core::judge::Proportion;
+                    let j = crate::core::judge::error_rate(
+                        Proportion::new(ct - cs, ct),
+                        Proportion::new(pt - ps, pt),
+                        &settings,
+                    );
+                    baseline::rate_record(metric, &j, &q.canary.total, now)
+                }
+                (Err(e), ..) | (_, Err(e), ..) | (.., Err(e), _) | (.., Err(e)) => {
+                    baseline::error_record(metric, e, now)
+                }
+            }
+        }
+    }
+
     /// Flagger's startup probe of the default metrics server.
     pub async fn probe_default_server(&self) -> Result<(), super::prometheus::Error> {
         self.prometheus
@@ -358,11 +440,19 @@ impl<O: Objects> MetricsChecker for Analyzer<O> {
             .metrics()
             .iter()
             .map(|m| self.check_metric(canary, m, &subject, route.as_ref()));
-        let records: Vec<CheckRecord> = futures::future::join_all(checks)
+        let mut records: Vec<CheckRecord> = futures::future::join_all(checks)
             .await
             .into_iter()
             .flatten()
             .collect();
+        if let Some(analysis) = &canary.spec.analysis
+            && let Some(judge) = &analysis.judge
+        {
+            let judged = baseline::judged(analysis)
+                .into_iter()
+                .map(|m| self.judge_metric(canary, m, judge, &subject));
+            records.extend(futures::future::join_all(judged).await);
+        }
         AnalysisReport {
             verdict: evaluate::verdict(&records, canary.spec.inconclusive_policy()),
             records,

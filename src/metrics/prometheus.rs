@@ -190,6 +190,16 @@ impl Prometheus {
         Ok(result.data().clone())
     }
 
+    /// Serin (judge): runs a `sum(...) by (le)` histogram query and reads its `(le, count)` pairs.
+    pub async fn query_buckets(
+        &self,
+        endpoint: &Endpoint,
+        query: &str,
+    ) -> Result<Vec<(f64, f64)>, String> {
+        let data = self.run(endpoint, query).await.map_err(|e| e.to_string())?;
+        read_buckets(&data)
+    }
+
     /// Flagger's availability probe: `vector(1)` must return 1.
     pub async fn probe(&self, endpoint: &Endpoint) -> Result<(), Error> {
         match self.query(endpoint, "vector(1)").await {
@@ -265,6 +275,28 @@ pub fn read(data: &Data) -> Reading {
     }
 }
 
+/// Reads histogram buckets: an instant vector with one series per `le` label (`+Inf` allowed);
+/// empty is no buckets.
+pub fn read_buckets(data: &Data) -> Result<Vec<(f64, f64)>, String> {
+    let Data::Vector(v) = data else {
+        return Err("histogram query must return an instant vector by le".into());
+    };
+    v.iter()
+        .map(|s| {
+            let le = s.metric().get("le").ok_or_else(|| {
+                "histogram query returned a series without an le label".to_string()
+            })?;
+            let bound = match le.as_str() {
+                "+Inf" | "Inf" => f64::INFINITY,
+                other => other
+                    .parse::<f64>()
+                    .map_err(|_| format!("histogram bucket le={other:?} is not a number"))?,
+            };
+            Ok((bound, s.sample().value()))
+        })
+        .collect()
+}
+
 /// An error with its causes, so the transport's reason (connection refused, 401, …) is kept.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
@@ -286,6 +318,26 @@ mod tests {
 
     fn data(json: &str) -> Data {
         serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
+    #[test]
+    fn histogram_buckets_are_read_by_le_with_inf() {
+        let d = data(
+            r#"{"resultType":"vector","result":[
+                {"metric":{"le":"0.1"},"value":[1700000000,"90"]},
+                {"metric":{"le":"+Inf"},"value":[1700000000,"100"]}]}"#,
+        );
+        assert_eq!(
+            read_buckets(&d),
+            Ok(vec![(0.1, 90.0), (f64::INFINITY, 100.0)])
+        );
+        let no_le = data(r#"{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]}"#);
+        assert_eq!(
+            read_buckets(&no_le),
+            Err("histogram query returned a series without an le label".into())
+        );
+        let scalar = data(r#"{"resultType":"scalar","result":[1700000000,"42.5"]}"#);
+        assert!(read_buckets(&scalar).is_err());
     }
 
     #[test]
