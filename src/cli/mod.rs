@@ -10,6 +10,7 @@ pub mod loadtester;
 pub mod manifests;
 pub mod output;
 pub mod query;
+pub mod replay;
 pub mod validate;
 
 /// Serin: progressive delivery for Kubernetes, API-compatible with Flagger.
@@ -40,6 +41,9 @@ pub enum Command {
     /// Run one metric of a Canary once against its real provider and print the query, value and
     /// outcome (exit 0 Pass, 1 Fail or NoData, 2 Error).
     Query(query::QueryArgs),
+    /// Replay a Canary's analysis (metrics, judge, thresholds) against Prometheus' history, step
+    /// by step at its interval, and print what Serin would have decided; changes nothing.
+    Replay(replay::ReplayArgs),
     /// Serve flagger-loadtester's API (gates, rollback gates, hey/helm/kubectl tasks).
     Loadtester(loadtester::LoadtesterArgs),
 }
@@ -55,5 +59,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Controller(args) => controller::run(*args),
         Command::Loadtester(args) => loadtester::run(args),
         Command::Query(args) => query::run(args),
+        Command::Replay(args) => replay::run(args),
     }
 }

@@ -195,9 +195,23 @@ impl Report {
 
 /// MetricTemplates and Secrets read from files.
 #[derive(Default)]
-struct FileObjects {
+pub(crate) struct FileObjects {
     templates: Vec<MetricTemplate>,
     secrets: Vec<Secret>,
+}
+
+impl FileObjects {
+    /// The MetricTemplates and Secrets of the given files (none without a file).
+    pub(crate) fn read(template: Option<&Path>, secret: Option<&Path>) -> Result<Self, Error> {
+        let mut objects = Self::default();
+        if let Some(t) = template {
+            objects.templates = documents(t, "MetricTemplate")?;
+        }
+        if let Some(s) = secret {
+            objects.secrets = documents(s, "Secret")?;
+        }
+        Ok(objects)
+    }
 }
 
 /// A file's namespace matches when it names none.
@@ -248,7 +262,10 @@ impl Objects for FileObjects {
 }
 
 /// Every document of `kind` in a YAML file.
-fn documents<T: serde::de::DeserializeOwned>(path: &Path, kind: &str) -> Result<Vec<T>, Error> {
+pub(crate) fn documents<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    kind: &str,
+) -> Result<Vec<T>, Error> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| Error::Read(shown.clone(), e))?;
     let mut out = Vec::new();

@@ -101,6 +101,8 @@ pub struct Analyzer<O> {
     prometheus: Prometheus,
     default_server: String,
     mesh_provider: String,
+    /// Serin (`serin replay`): the time the checks are evaluated at, instead of now.
+    at: Option<DateTime<Utc>>,
 }
 
 impl<O: Objects> Analyzer<O> {
@@ -118,7 +120,19 @@ impl<O: Objects> Analyzer<O> {
             prometheus: Prometheus::new()?,
             default_server: default_server.into(),
             mesh_provider: mesh_provider.into(),
+            at: None,
         })
+    }
+
+    /// Evaluates every Prometheus query at `t` (history) and stamps the records with it.
+    pub fn at(mut self, t: DateTime<Utc>) -> Self {
+        self.prometheus = self.prometheus.at(t.timestamp());
+        self.at = Some(t);
+        self
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.at.unwrap_or_else(Utc::now)
     }
 
     /// Gives providers that read the Kubernetes API (keptn, externalmetrics) a client.
@@ -145,7 +159,7 @@ impl<O: Objects> Analyzer<O> {
         subject: &Subject,
         route: Option<&Result<String, String>>,
     ) -> Vec<CheckRecord> {
-        let now = Utc::now();
+        let now = self.now();
         let mut model = Model::for_metric(canary, metric);
         let observer = Observer::for_provider(&subject.provider);
         match route {
@@ -328,7 +342,7 @@ impl<O: Objects> Analyzer<O> {
         judge: &crate::api::canary::CanaryJudge,
         subject: &Subject,
     ) -> CheckRecord {
-        let now = Utc::now();
+        let now = self.now();
         let model = Model::for_metric(canary, metric);
         let observer = Observer::for_provider(&subject.provider);
         let latency = metric.name == builtin::DURATION;

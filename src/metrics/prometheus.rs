@@ -130,6 +130,8 @@ impl Endpoint {
 pub struct Prometheus {
     verifying: reqwest::Client,
     insecure: reqwest::Client,
+    /// Serin (`serin replay`): evaluate queries at this Unix time instead of now.
+    at: Option<i64>,
 }
 
 impl Prometheus {
@@ -146,7 +148,14 @@ impl Prometheus {
         Ok(Self {
             verifying: build(false)?,
             insecure: build(true)?,
+            at: None,
         })
+    }
+
+    /// Evaluates every query at Unix time `t` (Prometheus' `time` parameter): history.
+    pub fn at(mut self, t: i64) -> Self {
+        self.at = Some(t);
+        self
     }
 
     /// Runs `query` and reads one number from the result.
@@ -172,6 +181,9 @@ impl Prometheus {
                 ))
             })?;
         let mut q = client.query(query);
+        if let Some(t) = self.at {
+            q = q.at(t);
+        }
         if let Some(auth) = &endpoint.auth {
             let v = HeaderValue::from_str(&auth.header())
                 .map_err(|_| Error::QueryMetric("credentials are not a valid header".into()))?;
