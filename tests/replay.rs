@@ -243,7 +243,12 @@ spec:
     let text = Command::new(env!("CARGO_BIN_EXE_serin"))
         .args(["replay", "--canary"])
         .arg(&canary)
-        .args(["--from", &rfc3339(change - 60), "--to", &rfc3339(change + 60)])
+        .args([
+            "--from",
+            &rfc3339(change - 60),
+            "--to",
+            &rfc3339(change + 60),
+        ])
         .args(["--prometheus", &prom.url])
         .output()?;
     let text = String::from_utf8_lossy(&text.stdout);
