@@ -608,6 +608,41 @@ pub struct CanaryAnalysis {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = ["fail", "hold"]))]
     pub on_inconclusive: Option<String>,
+    /// Serin: compare the canary with the primary over the same window (the statistical judge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<CanaryJudge>,
+}
+
+/// Serin: the statistical judge's settings (`analysis.judge`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryJudge {
+    /// One-sided confidence required to fail a canary, in (0.5, 1); default 0.95.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// How much worse than the primary still passes, in percent (≥ 0); default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
+    /// The metrics judged; default: the builtin checks present in `analysis.metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Vec<String>>,
+}
+
+impl CanaryJudge {
+    /// The default confidence.
+    pub const DEFAULT_CONFIDENCE: f64 = 0.95;
+    /// The default tolerance, in percent.
+    pub const DEFAULT_TOLERANCE: f64 = 10.0;
+
+    /// The confidence, defaulted.
+    pub fn confidence_or_default(&self) -> f64 {
+        self.confidence.unwrap_or(Self::DEFAULT_CONFIDENCE)
+    }
+
+    /// The tolerance in percent, defaulted.
+    pub fn tolerance_or_default(&self) -> f64 {
+        self.tolerance.unwrap_or(Self::DEFAULT_TOLERANCE)
+    }
 }
 
 /// A metric check.
@@ -637,6 +672,10 @@ pub struct CanaryMetric {
     /// Variables exposed to the template as `variables.<key>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_variables: Option<BTreeMap<String, String>>,
+    /// Serin: fewer requests than this in the window give `InsufficientSample` instead of a
+    /// verdict on the value (builtin checks, and MetricTemplates with a sample query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_samples: Option<f64>,
 }
 
 /// Accepted range of a metric value; either bound may be absent.
@@ -871,9 +910,22 @@ pub struct CheckRecord {
     /// Highest accepted value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
-    /// `Pass`, `Fail`, `NoData` or `Error`.
+    /// `Pass`, `Fail`, `NoData`, `Error` or `InsufficientSample`.
     #[serde(default)]
     pub outcome: String,
+    /// Serin: the number of requests in the window (the check's sample), when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<f64>,
+    /// Serin (judge): how much worse the canary is than the primary (a difference of error
+    /// rates, or a ratio of latency quantiles minus one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<f64>,
+    /// Serin (judge): the confidence interval of the effect, `[low, high]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Vec<f64>>,
+    /// Serin (judge): the one-sided p-value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
     /// Details (the provider's error, the webhook's answer, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

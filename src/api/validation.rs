@@ -774,6 +774,7 @@ fn check_analysis(
         ));
     }
     check_metrics(a, out);
+    check_judge(a, out);
     check_webhooks(a, out);
     check_alerts(a, out);
 }
@@ -829,6 +830,14 @@ fn check_metrics(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
                 format!("min {min} is greater than max {max}: no value can pass"),
             ));
         }
+        if let Some(n) = m.min_samples
+            && !(n.is_finite() && n >= 0.0)
+        {
+            out.push(Problem::error(
+                format!("{path}.minSamples"),
+                format!("minSamples {n} must be a number ≥ 0 (requests in the window)"),
+            ));
+        }
         if m.threshold.is_some() && m.threshold_range.is_none() {
             out.push(Problem::warning(
                 format!("{path}.threshold"),
@@ -843,6 +852,43 @@ fn check_metrics(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
             out.push(Problem::warning(
                 path.clone(),
                 "no thresholdRange (or threshold): set the range this metric must stay in",
+            ));
+        }
+    }
+}
+
+/// `analysis.judge`: bounds, and judged metrics that exist and are builtin checks.
+fn check_judge(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
+    let Some(j) = &a.judge else { return };
+    if let Some(c) = j.confidence
+        && !(c > 0.5 && c < 1.0)
+    {
+        out.push(Problem::error(
+            "spec.analysis.judge.confidence",
+            format!("confidence {c} must be strictly between 0.5 and 1 (e.g. 0.95)"),
+        ));
+    }
+    if let Some(t) = j.tolerance
+        && !(t.is_finite() && t >= 0.0)
+    {
+        out.push(Problem::error(
+            "spec.analysis.judge.tolerance",
+            format!("tolerance {t} must be a percentage ≥ 0 (e.g. 10)"),
+        ));
+    }
+    for (i, name) in j.metrics.iter().flatten().enumerate() {
+        let path = format!("spec.analysis.judge.metrics[{i}]");
+        if !BUILTIN_METRICS.contains(&name.as_str()) {
+            out.push(Problem::error(
+                path,
+                format!(
+                    "the judge compares builtin checks only (request-success-rate, request-duration), not {name:?}"
+                ),
+            ));
+        } else if !a.metrics.iter().flatten().any(|m| &m.name == name) {
+            out.push(Problem::error(
+                path,
+                format!("{name:?} is not in spec.analysis.metrics"),
             ));
         }
     }
@@ -1114,6 +1160,52 @@ mod tests {
             (
                 |s| s.provider = Some("envoy".into()),
                 "spec.provider: unknown provider \"envoy\"",
+            ),
+            (
+                |s| {
+                    analysis(s).metrics = Some(vec![CanaryMetric {
+                        name: "request-success-rate".into(),
+                        min_samples: Some(-1.0),
+                        ..Default::default()
+                    }])
+                },
+                "spec.analysis.metrics[0].minSamples: minSamples -1 must be a number ≥ 0 (requests in the window)",
+            ),
+            (
+                |s| {
+                    analysis(s).judge = Some(CanaryJudge {
+                        confidence: Some(1.0),
+                        ..Default::default()
+                    })
+                },
+                "spec.analysis.judge.confidence: confidence 1 must be strictly between 0.5 and 1 (e.g. 0.95)",
+            ),
+            (
+                |s| {
+                    analysis(s).judge = Some(CanaryJudge {
+                        confidence: Some(0.5),
+                        ..Default::default()
+                    })
+                },
+                "spec.analysis.judge.confidence: confidence 0.5 must be strictly between 0.5 and 1 (e.g. 0.95)",
+            ),
+            (
+                |s| {
+                    analysis(s).judge = Some(CanaryJudge {
+                        tolerance: Some(-5.0),
+                        ..Default::default()
+                    })
+                },
+                "spec.analysis.judge.tolerance: tolerance -5 must be a percentage ≥ 0 (e.g. 10)",
+            ),
+            (
+                |s| {
+                    analysis(s).judge = Some(CanaryJudge {
+                        metrics: Some(vec!["request-duration".into()]),
+                        ..Default::default()
+                    })
+                },
+                "spec.analysis.judge.metrics[0]: \"request-duration\" is not in spec.analysis.metrics",
             ),
             (
                 |s| analysis(s).interval = Some("1mx".into()),

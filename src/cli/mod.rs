@@ -13,6 +13,7 @@ pub mod manifests;
 pub mod output;
 pub mod plugin;
 pub mod query;
+pub mod replay;
 pub mod validate;
 
 /// Serin: progressive delivery for Kubernetes, API-compatible with Flagger.
@@ -43,6 +44,9 @@ pub enum Command {
     /// Run one metric of a Canary once against its real provider and print the query, value and
     /// outcome (exit 0 Pass, 1 Fail or NoData, 2 Error).
     Query(query::QueryArgs),
+    /// Replay a Canary's analysis (metrics, judge, thresholds) against Prometheus' history, step
+    /// by step at its interval, and print what Serin would have decided; changes nothing.
+    Replay(replay::ReplayArgs),
     /// Serve flagger-loadtester's API (gates, rollback gates, hey/helm/kubectl tasks).
     Loadtester(loadtester::LoadtesterArgs),
     /// List Canaries: phase, weight, failed checks, iteration, last check, age.
@@ -79,6 +83,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Retry(args) => plugin::request::run(Verb::Retry, args),
         Command::Pause(args) => plugin::request::run(Verb::Pause, args),
         Command::Resume(args) => plugin::request::run(Verb::Resume, args),
+        Command::Replay(args) => replay::run(args),
     }
 }
 

@@ -119,7 +119,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// The worst outcome: Error, then Fail or NoData, then Pass.
+    /// The worst outcome: Error, then Fail, NoData or InsufficientSample, then Pass.
     pub fn outcome(&self) -> &str {
         let has = |o: &str| self.records.iter().any(|r| r.outcome == o);
         if self.records.is_empty() || has("Error") {
@@ -128,12 +128,14 @@ impl Report {
             "Fail"
         } else if has("NoData") {
             "NoData"
+        } else if has("InsufficientSample") {
+            "InsufficientSample"
         } else {
             "Pass"
         }
     }
 
-    /// 0 on Pass, 1 on Fail or NoData, 2 on Error.
+    /// 0 on Pass, 1 on Fail, NoData or InsufficientSample, 2 on Error.
     pub fn exit_code(&self) -> u8 {
         match self.outcome() {
             "Pass" => 0,
@@ -193,9 +195,23 @@ impl Report {
 
 /// MetricTemplates and Secrets read from files.
 #[derive(Default)]
-struct FileObjects {
+pub(crate) struct FileObjects {
     templates: Vec<MetricTemplate>,
     secrets: Vec<Secret>,
+}
+
+impl FileObjects {
+    /// The MetricTemplates and Secrets of the given files (none without a file).
+    pub(crate) fn read(template: Option<&Path>, secret: Option<&Path>) -> Result<Self, Error> {
+        let mut objects = Self::default();
+        if let Some(t) = template {
+            objects.templates = documents(t, "MetricTemplate")?;
+        }
+        if let Some(s) = secret {
+            objects.secrets = documents(s, "Secret")?;
+        }
+        Ok(objects)
+    }
 }
 
 /// A file's namespace matches when it names none.
@@ -246,7 +262,10 @@ impl Objects for FileObjects {
 }
 
 /// Every document of `kind` in a YAML file.
-fn documents<T: serde::de::DeserializeOwned>(path: &Path, kind: &str) -> Result<Vec<T>, Error> {
+pub(crate) fn documents<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    kind: &str,
+) -> Result<Vec<T>, Error> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| Error::Read(shown.clone(), e))?;
     let mut out = Vec::new();

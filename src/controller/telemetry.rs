@@ -119,7 +119,7 @@ impl Telemetry {
         let check_outcomes = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "serin_canary_check_outcome",
-            "Metric check outcomes: Pass, Fail, NoData or Error",
+            "Metric check outcomes: Pass, Fail, NoData, Error or InsufficientSample",
             check_outcomes.clone(),
         );
         let leader = Gauge::default();

@@ -13,6 +13,9 @@ pub enum Outcome {
     NoData,
     /// The query could not be run (transport, credentials, PromQL, unexpected shape).
     Error,
+    /// Serin: fewer requests in the window than the metric's `minSamples` (or the judge could
+    /// not conclude): too little evidence either way, handled like `NoData`.
+    InsufficientSample,
 }
 
 impl Outcome {
@@ -23,19 +26,26 @@ impl Outcome {
             Self::Fail => "Fail",
             Self::NoData => "NoData",
             Self::Error => "Error",
+            Self::InsufficientSample => "InsufficientSample",
         }
     }
 
     /// Parses the wire spelling.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pass, Self::Fail, Self::NoData, Self::Error]
-            .into_iter()
-            .find(|o| o.as_str() == s)
+        [
+            Self::Pass,
+            Self::Fail,
+            Self::NoData,
+            Self::Error,
+            Self::InsufficientSample,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
     }
 
     /// Whether the outcome says nothing about the canary's health.
     pub fn is_inconclusive(self) -> bool {
-        matches!(self, Self::NoData | Self::Error)
+        matches!(self, Self::NoData | Self::Error | Self::InsufficientSample)
     }
 }
 

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Secret;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::baseline;
 use super::builtin::{self, Observer};
 use super::evaluate::{self, Kind, Reading, Subject};
 use super::prometheus::{Endpoint, Prometheus};
@@ -17,6 +18,10 @@ use crate::api::canary::{CanaryMetric, CheckRecord};
 use crate::api::duration::parse_duration;
 use crate::api::template::{self, Model};
 use crate::api::{Canary, MetricTemplate};
+
+/// Serin: the MetricTemplate annotation holding a companion sample query (requests in the
+/// window), rendered with the same variables as the template's query.
+pub const SAMPLE_QUERY_ANNOTATION: &str = "serin.dev/sample-query";
 
 /// Reads the objects a check needs. A trait so that the checker can run against a real
 /// Prometheus without a Kubernetes API in tests.
@@ -96,6 +101,8 @@ pub struct Analyzer<O> {
     prometheus: Prometheus,
     default_server: String,
     mesh_provider: String,
+    /// Serin (`serin replay`): the time the checks are evaluated at, instead of now.
+    at: Option<DateTime<Utc>>,
 }
 
 impl<O: Objects> Analyzer<O> {
@@ -113,7 +120,19 @@ impl<O: Objects> Analyzer<O> {
             prometheus: Prometheus::new()?,
             default_server: default_server.into(),
             mesh_provider: mesh_provider.into(),
+            at: None,
         })
+    }
+
+    /// Evaluates every Prometheus query at `t` (history) and stamps the records with it.
+    pub fn at(mut self, t: DateTime<Utc>) -> Self {
+        self.prometheus = self.prometheus.at(t.timestamp());
+        self.at = Some(t);
+        self
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.at.unwrap_or_else(Utc::now)
     }
 
     /// Gives providers that read the Kubernetes API (keptn, externalmetrics) a client.
@@ -140,7 +159,7 @@ impl<O: Objects> Analyzer<O> {
         subject: &Subject,
         route: Option<&Result<String, String>>,
     ) -> Vec<CheckRecord> {
-        let now = Utc::now();
+        let now = self.now();
         let mut model = Model::for_metric(canary, metric);
         let observer = Observer::for_provider(&subject.provider);
         match route {
@@ -167,24 +186,36 @@ impl<O: Objects> Analyzer<O> {
                 }
                 Err(e) => (None, Reading::Failed(e.to_string())),
             };
-            out.push(evaluate::judge(metric, kind, query, reading, subject, now));
+            let record = evaluate::judge(metric, kind, query, reading, subject, now);
+            let record = if metric.min_samples.is_some() {
+                // Serin: the number of canary requests the value was computed from.
+                let sample = match builtin::render_sample(observer, &model) {
+                    Ok(q) => self.prometheus.query(&self.canary_server(canary), &q).await,
+                    Err(e) => Reading::Failed(e.to_string()),
+                };
+                evaluate::apply_sample(record, metric, sample)
+            } else {
+                record
+            };
+            out.push(record);
         }
         if let Some(r) = &metric.template_ref {
-            let (query, reading) = match parse_duration(metric.interval_or_default()) {
-                Ok(interval) => self.run_template(canary, r, &model, interval, now).await,
+            let (query, reading, sample) = match parse_duration(metric.interval_or_default()) {
+                Ok(interval) => {
+                    self.run_template(canary, metric, r, &model, interval, now)
+                        .await
+                }
                 Err(e) => (
                     None,
                     Reading::Failed(format!("metric {}: interval: {e}", metric.name)),
+                    None,
                 ),
             };
-            out.push(evaluate::judge(
-                metric,
-                Kind::Custom,
-                query,
-                reading,
-                subject,
-                now,
-            ));
+            let record = evaluate::judge(metric, Kind::Custom, query, reading, subject, now);
+            out.push(match sample {
+                Some(sample) => evaluate::apply_sample(record, metric, sample),
+                None => record,
+            });
         } else if let Some(q) = metric.query.as_deref().filter(|q| !q.trim().is_empty()) {
             // Flagger sends inline queries verbatim (no template rendering).
             let q = template::collapse_whitespace(q);
@@ -201,14 +232,17 @@ impl<O: Objects> Analyzer<O> {
         out
     }
 
+    /// Runs a MetricTemplate's query and, when the metric sets `minSamples` and the template
+    /// names one (annotation [`SAMPLE_QUERY_ANNOTATION`]), its sample query on the same backend.
     async fn run_template(
         &self,
         canary: &Canary,
+        metric: &CanaryMetric,
         r: &crate::api::canary::CrossNamespaceRef,
         model: &Model,
         metric_interval: Duration,
         now: DateTime<Utc>,
-    ) -> (Option<String>, Reading) {
+    ) -> (Option<String>, Reading, Option<Reading>) {
         let canary_ns = canary.metadata.namespace.clone().unwrap_or_default();
         let ns = r
             .namespace
@@ -217,7 +251,7 @@ impl<O: Objects> Analyzer<O> {
             .unwrap_or(&canary_ns);
         let t = match self.objects.metric_template(ns, &r.name).await {
             Ok(t) => t,
-            Err(e) => return (None, Reading::Failed(e)),
+            Err(e) => return (None, Reading::Failed(e), None),
         };
         let p = &t.spec.provider;
         let query = match template::render(&t.spec.query, model) {
@@ -227,6 +261,7 @@ impl<O: Objects> Analyzer<O> {
                 return (
                     None,
                     Reading::Failed(format!("MetricTemplate {ns}/{}: {e}", r.name)),
+                    None,
                 );
             }
         };
@@ -250,11 +285,12 @@ impl<O: Objects> Analyzer<O> {
                         "MetricTemplate {ns}/{}: secretRef {:?} is only read from the Canary's namespace {canary_ns:?}; move the template there",
                         r.name, secret.name
                     )),
+                    None,
                 );
             }
             match self.objects.secret_data(&canary_ns, &secret.name).await {
                 Ok(d) => config.secret = Some(d),
-                Err(e) => return (Some(query), Reading::Failed(e)),
+                Err(e) => return (Some(query), Reading::Failed(e), None),
             }
         }
         let backend = match provider::build(&config, self.kube.as_ref()) {
@@ -263,6 +299,7 @@ impl<O: Objects> Analyzer<O> {
                 return (
                     Some(query),
                     Reading::Failed(format!("MetricTemplate {ns}/{}: {e}", r.name)),
+                    None,
                 );
             }
         };
@@ -271,7 +308,111 @@ impl<O: Objects> Analyzer<O> {
             now,
         };
         let reading = backend.query(&query, &ctx).await;
-        (Some(query), reading)
+        let sample_template = t
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SAMPLE_QUERY_ANNOTATION))
+            .filter(|q| !q.trim().is_empty());
+        let sample = match sample_template {
+            Some(st) if metric.min_samples.is_some() => Some(match template::render(st, model) {
+                Ok(q) => {
+                    let q = if provider::collapses_whitespace(&p.type_) {
+                        template::collapse_whitespace(&q)
+                    } else {
+                        q
+                    };
+                    backend.query(&q, &ctx).await
+                }
+                Err(e) => Reading::Failed(format!(
+                    "MetricTemplate {ns}/{}: {SAMPLE_QUERY_ANNOTATION}: {e}",
+                    r.name
+                )),
+            }),
+            _ => None,
+        };
+        (Some(query), reading, sample)
+    }
+
+    /// Serin: compares the canary with the primary for one builtin metric over its window.
+    async fn judge_metric(
+        &self,
+        canary: &Canary,
+        metric: &CanaryMetric,
+        judge: &crate::api::canary::CanaryJudge,
+        subject: &Subject,
+    ) -> CheckRecord {
+        let now = self.now();
+        let model = Model::for_metric(canary, metric);
+        let observer = Observer::for_provider(&subject.provider);
+        let latency = metric.name == builtin::DURATION;
+        let q = match baseline::queries(observer, &model, latency) {
+            Ok(q) => q,
+            Err(e) => return baseline::error_record(metric, e.to_string(), now),
+        };
+        let settings = baseline::settings(judge, metric);
+        let server = self.canary_server(canary);
+        let count = |query: String| {
+            let server = server.clone();
+            async move {
+                match self.prometheus.query(&server, &query).await {
+                    Reading::Value(v) if v.is_finite() => Ok(v),
+                    Reading::Value(_) | Reading::Empty => Ok(0.0),
+                    Reading::Failed(e) => Err(format!("{query}: {e}")),
+                }
+            }
+        };
+        if latency {
+            let (Some(cb), Some(pb)) = (q.canary.buckets.clone(), q.primary.buckets.clone()) else {
+                return baseline::error_record(metric, "no histogram queries".into(), now);
+            };
+            // Bucket bounds in seconds, whatever the mesh's unit.
+            let to_s = observer.duration_to_ms() / 1000.0;
+            let histogram = |query: String| {
+                let server = server.clone();
+                async move {
+                    self.prometheus
+                        .query_buckets(&server, &query)
+                        .await
+                        .map(|b| {
+                            crate::core::judge::Histogram::new(
+                                b.into_iter().map(|(le, c)| (le * to_s, c)).collect(),
+                            )
+                        })
+                        .map_err(|e| format!("{query}: {e}"))
+                }
+            };
+            let (c, p) = futures::join!(histogram(cb.clone()), histogram(pb));
+            match (c, p) {
+                (Ok(c), Ok(p)) => {
+                    let j =
+                        crate::core::judge::latency(&c, &p, baseline::LATENCY_QUANTILE, &settings);
+                    baseline::latency_record(metric, &j, c.total(), &cb, now)
+                }
+                (Err(e), _) | (_, Err(e)) => baseline::error_record(metric, e, now),
+            }
+        } else {
+            let (ct, cs, pt, ps) = futures::join!(
+                count(q.canary.total.clone()),
+                count(q.canary.successes.clone()),
+                count(q.primary.total.clone()),
+                count(q.primary.successes.clone())
+            );
+            match (ct, cs, pt, ps) {
+                (Ok(ct), Ok(cs), Ok(pt), Ok(ps)) => {
+                    use crate::core::judge::Proportion;
+                    let j = crate::core::judge::error_rate(
+                        Proportion::new(ct - cs, ct),
+                        Proportion::new(pt - ps, pt),
+                        &settings,
+                    );
+                    baseline::rate_record(metric, &j, &q.canary.total, now)
+                }
+                (Err(e), ..) | (_, Err(e), ..) | (.., Err(e), _) | (.., Err(e)) => {
+                    baseline::error_record(metric, e, now)
+                }
+            }
+        }
     }
 
     /// Flagger's startup probe of the default metrics server.
@@ -313,11 +454,19 @@ impl<O: Objects> MetricsChecker for Analyzer<O> {
             .metrics()
             .iter()
             .map(|m| self.check_metric(canary, m, &subject, route.as_ref()));
-        let records: Vec<CheckRecord> = futures::future::join_all(checks)
+        let mut records: Vec<CheckRecord> = futures::future::join_all(checks)
             .await
             .into_iter()
             .flatten()
             .collect();
+        if let Some(analysis) = &canary.spec.analysis
+            && let Some(judge) = &analysis.judge
+        {
+            let judged = baseline::judged(analysis)
+                .into_iter()
+                .map(|m| self.judge_metric(canary, m, judge, &subject));
+            records.extend(futures::future::join_all(judged).await);
+        }
         AnalysisReport {
             verdict: evaluate::verdict(&records, canary.spec.inconclusive_policy()),
             records,

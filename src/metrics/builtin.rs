@@ -184,6 +184,18 @@ impl Observer {
     }
 }
 
+impl Observer {
+    /// Serin: the sample query template, the number of canary requests in the window. It is the
+    /// success-rate query's denominator (same metric, same selectors) with `increase` in place of
+    /// `rate`, so both checks count the requests their value was computed from.
+    pub fn sample_query(self) -> String {
+        let q = self.success_rate_query();
+        let denominator = q.rsplit_once(" / ").map_or(q, |(_, d)| d);
+        let denominator = denominator.strip_suffix(" * 100").unwrap_or(denominator);
+        denominator.replace("rate(", "increase(")
+    }
+}
+
 /// Renders a builtin query for `model`, as Flagger sends it (whitespace collapsed).
 pub fn render(
     observer: Observer,
@@ -195,6 +207,22 @@ pub fn render(
     } else {
         observer.duration_query()
     };
+    render_template(observer, template, model)
+}
+
+/// Serin: renders the sample query (requests in the window) of a builtin check for `model`.
+pub fn render_sample(
+    observer: Observer,
+    model: &crate::api::template::Model,
+) -> Result<String, crate::api::template::Error> {
+    render_template(observer, &observer.sample_query(), model)
+}
+
+fn render_template(
+    observer: Observer,
+    template: &str,
+    model: &crate::api::template::Model,
+) -> Result<String, crate::api::template::Error> {
     // Skipper's templates start with `{{- $route := printf … }}` in Flagger; the value is
     // computed here and substituted, since template variables are not part of the model.
     let template = if observer == Observer::Skipper {
@@ -316,6 +344,46 @@ mod tests {
             q.starts_with(r#"sum(rate(skipper_response_duration_seconds_bucket{route=~"kube(ew)?_test__podinfo_canary__.*__podinfo_canary(_[0-9]+)?",code!~"5..",le="+Inf"}[1m]))"#),
             "{q}"
         );
+    }
+
+    #[test]
+    fn sample_queries_count_the_success_rate_denominator_over_the_window() {
+        assert_eq!(
+            render_sample(Observer::Http, &model()).as_deref(),
+            Ok(
+                r#"sum( increase( http_request_duration_seconds_count{ kubernetes_namespace="test", kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)" }[1m] ) )"#
+            )
+        );
+        assert_eq!(
+            render_sample(Observer::Istio, &model()).as_deref(),
+            Ok(
+                r#"sum( increase( istio_requests_total{ reporter="destination", destination_workload_namespace="test", destination_workload=~"podinfo" }[1m] ) )"#
+            )
+        );
+        assert_eq!(
+            render_sample(Observer::Skipper, &model()).as_deref(),
+            Ok(
+                r#"sum(increase(skipper_response_duration_seconds_bucket{route=~"kube(ew)?_test__podinfo_canary__.*__podinfo_canary(_[0-9]+)?",le="+Inf"}[1m]))"#
+            )
+        );
+    }
+
+    #[test]
+    fn every_sample_query_is_a_sum_of_increases_without_the_error_filter() {
+        use Observer::*;
+        for o in [
+            Istio, Linkerd, AppMesh, Contour, Gloo, Nginx, Http, Skipper, Traefik, Apisix, Kuma,
+            Osm, Knative,
+        ] {
+            let q = render_sample(o, &model()).unwrap_or_else(|e| panic!("{o:?}: {e}"));
+            assert!(q.starts_with("sum("), "{o:?}: {q}");
+            assert!(
+                q.contains("increase(") && !q.contains("rate("),
+                "{o:?}: {q}"
+            );
+            assert!(!q.contains("5.") && !q.contains("failure"), "{o:?}: {q}");
+            assert!(!q.contains(" / ") && !q.contains("* 100"), "{o:?}: {q}");
+        }
     }
 
     #[test]

@@ -145,7 +145,51 @@ pub fn judge(
         outcome: outcome.as_str().into(),
         message,
         time: Some(crate::api::time::to_time(now)),
+        ..Default::default()
     }
+}
+
+/// Serin: adds the check's sample (requests in the window) to its record and, when the metric
+/// sets `minSamples`, turns a verdict on too few requests into `InsufficientSample`. An empty or
+/// NaN sample reading is zero requests; a failed sample query under `minSamples` is an `Error`
+/// (the sample is unknown, so the value cannot be trusted either way). Records without a value
+/// (`NoData`, `Error`) keep their outcome.
+pub fn apply_sample(
+    mut record: CheckRecord,
+    metric: &CanaryMetric,
+    sample: Reading,
+) -> CheckRecord {
+    let n = match sample {
+        Reading::Value(v) if v.is_finite() => v.max(0.0),
+        Reading::Value(_) | Reading::Empty => 0.0,
+        Reading::Failed(e) => {
+            if metric.min_samples.is_some()
+                && matches!(
+                    Outcome::parse(&record.outcome),
+                    Some(Outcome::Pass | Outcome::Fail)
+                )
+            {
+                record.outcome = Outcome::Error.as_str().into();
+                record.message = Some(format!("Sample query failed for {}: {e}", metric.name));
+            }
+            return record;
+        }
+    };
+    record.sample = Some(n);
+    if let Some(min) = metric.min_samples
+        && n < min
+        && matches!(
+            Outcome::parse(&record.outcome),
+            Some(Outcome::Pass | Outcome::Fail)
+        )
+    {
+        record.outcome = Outcome::InsufficientSample.as_str().into();
+        record.message = Some(format!(
+            "Insufficient sample for metric {}: {n} requests in the window, minSamples is {min}",
+            metric.name
+        ));
+    }
+    record
 }
 
 fn verdict_of(v: f64, msg: Option<String>) -> (Option<f64>, Outcome, Option<String>) {
@@ -390,10 +434,97 @@ mod tests {
                 Fail,
                 Verdict::Fail("a says NoData".into()),
             ),
+            // Too few requests is inconclusive: held under hold, like NoData.
+            (
+                vec![rec("a", O::Pass), rec("b", O::InsufficientSample)],
+                Hold,
+                Verdict::Hold("b says InsufficientSample".into()),
+            ),
+            (
+                vec![rec("a", O::InsufficientSample)],
+                Fail,
+                Verdict::Fail("a says InsufficientSample".into()),
+            ),
+            // It never hides a real regression on another check.
+            (
+                vec![rec("a", O::InsufficientSample), rec("b", O::Fail)],
+                Hold,
+                Verdict::Fail("b says Fail".into()),
+            ),
         ];
         for (records, policy, want) in cases {
             assert_eq!(verdict(&records, policy), want, "{records:?} {policy:?}");
         }
+    }
+
+    #[test]
+    fn samples_below_min_samples_are_insufficient_not_failed() {
+        let mut m = metric(SUCCESS_RATE, Some(99.0), None);
+        m.min_samples = Some(200.0);
+        let failing = || run(&m, Kind::SuccessRate, Reading::Value(95.0));
+        // (sample reading, outcome, sample in the record)
+        let cases = [
+            (Reading::Value(40.0), "InsufficientSample", Some(40.0)),
+            (Reading::Value(199.4), "InsufficientSample", Some(199.4)),
+            (Reading::Empty, "InsufficientSample", Some(0.0)),
+            (Reading::Value(f64::NAN), "InsufficientSample", Some(0.0)),
+            (Reading::Value(200.0), "Fail", Some(200.0)),
+            (Reading::Value(5000.0), "Fail", Some(5000.0)),
+            (Reading::Failed("timeout".into()), "Error", None),
+        ];
+        for (sample, outcome, n) in cases {
+            let r = apply_sample(failing(), &m, sample.clone());
+            assert_eq!((r.outcome.as_str(), r.sample), (outcome, n), "{sample:?}");
+        }
+        let r = apply_sample(failing(), &m, Reading::Value(40.0));
+        assert_eq!(
+            r.message.as_deref(),
+            Some(
+                "Insufficient sample for metric request-success-rate: 40 requests in the window, minSamples is 200"
+            )
+        );
+        // No data stays no data; the sample is still recorded.
+        let r = apply_sample(
+            run(&m, Kind::SuccessRate, Reading::Empty),
+            &m,
+            Reading::Empty,
+        );
+        assert_eq!((r.outcome.as_str(), r.sample), ("NoData", Some(0.0)));
+    }
+
+    #[test]
+    fn without_min_samples_the_sample_is_only_recorded() {
+        let m = metric(SUCCESS_RATE, Some(99.0), None);
+        let r = apply_sample(
+            run(&m, Kind::SuccessRate, Reading::Value(95.0)),
+            &m,
+            Reading::Value(3.0),
+        );
+        assert_eq!((r.outcome.as_str(), r.sample), ("Fail", Some(3.0)));
+        let r = apply_sample(
+            run(&m, Kind::SuccessRate, Reading::Value(100.0)),
+            &m,
+            Reading::Failed("down".into()),
+        );
+        assert_eq!((r.outcome.as_str(), r.sample), ("Pass", None));
+    }
+
+    #[test]
+    fn records_without_sample_or_judge_fields_serialise_as_before() {
+        let r = rec("a", Outcome::Pass);
+        let json = serde_json::to_value(&r).unwrap_or_default();
+        for k in ["sample", "effect", "interval", "pValue"] {
+            assert!(json.get(k).is_none(), "{k} in {json}");
+        }
+        let r = CheckRecord {
+            sample: Some(40.0),
+            p_value: Some(0.01),
+            ..rec("a", Outcome::InsufficientSample)
+        };
+        let json = serde_json::to_value(&r).unwrap_or_default();
+        assert_eq!(json["sample"], 40.0);
+        assert_eq!(json["pValue"], 0.01);
+        assert_eq!(json["outcome"], "InsufficientSample");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 pub mod analyzer;
+pub mod baseline;
 pub mod builtin;
 pub mod cloudwatch;
 pub mod datadog;

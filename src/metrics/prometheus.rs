@@ -130,6 +130,8 @@ impl Endpoint {
 pub struct Prometheus {
     verifying: reqwest::Client,
     insecure: reqwest::Client,
+    /// Serin (`serin replay`): evaluate queries at this Unix time instead of now.
+    at: Option<i64>,
 }
 
 impl Prometheus {
@@ -146,7 +148,14 @@ impl Prometheus {
         Ok(Self {
             verifying: build(false)?,
             insecure: build(true)?,
+            at: None,
         })
+    }
+
+    /// Evaluates every query at Unix time `t` (Prometheus' `time` parameter): history.
+    pub fn at(mut self, t: i64) -> Self {
+        self.at = Some(t);
+        self
     }
 
     /// Runs `query` and reads one number from the result.
@@ -172,6 +181,9 @@ impl Prometheus {
                 ))
             })?;
         let mut q = client.query(query);
+        if let Some(t) = self.at {
+            q = q.at(t);
+        }
         if let Some(auth) = &endpoint.auth {
             let v = HeaderValue::from_str(&auth.header())
                 .map_err(|_| Error::QueryMetric("credentials are not a valid header".into()))?;
@@ -191,6 +203,16 @@ impl Prometheus {
             .await
             .map_err(|e| Error::QueryMetric(crate::core::text::error_chain(&e)))?;
         Ok(result.data().clone())
+    }
+
+    /// Serin (judge): runs a `sum(...) by (le)` histogram query and reads its `(le, count)` pairs.
+    pub async fn query_buckets(
+        &self,
+        endpoint: &Endpoint,
+        query: &str,
+    ) -> Result<Vec<(f64, f64)>, String> {
+        let data = self.run(endpoint, query).await.map_err(|e| e.to_string())?;
+        read_buckets(&data)
     }
 
     /// Flagger's availability probe: `vector(1)` must return 1.
@@ -268,12 +290,54 @@ pub fn read(data: &Data) -> Reading {
     }
 }
 
+/// Reads histogram buckets: an instant vector with one series per `le` label (`+Inf` allowed);
+/// empty is no buckets.
+pub fn read_buckets(data: &Data) -> Result<Vec<(f64, f64)>, String> {
+    let Data::Vector(v) = data else {
+        return Err("histogram query must return an instant vector by le".into());
+    };
+    v.iter()
+        .map(|s| {
+            let le = s.metric().get("le").ok_or_else(|| {
+                "histogram query returned a series without an le label".to_string()
+            })?;
+            let bound = match le.as_str() {
+                "+Inf" | "Inf" => f64::INFINITY,
+                other => other
+                    .parse::<f64>()
+                    .map_err(|_| format!("histogram bucket le={other:?} is not a number"))?,
+            };
+            Ok((bound, s.sample().value()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn data(json: &str) -> Data {
         serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
+    #[test]
+    fn histogram_buckets_are_read_by_le_with_inf() {
+        let d = data(
+            r#"{"resultType":"vector","result":[
+                {"metric":{"le":"0.1"},"value":[1700000000,"90"]},
+                {"metric":{"le":"+Inf"},"value":[1700000000,"100"]}]}"#,
+        );
+        assert_eq!(
+            read_buckets(&d),
+            Ok(vec![(0.1, 90.0), (f64::INFINITY, 100.0)])
+        );
+        let no_le = data(r#"{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]}"#);
+        assert_eq!(
+            read_buckets(&no_le),
+            Err("histogram query returned a series without an le label".into())
+        );
+        let scalar = data(r#"{"resultType":"scalar","result":[1700000000,"42.5"]}"#);
+        assert!(read_buckets(&scalar).is_err());
     }
 
     #[test]

@@ -211,6 +211,7 @@ pub fn record(hook: &CanaryWebhook, e: &CallError) -> CheckRecord {
         .into(),
         message: Some(e.to_string()),
         time: Some(crate::api::time::to_time(chrono::Utc::now())),
+        ..Default::default()
     }
 }
 
