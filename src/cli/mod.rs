@@ -2,6 +2,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod bench;
 pub mod cluster;
 pub mod controller;
 pub mod crds;
@@ -39,6 +40,9 @@ pub enum Command {
     /// Run one metric of a Canary once against its real provider and print the query, value and
     /// outcome (exit 0 Pass, 1 Fail or NoData, 2 Error).
     Query(query::QueryArgs),
+    /// Measure the controller at N canaries on the embedded cluster: memory, idle requests,
+    /// rollout time against steps × interval, tick lag and writes per traffic step.
+    Bench(bench::BenchArgs),
     /// Serve flagger-loadtester's API (gates, rollback gates, hey/helm/kubectl tasks).
     Loadtester(loadtester::LoadtesterArgs),
 }
@@ -54,5 +58,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Controller(args) => controller::run(*args),
         Command::Loadtester(args) => loadtester::run(args),
         Command::Query(args) => query::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
