@@ -110,6 +110,10 @@ pub struct Run {
     pub steps: u32,
     /// From the first create to every canary Initialized, seconds.
     pub init_secs: f64,
+    /// Successful controller writes per canary from start to every canary Initialized.
+    pub init_writes_per_canary: f64,
+    /// Successful controller writes of the initialisation by `verb resource`.
+    pub init_writes_by_resource: BTreeMap<String, u64>,
     /// Requests the controller made while every canary was idle, over `idle_secs`.
     pub idle_requests: u64,
     /// How long the idle measurement lasted, seconds.
@@ -543,6 +547,19 @@ fn controller_requests(cluster: &ClusterHandle) -> u64 {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// The controller's successful writes by `verb resource`.
+fn by_resource(writes: &[crate::cluster::WriteRecord]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for w in writes
+        .iter()
+        .filter(|w| w.key.user_agent.starts_with(CONTROLLER_UA) && w.succeeded())
+    {
+        *out.entry(format!("{} {}", w.key.verb, w.key.resource))
+            .or_insert(0u64) += 1;
+    }
+    out
+}
+
 async fn run_one(opts: &Options, n: usize, progress: &(dyn Fn(&str) + Sync)) -> Result<Run, Error> {
     let sims = SimConfig {
         instant: true,
@@ -611,6 +628,7 @@ async fn run_one(opts: &Options, n: usize, progress: &(dyn Fn(&str) + Sync)) -> 
     ));
     // Let the writes of the last initialisations settle before counting.
     tokio::time::sleep(opts.interval.max(Duration::from_secs(1))).await;
+    let init_writes = by_resource(&cluster.requests().writes());
     cluster.requests().reset();
     let idle_started = Instant::now();
     tokio::time::sleep(opts.interval * IDLE_INTERVALS).await;
@@ -683,12 +701,7 @@ async fn run_one(opts: &Options, n: usize, progress: &(dyn Fn(&str) + Sync)) -> 
         .iter()
         .filter(|w| w.key.user_agent.starts_with(CONTROLLER_UA))
         .collect();
-    let mut writes_by_resource = BTreeMap::new();
-    for w in controller_writes.iter().filter(|w| w.succeeded()) {
-        *writes_by_resource
-            .entry(format!("{} {}", w.key.verb, w.key.resource))
-            .or_insert(0u64) += 1;
-    }
+    let writes_by_resource = by_resource(&writes);
     let ok_writes: Vec<(String, DateTime<Utc>)> = controller_writes
         .iter()
         .filter(|w| w.succeeded())
@@ -706,6 +719,8 @@ async fn run_one(opts: &Options, n: usize, progress: &(dyn Fn(&str) + Sync)) -> 
         interval_secs: opts.interval.as_secs_f64(),
         steps: opts.steps,
         init_secs,
+        init_writes_per_canary: init_writes.values().sum::<u64>() as f64 / n.max(1) as f64,
+        init_writes_by_resource: init_writes,
         idle_requests,
         idle_secs,
         rollout_secs,
@@ -731,10 +746,11 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// The report as a table, one row per size.
 pub fn table(report: &Report) -> String {
     let mut out = format!(
-        "{:>8} {:>14} {:>8} {:>9} {:>10} {:>10} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>6}\n",
+        "{:>8} {:>14} {:>8} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>6}\n",
         "canaries",
         "provider",
         "init s",
+        "init w/c",
         "idle req",
         "rollout s",
         "wall/ideal",
@@ -748,10 +764,11 @@ pub fn table(report: &Report) -> String {
     );
     for r in &report.runs {
         out.push_str(&format!(
-            "{:>8} {:>14} {:>8.1} {:>9} {:>10.1} {:>10.2} {:>9.1} {:>9} {:>10} {:>10} {:>7.1}Mi {:>7.1}Mi {:>6}\n",
+            "{:>8} {:>14} {:>8.1} {:>9.1} {:>9} {:>10.1} {:>10.2} {:>9.1} {:>9} {:>10} {:>10} {:>7.1}Mi {:>7.1}Mi {:>6}\n",
             r.canaries,
             r.provider.as_str(),
             r.init_secs,
+            r.init_writes_per_canary,
             r.idle_requests,
             r.rollout_secs,
             r.rollout_ratio,
