@@ -103,8 +103,8 @@ pub fn writes_per_step(
 /// `a / b` when both are known and `b` is not zero (`1` when both are zero).
 pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a?, b?) {
-        (a, b) if b == 0.0 && a == 0.0 => Some(1.0),
-        (_, b) if b == 0.0 => None,
+        (0.0, 0.0) => Some(1.0),
+        (_, 0.0) => None,
         (a, b) => Some(a / b),
     }
 }
