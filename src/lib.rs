@@ -1,5 +1,6 @@
 //! Serin: a progressive-delivery operator for Kubernetes, API-compatible with Flagger.
 pub mod api;
+pub mod bench;
 pub mod cli;
 /// The embedded Kubernetes-compatible API server (the `serin-cluster` crate in `crates/cluster`).
 pub use serin_cluster as cluster;

@@ -31,6 +31,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The embedded API server imports nothing from the operator.
     ("cluster", &[]),
     ("demo", &["api", "core", "cluster"]),
+    // `serin bench`: the embedded cluster and the controller binary, measured from outside.
+    ("bench", &["api", "core", "cluster"]),
     // The command line sits on top of everything.
     (
         "cli",
@@ -47,6 +49,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cluster",
             "demo",
             "install",
+            "bench",
         ],
     ),
 ];

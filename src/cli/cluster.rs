@@ -22,6 +22,11 @@ pub struct ClusterArgs {
     /// Serve the API only, without the simulated workload controllers.
     #[arg(long)]
     pub no_sim: bool,
+    /// Instant workloads: Deployments and DaemonSets report a finished rollout as soon as they
+    /// are written, with no ReplicaSets or Pods (cheap enough for thousands of canaries, as
+    /// `serin bench` runs them).
+    #[arg(long, conflicts_with = "no_sim")]
+    pub instant_workloads: bool,
     /// Leave pod status to the simulation instead of the server's instant kubelet.
     #[arg(long)]
     pub no_kubelet: bool,
@@ -65,7 +70,11 @@ pub fn run(args: ClusterArgs) -> ExitCode {
                 .map(|c| (c, None))
                 .map_err(|e| e.to_string())
         } else {
-            sim::start_cluster(config, SimConfig::default())
+            let sims = SimConfig {
+                instant: args.instant_workloads,
+                ..SimConfig::default()
+            };
+            sim::start_cluster(config, sims)
                 .await
                 .map(|(c, s)| (c, Some(s)))
                 .map_err(|e| error_chain(&e))

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use crate::core::plan::requests::Verb;
 
+pub mod bench;
 pub mod cluster;
 pub mod controller;
 pub mod crds;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Replay a Canary's analysis (metrics, judge, thresholds) against Prometheus' history, step
     /// by step at its interval, and print what Serin would have decided; changes nothing.
     Replay(replay::ReplayArgs),
+    /// Measure the controller at N canaries on the embedded cluster: memory, idle requests,
+    /// rollout time against steps × interval, tick lag and writes per traffic step.
+    Bench(bench::BenchArgs),
     /// Serve flagger-loadtester's API (gates, rollback gates, hey/helm/kubectl tasks).
     Loadtester(loadtester::LoadtesterArgs),
     /// List Canaries: phase, weight, failed checks, iteration, last check, age.
@@ -84,6 +88,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Pause(args) => plugin::request::run(Verb::Pause, args),
         Command::Resume(args) => plugin::request::run(Verb::Resume, args),
         Command::Replay(args) => replay::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -35,6 +35,108 @@ pub struct Actuator<'a> {
     pub notifier: Arc<dyn Notifier>,
     /// The selector label and its value (to restore the apex Service).
     pub label: Option<(String, String)>,
+    /// Objects this process applied, and the caches that show them.
+    pub applied: Option<(&'a Applied, &'a super::observe::Stores)>,
+    /// Set when an apply was held back: the reconcile then looks again shortly, in case the
+    /// object was deleted rather than not yet cached.
+    pub held_back: std::sync::atomic::AtomicBool,
+}
+
+/// What this process last applied to each generated object: a hash of the body and the
+/// resourceVersion the server answered, with when. The caches show such a write a moment later;
+/// a reconcile in between (woken by another cache, often the Canary's own status write) would
+/// otherwise plan the same apply again, and an init would patch each Service twice.
+#[derive(Default)]
+pub struct Applied(
+    std::sync::Mutex<std::collections::HashMap<u64, (u64, u64, std::time::Instant)>>,
+);
+
+/// How long an apply the caches have not shown yet holds back the same apply.
+const APPLIED_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn hash_of<T: std::hash::Hash>(v: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+impl Applied {
+    fn entries(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, (u64, u64, std::time::Instant)>>
+    {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether applying `body` to the object `key` would repeat a write of ours that the cache
+    /// (`cached_rv`: its resourceVersion there, `None` when not cached) has not caught up with:
+    /// the same body, written less than [`APPLIED_TTL`] ago, and the cache older than what the
+    /// server answered. A cache at or past our write, or a resourceVersion that is not a number,
+    /// never holds an apply back.
+    pub fn is_unseen_repeat(&self, key: u64, body: u64, cached_rv: Option<&str>) -> bool {
+        let mut entries = self.entries();
+        let Some((hash, rv, at)) = entries.get(&key).copied() else {
+            return false;
+        };
+        let lagging = match cached_rv {
+            None => true,
+            Some(c) => c.parse::<u64>().is_ok_and(|c| c < rv),
+        };
+        if at.elapsed() > APPLIED_TTL || !lagging {
+            entries.remove(&key);
+            return false;
+        }
+        hash == body
+    }
+
+    /// Records an apply the server answered with `rv`.
+    pub fn remember(&self, key: u64, body: u64, rv: Option<&str>) {
+        let mut entries = self.entries();
+        entries.retain(|_, (_, _, at)| at.elapsed() <= APPLIED_TTL);
+        match rv.and_then(|r| r.parse::<u64>().ok()) {
+            Some(rv) => {
+                entries.insert(key, (body, rv, std::time::Instant::now()));
+            }
+            None => {
+                entries.remove(&key);
+            }
+        }
+    }
+}
+
+/// The resourceVersion of a generated object in the controller's caches.
+fn cached_rv(stores: &super::observe::Stores, kind: &str, ns: &str, name: &str) -> Option<String> {
+    use kube::runtime::reflector::ObjectRef;
+    match kind {
+        "Service" => stores
+            .services
+            .get(&ObjectRef::new(name).within(ns))
+            .and_then(|o| o.resource_version()),
+        "ConfigMap" => stores
+            .configmaps
+            .get(&ObjectRef::new(name).within(ns))
+            .and_then(|o| o.resource_version()),
+        "Secret" => stores
+            .secrets
+            .get(&ObjectRef::new(name).within(ns))
+            .and_then(|o| o.resource_version()),
+        "HorizontalPodAutoscaler" => stores
+            .hpas
+            .get(&ObjectRef::new(name).within(ns))
+            .and_then(|o| o.resource_version()),
+        "Deployment" => stores
+            .deployments
+            .get(&ObjectRef::new(name).within(ns))
+            .and_then(|o| o.resource_version()),
+        "DaemonSet" => stores
+            .daemonsets
+            .get(&ObjectRef::new(name).within(ns))
+            .and_then(|o| o.resource_version()),
+        _ => None,
+    }
 }
 
 impl Actuator<'_> {
@@ -197,9 +299,24 @@ impl Actuator<'_> {
         if let Some(o) = body.as_object_mut() {
             o.remove("status");
         }
-        api.patch(name, &apply_params(), &Patch::Apply(&body))
+        let key = hash_of(&(api_version, kind, ns, name));
+        let body_hash = hash_of(&body.to_string());
+        if let Some((applied, stores)) = self.applied {
+            let cached = cached_rv(stores, kind, ns, name);
+            if applied.is_unseen_repeat(key, body_hash, cached.as_deref()) {
+                tracing::debug!(kind, name, "skipping an apply the cache has not shown yet");
+                self.held_back
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        let written = api
+            .patch(name, &apply_params(), &Patch::Apply(&body))
             .await
             .map_err(Error::Apply)?;
+        if let Some((applied, _)) = self.applied {
+            applied.remember(key, body_hash, written.metadata.resource_version.as_deref());
+        }
         Ok(())
     }
 

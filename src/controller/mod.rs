@@ -119,6 +119,10 @@ pub struct Context {
     pub recent_writes: RecentWrites,
     /// Consecutive failed reconciles per Canary, for the backoff of transient errors.
     pub failures: Failures,
+    /// When each Progressing Canary last ran an analysis tick, to measure tick lag.
+    pub ticks: Ticks,
+    /// Generated objects this process applied, until the caches show them.
+    pub applied: act::Applied,
     /// Set once every cache has listed its objects; until then nothing is decided, because a
     /// half-filled cache looks like a changed (or missing) target.
     pub caches_ready: Arc<std::sync::atomic::AtomicBool>,
@@ -208,9 +212,34 @@ pub struct Providers {
 
 /// Drops what no decision reads before an object enters a cache: `managedFields` is often the
 /// largest part of an object, and the controller writes with server-side apply, so it never reads
-/// field ownership back.
+/// field ownership back; kubectl's `last-applied-configuration` annotation repeats the whole
+/// object, and the builders drop it from every copy they make.
 fn strip_unused_metadata<K: Resource>(obj: &mut K) {
-    obj.meta_mut().managed_fields = None;
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(crate::target::service::LAST_APPLIED_ANNOTATION);
+    }
+}
+
+/// A Secret's data is read only to checksum and copy a Secret that config tracking follows;
+/// the others (service-account tokens, Helm release records, TLS keys, opted-out Secrets) are
+/// cached without it.
+fn strip_secret(s: &mut Secret) {
+    strip_unused_metadata(s);
+    if !crate::target::configs::is_tracked_secret(s) {
+        s.data = None;
+        s.string_data = None;
+    }
+}
+
+/// As [`strip_secret`], for ConfigMaps that opted out of tracking.
+fn strip_configmap(c: &mut ConfigMap) {
+    strip_unused_metadata(c);
+    if !crate::target::configs::is_tracked_configmap(c) {
+        c.data = None;
+        c.binary_data = None;
+    }
 }
 
 /// A reflector over `K` in the watched namespace (all when `None`): its cache, and the stream of
@@ -219,6 +248,7 @@ fn reflect<K>(
     client: &kube::Client,
     ns: &Option<String>,
     wc: &watcher::Config,
+    strip: fn(&mut K),
 ) -> (
     reflector::Store<K>,
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -235,7 +265,7 @@ where
     let (reader, writer) = reflector::store::<K>();
     let stream = watcher(api::<K>(client, ns), wc.clone())
         .default_backoff()
-        .modify(strip_unused_metadata)
+        .modify(strip)
         .reflect(writer)
         .touched_objects();
     (reader, stream)
@@ -313,13 +343,15 @@ pub async fn run_with_telemetry(
 
     let wc = watcher::Config::default();
     let ns = config.namespace.clone();
-    let (deploy_reader, deploy_stream) = reflect::<Deployment>(&client, &ns, &wc);
-    let (ds_reader, ds_stream) = reflect::<DaemonSet>(&client, &ns, &wc);
-    let (sts_reader, sts_stream) = reflect::<StatefulSet>(&client, &ns, &wc);
-    let (svc_reader, svc_stream) = reflect::<Service>(&client, &ns, &wc);
-    let (cm_reader, cm_stream) = reflect::<ConfigMap>(&client, &ns, &wc);
-    let (secret_reader, secret_stream) = reflect::<Secret>(&client, &ns, &wc);
-    let (hpa_reader, hpa_stream) = reflect::<HorizontalPodAutoscaler>(&client, &ns, &wc);
+    let (deploy_reader, deploy_stream) =
+        reflect::<Deployment>(&client, &ns, &wc, strip_unused_metadata);
+    let (ds_reader, ds_stream) = reflect::<DaemonSet>(&client, &ns, &wc, strip_unused_metadata);
+    let (sts_reader, sts_stream) = reflect::<StatefulSet>(&client, &ns, &wc, strip_unused_metadata);
+    let (svc_reader, svc_stream) = reflect::<Service>(&client, &ns, &wc, strip_unused_metadata);
+    let (cm_reader, cm_stream) = reflect::<ConfigMap>(&client, &ns, &wc, strip_configmap);
+    let (secret_reader, secret_stream) = reflect::<Secret>(&client, &ns, &wc, strip_secret);
+    let (hpa_reader, hpa_stream) =
+        reflect::<HorizontalPodAutoscaler>(&client, &ns, &wc, strip_unused_metadata);
     let knative_ar = crate::router::knative::resource();
     let knative_writer = reflector::store::Writer::<DynamicObject>::new(knative_ar.clone());
     let knative_reader = knative_writer.as_reader();
@@ -351,6 +383,8 @@ pub async fn run_with_telemetry(
         caches_ready: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         recent_writes: RecentWrites::default(),
         failures: Failures::default(),
+        ticks: Ticks::default(),
+        applied: act::Applied::default(),
     });
     {
         let (stores, ready) = (stores.clone(), ctx.caches_ready.clone());
@@ -394,8 +428,15 @@ pub async fn run_with_telemetry(
         });
     }
 
-    let controller = Controller::new(canaries, wc.clone());
-    let canary_store = controller.store();
+    // The Canary cache is stripped like the others (a Canary's managedFields, with the
+    // controller's status ownership, are as large as its spec).
+    let (canary_store, canary_writer) = reflector::store::<Canary>();
+    let canary_stream = watcher(canaries, wc.clone())
+        .default_backoff()
+        .modify(strip_unused_metadata)
+        .reflect(canary_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(canary_stream, canary_store.clone());
     // Knative Serving is often not installed: its Services are watched only once a Canary
     // targets one (an idle controller makes no requests), and a failing list is retried with
     // backoff.
@@ -444,25 +485,30 @@ pub async fn run_with_telemetry(
         .flatten()
     };
 
-    let by_workload =
-        {
-            let store = canary_store.clone();
-            move |name: String, ns: Option<String>| -> Vec<ObjectRef<Canary>> {
-                store
-                    .state()
-                    .iter()
-                    .filter(|c| c.namespace() == ns)
-                    .filter(|c| {
-                        c.spec.target_ref.as_ref().is_some_and(|t| {
-                            t.name == name || format!("{}-primary", t.name) == name
-                        }) || c.spec.autoscaler_ref.as_ref().is_some_and(|a| {
-                            a.name == name || format!("{}-primary", a.name) == name
-                        })
-                    })
-                    .map(|c| ObjectRef::from_obj(c.as_ref()))
-                    .collect()
-            }
-        };
+    let by_workload = {
+        let store = canary_store.clone();
+        move |name: String, ns: Option<String>| -> Vec<ObjectRef<Canary>> {
+            store
+                .state()
+                .iter()
+                .filter(|c| c.namespace() == ns)
+                .filter(|c| {
+                    // Compared without allocating: this runs for every cached Canary on
+                    // every workload event.
+                    let primary = name.strip_suffix("-primary");
+                    c.spec
+                        .target_ref
+                        .as_ref()
+                        .is_some_and(|t| t.name == name || primary == Some(t.name.as_str()))
+                        || c.spec
+                            .autoscaler_ref
+                            .as_ref()
+                            .is_some_and(|a| a.name == name || primary == Some(a.name.as_str()))
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect()
+        }
+    };
     let in_namespace = {
         let store = canary_store.clone();
         move |ns: Option<String>| -> Vec<ObjectRef<Canary>> {
@@ -509,9 +555,10 @@ pub async fn run_with_telemetry(
                 .filter(|c| c.namespace() == ns)
                 .filter(|c| {
                     let svc = c.spec.service_name();
-                    name == svc
-                        || name == format!("{svc}-primary")
-                        || name == format!("{svc}-canary")
+                    let base = name
+                        .strip_suffix("-primary")
+                        .or_else(|| name.strip_suffix("-canary"));
+                    name == svc || base == Some(svc.as_str())
                 })
                 .map(|c| ObjectRef::from_obj(c.as_ref()))
                 .collect::<Vec<_>>()
@@ -592,6 +639,8 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
         webhooks: ctx.providers.webhooks.clone(),
         notifier: ctx.providers.notifier.clone(),
         label,
+        applied: Some((&ctx.applied, &ctx.stores)),
+        held_back: std::sync::atomic::AtomicBool::new(false),
     };
     let written = actuator.execute(&canary, &plan).await?;
     ctx.failures.clear(&canary);
@@ -600,6 +649,12 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
     }
     if let Some(w) = written {
         ctx.recent_writes.remember(&w);
+    }
+    if let Some(lag) = ctx
+        .ticks
+        .record(&canary, plan.status.as_ref(), observed.interval, now)
+    {
+        ctx.telemetry.observe_tick_lag(lag);
     }
     let knative_unlisted = canary
         .spec
@@ -615,10 +670,18 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
             .stores
             .scaled_objects_synced
             .load(std::sync::atomic::Ordering::Acquire);
+    let held_back = actuator
+        .held_back
+        .load(std::sync::atomic::Ordering::Relaxed);
     Ok(match plan.requeue {
         // The Knative and KEDA watches start with the first Canary that needs them; look again
         // once they have listed.
         _ if knative_unlisted || keda_unlisted => KubeAction::requeue(Duration::from_secs(2)),
+        // An apply waits for the cache to show our last one; look again if no event comes.
+        Requeue::AwaitChange if held_back => KubeAction::requeue(Duration::from_secs(1)),
+        Requeue::After(d) if held_back => {
+            KubeAction::requeue(d.clamp(Duration::from_millis(100), Duration::from_secs(1)))
+        }
         Requeue::AwaitChange => KubeAction::await_change(),
         Requeue::After(d) => KubeAction::requeue(d.max(Duration::from_millis(100))),
     })
@@ -793,6 +856,57 @@ async fn answer(ctx: &Context, canary: &Canary, req: CheckRequest, checks: &mut 
             );
             checks.confirm_promotion = Some(r.is_ok())
         }
+    }
+}
+
+/// The instant of the last analysis tick of each Progressing Canary, in memory: the status keeps
+/// `lastAnalysisTime` in whole seconds only, too coarse to tell how late a tick ran.
+#[derive(Default)]
+pub struct Ticks(std::sync::Mutex<std::collections::HashMap<u64, chrono::DateTime<Utc>>>);
+
+impl Ticks {
+    fn key(c: &Canary) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        c.metadata.uid.hash(&mut h);
+        c.namespace().hash(&mut h);
+        c.name_any().hash(&mut h);
+        h.finish()
+    }
+
+    /// Notes a reconcile that wrote `status` at `now`; returns how late the analysis tick it ran
+    /// was, when it ran one that was due an interval after a tick seen by this process.
+    pub fn record(
+        &self,
+        canary: &Canary,
+        status: Option<&crate::api::CanaryStatus>,
+        interval: Duration,
+        now: chrono::DateTime<Utc>,
+    ) -> Option<Duration> {
+        use crate::api::time::from_time;
+        let status = status?;
+        let key = Self::key(canary);
+        let mut ticks = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if status.phase != Some(crate::api::CanaryPhase::Progressing) {
+            ticks.remove(&key);
+            return None;
+        }
+        // A tick stamps `lastAnalysisTime` with the reconcile's `now`.
+        let ticked = status
+            .last_analysis_time
+            .as_ref()
+            .is_some_and(|t| from_time(t) == now);
+        if !ticked {
+            return None;
+        }
+        let previous = ticks.insert(key, now)?;
+        let was_progressing = canary.status.as_ref().and_then(|s| s.phase)
+            == Some(crate::api::CanaryPhase::Progressing);
+        let due = previous + chrono::Duration::from_std(interval).ok()?;
+        was_progressing.then(|| (now - due).to_std().unwrap_or_default())
     }
 }
 

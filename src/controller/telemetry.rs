@@ -56,6 +56,7 @@ pub struct Telemetry {
     status: Family<CanaryLabels, Gauge>,
     weight: Family<WeightLabels, Gauge>,
     reconcile_duration: Histogram,
+    tick_lag: Histogram,
     failures: Family<ErrorLabels, Counter>,
     metric_analysis: Family<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     check_outcomes: Family<OutcomeLabels, Counter>,
@@ -103,6 +104,14 @@ impl Telemetry {
             "Time spent in one reconcile",
             reconcile_duration.clone(),
         );
+        // 0.5 ms to about 30 s in steps of 1.5×, fine enough to read a p99 off the buckets.
+        let tick_lag = Histogram::new(exponential_buckets(0.0005, 1.5, 28));
+        registry.register(
+            "serin_analysis_tick_lag_seconds",
+            "How late each analysis tick of a Progressing canary ran after it was due (the \
+             previous tick plus the interval)",
+            tick_lag.clone(),
+        );
         let failures = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "serin_reconcile_failures",
@@ -133,6 +142,7 @@ impl Telemetry {
             status,
             weight,
             reconcile_duration,
+            tick_lag,
             failures,
             metric_analysis,
             check_outcomes,
@@ -151,6 +161,11 @@ impl Telemetry {
             start: Instant::now(),
             histogram: self.reconcile_duration.clone(),
         }
+    }
+
+    /// Records how late an analysis tick ran.
+    pub fn observe_tick_lag(&self, lag: std::time::Duration) {
+        self.tick_lag.observe(lag.as_secs_f64());
     }
 
     /// Counts a failed reconcile.

@@ -23,6 +23,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod hpa;
+pub mod instant;
 pub mod kubelet;
 pub mod nodes;
 pub mod replicaset;
@@ -64,7 +65,7 @@ pub async fn start_cluster(
     mut cluster: super::ClusterConfig,
     mut sim: SimConfig,
 ) -> Result<(super::ClusterHandle, SimHandle), Error> {
-    if sim.kubelet {
+    if sim.kubelet && !sim.instant {
         cluster.kubelet = false;
     }
     sim.nodes = cluster.nodes;
@@ -79,6 +80,11 @@ pub async fn start_cluster(
 pub struct SimConfig {
     /// Simulate the Deployment and ReplicaSet controllers.
     pub deployments: bool,
+    /// Instant workloads ([`instant`]): enabled Deployments and DaemonSets report a finished
+    /// rollout as soon as they are written, with no ReplicaSets or Pods. Cheap enough for
+    /// benchmarks at thousands of workloads; the full Deployment and DaemonSet simulators and
+    /// the simulated kubelet do not run.
+    pub instant: bool,
     /// Simulate the DaemonSet controller.
     pub daemonsets: bool,
     /// Simulate the StatefulSet controller (Pods, PVCs, ControllerRevisions).
@@ -104,6 +110,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             deployments: true,
+            instant: false,
             daemonsets: true,
             statefulsets: true,
             hpa: true,
@@ -161,10 +168,26 @@ pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle, Error
             .map(|(_, n)| Arc::clone(n))
             .collect()
     };
-    let c = &config;
+    let mut handle = SimHandle { tasks: Vec::new() };
+    if config.instant {
+        instant::start(
+            &client,
+            config.deployments,
+            config.daemonsets,
+            config.nodes,
+            &mut handle.tasks,
+        )
+        .await?;
+    }
+    let full = SimConfig {
+        deployments: config.deployments && !config.instant,
+        daemonsets: config.daemonsets && !config.instant,
+        kubelet: config.kubelet && !config.instant,
+        ..config.clone()
+    };
+    let c = &full;
     let needs_pods = c.deployments || c.daemonsets || c.statefulsets || c.kubelet || c.endpoints;
     let needs_nodes = c.deployments || c.daemonsets || c.kubelet;
-    let mut handle = SimHandle { tasks: Vec::new() };
     let tasks = &mut handle.tasks;
     let pods = if needs_pods {
         let w = pick(&[
