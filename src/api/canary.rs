@@ -34,6 +34,17 @@ use super::phase::CanaryPhase;
     printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Weight", type_ = "string", json_path = ".status.canaryWeight"),
     printcolumn(
+        name = "Waiting",
+        type_ = "string",
+        json_path = ".status.waitingFor.reason"
+    ),
+    printcolumn(
+        name = "WaitingFor",
+        type_ = "string",
+        json_path = ".status.waitingFor.message",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Suspended",
         type_ = "boolean",
         json_path = ".spec.suspend",
@@ -819,6 +830,27 @@ pub struct CanaryStatus {
     /// Serin: the decision records of the last analysis tick, one per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checks: Option<Vec<CheckRecord>>,
+    /// Serin: what keeps the canary from advancing, while something does (cleared when it
+    /// advances).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<WaitingFor>,
+}
+
+/// Serin: why a canary cannot advance right now.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("required" = ["reason", "message"]))]
+pub struct WaitingFor {
+    /// The cause, a CamelCase word: `CanaryPodsNotReady`, `PrimaryNotReady`,
+    /// `RouteNotAccepted`, `GateClosed`, `MetricNoData`, `WebhookFailed`, ...
+    #[serde(default)]
+    pub reason: String,
+    /// The cause in words, with counts where there are some (`canary Pods not ready: 1/3 ready`).
+    #[serde(default)]
+    pub message: String,
+    /// Since when the canary has been waiting for this reason (unchanged while the reason stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
 }
 
 /// Serin: the last result of one check (a metric or a webhook), so a user can see why a step was

@@ -65,6 +65,25 @@ impl Workload {
         sel.match_labels.clone().unwrap_or_default()
     }
 
+    /// Ready Pods and the Pods wanted, from the workload's status (`readyReplicas` of
+    /// `spec.replicas`; a DaemonSet's `numberReady` of `desiredNumberScheduled`).
+    pub fn pod_counts(&self) -> PodCounts {
+        match self {
+            Self::Deployment(d) => PodCounts {
+                ready: d
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
+                desired: d.spec.replicas.unwrap_or(1),
+            },
+            Self::DaemonSet(d) => PodCounts {
+                ready: d.status.as_ref().map_or(0, |s| s.number_ready),
+                desired: d.status.as_ref().map_or(0, |s| s.desired_number_scheduled),
+            },
+        }
+    }
+
     /// Desired replicas: `spec.replicas` (default 1) for a Deployment; for a DaemonSet, 0 when
     /// it is scaled to zero by node selector, else 1 (meaning "scheduled").
     pub fn desired_replicas(&self) -> i32 {
@@ -82,4 +101,13 @@ impl Workload {
             }
         }
     }
+}
+
+/// Ready Pods of a workload out of the Pods it wants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PodCounts {
+    /// Pods ready.
+    pub ready: i32,
+    /// Pods wanted.
+    pub desired: i32,
 }
