@@ -151,6 +151,8 @@ pub struct Telemetry {
     successes: Family<RunLabels, Counter>,
     run_failures: Family<RunLabels, Counter>,
     waiting: Family<WaitLabels, Gauge>,
+    waiting_since: Family<WaitLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    deadline: Family<CanaryLabels, Gauge>,
     decisions: Family<DecisionLabels, Counter>,
     exported: Arc<Mutex<BTreeMap<Key, Exported>>>,
     namespaces: Arc<Mutex<BTreeSet<String>>>,
@@ -252,6 +254,19 @@ impl Telemetry {
             "1 while a canary cannot advance, labelled with the reason (status.waitingFor)",
             waiting.clone(),
         );
+        let waiting_since =
+            Family::<WaitLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "serin_canary_waiting_since_timestamp_seconds",
+            "Since when (Unix time) a canary has been waiting for the reason (status.waitingFor.since)",
+            waiting_since.clone(),
+        );
+        let deadline = Family::<CanaryLabels, Gauge>::default();
+        registry.register(
+            "serin_canary_progress_deadline_seconds",
+            "The canary's progressDeadlineSeconds (what the stuck alert compares a wait with)",
+            deadline.clone(),
+        );
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "serin_decisions",
@@ -272,6 +287,8 @@ impl Telemetry {
             successes,
             run_failures,
             waiting,
+            waiting_since,
+            deadline,
             decisions,
             exported: Arc::default(),
             namespaces: Arc::default(),
@@ -355,6 +372,7 @@ impl Telemetry {
         };
         self.status.remove(&canary);
         self.duration.remove(&canary);
+        self.deadline.remove(&canary);
         for workload in [n.clone(), format!("{n}-primary")] {
             self.weight.remove(&WeightLabels {
                 workload,
@@ -387,11 +405,13 @@ impl Telemetry {
             self.run_failures.remove(&l);
         }
         if let Some(reason) = &e.waiting {
-            self.waiting.remove(&WaitLabels {
+            let l = WaitLabels {
                 name: n.clone(),
                 namespace: ns.clone(),
                 reason: reason.clone(),
-            });
+            };
+            self.waiting.remove(&l);
+            self.waiting_since.remove(&l);
         }
         for decision in &e.decisions {
             self.decisions.remove(&DecisionLabels {
@@ -436,6 +456,13 @@ impl Telemetry {
         let (ns, target) = k.clone();
         self.observe_wait(&k, status);
         self.observe_decision(canary, &k, status, provider);
+        let deadline = i64::try_from(canary.spec.progress_deadline().as_secs()).unwrap_or(i64::MAX);
+        self.deadline
+            .get_or_create(&CanaryLabels {
+                name: target.clone(),
+                namespace: ns.clone(),
+            })
+            .set(deadline);
         let value = match status.phase {
             Some(CanaryPhase::Progressing) => 0,
             Some(CanaryPhase::Failed) => 2,
@@ -472,10 +499,18 @@ impl Telemetry {
             reason,
         };
         if let Some(p) = previous.filter(|p| Some(p) != reason.as_ref()) {
-            self.waiting.remove(&labels(p));
+            self.waiting.remove(&labels(p.clone()));
+            self.waiting_since.remove(&labels(p));
         }
-        if let Some(r) = reason {
-            self.waiting.get_or_create(&labels(r)).set(1);
+        if let Some(w) = &status.waiting_for {
+            self.waiting.get_or_create(&labels(w.reason.clone())).set(1);
+            if let Some(since) = &w.since {
+                #[allow(clippy::cast_precision_loss)]
+                let t = since.0.as_millisecond() as f64 / 1000.0;
+                self.waiting_since
+                    .get_or_create(&labels(w.reason.clone()))
+                    .set(t);
+            }
         }
     }
 
@@ -636,6 +671,142 @@ pub async fn serve(addr: std::net::SocketAddr, telemetry: Telemetry) -> std::io:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::canary::{TargetRef, WaitingFor};
+
+    fn canary(name: &str, ns: &str, status: Option<CanaryStatus>) -> Canary {
+        let mut c = Canary::new(
+            name,
+            crate::api::CanarySpec {
+                target_ref: Some(TargetRef {
+                    api_version: "apps/v1".into(),
+                    kind: "Deployment".into(),
+                    name: name.into(),
+                }),
+                analysis: Some(crate::api::canary::CanaryAnalysis {
+                    step_weight: Some(20),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        c.metadata.namespace = Some(ns.into());
+        c.status = status;
+        c
+    }
+
+    fn waiting(reason: &str) -> CanaryStatus {
+        CanaryStatus {
+            phase: Some(CanaryPhase::Progressing),
+            canary_weight: 20,
+            waiting_for: Some(WaitingFor {
+                reason: reason.into(),
+                message: "canary Pods not ready: 1/3 ready".into(),
+                since: Some(crate::api::time::to_time(
+                    chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default(),
+                )),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn lines<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(needle))
+            .collect()
+    }
+
+    #[test]
+    fn a_deleted_canarys_series_leave_the_metrics() {
+        let t = Telemetry::new("istio", None);
+        let (a, b) = (
+            canary("podinfo", "test", None),
+            canary("other", "prod", None),
+        );
+        t.observe_status(&a, &waiting("CanaryPodsNotReady"), None);
+        t.observe_status(&b, &waiting("GateClosed"), None);
+        t.observe_checks(
+            &a,
+            &[CheckRecord {
+                name: "request-success-rate".into(),
+                kind: "metric".into(),
+                value: Some(99.0),
+                outcome: "Pass".into(),
+                ..Default::default()
+            }],
+        );
+        drop(t.canary_timer(&a));
+        t.sync_canaries([&a, &b]);
+        let text = t.encode();
+        let mut totals = lines(&text, "flagger_canary_total{");
+        totals.sort_unstable();
+        assert_eq!(
+            totals,
+            vec![
+                "flagger_canary_total{namespace=\"prod\"} 1",
+                "flagger_canary_total{namespace=\"test\"} 1",
+            ]
+        );
+        assert!(text.contains("serin_canary_waiting{name=\"podinfo\",namespace=\"test\",reason=\"CanaryPodsNotReady\"} 1"), "{text}");
+        assert!(text.contains("serin_canary_waiting_since_timestamp_seconds{name=\"podinfo\",namespace=\"test\",reason=\"CanaryPodsNotReady\"} 1800000000"), "{text}");
+        assert!(text.contains("serin_decisions_total{name=\"podinfo\",namespace=\"test\",decision=\"Progressing\"} 1"), "{text}");
+        assert!(lines(&text, "namespace=\"test\"").len() > 5, "{text}");
+
+        t.sync_canaries([&b]);
+        let text = t.encode();
+        assert_eq!(
+            lines(&text, "namespace=\"test\""),
+            Vec::<&str>::new(),
+            "{text}"
+        );
+        assert!(
+            text.contains("flagger_canary_total{namespace=\"prod\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flagger_canary_status{name=\"other\",namespace=\"prod\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_new_wait_reason_replaces_the_old_series_and_clearing_removes_it() {
+        let t = Telemetry::new("istio", None);
+        let before = canary("podinfo", "test", Some(waiting("CanaryPodsNotReady")));
+        t.observe_status(&before, &waiting("RouteNotAccepted"), None);
+        let text = t.encode();
+        assert_eq!(lines(&text, "serin_canary_waiting{").len(), 1, "{text}");
+        assert!(text.contains("reason=\"RouteNotAccepted\"} 1"), "{text}");
+        assert!(text.contains("decision=\"Wait\"} 1"), "{text}");
+        let cleared = CanaryStatus {
+            waiting_for: None,
+            canary_weight: 40,
+            ..waiting("RouteNotAccepted")
+        };
+        t.observe_status(&before, &cleared, None);
+        let text = t.encode();
+        assert!(lines(&text, "serin_canary_waiting").is_empty(), "{text}");
+        assert!(text.contains("decision=\"Advance\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn a_run_that_ends_is_counted_with_flaggers_labels() {
+        let t = Telemetry::new("istio", None);
+        let running = canary("podinfo", "test", Some(waiting("GateClosed")));
+        let failed = CanaryStatus {
+            phase: Some(CanaryPhase::Failed),
+            ..Default::default()
+        };
+        t.observe_status(&running, &failed, Some(crate::api::Provider::Istio));
+        let text = t.encode();
+        assert!(
+            text.contains("flagger_canary_failures_total{name=\"podinfo\",namespace=\"test\",deployment_strategy=\"canary\",analysis_status=\"completed\"} 1"),
+            "{text}"
+        );
+        assert!(
+            lines(&text, "flagger_canary_successes_total{").is_empty(),
+            "{text}"
+        );
+    }
 
     #[test]
     fn alert_deliveries_and_failures_are_exported() {
