@@ -832,14 +832,28 @@ pub struct CanaryStatus {
     pub checks: Option<Vec<CheckRecord>>,
     /// Serin: what keeps the canary from advancing, while something does (cleared when it
     /// advances).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "deserialize_waiting_for",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub waiting_for: Option<WaitingFor>,
+}
+
+/// Reads `waitingFor`, taking one without a reason for none. Server-side apply removes the
+/// fields a manager stops applying one by one and can leave their parent behind as `{}`, which
+/// is also why the schema requires none of its fields.
+fn deserialize_waiting_for<'de, D>(d: D) -> Result<Option<WaitingFor>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let w = Option::<WaitingFor>::deserialize(d)?;
+    Ok(w.filter(|w| !w.reason.is_empty()))
 }
 
 /// Serin: why a canary cannot advance right now.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("required" = ["reason", "message"]))]
 pub struct WaitingFor {
     /// The cause, a CamelCase word: `CanaryPodsNotReady`, `PrimaryNotReady`,
     /// `RouteNotAccepted`, `GateClosed`, `MetricNoData`, `WebhookFailed`, ...
@@ -908,4 +922,24 @@ pub struct CanaryCondition {
     /// Human-readable message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_for_left_empty_by_server_side_apply_reads_as_none() {
+        let s: CanaryStatus =
+            serde_json::from_value(serde_json::json!({"waitingFor": {}})).expect("status");
+        assert_eq!(s.waiting_for, None);
+        let s: CanaryStatus = serde_json::from_value(serde_json::json!({
+            "waitingFor": {"reason": "GateClosed", "message": "confirm-promotion gate is closed"}
+        }))
+        .expect("status");
+        assert_eq!(
+            s.waiting_for.map(|w| w.reason).as_deref(),
+            Some("GateClosed")
+        );
+    }
 }
