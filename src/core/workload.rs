@@ -65,23 +65,40 @@ impl Workload {
         sel.match_labels.clone().unwrap_or_default()
     }
 
-    /// Ready Pods and the Pods wanted, from the workload's status (`readyReplicas` of
-    /// `spec.replicas`; a DaemonSet's `numberReady` of `desiredNumberScheduled`).
-    pub fn pod_counts(&self) -> PodCounts {
-        match self {
-            Self::Deployment(d) => PodCounts {
-                ready: d
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.ready_replicas)
-                    .unwrap_or(0),
-                desired: d.spec.replicas.unwrap_or(1),
-            },
+    /// Ready Pods of the current revision and the Pods wanted, from the workload's status;
+    /// `None` while the status is older than the spec (the counts would describe the previous
+    /// revision). A Deployment's `readyReplicas` also counts the old revision's Pods still
+    /// running during a rollout, so those (`replicas - updatedReplicas`) are taken off; a
+    /// DaemonSet reports `numberReady` of `desiredNumberScheduled`.
+    pub fn pod_counts(&self) -> Option<PodCounts> {
+        let (generation, observed) = match self {
+            Self::Deployment(d) => (
+                d.metadata.generation,
+                d.status.as_ref().and_then(|s| s.observed_generation),
+            ),
+            Self::DaemonSet(d) => (
+                d.metadata.generation,
+                d.status.as_ref().and_then(|s| s.observed_generation),
+            ),
+        };
+        if generation.unwrap_or(0) > observed.unwrap_or(0) {
+            return None;
+        }
+        Some(match self {
+            Self::Deployment(d) => {
+                let s = d.status.clone().unwrap_or_default();
+                let updated = s.updated_replicas.unwrap_or(0);
+                let old = (s.replicas.unwrap_or(0) - updated).max(0);
+                PodCounts {
+                    ready: (s.ready_replicas.unwrap_or(0) - old).clamp(0, updated.max(0)),
+                    desired: d.spec.replicas.unwrap_or(1),
+                }
+            }
             Self::DaemonSet(d) => PodCounts {
                 ready: d.status.as_ref().map_or(0, |s| s.number_ready),
                 desired: d.status.as_ref().map_or(0, |s| s.desired_number_scheduled),
             },
-        }
+        })
     }
 
     /// Desired replicas: `spec.replicas` (default 1) for a Deployment; for a DaemonSet, 0 when

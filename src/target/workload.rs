@@ -199,7 +199,7 @@ pub fn observe(
             since,
             now,
         ),
-        pods: Some(target.pod_counts()),
+        pods: target.pod_counts(),
     };
 
     // Desired generated objects.
