@@ -110,6 +110,35 @@ async fn events(env: &Env, prefix: &str) -> anyhow::Result<Vec<(String, i32)>> {
         .collect())
 }
 
+/// The Canary as the Table `kubectl get canary` asks the API server for.
+async fn canary_table(env: &Env) -> anyhow::Result<Value> {
+    let req = http::Request::get(format!(
+        "/apis/flagger.app/v1beta1/namespaces/{NS}/canaries/podinfo"
+    ))
+    .header(
+        http::header::ACCEPT,
+        "application/json;as=Table;v=v1;g=meta.k8s.io",
+    )
+    .body(Vec::new())?;
+    Ok(serde_json::from_str(&env.client.request_text(req).await?)?)
+}
+
+fn column<'a>(table: &'a Value, name: &str) -> Option<&'a Value> {
+    table["columnDefinitions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
+}
+
+/// The first row's cell of column `name`.
+fn cell(table: &Value, name: &str) -> Option<Value> {
+    let i = table["columnDefinitions"]
+        .as_array()?
+        .iter()
+        .position(|c| c["name"] == name)?;
+    Some(table["rows"][0]["cells"][i].clone())
+}
+
 /// Holds the wait for a few reconciles, then checks that `since` did not move and that one
 /// Normal event (written once) announced the cause.
 async fn stays_one_event(env: &Env, reason: &str, first: &WaitingFor) -> anyhow::Result<()> {
@@ -177,6 +206,22 @@ async fn a_route_its_gateway_does_not_accept_is_explained_until_it_is_accepted()
         first.message
     );
     stays_one_event(&env, "RouteNotAccepted", &first).await?;
+    // `kubectl get canary` shows the reason, `-o wide` (priority 1) the message.
+    let table = canary_table(&env).await?;
+    assert_eq!(
+        cell(&table, "Waiting"),
+        Some(json!("RouteNotAccepted")),
+        "{table}"
+    );
+    assert_eq!(
+        cell(&table, "WaitingFor"),
+        Some(json!(first.message)),
+        "{table}"
+    );
+    assert_eq!(
+        column(&table, "WaitingFor").map(|c| c["priority"].clone()),
+        Some(json!(1))
+    );
     let c: Canary = Api::namespaced(env.client.clone(), NS)
         .get("podinfo")
         .await?;
@@ -311,5 +356,30 @@ async fn a_metric_without_data_is_explained_once_while_checks_fail() -> anyhow::
         c.status.is_some_and(|s| s.failed_checks >= 2),
         "each tick still counts a failed check"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_canary_shows_why_an_invalid_canary_waits() -> anyhow::Result<()> {
+    let mut env = start(&[]).await?;
+    env.start_controller("kubernetes", passing(), Default::default());
+    // No podinfo Deployment: the target does not exist.
+    env.apply(canary(
+        "kubernetes",
+        json!({}),
+        json!({"iterations": 3, "stepWeight": null}),
+    ))
+    .await?;
+    let w = wait_reason(&env, "TargetNotFound", 30).await?;
+    assert!(w.message.starts_with("target not found: "), "{}", w.message);
+    let table = canary_table(&env).await?;
+    assert_eq!(
+        cell(&table, "Waiting"),
+        Some(json!("TargetNotFound")),
+        "{table}"
+    );
+    // The Warning event announced it; no Normal one repeats it.
+    let normal = events(&env, &format!("Waiting for podinfo.{NS}")).await?;
+    assert!(normal.is_empty(), "{normal:?}");
     Ok(())
 }
