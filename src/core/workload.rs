@@ -128,3 +128,69 @@ pub struct PodCounts {
     /// Pods wanted.
     pub desired: i32,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
+
+    fn deployment(generation: i64, status: DeploymentStatus) -> Workload {
+        let mut d = Deployment {
+            spec: DeploymentSpec {
+                replicas: Some(3),
+                ..Default::default()
+            },
+            status: Some(status),
+            ..Default::default()
+        };
+        d.metadata.generation = Some(generation);
+        Workload::Deployment(d)
+    }
+
+    #[test]
+    fn pod_counts_leave_out_the_old_revision_and_a_stale_status() {
+        // Mid-rollout: 1 new Pod (not ready) next to 3 old ready ones.
+        let rolling = deployment(
+            2,
+            DeploymentStatus {
+                observed_generation: Some(2),
+                replicas: Some(4),
+                updated_replicas: Some(1),
+                ready_replicas: Some(3),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            rolling.pod_counts(),
+            Some(PodCounts {
+                ready: 0,
+                desired: 3
+            })
+        );
+        let done = deployment(
+            2,
+            DeploymentStatus {
+                observed_generation: Some(2),
+                replicas: Some(3),
+                updated_replicas: Some(3),
+                ready_replicas: Some(2),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            done.pod_counts(),
+            Some(PodCounts {
+                ready: 2,
+                desired: 3
+            })
+        );
+        let stale = deployment(
+            3,
+            DeploymentStatus {
+                observed_generation: Some(2),
+                ..Default::default()
+            },
+        );
+        assert_eq!(stale.pod_counts(), None);
+    }
+}
