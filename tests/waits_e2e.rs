@@ -214,6 +214,11 @@ async fn a_route_its_gateway_does_not_accept_is_explained_until_it_is_accepted()
         "{table}"
     );
     assert_eq!(
+        cell(&table, "Status"),
+        Some(json!("Progressing")),
+        "{table}"
+    );
+    assert_eq!(
         cell(&table, "WaitingFor"),
         Some(json!(first.message)),
         "{table}"
@@ -375,6 +380,11 @@ async fn kubectl_get_canary_shows_why_an_invalid_canary_waits() -> anyhow::Resul
     let table = canary_table(&env).await?;
     assert_eq!(
         cell(&table, "Waiting"),
+        Some(json!("TargetNotFound")),
+        "{table}"
+    );
+    assert_eq!(
+        cell(&table, "Status"),
         Some(json!("TargetNotFound")),
         "{table}"
     );

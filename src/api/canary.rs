@@ -31,7 +31,14 @@ use super::phase::CanaryPhase;
     derive = "Default",
     doc = "Canary is the Schema for the Canary API.",
     annotation("helm.sh/resource-policy", "keep"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
+    // Status: the phase (the `Promoted` condition's reason is the phase), unless the `Ready`
+    // condition says the canary is invalid or suspended, which `.status.phase` cannot show
+    // (an invalid canary may never get a phase). The plan keeps `Ready` first in the list.
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.reason!=\"Valid\")].reason"
+    ),
     printcolumn(name = "Weight", type_ = "string", json_path = ".status.canaryWeight"),
     printcolumn(
         name = "Waiting",

@@ -392,14 +392,24 @@ impl<'a> Machine<'a> {
                 c.message = Some(message.to_string());
                 c.last_update_time = Some(now);
             }
-            None => conditions.push(CanaryCondition {
-                type_: type_.to_string(),
-                status: value.to_string(),
-                last_update_time: Some(now.clone()),
-                last_transition_time: Some(now),
-                reason: reason.to_string(),
-                message: Some(message.to_string()),
-            }),
+            None => {
+                let c = CanaryCondition {
+                    type_: type_.to_string(),
+                    status: value.to_string(),
+                    last_update_time: Some(now.clone()),
+                    last_transition_time: Some(now),
+                    reason: reason.to_string(),
+                    message: Some(message.to_string()),
+                };
+                // `Ready` goes first: the Status printer column shows the first condition
+                // whose reason is not `Valid` (an invalid or suspended canary's reason, else
+                // the `Promoted` condition's reason, which is the phase).
+                if type_ == READY_CONDITION {
+                    conditions.insert(0, c);
+                } else {
+                    conditions.push(c);
+                }
+            }
         }
     }
 

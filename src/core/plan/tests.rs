@@ -1827,3 +1827,31 @@ fn a_rollback_clears_the_wait_and_never_repeats_the_deadline_phrase() {
         }
     }
 }
+
+#[test]
+fn the_ready_condition_is_kept_first_for_the_status_column() {
+    // A status Flagger wrote has only `Promoted`; Serin's `Ready` goes in front of it.
+    let mut o = with_status(progressing(1, 0), |s| {
+        s.conditions = Some(vec![CanaryCondition {
+            type_: PROMOTED_CONDITION.into(),
+            status: "Unknown".into(),
+            reason: "Progressing".into(),
+            ..Default::default()
+        }])
+    });
+    o.problems = vec![Problem {
+        severity: Severity::Error,
+        path: "spec.analysis.stepWeight".into(),
+        message: "stepWeight 60 is greater than maxWeight 50".into(),
+    }];
+    let p = decide(&o, at(10));
+    let conditions = p.status.and_then(|s| s.conditions).unwrap_or_default();
+    let first: Vec<(&str, &str)> = conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.reason.as_str()))
+        .collect();
+    assert_eq!(
+        first,
+        vec![("Ready", "InvalidSpec"), ("Promoted", "Progressing")]
+    );
+}
