@@ -21,4 +21,9 @@ if [ -z "${PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null 2>&1 && [ ! -x
   fi
 fi
 
-exec cargo run --release --quiet -- demo "$@"
+# Build first, with cargo's own progress visible (a progress bar on a terminal, one line per
+# crate otherwise): the first release build takes minutes and should not look like a hang.
+echo "Building Serin in release mode (the first build takes several minutes)..." >&2
+cargo build --release --bin serin
+echo "Starting the demo: embedded cluster, controller, gateway, load and Prometheus..." >&2
+exec "${CARGO_TARGET_DIR:-target}/release/serin" demo "$@"

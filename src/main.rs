@@ -1,8 +1,6 @@
 //! The `serin` binary: parses arguments and hands over to the library.
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     let args = serin::cli::controller::normalize_flagger_flags(std::env::args());
-    let cli = serin::cli::Cli::parse_from(args);
+    let cli = serin::cli::parse(args);
     serin::cli::run(cli)
 }

@@ -400,3 +400,173 @@ fn serin_validate_reports_every_cel_rule_of_the_crd_offline() {
         );
     }
 }
+
+fn canary_text(analysis_extra: &str, service_extra: &str) -> String {
+    format!(
+        "apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {{name: podinfo, namespace: test}}
+spec:
+  provider: istio
+  targetRef: {{apiVersion: apps/v1, kind: Deployment, name: podinfo}}
+  service:
+    port: 9898
+{service_extra}
+  analysis:
+    interval: 1m
+    threshold: 5
+    stepWeight: 10
+{analysis_extra}
+"
+    )
+}
+
+fn findings_of(text: &str) -> Vec<(Severity, String)> {
+    let mut summary = Summary::default();
+    serin::cli::validate::lint_text("mem", text, &ValidationContext::default(), &mut summary);
+    summary
+        .findings
+        .iter()
+        .map(|f| (f.severity, format!("{}: {}", f.path, f.message)))
+        .collect()
+}
+
+#[test]
+fn a_misspelt_field_is_a_warning_that_names_the_field_meant() {
+    let found = findings_of(&canary_text("    maxWieght: 50", ""));
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let (severity, message) = &found[0];
+    // The API server drops it by default (it is not refused), so it stays a warning; the
+    // message says what each kind of client does with it.
+    assert_eq!(*severity, Severity::Warning);
+    assert!(
+        message.starts_with("spec.analysis.maxWieght: unknown field (did you mean \"maxWeight\"?)"),
+        "{message}"
+    );
+    assert!(message.contains("kubectl apply refuses it"), "{message}");
+    // A field far from every known one gets no guess.
+    let found = findings_of(&canary_text("    colour: blue", ""));
+    assert!(
+        found[0]
+            .1
+            .starts_with("spec.analysis.colour: unknown field: "),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn a_misspelt_flagger_kind_is_an_error_and_other_groups_are_ignored() {
+    let found =
+        findings_of("apiVersion: flagger.app/v1beta1\nkind: MetricTemplat\nmetadata: {name: x}\n");
+    assert_eq!(
+        found,
+        vec![(
+            Severity::Error,
+            "kind: unknown kind \"MetricTemplat\" in flagger.app (did you mean \"MetricTemplate\"?); the group has Canary, MetricTemplate, AlertProvider".to_string()
+        )]
+    );
+    let found = findings_of("apiVersion: flagger.app/v1beta1\nmetadata: {name: x}\n");
+    assert_eq!(
+        found,
+        vec![(
+            Severity::Error,
+            "kind: required field is missing".to_string()
+        )]
+    );
+    assert!(findings_of("apiVersion: apps/v1\nkind: Canery\nmetadata: {name: x}\n").is_empty());
+}
+
+#[test]
+fn every_interval_field_refuses_hours_with_the_same_message_and_go_duration_fields_take_them() {
+    let found = findings_of(&canary_text(
+        "    metrics:
+      - name: request-success-rate
+        interval: 1h
+        thresholdRange: {min: 99}
+    webhooks:
+      - name: gate
+        url: http://loadtester.test/
+        timeout: 1h",
+        "    timeout: 1h",
+    ));
+    let errors: Vec<&String> = found
+        .iter()
+        .filter(|(s, _)| *s == Severity::Error)
+        .map(|(_, m)| m)
+        .collect();
+    let rule = "invalid duration \"1h\": this field takes a Go duration that starts with a whole number of seconds or minutes";
+    assert_eq!(errors.len(), 2, "{found:#?}");
+    for (field, e) in [
+        "spec.analysis.metrics[0].interval",
+        "spec.analysis.webhooks[0].timeout",
+    ]
+    .iter()
+    .zip(&errors)
+    {
+        assert!(e.starts_with(&format!("{field}: {rule}")), "{e}");
+    }
+    let interval = findings_of(&canary_text("", "").replace("interval: 1m", "interval: 1h"));
+    assert!(
+        interval[0]
+            .1
+            .starts_with(&format!("spec.analysis.interval: {rule}")),
+        "{interval:#?}"
+    );
+    // A malformed interval gets the same rule, not the Go-duration unit list that allows `h`.
+    let malformed = findings_of(&canary_text("", "").replace("interval: 1m", "interval: 5x"));
+    assert_eq!(malformed.len(), 1, "{malformed:#?}");
+    assert!(
+        malformed[0]
+            .1
+            .contains("whole number of seconds or minutes"),
+        "{malformed:#?}"
+    );
+    assert!(
+        !malformed[0].1.contains("(ns, us, ms, s, m, h)"),
+        "{malformed:#?}"
+    );
+    // A Go-duration field says so, and names `h` because it accepts it.
+    let timeout = findings_of(&canary_text("", "    timeout: 5x"));
+    assert_eq!(timeout.len(), 1, "{timeout:#?}");
+    assert!(
+        timeout[0]
+            .1
+            .starts_with("spec.service.timeout: invalid duration \"5x\": expected a Go duration")
+            && timeout[0].1.contains("1h"),
+        "{timeout:#?}"
+    );
+}
+
+#[test]
+fn an_empty_input_set_exits_2() {
+    let dir = std::env::temp_dir().join(format!("serin-validate-empty-{}", std::process::id()));
+    let empty_dir = dir.join("nothing");
+    std::fs::create_dir_all(&empty_dir).expect("temp dir");
+    let comments = dir.join("comments.yaml");
+    std::fs::write(&comments, "# only a comment\n---\n").expect("writes");
+    for path in [&empty_dir, &comments] {
+        let out = serin().arg("validate").arg(path).output().expect("runs");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("nothing to check"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A document of another kind is something to check: exit 0.
+    let other = dir.join("configmap.yaml");
+    std::fs::write(
+        &other,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    )
+    .expect("writes");
+    let out = serin().arg("validate").arg(&other).output().expect("runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(0));
+}

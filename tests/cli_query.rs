@@ -1,8 +1,10 @@
-//! `serin query` end to end: the real binary renders a Canary's metric from files, runs it once
-//! against a local fake Datadog and prints the query, value and outcome, with Flagger-style exit
-//! codes.
+//! `serin query` end to end: the real binary renders a Canary's metric from files (or from the
+//! embedded cluster with `--kubeconfig`), runs it once against a local fake Datadog and prints the
+//! query, value and outcome, with Flagger-style exit codes.
 use std::path::Path;
 use std::process::{Command, Output};
+
+mod common;
 
 const CANARY: &str = r#"
 apiVersion: flagger.app/v1beta1
@@ -211,4 +213,104 @@ async fn an_unknown_metric_names_the_ones_the_canary_has() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("has no metric \"nope\"; it has: errors")
     );
+}
+
+/// Creates `obj` in the cluster (its resource from `apiVersion` and `kind`).
+async fn create(client: &kube::Client, obj: serde_json::Value) {
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(client.clone(), "test", &common::e2e::ar(api_version, kind));
+    api.create(
+        &kube::api::PostParams::default(),
+        &serde_json::from_value(obj).expect("object"),
+    )
+    .await
+    .expect("created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_kubeconfig_the_template_and_secret_come_from_the_cluster() {
+    let address = datadog(Some(0.5)).await;
+    let cluster = serin::cluster::start(serin::cluster::ClusterConfig::default())
+        .await
+        .expect("cluster");
+    let client = cluster.client().expect("client");
+    common::e2e::install(&client, serin::api::crd::all())
+        .await
+        .expect("CRDs and namespace");
+    let dir = tempdir("kubeconfig");
+    let kubeconfig = dir.join("kubeconfig");
+    cluster.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let canary = write(&dir, "canary.yaml", CANARY);
+    let run = |canary: String, kubeconfig: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_serin"))
+                .args([
+                    "query", "--canary", &canary, "--metric", "errors", "-o", "json",
+                ])
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .output()
+                .expect("serin runs")
+        })
+        .await
+        .expect("joined")
+    };
+    let json = |out: &Output| -> serde_json::Value {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "JSON output ({e}): {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    };
+
+    // The template is in the cluster (CRDs are served shortly after they are created), the
+    // Secret is not yet: an error that names the Secret, exit 2.
+    let tpl: serde_json::Value =
+        serde_yaml_ng::from_str(&template(&address)).expect("template YAML");
+    let mut created = false;
+    for _ in 0..100 {
+        let api: kube::Api<serin::api::MetricTemplate> =
+            kube::Api::namespaced(client.clone(), "test");
+        if api
+            .create(
+                &kube::api::PostParams::default(),
+                &serde_json::from_value(tpl.clone()).expect("template"),
+            )
+            .await
+            .is_ok()
+        {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(created, "the MetricTemplate was created");
+    let out = run(canary.clone(), kubeconfig.clone()).await;
+    assert_eq!(out.status.code(), Some(2), "{:?}", out);
+    let v = json(&out);
+    assert_eq!(v["outcome"], "Error");
+    assert_eq!(v["provider"], "datadog");
+    assert!(
+        v["checks"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("test/datadog")),
+        "{v}"
+    );
+
+    // With the Secret the check runs against the provider and passes.
+    create(
+        &client,
+        serde_yaml_ng::from_str(SECRET).expect("secret YAML"),
+    )
+    .await;
+    let out = run(canary, kubeconfig).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", out);
+    let v = json(&out);
+    assert_eq!(v["outcome"], "Pass");
+    assert_eq!(v["checks"][0]["value"], 0.5);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use anyhow::Context;
-use common::e2e::{Env, NS, eventually};
+use common::e2e::{Env, NS, deployment, eventually};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::Api;
 use serde_json::{Value, json};
@@ -33,22 +33,6 @@ async fn event_notes(env: &Env) -> anyhow::Result<Vec<String>> {
         .into_iter()
         .filter_map(|e| e.note)
         .collect())
-}
-
-fn deployment(name: &str, image: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "podinfod", "image": image,
-                    "ports": [{"name": "http", "containerPort": 9898}]}]}
-            }
-        }
-    })
 }
 
 /// The error rate of the canary's pods in percent, as a MetricTemplate (answered by

@@ -1,113 +1,16 @@
 //! Each metrics provider against a local HTTP server that checks the request the real API expects
 //! (path, query parameters, headers, credentials) and answers with the documented shapes: a value,
 //! an empty result, 401, 5xx, a timeout and a malformed body.
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
 use chrono::{TimeZone, Utc};
 use serin::api::metric_template::{MetricProvider, SecretRef};
 use serin::metrics::evaluate::Reading;
 use serin::metrics::provider::{self, Provider, ProviderConfig, QueryContext};
 use serin::metrics::{datadog, dynatrace, graphite, influxdb, newrelic};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// One request as received.
-#[derive(Clone, Debug)]
-struct Seen {
-    method: Method,
-    path: String,
-    query: BTreeMap<String, String>,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    fn param(&self, name: &str) -> Option<&str> {
-        self.query.get(name).map(String::as_str)
-    }
-}
-
-#[derive(Default)]
-struct Inner {
-    seen: Vec<Seen>,
-    answer: (u16, String),
-    delay: Duration,
-}
-
-/// A server that records requests and gives one scripted answer.
-#[derive(Clone)]
-struct Server {
-    inner: Arc<Mutex<Inner>>,
-    base: String,
-}
-
-impl Server {
-    async fn start() -> Server {
-        let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Server {
-            inner,
-            base: format!("http://{addr}"),
-        }
-    }
-    fn answer(&self, status: u16, body: &str) {
-        let mut i = self.inner.lock().expect("lock");
-        i.answer = (status, body.into());
-        i.delay = Duration::ZERO;
-    }
-    fn slow(&self, d: Duration) {
-        self.inner.lock().expect("lock").delay = d;
-    }
-    fn last(&self) -> Seen {
-        self.inner
-            .lock()
-            .expect("lock")
-            .seen
-            .last()
-            .cloned()
-            .expect("a request reached the server")
-    }
-}
-
-async fn handle(
-    State(inner): State<Arc<Mutex<Inner>>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let (answer, delay) = {
-        let mut i = inner.lock().expect("lock");
-        i.seen.push(Seen {
-            method,
-            path: uri.path().to_string(),
-            query: url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
-            headers,
-            body: body.to_vec(),
-        });
-        (i.answer.clone(), i.delay)
-    };
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    let status = axum::http::StatusCode::from_u16(answer.0).expect("status");
-    (status, answer.1).into_response()
-}
+#[path = "support/vendors.rs"]
+mod vendors;
+use vendors::Scripted as Server;
 
 fn config(type_: &str, address: &str, secret: &[(&str, &str)]) -> ProviderConfig {
     ProviderConfig {
@@ -172,7 +75,7 @@ async fn fails_soundly(srv: &Server, p: &dyn Provider, name: &str, secret: &str)
     srv.slow(Duration::from_secs(2));
     let r = p.query("q", &ctx()).await;
     assert!(
-        matches!(&r, Reading::Failed(m) if m.contains("timeout")),
+        matches!(&r, Reading::Failed(m) if m.contains("timed out after 0.3s")),
         "{name} timeout: {r:?}"
     );
 }

@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::IntoResponse;
+use axum::http::Method;
 use base64::Engine;
 use chrono::{DateTime, TimeZone, Utc};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
@@ -18,91 +16,11 @@ use serin::metrics::provider::{Provider, ProviderConfig, QueryContext};
 use serin::metrics::{cloudwatch, externalmetrics, keptn, splunk, stackdriver};
 
 // ---------------------------------------------------------------------------------------------
-// A local server that records each request and answers through a closure.
+// The local servers are shared with the end-to-end suite.
 
-#[derive(Clone, Debug)]
-struct Req {
-    method: Method,
-    path: String,
-    query: BTreeMap<String, String>,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Req {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn form(&self) -> BTreeMap<String, String> {
-        url::form_urlencoded::parse(&self.body)
-            .into_owned()
-            .collect()
-    }
-}
-
-/// Status, content type, body, delay.
-type Answer = (u16, &'static str, String, Duration);
-
-fn ok(ct: &'static str, body: impl Into<String>) -> Answer {
-    (200, ct, body.into(), Duration::ZERO)
-}
-
-#[derive(Clone)]
-struct Server {
-    base: String,
-    log: Arc<Mutex<Vec<Req>>>,
-}
-
-impl Server {
-    async fn start(answer: impl Fn(&Req) -> Answer + Send + Sync + 'static) -> Server {
-        let log: Arc<Mutex<Vec<Req>>> = Arc::default();
-        let answer = Arc::new(answer);
-        let (l, a) = (log.clone(), answer.clone());
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (log, answer) = (l.clone(), a.clone());
-                async move {
-                    let req = Req {
-                        method,
-                        path: uri.path().to_string(),
-                        query: url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-                            .into_owned()
-                            .collect(),
-                        headers,
-                        body: body.to_vec(),
-                    };
-                    let (status, ct, body, delay) = answer(&req);
-                    log.lock().expect("lock").push(req);
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
-                    }
-                    let status = StatusCode::from_u16(status).expect("status");
-                    (status, [("content-type", ct)], body).into_response()
-                }
-            },
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let _ = &answer;
-        Server {
-            base: format!("http://{addr}"),
-            log,
-        }
-    }
-
-    fn requests(&self) -> Vec<Req> {
-        self.log.lock().expect("lock").clone()
-    }
-}
+#[path = "support/vendors.rs"]
+mod vendors;
+use vendors::{Answer, Req, Server, ok, sse};
 
 fn ctx(now: DateTime<Utc>) -> QueryContext {
     QueryContext {
@@ -251,7 +169,9 @@ fn verify_sigv4(req: &Req, access_key: &str, secret: &str, region: &str) {
         .map(|h| {
             (
                 h.to_string(),
-                req.header(h).unwrap_or_else(|| panic!("{h} sent")),
+                req.header(h)
+                    .unwrap_or_else(|| panic!("{h} sent"))
+                    .to_string(),
             )
         })
         .collect();
@@ -262,7 +182,7 @@ fn verify_sigv4(req: &Req, access_key: &str, secret: &str, region: &str) {
         &headers,
         &req.body,
         secret,
-        &amz_date,
+        amz_date,
         region,
         "monitoring",
     );
@@ -335,14 +255,11 @@ async fn cloudwatch_sends_a_sigv4_signed_get_metric_data_over_ten_intervals() {
     assert_eq!(r.method, Method::POST);
     assert_eq!(r.path, "/");
     assert_eq!(
-        r.header("x-amz-target").as_deref(),
+        r.header("x-amz-target"),
         Some("GraniteServiceVersion20100801.GetMetricData")
     );
-    assert_eq!(
-        r.header("content-type").as_deref(),
-        Some("application/x-amz-json-1.0")
-    );
-    assert_eq!(r.header("x-amz-date").as_deref(), Some("20240301T123015Z"));
+    assert_eq!(r.header("content-type"), Some("application/x-amz-json-1.0"));
+    assert_eq!(r.header("x-amz-date"), Some("20240301T123015Z"));
     assert_eq!(r.header("x-amz-security-token"), None);
     let body = r.json();
     assert_eq!(body["EndTime"], json!(now().timestamp()));
@@ -402,7 +319,7 @@ async fn cloudwatch_reads_empty_results_as_no_data_and_errors_as_failures_withou
     // The session token is sent and signed.
     let first = &srv.requests()[0];
     assert_eq!(
-        first.header("x-amz-security-token").as_deref(),
+        first.header("x-amz-security-token"),
         Some("FwoGZXIvYXdzEXAMPLESESSION")
     );
     verify_sigv4(first, "AKIDEXAMPLE", secret, "eu-west-1");
@@ -476,7 +393,7 @@ async fn cloudwatch_exchanges_an_irsa_web_identity_token_at_sts_once() {
     assert!(form.contains_key("RoleSessionName"));
     for q in &reqs[1..] {
         assert_eq!(
-            q.header("x-amz-security-token").as_deref(),
+            q.header("x-amz-security-token"),
             Some("IQoJb3JpZ2luX2VjEXAMPLE")
         );
         verify_sigv4(q, "ASIAEXAMPLE", "tempSecretEXAMPLEKEY", "eu-west-1");
@@ -488,29 +405,96 @@ async fn cloudwatch_exchanges_an_irsa_web_identity_token_at_sts_once() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test]
+async fn cloudwatch_falls_back_to_the_instance_profile_through_imdsv2() {
+    const SESSION: &str = "imds-session-token";
+    let srv = Server::start(|req: &Req| {
+        let path = req.path.as_str();
+        if !path.starts_with("/latest/") {
+            return cw_answer(req);
+        }
+        if path == "/latest/api/token" {
+            // IMDSv2: a PUT with the TTL header opens a session; anything else is refused.
+            return match (req.method.as_str(), req.header("x-aws-ec2-metadata-token-ttl-seconds")) {
+                ("PUT", Some(_)) => ok("text/plain", SESSION),
+                _ => vendors::status(400, "text/plain", "missing ttl"),
+            };
+        }
+        if req.header("x-aws-ec2-metadata-token") != Some(SESSION) {
+            return vendors::status(401, "text/plain", "");
+        }
+        match path {
+            "/latest/meta-data/iam/security-credentials/" => ok("text/plain", "serin-node-role"),
+            "/latest/meta-data/iam/security-credentials/serin-node-role" => ok(
+                "text/plain",
+                r#"{"Code":"Success","LastUpdated":"2024-03-01T12:00:00Z","Type":"AWS-HMAC","AccessKeyId":"ASIAIMDSEXAMPLE","SecretAccessKey":"imdsSecretEXAMPLEKEY","Token":"IMDSSESSIONEXAMPLE","Expiration":"2024-03-01T18:00:00Z"}"#,
+            ),
+            _ => vendors::status(404, "text/plain", ""),
+        }
+    })
+    .await;
+    let cw = cloudwatch_at(
+        &srv,
+        cw_env(vec![(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            srv.base.clone(),
+        )]),
+    );
+    assert_eq!(cw.query(CW_QUERY, &ctx(now())).await, Reading::Value(0.015));
+    assert_eq!(cw.query(CW_QUERY, &ctx(now())).await, Reading::Value(0.015));
+    let reqs = srv.requests();
+    let paths: Vec<(&str, &str)> = reqs
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str()))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("PUT", "/latest/api/token"),
+            ("GET", "/latest/meta-data/iam/security-credentials/"),
+            (
+                "GET",
+                "/latest/meta-data/iam/security-credentials/serin-node-role"
+            ),
+            ("POST", "/"),
+            ("POST", "/"),
+        ],
+        "the keys are fetched once and cached until close to expiry"
+    );
+    for q in &reqs[3..] {
+        assert_eq!(q.header("x-amz-security-token"), Some("IMDSSESSIONEXAMPLE"));
+        verify_sigv4(q, "ASIAIMDSEXAMPLE", "imdsSecretEXAMPLEKEY", "eu-west-1");
+    }
+    // Close to expiry they are fetched again.
+    let later = now() + chrono::Duration::hours(5) + chrono::Duration::minutes(56);
+    assert_eq!(cw.query(CW_QUERY, &ctx(later)).await, Reading::Value(0.015));
+    assert_eq!(srv.requests().len(), 9);
+
+    // No instance profile: a failure that says so and leaks nothing.
+    let bare = Server::start(|req: &Req| match req.path.as_str() {
+        "/latest/api/token" => ok("text/plain", SESSION),
+        "/latest/meta-data/iam/security-credentials/" => {
+            vendors::status(404, "text/plain", "Not Found")
+        }
+        _ => cw_answer(req),
+    })
+    .await;
+    let cw = cloudwatch_at(
+        &bare,
+        cw_env(vec![(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            bare.base.clone(),
+        )]),
+    );
+    let r = cw.query(CW_QUERY, &ctx(now())).await;
+    assert!(
+        failed(&r).starts_with("cloudwatch: HTTP 404") && !failed(&r).contains(SESSION),
+        "{r:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Stackdriver
-
-fn test_key() -> String {
-    std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/test-only-rsa-key.pem"
-    ))
-    .expect("test key")
-}
-
-fn sa_key_json(token_uri: &str) -> String {
-    json!({
-        "type": "service_account",
-        "project_id": "key-project",
-        "private_key_id": "kid-123",
-        "private_key": test_key(),
-        "client_email": "flagger@my-project.iam.gserviceaccount.com",
-        "client_id": "1",
-        "token_uri": token_uri,
-    })
-    .to_string()
-}
 
 const MQL: &str =
     "fetch k8s_container | metric 'istio.io/service/server/request_count' | within 10m";
@@ -563,7 +547,7 @@ async fn stackdriver_signs_a_service_account_jwt_and_queries_mql_with_the_token(
     let srv = Server::start(sd_answer).await;
     let mut c = config("stackdriver", Some(&srv.base));
     c.spec.secret_ref = Some(SecretRef { name: "gcp".into() });
-    let key = sa_key_json(&format!("{}/token", srv.base));
+    let key = vendors::service_account_key(&format!("{}/token", srv.base));
     c.secret = secret(&[("project", "my-project\n"), ("serviceAccountKey", &key)]);
     let sd = stackdriver::Stackdriver::with_env(&c, |_| None).expect("built");
     assert_eq!(sd.query(MQL, &ctx(now())).await, Reading::Value(99.5));
@@ -573,7 +557,7 @@ async fn stackdriver_signs_a_service_account_jwt_and_queries_mql_with_the_token(
     let tok = &reqs[0];
     assert_eq!((tok.method.as_str(), tok.path.as_str()), ("POST", "/token"));
     assert_eq!(
-        tok.header("content-type").as_deref(),
+        tok.header("content-type"),
         Some("application/x-www-form-urlencoded")
     );
     let form = tok.form();
@@ -606,7 +590,7 @@ async fn stackdriver_signs_a_service_account_jwt_and_queries_mql_with_the_token(
     // The signature verifies with the key's public half.
     let der = base64::engine::general_purpose::STANDARD
         .decode(
-            test_key()
+            vendors::test_key()
                 .lines()
                 .filter(|l| !l.starts_with("-----"))
                 .collect::<String>(),
@@ -626,10 +610,7 @@ async fn stackdriver_signs_a_service_account_jwt_and_queries_mql_with_the_token(
     for q in &reqs[1..] {
         assert_eq!(q.method, Method::POST);
         assert_eq!(q.path, "/v3/projects/my-project/timeSeries:query");
-        assert_eq!(
-            q.header("authorization").as_deref(),
-            Some("Bearer ya29.c.EXAMPLE")
-        );
+        assert_eq!(q.header("authorization"), Some("Bearer ya29.c.EXAMPLE"));
         assert_eq!(q.json(), json!({ "query": MQL }));
     }
 }
@@ -655,10 +636,10 @@ async fn stackdriver_uses_the_metadata_server_without_a_key() {
         ]
     );
     for r in &reqs[..2] {
-        assert_eq!(r.header("metadata-flavor").as_deref(), Some("Google"));
+        assert_eq!(r.header("metadata-flavor"), Some("Google"));
     }
     assert_eq!(
-        reqs[2].header("authorization").as_deref(),
+        reqs[2].header("authorization"),
         Some("Bearer ya29.metadata")
     );
 }
@@ -668,7 +649,7 @@ async fn stackdriver_reads_empty_results_as_no_data_and_errors_as_failures_witho
     let srv = Server::start(sd_answer).await;
     let mut c = config("stackdriver", Some(&srv.base));
     c.spec.secret_ref = Some(SecretRef { name: "gcp".into() });
-    let key = sa_key_json(&format!("{}/token", srv.base));
+    let key = vendors::service_account_key(&format!("{}/token", srv.base));
     c.secret = secret(&[("project", "my-project"), ("serviceAccountKey", &key)]);
     let sd = stackdriver::Stackdriver::with_env(&c, |_| None).expect("built");
     assert_eq!(sd.query("empty", &ctx(now())).await, Reading::Empty);
@@ -710,7 +691,7 @@ async fn stackdriver_reports_a_refused_token_exchange() {
     .await;
     let mut c = config("stackdriver", Some(&srv.base));
     c.spec.secret_ref = Some(SecretRef { name: "gcp".into() });
-    let key = sa_key_json(&format!("{}/token", srv.base));
+    let key = vendors::service_account_key(&format!("{}/token", srv.base));
     c.secret = secret(&[("project", "my-project"), ("serviceAccountKey", &key)]);
     let sd = stackdriver::Stackdriver::with_env(&c, |_| None).expect("built");
     let r = sd.query(MQL, &ctx(now())).await;
@@ -726,36 +707,10 @@ async fn stackdriver_reports_a_refused_token_exchange() {
 
 const PROGRAM: &str = "data('requests.count', filter=filter('app', 'podinfo')).sum().publish()";
 
-fn sse(events: &[(&str, &str)]) -> String {
-    events
-        .iter()
-        .map(|(e, d)| {
-            let data: String = d.lines().map(|l| format!("data: {l}\n")).collect();
-            format!("event: {e}\n{data}\n")
-        })
-        .collect()
-}
-
 fn splunk_answer(req: &Req) -> Answer {
     let program = String::from_utf8_lossy(&req.body).to_string();
-    let start = sse(&[
-        (
-            "control-message",
-            r#"{"event":"STREAM_START","timestampMs":1709296215000}"#,
-        ),
-        (
-            "control-message",
-            r#"{"event":"JOB_START","handle":"Fx1","timestampMs":1709296215001}"#,
-        ),
-        (
-            "metadata",
-            r#"{"tsId":"AAAAAKSd38Y","properties":{"sf_metric":"requests.count"}}"#,
-        ),
-    ]);
-    let end = sse(&[(
-        "control-message",
-        r#"{"event":"END_OF_CHANNEL","timestampMs":1709296215100}"#,
-    )]);
+    let start = vendors::signalflow_start();
+    let end = vendors::signalflow_end();
     let body = if program.contains("empty") {
         format!("{start}{end}")
     } else if program.contains("denied") {
@@ -816,8 +771,8 @@ async fn splunk_executes_signalflow_over_rest_and_reads_the_last_value_of_the_st
     assert_eq!(r.query.get("stop"), Some(&stop.to_string()));
     assert_eq!(r.query.get("start"), Some(&(stop - 600_000).to_string()));
     assert_eq!(r.query.get("immediate").map(String::as_str), Some("true"));
-    assert_eq!(r.header("x-sf-token").as_deref(), Some("sfx-secret-token"));
-    assert_eq!(r.header("content-type").as_deref(), Some("text/plain"));
+    assert_eq!(r.header("x-sf-token"), Some("sfx-secret-token"));
+    assert_eq!(r.header("content-type"), Some("text/plain"));
     assert_eq!(String::from_utf8_lossy(&r.body), PROGRAM);
 }
 
@@ -971,27 +926,13 @@ async fn external_metrics_sends_only_the_secret_token_to_an_overriding_address()
         Reading::Value(0.25)
     );
     assert_eq!(
-        srv.requests()[0].header("authorization").as_deref(),
+        srv.requests()[0].header("authorization"),
         Some("Bearer adapter-token")
     );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Keptn, against the embedded cluster with Keptn's CRDs.
-
-fn keptn_crd(kind: &str, plural: &str) -> DynamicObject {
-    serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": format!("{plural}.metrics.keptn.sh")},
-        "spec": {"group": "metrics.keptn.sh", "scope": "Namespaced",
-            "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase()},
-            "versions": [{"name": "v1beta1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}
-    }))
-    .expect("crd")
-}
 
 fn keptn_api(client: &kube::Client, kind: &str, plural: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
@@ -1017,9 +958,12 @@ async fn keptn_cluster() -> (serin::cluster::ClusterHandle, kube::Client) {
         ),
     );
     for (kind, plural) in [("KeptnMetric", "keptnmetrics"), ("Analysis", "analyses")] {
-        crds.create(&PostParams::default(), &keptn_crd(kind, plural))
-            .await
-            .expect("crd");
+        crds.create(
+            &PostParams::default(),
+            &serde_json::from_value(vendors::keptn_crd(kind, plural)).expect("crd"),
+        )
+        .await
+        .expect("crd");
     }
     // Wait until the kinds are served.
     for _ in 0..100 {
@@ -1058,6 +1002,15 @@ async fn keptn_reads_a_keptn_metric_value_and_no_value_is_no_data() {
             .create(&PostParams::default(), &obj)
             .await
             .expect("created");
+        // Keptn's metrics operator writes the value through the status subresource.
+        metrics
+            .patch_status(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"status": status})),
+            )
+            .await
+            .expect("status");
     }
     let k = keptn::Keptn::new(&config("keptn", None), client.clone()).expect("built");
     assert_eq!(
@@ -1097,7 +1050,7 @@ fn fake_keptn(client: kube::Client, pass: bool, seen: Arc<Mutex<Vec<Value>>>) {
                     seen.lock().expect("lock").push(a.data.clone());
                     a.data["status"] = json!({"state": "Completed", "pass": pass, "raw": "{}"});
                     let name = a.metadata.name.clone().unwrap_or_default();
-                    let _ = api.replace(&name, &PostParams::default(), &a).await;
+                    let _ = api.replace_status(&name, &PostParams::default(), &a).await;
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -16,7 +16,10 @@ const SUITES: &[&str] = &[
     "knative_e2e",
     "webhooks_e2e",
     "metrics_e2e",
+    "metrics_providers_e2e",
     "leader_election_e2e",
+    "statefulset_e2e",
+    "keda_e2e",
 ];
 
 #[test]

@@ -845,6 +845,15 @@ pub struct CanaryStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub waiting_for: Option<WaitingFor>,
+    /// Serin: the last manual request (the `serin.dev/request` annotation, written by
+    /// `kubectl serin`) and what the controller did with it. A request equal to this one (and
+    /// not `Pending`) has been handled and is not applied again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request: Option<RequestStatus>,
+    /// Serin: since when a `pause` request holds the current run (no weight changes, no
+    /// analysis); absent when the run is not paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<Time>,
 }
 
 /// Reads `waitingFor`, taking one without a reason for none. Server-side apply removes the
@@ -872,6 +881,25 @@ pub struct WaitingFor {
     /// Since when the canary has been waiting for this reason (unchanged while the reason stays).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Time>,
+}
+
+/// Serin: the acknowledgement of a manual request (`serin.dev/request: <verb>@<revision>`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("required" = ["request", "outcome"]))]
+pub struct RequestStatus {
+    /// The annotation's value as the controller read it, e.g. `promote@v1:3f2a…`.
+    pub request: String,
+    /// When the controller handled it (or, while `Pending`, first saw it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<Time>,
+    /// `Applied`, `Pending` (accepted, waiting for the canary to be ready), `Ignored` (stale or
+    /// not applicable in this phase) or `Rejected` (malformed).
+    #[serde(default)]
+    pub outcome: String,
+    /// What was done, or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Serin: the last result of one check (a metric or a webhook), so a user can see why a step was

@@ -48,7 +48,11 @@ const CANARY_RULES: &[Rule] = &[
 
 /// Kind enums for the references that share the `TargetRef` type.
 const REF_KINDS: &[(&str, &[&str])] = &[
-    ("targetRef", &["DaemonSet", "Deployment", "Service"]),
+    // StatefulSet is a Serin extension (docs/differences-from-flagger.md).
+    (
+        "targetRef",
+        &["DaemonSet", "Deployment", "Service", "StatefulSet"],
+    ),
     ("ingressRef", &["Ingress"]),
     ("routeRef", &["ApisixRoute"]),
 ];

@@ -13,9 +13,27 @@ pub enum DurationError {
     Empty,
     /// The string is not a Go duration.
     #[error(
-        "invalid duration {0:?}: expected a number followed by a unit (ns, us, ms, s, m, h), e.g. 30s or 1m30s"
+        "invalid duration {0:?}: expected a Go duration, numbers each followed by a unit (ns, us, ms, s, m, h), e.g. 30s, 1m30s or 1h"
     )]
     Invalid(String),
+}
+
+/// Why a value of a field under Flagger's [`INTERVAL_PATTERN`] (`analysis.interval`, a metric's
+/// `interval`, a webhook's `timeout`) was rejected: the API server refuses it by the pattern, or
+/// Flagger cannot parse it. One message for both, so that no message contradicts another.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "invalid duration {0:?}: this field takes a Go duration that starts with a whole number of seconds or minutes (the CRD pattern ^[0-9]+(m|s)), e.g. 30s, 1m30s or 60m; 1h, 1.5m and 0 are refused"
+)]
+pub struct IntervalError(pub String);
+
+/// Parses a field under Flagger's [`INTERVAL_PATTERN`]: it must match the pattern (as the API
+/// server checks) and be a Go duration (as Flagger parses it).
+pub fn parse_interval(input: &str) -> Result<Duration, IntervalError> {
+    match parse_duration(input) {
+        Ok(d) if matches_interval_pattern(input) => Ok(d),
+        _ => Err(IntervalError(input.to_string())),
+    }
 }
 
 /// Parses a Go `time.ParseDuration` string (without sign): a sequence of decimal numbers, each with
@@ -116,6 +134,27 @@ mod tests {
         assert!(matches_interval_pattern("500ms"));
         assert!(!matches_interval_pattern("1h"));
         assert!(!matches_interval_pattern("m"));
+    }
+
+    #[test]
+    fn interval_fields_take_seconds_or_minutes_first() {
+        for (s, ms) in [
+            ("30s", 30_000),
+            ("1m30s", 90_000),
+            ("60m", 3_600_000),
+            ("500ms", 500),
+        ] {
+            assert_eq!(parse_interval(s), Ok(Duration::from_millis(ms)), "{s}");
+        }
+        for s in ["1h", "1.5m", "0", "1mn", "", "m"] {
+            assert_eq!(
+                parse_interval(s),
+                Err(IntervalError(s.to_string())),
+                "{s:?}"
+            );
+        }
+        // The go-duration fields (a Service timeout) do take hours.
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
     }
 
     #[test]

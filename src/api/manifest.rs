@@ -39,14 +39,15 @@ fn schemas() -> &'static [(String, Value); 3] {
     })
 }
 
-/// Lints `doc` if it is a `flagger.app` Canary, MetricTemplate or AlertProvider; other kinds give
-/// `None`. Schema problems that a semantic rule reports more precisely at the same place (or below
-/// it) are dropped, so each mistake is reported once.
+/// Lints `doc` if it is in the `flagger.app` group: a Canary, MetricTemplate or AlertProvider is
+/// checked, any other kind there is an error (a misspelt kind would be refused by the API server);
+/// other groups give `None`. Schema problems that a semantic rule reports more precisely at the
+/// same place (or below it) are dropped, so each mistake is reported once.
 pub fn lint(doc: &Value, ctx: &ValidationContext) -> Option<ObjectReport> {
     let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
     let group = api_version.split('/').next().unwrap_or("");
-    if group != "flagger.app" || !KINDS.contains(&kind) {
+    if group != "flagger.app" {
         return None;
     }
     let name = doc
@@ -56,6 +57,27 @@ pub fn lint(doc: &Value, ctx: &ValidationContext) -> Option<ObjectReport> {
         .unwrap_or("<unnamed>")
         .to_string();
     let mut problems = Vec::new();
+    if !KINDS.contains(&kind) {
+        let message = if kind.is_empty() {
+            "required field is missing".to_string()
+        } else {
+            format!(
+                "unknown kind {kind:?} in flagger.app{}; the group has {}",
+                super::suggest::did_you_mean(kind, KINDS),
+                KINDS.join(", ")
+            )
+        };
+        problems.push(Problem {
+            severity: Severity::Error,
+            path: "kind".into(),
+            message,
+        });
+        return Some(ObjectReport {
+            kind: if kind.is_empty() { "<no kind>" } else { kind }.to_string(),
+            name,
+            problems,
+        });
+    }
     if api_version != "flagger.app/v1beta1" {
         problems.push(Problem {
             severity: Severity::Error,

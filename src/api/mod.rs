@@ -11,6 +11,7 @@ pub mod phase;
 pub mod provider;
 pub mod schema;
 mod schema_util;
+pub mod suggest;
 pub mod target_kind;
 pub mod template;
 pub mod time;

@@ -4,7 +4,8 @@
 //! enum, pattern, format-free string checks, minimum/maximum, minLength/maxLength, maxItems,
 //! oneOf/anyOf/not, x-kubernetes-int-or-string and x-kubernetes-preserve-unknown-fields. CEL rules
 //! are not evaluated here; [`super::validation`] implements the same checks in Rust. Unknown
-//! fields are warnings: the API server prunes them silently, which usually hides a typo.
+//! fields are warnings with a "did you mean": the API server prunes them unless the client asks
+//! for strict validation (kubectl does), which usually hides a typo.
 use serde_json::{Map, Value};
 
 use super::validation::Problem;
@@ -16,6 +17,11 @@ pub fn check(schema: &Value, value: &Value, path: &str) -> Vec<Problem> {
     walk(schema, value, path, &mut out);
     out
 }
+
+/// What happens to an unknown field, which is why it is a warning rather than an error: the API
+/// server's default (`fieldValidation=Warn`, and 1.24, which has no field validation) drops it
+/// and stores the rest, while kubectl asks for strict validation and refuses the whole object.
+const UNKNOWN_FIELD_FATE: &str = "kubectl apply refuses it (strict field validation, kubectl's default), other clients (GitOps controllers, client libraries) have the API server drop it, with at most a warning";
 
 fn push(out: &mut Vec<Problem>, severity: Severity, path: &str, message: String) {
     out.push(Problem {
@@ -204,11 +210,15 @@ fn check_object(
         } else if let Some(add) = additional.filter(|a| a.is_object()) {
             walk(add, child, &child_path, out);
         } else if !preserve && props.is_some() {
+            let known = props.into_iter().flat_map(|p| p.keys().map(String::as_str));
             push(
                 out,
                 Severity::Warning,
                 &child_path,
-                "unknown field: the API server drops it (is it misspelt or misplaced?)".to_string(),
+                format!(
+                    "unknown field{}: {UNKNOWN_FIELD_FATE}",
+                    super::suggest::did_you_mean(key, known)
+                ),
             );
         }
     }
@@ -323,7 +333,7 @@ mod tests {
     fn wrong_types_enums_and_patterns_are_errors() {
         let mut doc = minimal();
         doc["spec"]["analysis"]["stepWeight"] = json!("ten");
-        doc["spec"]["targetRef"]["kind"] = json!("StatefulSet");
+        doc["spec"]["targetRef"]["kind"] = json!("ReplicaSet");
         doc["spec"]["analysis"]["interval"] = json!("1h");
         let errs = errors_of(doc);
         assert!(
@@ -334,7 +344,7 @@ mod tests {
         );
         assert!(
             errs.iter()
-                .any(|e| e.contains("spec.targetRef.kind: unsupported value \"StatefulSet\"")),
+                .any(|e| e.contains("spec.targetRef.kind: unsupported value \"ReplicaSet\"")),
             "{errs:?}"
         );
         assert!(
@@ -351,9 +361,9 @@ mod tests {
         let errs = errors_of(doc);
         assert_eq!(
             errs,
-            vec![
-                "Warning spec.analysis.stepWeigth: unknown field: the API server drops it (is it misspelt or misplaced?)"
-            ]
+            vec![format!(
+                "Warning spec.analysis.stepWeigth: unknown field (did you mean \"stepWeight\"?): {UNKNOWN_FIELD_FATE}"
+            )]
         );
     }
 

@@ -10,6 +10,8 @@ pub enum TargetKind {
     Deployment,
     /// `apps/v1` DaemonSet.
     DaemonSet,
+    /// `apps/v1` StatefulSet (a Serin extension: Flagger has no StatefulSet targets).
+    StatefulSet,
     /// A core/v1 Service (Service-to-Service canary).
     Service,
     /// A Knative Service (`serving.knative.dev/v1`).
@@ -26,6 +28,7 @@ impl TargetKind {
         match target.kind.as_str() {
             "Deployment" => Some(Self::Deployment),
             "DaemonSet" => Some(Self::DaemonSet),
+            "StatefulSet" => Some(Self::StatefulSet),
             "Service" => Some(Self::Service),
             _ => None,
         }
@@ -36,15 +39,16 @@ impl TargetKind {
         match self {
             Self::Deployment => "Deployment",
             Self::DaemonSet => "DaemonSet",
+            Self::StatefulSet => "StatefulSet",
             Self::Service | Self::KnativeService => "Service",
         }
     }
 
     /// Whether this is a workload Serin scales and fronts with generated Services (Deployment,
-    /// DaemonSet). A Knative Service scales itself and is its own router; a Kubernetes Service
+    /// DaemonSet, StatefulSet). A Knative Service scales itself and is its own router; a Kubernetes Service
     /// target has nothing to scale and is copied, not fronted.
     pub fn is_workload(self) -> bool {
-        matches!(self, Self::Deployment | Self::DaemonSet)
+        matches!(self, Self::Deployment | Self::DaemonSet | Self::StatefulSet)
     }
 }
 
@@ -80,12 +84,15 @@ mod tests {
     }
 
     #[test]
-    fn only_deployments_and_daemonsets_are_workloads() {
+    fn deployments_daemonsets_and_statefulsets_are_workloads() {
         assert!(
             TargetKind::of(&tref("apps/v1", "Deployment")).is_some_and(TargetKind::is_workload)
         );
         assert!(TargetKind::of(&tref("apps/v1", "DaemonSet")).is_some_and(TargetKind::is_workload));
         assert!(!TargetKind::Service.is_workload());
-        assert_eq!(TargetKind::of(&tref("apps/v1", "StatefulSet")), None);
+        assert!(
+            TargetKind::of(&tref("apps/v1", "StatefulSet")).is_some_and(TargetKind::is_workload)
+        );
+        assert_eq!(TargetKind::of(&tref("apps/v1", "ReplicaSet")), None);
     }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use super::alert_provider::{ALERT_PROVIDER_TYPES, AlertProviderSpec};
 use super::canary::{CanaryAnalysis, CanaryService, CanarySpec, HttpMatchRequest, StringMatch};
 use super::defaults::MIN_INTERVAL;
-use super::duration::{matches_interval_pattern, parse_duration};
+use super::duration::{parse_duration, parse_interval};
 use super::metric_template::{METRIC_PROVIDER_TYPES, MetricTemplateSpec};
 use super::provider::Provider;
 use super::webhook_type::WebhookType;
@@ -145,17 +145,19 @@ fn check_target(spec: &CanarySpec, provider: Option<Provider>, out: &mut Vec<Pro
     match t.kind.as_str() {
         // Flagger ignores the apiVersion of workload targets (its FAQ even shows `v1`), so
         // Serin reads apps/v1 and only warns.
-        "Deployment" | "DaemonSet" if t.api_version != "apps/v1" => out.push(Problem::warning(
+        "Deployment" | "DaemonSet" | "StatefulSet" if t.api_version != "apps/v1" => out.push(Problem::warning(
             "spec.targetRef.apiVersion",
             format!(
                 "a {} target is read as apps/v1; got {:?}",
                 t.kind, t.api_version
             ),
         )),
-        "Deployment" | "DaemonSet" | "Service" => {}
+        "Deployment" | "DaemonSet" | "StatefulSet" | "Service" => {}
         other => out.push(Problem::error(
             "spec.targetRef.kind",
-            format!("unsupported target kind {other:?}; expected Deployment, DaemonSet or Service"),
+            format!(
+                "unsupported target kind {other:?}; expected Deployment, DaemonSet, StatefulSet or Service"
+            ),
         )),
     }
     if let Some(p) = provider {
@@ -573,12 +575,8 @@ fn check_analysis(
             format!("{P}.interval"),
             "interval is required",
         )),
-        Some(i) => match parse_duration(i) {
+        Some(i) => match parse_interval(i) {
             Err(e) => out.push(Problem::error(format!("{P}.interval"), e.to_string())),
-            Ok(_) if !matches_interval_pattern(i) => out.push(Problem::error(
-                format!("{P}.interval"),
-                format!("{i:?} must be written in seconds or minutes (e.g. 30s, 1m)"),
-            )),
             Ok(d) if d < ctx.min_interval => out.push(Problem::warning(
                 format!("{P}.interval"),
                 format!(
@@ -830,7 +828,7 @@ fn check_metrics(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
             ));
         }
         if let Some(iv) = &m.interval
-            && let Err(e) = parse_duration(iv)
+            && let Err(e) = parse_interval(iv)
         {
             out.push(Problem::error(format!("{path}.interval"), e.to_string()));
         }
@@ -890,15 +888,10 @@ fn check_webhooks(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
                 format!("invalid URL {:?}: {e}", w.url),
             )),
         }
-        if let Some(t) = &w.timeout {
-            match parse_duration(t) {
-                Err(e) => out.push(Problem::error(format!("{path}.timeout"), e.to_string())),
-                Ok(_) if t.len() < 2 => out.push(Problem::warning(
-                    format!("{path}.timeout"),
-                    format!("{t:?} is too short to be read and will be replaced by 10s"),
-                )),
-                Ok(_) => {}
-            }
+        if let Some(t) = &w.timeout
+            && let Err(e) = parse_interval(t)
+        {
+            out.push(Problem::error(format!("{path}.timeout"), e.to_string()));
         }
         if let Some(r) = w.retries
             && r < 0

@@ -81,19 +81,23 @@ pub fn run(args: ClusterArgs) -> ExitCode {
             eprintln!("serin cluster: {e}");
             return ExitCode::FAILURE;
         }
-        println!(
-            "serin cluster: serving {} ; kubeconfig written to {}",
+        let written = super::output::write_stdout(&format!(
+            "serin cluster: serving {} ; kubeconfig written to {}\n  export KUBECONFIG={}\n",
             cluster.url(),
+            args.kubeconfig.display(),
             args.kubeconfig.display()
-        );
-        println!("  export KUBECONFIG={}", args.kubeconfig.display());
-        if let Err(e) = tokio::signal::ctrl_c().await {
+        ));
+        // A stdout that cannot be written (a closed pipe) ends the server at once, quietly, as
+        // for every command (`cli::output`).
+        if written.is_ok()
+            && let Err(e) = tokio::signal::ctrl_c().await
+        {
             eprintln!("serin cluster: waiting for Ctrl-C: {e}");
         }
         if let Some(sims) = sims {
             sims.shutdown().await;
         }
         cluster.shutdown().await;
-        ExitCode::SUCCESS
+        super::output::finish("serin cluster", written, ExitCode::SUCCESS)
     })
 }

@@ -9,10 +9,11 @@ pub struct CrdsArgs {}
 /// Runs `serin crds`.
 pub fn run(_args: CrdsArgs) -> ExitCode {
     match crate::api::crd::to_yaml() {
-        Ok(yaml) => {
-            print!("{yaml}");
-            ExitCode::SUCCESS
-        }
+        Ok(yaml) => super::output::finish(
+            "serin crds",
+            super::output::write_stdout(&yaml),
+            ExitCode::SUCCESS,
+        ),
         Err(e) => {
             eprintln!("serin crds: cannot render YAML: {e}");
             ExitCode::FAILURE

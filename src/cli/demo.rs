@@ -36,9 +36,11 @@ pub fn run(args: DemoArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let plain = args.plain || !std::io::stdout().is_terminal();
     let opts = Options {
         scenario: args.scenario,
-        plain: args.plain || !std::io::stdout().is_terminal(),
+        plain,
+        colour: !plain && super::output::stdout_colour(),
         keep_running: args.keep_running,
         prometheus: args.prometheus,
         rps: args.rps,
@@ -54,6 +56,8 @@ pub fn run(args: DemoArgs) -> ExitCode {
     match rt.block_on(demo::run(opts)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        // The reader has gone (`serin demo | head`); everything was stopped (`cli::output`).
+        Err(demo::Error::OutputClosed) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("serin demo: {e}");
             ExitCode::from(2)

@@ -20,6 +20,13 @@ pub struct ManifestsArgs {
 pub fn run(args: ManifestsArgs) -> ExitCode {
     match render(&args) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(super::output::is_closed_pipe) =>
+        {
+            // The reader has gone (`serin manifests | head`): see `cli::output`.
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("serin manifests: {e:#}");
             ExitCode::FAILURE
@@ -50,7 +57,7 @@ fn render(args: &ManifestsArgs) -> anyhow::Result<()> {
         &["deploy/install.yaml"]
     };
     for (_, text) in files.iter().filter(|(p, _)| want.contains(&p.as_str())) {
-        print!("{text}");
+        super::output::write_stdout(text)?;
     }
     Ok(())
 }

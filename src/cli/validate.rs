@@ -2,7 +2,7 @@
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -80,6 +80,8 @@ impl Finding {
 pub struct Summary {
     /// Files read.
     pub files: usize,
+    /// YAML documents found (empty documents not counted).
+    pub documents: usize,
     /// Objects of our kinds checked.
     pub objects: Vec<(String, usize, ObjectReport)>,
     /// All findings, in input order.
@@ -93,6 +95,17 @@ impl Summary {
             .iter()
             .filter(|f| f.severity == Severity::Error)
             .count()
+    }
+    /// The exit code: 1 on any error, 2 when there was nothing to check (no YAML document in
+    /// any input: an empty directory, empty files), else 0.
+    pub fn exit_code(&self) -> ExitCode {
+        if self.errors() > 0 {
+            ExitCode::FAILURE
+        } else if self.documents == 0 {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        }
     }
     /// Number of warnings.
     pub fn warnings(&self) -> usize {
@@ -123,6 +136,11 @@ pub fn lint_text(file: &str, text: &str, ctx: &ValidationContext, summary: &mut 
                 break;
             }
         };
+        if value.is_null() {
+            // An empty document (`---` alone, only comments) holds nothing to check.
+            continue;
+        }
+        summary.documents += 1;
         let items: Vec<&Value> = if value.get("kind").and_then(Value::as_str) == Some("List") {
             value
                 .get("items")
@@ -211,25 +229,34 @@ fn io_finding(summary: &mut Summary, file: &str, e: &std::io::Error) {
     });
 }
 
-/// Runs `serin validate`: exit 1 on any error, 0 when there are only warnings or none.
+/// Runs `serin validate`: exit 1 on any error, 2 when the inputs hold no YAML document at all
+/// (an empty directory, empty files), 0 when there are only warnings or none.
 pub fn run(args: ValidateArgs) -> ExitCode {
     let ctx = ValidationContext {
         default_provider: args.mesh_provider.clone(),
         min_interval: std::time::Duration::from_secs(args.min_interval),
     };
     let summary = lint_paths(&args.paths, &ctx);
-    match args.output {
+    let written = match args.output {
         Output::Text => {
-            for f in &summary.findings {
-                println!("{}", f.line());
+            let text: String = summary
+                .findings
+                .iter()
+                .map(|f| format!("{}\n", f.line()))
+                .collect();
+            let written = super::output::write_stdout(&text);
+            if written.is_ok() {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{} file(s), {} document(s), {} object(s): {} error(s), {} warning(s)",
+                    summary.files,
+                    summary.documents,
+                    summary.objects.len(),
+                    summary.errors(),
+                    summary.warnings()
+                );
             }
-            eprintln!(
-                "{} file(s), {} object(s): {} error(s), {} warning(s)",
-                summary.files,
-                summary.objects.len(),
-                summary.errors(),
-                summary.warnings()
-            );
+            written
         }
         Output::Json => {
             let findings: Vec<Value> = summary
@@ -244,17 +271,22 @@ pub fn run(args: ValidateArgs) -> ExitCode {
                 .collect();
             let doc = json!({
                 "files": summary.files,
+                "documents": summary.documents,
                 "objects": summary.objects.len(),
                 "errors": summary.errors(),
                 "warnings": summary.warnings(),
                 "findings": findings,
             });
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            super::output::write_stdout(&format!("{text}\n"))
         }
+    };
+    if written.is_ok() && summary.documents == 0 && summary.errors() == 0 {
+        let _ = writeln!(
+            std::io::stderr(),
+            "serin validate: nothing to check: no YAML document in {} (exit 2)",
+            args.paths.join(" ")
+        );
     }
-    if summary.errors() > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    super::output::finish("serin validate", written, summary.exit_code())
 }

@@ -1,5 +1,5 @@
 //! Executes a [`Plan`]'s actions and records its status and events; does API I/O.
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -16,6 +16,7 @@ use crate::api::webhook_type::WebhookType;
 use crate::api::{Canary, TargetKind};
 use crate::notifier::Notifier;
 use crate::router::TrafficRouter;
+use crate::target::builders::KEDA_PAUSED_REPLICAS;
 use crate::webhook::Webhooks;
 
 pub use crate::core::FIELD_MANAGER;
@@ -93,6 +94,7 @@ impl Actuator<'_> {
                 let obj = match w {
                     Workload::Deployment(d) => serde_json::to_value(d),
                     Workload::DaemonSet(d) => serde_json::to_value(d),
+                    Workload::StatefulSet(s) => serde_json::to_value(s),
                 }
                 .map_err(Error::Encode)?;
                 self.apply_json(&ns, &obj).await?;
@@ -101,6 +103,8 @@ impl Actuator<'_> {
                 crate::router::knative::set_primary_revision(self.client, canary, rev).await?
             }
             Action::ScaleTarget(n) => self.scale_target(canary, &ns, *n).await?,
+            Action::PauseTargetScaler => self.pause_scaled_object(canary, &ns, true).await?,
+            Action::ResumeTargetScaler => self.pause_scaled_object(canary, &ns, false).await?,
             Action::ReconcileRouter => self.router.reconcile(canary).await?,
             Action::SetRoutes(r) => self.router.set_routes(canary, *r).await?,
             Action::FinalizeRouter => self.router.finalize(canary).await?,
@@ -207,6 +211,37 @@ impl Actuator<'_> {
         Ok(())
     }
 
+    /// Pauses the target's KEDA ScaledObject at zero replicas while the canary is scaled to zero
+    /// (`autoscaling.keda.sh/paused-replicas: "0"`, as Flagger does), and resumes it (annotation
+    /// removed) when the canary scales up. A missing ScaledObject is left alone.
+    async fn pause_scaled_object(
+        &self,
+        canary: &Canary,
+        ns: &str,
+        pause: bool,
+    ) -> Result<(), Error> {
+        let Some(a) = canary
+            .spec
+            .autoscaler_ref
+            .as_ref()
+            .filter(|a| a.kind == "ScaledObject")
+        else {
+            return Ok(());
+        };
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), ns, &super::observe::keda_resource());
+        let value = if pause { json!("0") } else { Value::Null };
+        let patch = json!({"metadata": {"annotations": {KEDA_PAUSED_REPLICAS: value}}});
+        match api
+            .patch(&a.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+            Err(e) => Err(Error::Scale(e)),
+        }
+    }
+
     async fn scale_target(&self, canary: &Canary, ns: &str, replicas: i32) -> Result<(), Error> {
         let Some(t) = &canary.spec.target_ref else {
             return Ok(());
@@ -226,6 +261,13 @@ impl Actuator<'_> {
             }
             Some(TargetKind::Deployment) => {
                 let api: Api<Deployment> = Api::namespaced(self.client.clone(), ns);
+                let patch = json!({"spec": {"replicas": replicas}});
+                api.patch(&t.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(Error::Scale)?;
+            }
+            Some(TargetKind::StatefulSet) => {
+                let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), ns);
                 let patch = json!({"spec": {"replicas": replicas}});
                 api.patch(&t.name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await

@@ -2,7 +2,7 @@
 //! observe → plan → act → record. This module wires kube-runtime and does the I/O.
 use chrono::Utc;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, DynamicObject, ListParams};
@@ -315,6 +315,7 @@ pub async fn run_with_telemetry(
     let ns = config.namespace.clone();
     let (deploy_reader, deploy_stream) = reflect::<Deployment>(&client, &ns, &wc);
     let (ds_reader, ds_stream) = reflect::<DaemonSet>(&client, &ns, &wc);
+    let (sts_reader, sts_stream) = reflect::<StatefulSet>(&client, &ns, &wc);
     let (svc_reader, svc_stream) = reflect::<Service>(&client, &ns, &wc);
     let (cm_reader, cm_stream) = reflect::<ConfigMap>(&client, &ns, &wc);
     let (secret_reader, secret_stream) = reflect::<Secret>(&client, &ns, &wc);
@@ -322,15 +323,21 @@ pub async fn run_with_telemetry(
     let knative_ar = crate::router::knative::resource();
     let knative_writer = reflector::store::Writer::<DynamicObject>::new(knative_ar.clone());
     let knative_reader = knative_writer.as_reader();
+    let keda_ar = observe::keda_resource();
+    let keda_writer = reflector::store::Writer::<DynamicObject>::new(keda_ar.clone());
+    let keda_reader = keda_writer.as_reader();
     let stores = Stores {
         deployments: deploy_reader,
         daemonsets: ds_reader,
+        statefulsets: sts_reader,
         services: svc_reader,
         configmaps: cm_reader,
         secrets: secret_reader,
         hpas: hpa_reader,
         knative_services: knative_reader,
         knative_synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        scaled_objects: keda_reader,
+        scaled_objects_synced: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
 
     let reporter = reporter();
@@ -355,10 +362,12 @@ pub async fn run_with_telemetry(
                 stores.configmaps.wait_until_ready(),
                 stores.secrets.wait_until_ready(),
                 stores.hpas.wait_until_ready(),
+                stores.statefulsets.wait_until_ready(),
             );
-            let (a, b, c, d, e, f) =
-                futures::join!(waits.0, waits.1, waits.2, waits.3, waits.4, waits.5);
-            if [a, b, c, d, e, f].iter().all(Result::is_ok) {
+            let (a, b, c, d, e, f, g) = futures::join!(
+                waits.0, waits.1, waits.2, waits.3, waits.4, waits.5, waits.6
+            );
+            if [a, b, c, d, e, f, g].iter().all(Result::is_ok) {
                 ready.store(true, std::sync::atomic::Ordering::Release);
                 tracing::info!("caches synced");
             }
@@ -371,6 +380,16 @@ pub async fn run_with_telemetry(
             if store.wait_until_ready().await.is_ok() {
                 synced.store(true, std::sync::atomic::Ordering::Release);
                 tracing::info!("Knative Services listed");
+            }
+        });
+        let (store, synced) = (
+            stores.scaled_objects.clone(),
+            stores.scaled_objects_synced.clone(),
+        );
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                synced.store(true, std::sync::atomic::Ordering::Release);
+                tracing::info!("KEDA ScaledObjects listed");
             }
         });
     }
@@ -419,6 +438,27 @@ pub async fn run_with_telemetry(
         .flatten()
     };
 
+    // KEDA is often not installed either: its ScaledObjects are watched once a Canary's
+    // autoscaler is one.
+    let keda_api: Api<DynamicObject> = match &ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &keda_ar),
+        None => Api::all_with(client.clone(), &keda_ar),
+    };
+    let keda_stream = {
+        let (store, wc) = (canary_store.clone(), wc.clone());
+        futures::stream::once(async move {
+            while !store.state().iter().any(|c| uses_scaled_object(c)) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            watcher(keda_api, wc)
+                .default_backoff()
+                .modify(strip_unused_metadata)
+                .reflect(keda_writer)
+                .touched_objects()
+        })
+        .flatten()
+    };
+
     let by_workload =
         {
             let store = canary_store.clone();
@@ -453,6 +493,8 @@ pub async fn run_with_telemetry(
     let m2 = by_workload.clone();
     let m3 = by_workload.clone();
     let m4 = by_workload.clone();
+    let m5 = by_workload.clone();
+    let m6 = by_workload.clone();
     let n1 = in_namespace.clone();
     let n2 = in_namespace.clone();
     let svc_store = canary_store.clone();
@@ -460,6 +502,12 @@ pub async fn run_with_telemetry(
     controller
         .watches_stream(deploy_stream, move |d| m1(d.name_any(), d.namespace()))
         .watches_stream(ds_stream, move |d| m2(d.name_any(), d.namespace()))
+        .watches_stream(sts_stream, move |s| m5(s.name_any(), s.namespace()))
+        .watches_stream_with(
+            keda_stream,
+            move |s| m6(s.name_any(), s.namespace()),
+            keda_ar.clone(),
+        )
         .watches_stream(hpa_stream, move |h| m3(h.name_any(), h.namespace()))
         .watches_stream_with(
             knative_stream,
@@ -607,12 +655,27 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
             .stores
             .knative_synced
             .load(std::sync::atomic::Ordering::Acquire);
+    let keda_unlisted = uses_scaled_object(&canary)
+        && !ctx
+            .stores
+            .scaled_objects_synced
+            .load(std::sync::atomic::Ordering::Acquire);
     Ok(match plan.requeue {
-        // The Knative watch starts with the first Knative canary; look again once it has listed.
-        _ if knative_unlisted => KubeAction::requeue(Duration::from_secs(2)),
+        // The Knative and KEDA watches start with the first Canary that needs them; look again
+        // once they have listed.
+        _ if knative_unlisted || keda_unlisted => KubeAction::requeue(Duration::from_secs(2)),
         Requeue::AwaitChange => KubeAction::await_change(),
         Requeue::After(d) => KubeAction::requeue(d.max(Duration::from_millis(100))),
     })
+}
+
+/// Whether the Canary's autoscaler is a KEDA ScaledObject.
+fn uses_scaled_object(canary: &Canary) -> bool {
+    canary
+        .spec
+        .autoscaler_ref
+        .as_ref()
+        .is_some_and(|a| a.kind == "ScaledObject")
 }
 
 /// The target workload's ready, not terminating Pods, listed live by its `matchLabels`; `None`
@@ -632,6 +695,11 @@ async fn target_ready_pods(ctx: &Context, canary: &Canary) -> Option<u32> {
             .daemonsets
             .get(&ObjectRef::new(&t.name).within(&ns))
             .map(|d| d.spec.selector.clone()),
+        "StatefulSet" => ctx
+            .stores
+            .statefulsets
+            .get(&ObjectRef::new(&t.name).within(&ns))
+            .map(|s| s.spec.selector.clone()),
         _ => None,
     }?;
     if selector
@@ -701,6 +769,16 @@ async fn target_cache_is_fresh(ctx: &Context, canary: &Canary) -> bool {
                 .get_opt(&t.name)
                 .await
                 .map(|o| o.and_then(|d| d.resource_version())),
+        ),
+        "StatefulSet" => (
+            ctx.stores
+                .statefulsets
+                .get(&ObjectRef::new(&t.name).within(&ns))
+                .and_then(|s| s.resource_version()),
+            Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&t.name)
+                .await
+                .map(|o| o.and_then(|s| s.resource_version())),
         ),
         _ => return true,
     };

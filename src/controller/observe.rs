@@ -1,7 +1,7 @@
 //! Builds the [`Observed`] model for one Canary from the reflector caches, which it offers to
 //! `target` as a [`crate::target::Snapshot`]; reads memory only, no API calls.
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::ResourceExt;
@@ -21,6 +21,17 @@ use crate::target::{self, builders::BuildConfig};
 /// The finalizer Flagger uses for `revertOnDeletion`.
 pub const FINALIZER: &str = "finalizer.flagger.app";
 
+/// KEDA's ScaledObject resource (`keda.sh/v1alpha1`).
+pub fn keda_resource() -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: "keda.sh".into(),
+        version: "v1alpha1".into(),
+        api_version: "keda.sh/v1alpha1".into(),
+        kind: "ScaledObject".into(),
+        plural: "scaledobjects".into(),
+    }
+}
+
 /// Reflector caches of everything a Canary depends on.
 #[derive(Clone)]
 pub struct Stores {
@@ -28,6 +39,8 @@ pub struct Stores {
     pub deployments: Store<Deployment>,
     /// DaemonSets (targets and primaries).
     pub daemonsets: Store<DaemonSet>,
+    /// StatefulSets (targets and primaries).
+    pub statefulsets: Store<StatefulSet>,
     /// Services.
     pub services: Store<Service>,
     /// ConfigMaps.
@@ -38,6 +51,10 @@ pub struct Stores {
     pub hpas: Store<HorizontalPodAutoscaler>,
     /// Knative Services (`serving.knative.dev/v1`).
     pub knative_services: Store<DynamicObject>,
+    /// KEDA ScaledObjects (`keda.sh/v1alpha1`), watched once a Canary's autoscaler is one.
+    pub scaled_objects: Store<DynamicObject>,
+    /// Set once the ScaledObjects have been listed (KEDA is often not installed).
+    pub scaled_objects_synced: Arc<AtomicBool>,
     /// Set once the Knative Services have been listed. Knative Serving is often not installed,
     /// so the other caches do not wait for this one; a Knative target waits instead.
     pub knative_synced: Arc<AtomicBool>,
@@ -84,6 +101,10 @@ impl target::Snapshot for Stores {
         get(&self.daemonsets, ns, name)
     }
 
+    fn statefulset(&self, ns: &str, name: &str) -> Option<Arc<StatefulSet>> {
+        get(&self.statefulsets, ns, name)
+    }
+
     fn service(&self, ns: &str, name: &str) -> Option<Arc<Service>> {
         get(&self.services, ns, name)
     }
@@ -98,6 +119,13 @@ impl target::Snapshot for Stores {
 
     fn hpa(&self, ns: &str, name: &str) -> Option<Arc<HorizontalPodAutoscaler>> {
         get(&self.hpas, ns, name)
+    }
+
+    fn scaled_object(&self, ns: &str, name: &str) -> Option<Value> {
+        let key = ObjectRef::<DynamicObject>::new_with(name, keda_resource()).within(ns);
+        self.scaled_objects
+            .get(&key)
+            .map(|live| serde_json::to_value(live.as_ref()).unwrap_or(Value::Null))
     }
 
     fn knative_service(&self, ns: &str, name: &str) -> Option<Value> {

@@ -4,6 +4,7 @@
 pub mod alert;
 pub mod fields;
 pub mod fingerprint;
+pub mod judge;
 pub mod knative;
 pub mod plan;
 pub mod readiness;

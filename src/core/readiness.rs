@@ -1,4 +1,4 @@
-//! Whether a Deployment, DaemonSet or Knative Service has finished rolling out, by Flagger's rules and
+//! Whether a Deployment, DaemonSet, StatefulSet or Knative Service has finished rolling out, by Flagger's rules and
 //! with Flagger's messages; pure (the clock is the `now` argument).
 //!
 //! `Waiting` is Flagger's retriable error (try again next tick, no failed check), `Failed` its
@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentCondition};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentCondition, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::core::workload::Workload;
@@ -175,7 +175,80 @@ pub fn daemonset_readiness(
     }
 }
 
-/// Readiness of either workload kind; `since` is only used for DaemonSets.
+/// Readiness of a StatefulSet, by what its controller reports (Flagger has no StatefulSet rule;
+/// this follows `kubectl rollout status`'s StatefulSet viewer and Flagger's DaemonSet deadline).
+///
+/// * `metadata.generation > status.observedGeneration`: waiting.
+/// * with a `partition`, ready once the ordinals at or above it are updated
+///   (`updatedReplicas ≥ replicas − partition`) and enough Pods are ready;
+/// * otherwise ready once `updateRevision == currentRevision` (the controller finished the
+///   ordered update), `updatedReplicas ≥ spec.replicas`, and
+///   `readyReplicas ≥ spec.replicas × threshold_percent / 100`;
+/// * failed once `since + deadline` is before `now` (StatefulSets have no progress condition),
+///   else waiting.
+pub fn statefulset_readiness(
+    s: &StatefulSet,
+    threshold_percent: i32,
+    deadline: Duration,
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Readiness {
+    let status = s.status.clone().unwrap_or_default();
+    let generation = s.metadata.generation.unwrap_or(0);
+    if generation > status.observed_generation.unwrap_or(0) {
+        return Readiness::Waiting(
+            "waiting for rollout to finish: observed statefulset generation less than desired generation"
+                .into(),
+        );
+    }
+    let desired = s.spec.replicas.unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let ready = status.ready_replicas.unwrap_or(0);
+    let needed = threshold_count(desired, threshold_percent);
+    let partition = s
+        .spec
+        .update_strategy
+        .as_ref()
+        .filter(|u| u.type_.as_deref() != Some("OnDelete"))
+        .and_then(|u| u.rolling_update.as_ref())
+        .and_then(|r| r.partition)
+        .filter(|p| *p > 0);
+    let problem = if ready < needed {
+        Some(format!(
+            "waiting for rollout to finish: {ready} of {needed} (readyThreshold {threshold_percent}%) pods are ready"
+        ))
+    } else if let Some(p) = partition {
+        let want = (desired - p).max(0);
+        (updated < want).then(|| {
+            format!(
+                "waiting for partitioned roll out to finish: {updated} out of {want} new pods have been updated"
+            )
+        })
+    } else if updated < desired {
+        Some(format!(
+            "waiting for rollout to finish: {updated} out of {desired} new pods have been updated"
+        ))
+    } else if status.update_revision != status.current_revision {
+        Some(format!(
+            "waiting for statefulset rolling update to complete {updated} pods at revision {}",
+            status.update_revision.as_deref().unwrap_or_default()
+        ))
+    } else {
+        None
+    };
+    let Some(message) = problem else {
+        return Readiness::Ready;
+    };
+    if since.is_some_and(|t| past_deadline(t, deadline, now)) {
+        return Readiness::Failed(format!(
+            "exceeded its progressDeadlineSeconds: {}",
+            deadline.as_secs()
+        ));
+    }
+    Readiness::Waiting(message)
+}
+
+/// Readiness of either workload kind; `since` is only used for DaemonSets and StatefulSets.
 pub fn workload_readiness(
     w: &Workload,
     threshold_percent: i32,
@@ -186,6 +259,9 @@ pub fn workload_readiness(
     match w {
         Workload::Deployment(d) => deployment_readiness(d, threshold_percent, deadline, now),
         Workload::DaemonSet(d) => daemonset_readiness(d, threshold_percent, deadline, since, now),
+        Workload::StatefulSet(s) => {
+            statefulset_readiness(s, threshold_percent, deadline, since, now)
+        }
     }
 }
 
@@ -238,6 +314,8 @@ mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::{
         DaemonSetSpec, DaemonSetStatus, DeploymentSpec, DeploymentStatus,
+        RollingUpdateStatefulSetStrategy, StatefulSetSpec, StatefulSetStatus,
+        StatefulSetUpdateStrategy,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -542,5 +620,112 @@ mod tests {
             knative_primary_readiness(&ready, "podinfo-00003"),
             Readiness::Waiting(_)
         ));
+    }
+
+    /// A three-replica StatefulSet at generation 2 whose controller reports `observed`,
+    /// `updated`/`ready` Pods and whether the update revision became current.
+    fn sts(observed: i64, updated: i32, ready: i32, current: bool) -> StatefulSet {
+        StatefulSet {
+            metadata: ObjectMeta {
+                name: Some("db".into()),
+                generation: Some(2),
+                ..Default::default()
+            },
+            spec: StatefulSetSpec {
+                replicas: Some(3),
+                ..Default::default()
+            },
+            status: Some(StatefulSetStatus {
+                observed_generation: Some(observed),
+                replicas: 3,
+                updated_replicas: Some(updated),
+                ready_replicas: Some(ready),
+                current_revision: Some(if current { "db-2" } else { "db-1" }.into()),
+                update_revision: Some("db-2".into()),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn statefulsets_are_ready_when_the_update_revision_is_current_and_pods_ready() {
+        let since = Some(now() - TimeDelta::seconds(30));
+        let check =
+            |s: &StatefulSet, pct: i32| statefulset_readiness(s, pct, DEADLINE, since, now());
+        assert!(
+            matches!(check(&sts(1, 3, 3, true), 100), Readiness::Waiting(m) if m.contains("generation"))
+        );
+        assert_eq!(check(&sts(2, 3, 3, true), 100), Readiness::Ready);
+        assert_eq!(
+            check(&sts(2, 1, 2, false), 100),
+            Readiness::Waiting(
+                "waiting for rollout to finish: 2 of 3 (readyThreshold 100%) pods are ready".into()
+            )
+        );
+        assert_eq!(
+            check(&sts(2, 1, 3, false), 100),
+            Readiness::Waiting(
+                "waiting for rollout to finish: 1 out of 3 new pods have been updated".into()
+            )
+        );
+        // All updated and ready, but the controller has not made the revision current yet.
+        assert!(
+            matches!(check(&sts(2, 3, 3, false), 100), Readiness::Waiting(m) if m.contains("revision db-2"))
+        );
+        // The threshold counts ready Pods against spec.replicas.
+        assert_eq!(check(&sts(2, 3, 2, true), 50), Readiness::Ready);
+    }
+
+    #[test]
+    fn a_statefulset_partition_is_the_users_and_readiness_respects_it() {
+        let mut s = sts(2, 1, 3, false);
+        s.spec.update_strategy = Some(StatefulSetUpdateStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                partition: Some(2),
+                max_unavailable: None,
+            }),
+        });
+        assert_eq!(
+            statefulset_readiness(&s, 100, DEADLINE, None, now()),
+            Readiness::Ready
+        );
+        let mut lower = s.clone();
+        if let Some(r) = lower
+            .spec
+            .update_strategy
+            .as_mut()
+            .and_then(|u| u.rolling_update.as_mut())
+        {
+            r.partition = Some(1);
+        }
+        assert!(matches!(
+            statefulset_readiness(&lower, 100, DEADLINE, None, now()),
+            Readiness::Waiting(m) if m.contains("partitioned roll out")
+        ));
+    }
+
+    #[test]
+    fn a_stuck_statefulset_fails_after_the_deadline_from_since() {
+        let stuck = sts(2, 1, 2, false);
+        let long_ago = Some(now() - TimeDelta::seconds(601));
+        assert_eq!(
+            statefulset_readiness(&stuck, 100, DEADLINE, long_ago, now()),
+            Readiness::Failed("exceeded its progressDeadlineSeconds: 600".into())
+        );
+        assert!(matches!(
+            statefulset_readiness(&stuck, 100, DEADLINE, None, now()),
+            Readiness::Waiting(_)
+        ));
+        assert!(
+            workload_readiness(
+                &Workload::StatefulSet(sts(2, 3, 3, true)),
+                100,
+                DEADLINE,
+                None,
+                now()
+            )
+            .is_ready()
+        );
     }
 }

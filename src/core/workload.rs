@@ -1,6 +1,6 @@
-//! Target and primary workloads (Deployment or DaemonSet) behind one type, plus the pure builders
+//! Target and primary workloads (Deployment, DaemonSet or StatefulSet) behind one type, plus the pure builders
 //! that derive the primary from the target; no I/O.
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
@@ -19,6 +19,8 @@ pub enum Workload {
     Deployment(Deployment),
     /// An apps/v1 DaemonSet.
     DaemonSet(DaemonSet),
+    /// An apps/v1 StatefulSet.
+    StatefulSet(StatefulSet),
 }
 
 impl Workload {
@@ -32,6 +34,7 @@ impl Workload {
         match self {
             Self::Deployment(_) => TargetKind::Deployment,
             Self::DaemonSet(_) => TargetKind::DaemonSet,
+            Self::StatefulSet(_) => TargetKind::StatefulSet,
         }
     }
 
@@ -40,6 +43,7 @@ impl Workload {
         match self {
             Self::Deployment(d) => &d.metadata,
             Self::DaemonSet(d) => &d.metadata,
+            Self::StatefulSet(s) => &s.metadata,
         }
     }
 
@@ -53,6 +57,7 @@ impl Workload {
         match self {
             Self::Deployment(d) => Some(&d.spec.template),
             Self::DaemonSet(d) => Some(&d.spec.template),
+            Self::StatefulSet(s) => Some(&s.spec.template),
         }
     }
 
@@ -61,6 +66,7 @@ impl Workload {
         let sel = match self {
             Self::Deployment(d) => &d.spec.selector,
             Self::DaemonSet(d) => &d.spec.selector,
+            Self::StatefulSet(s) => &s.spec.selector,
         };
         sel.match_labels.clone().unwrap_or_default()
     }
@@ -77,6 +83,10 @@ impl Workload {
                 d.status.as_ref().and_then(|s| s.observed_generation),
             ),
             Self::DaemonSet(d) => (
+                d.metadata.generation,
+                d.status.as_ref().and_then(|s| s.observed_generation),
+            ),
+            Self::StatefulSet(d) => (
                 d.metadata.generation,
                 d.status.as_ref().and_then(|s| s.observed_generation),
             ),
@@ -98,14 +108,26 @@ impl Workload {
                 ready: d.status.as_ref().map_or(0, |s| s.number_ready),
                 desired: d.status.as_ref().map_or(0, |s| s.desired_number_scheduled),
             },
+            // Pods of the update revision are counted as updated; ready ones of the old
+            // revision are taken off as for a Deployment.
+            Self::StatefulSet(d) => {
+                let s = d.status.clone().unwrap_or_default();
+                let updated = s.updated_replicas.unwrap_or(0);
+                let old = (s.replicas - updated).max(0);
+                PodCounts {
+                    ready: (s.ready_replicas.unwrap_or(0) - old).clamp(0, updated.max(0)),
+                    desired: d.spec.replicas.unwrap_or(1),
+                }
+            }
         })
     }
 
-    /// Desired replicas: `spec.replicas` (default 1) for a Deployment; for a DaemonSet, 0 when
-    /// it is scaled to zero by node selector, else 1 (meaning "scheduled").
+    /// Desired replicas: `spec.replicas` (default 1) for a Deployment or StatefulSet; for a
+    /// DaemonSet, 0 when it is scaled to zero by node selector, else 1 (meaning "scheduled").
     pub fn desired_replicas(&self) -> i32 {
         match self {
             Self::Deployment(d) => d.spec.replicas.unwrap_or(1),
+            Self::StatefulSet(s) => s.spec.replicas.unwrap_or(1),
             Self::DaemonSet(d) => {
                 let zero = d
                     .spec

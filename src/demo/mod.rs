@@ -56,6 +56,8 @@ pub struct Options {
     pub scenario: Scenario,
     /// Plain log lines instead of the live view.
     pub plain: bool,
+    /// ANSI colours in the live view and the summary (a terminal without `NO_COLOR`).
+    pub colour: bool,
     /// Leave everything running at the end.
     pub keep_running: bool,
     /// The Prometheus binary, if not found by the usual rules.
@@ -101,6 +103,9 @@ pub enum Error {
     /// Ctrl-C.
     #[error("interrupted; everything the demo started was stopped")]
     Interrupted,
+    /// Nobody reads stdout any more (a closed pipe); the demo stops quietly.
+    #[error("stdout was closed; everything the demo started was stopped")]
+    OutputClosed,
     /// The load generator's client could not be built.
     #[error("load generator: {0}")]
     Load(#[from] reqwest::Error),
@@ -219,24 +224,35 @@ impl Drop for Stack {
 #[derive(Clone, Copy)]
 struct Out {
     plain: bool,
+    colour: bool,
 }
 
 impl Out {
-    fn say(&self, line: &str) {
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{line}");
-        let _ = stdout.flush();
+    fn say(&self, line: &str) -> Result<(), Error> {
+        self.write(&format!("{line}\n"))
     }
 
-    fn frame(&self, s: &Snapshot) {
-        let mut stdout = std::io::stdout().lock();
+    fn frame(&self, s: &Snapshot) -> Result<(), Error> {
+        let mut frame = view::frame(s);
+        if !self.colour {
+            frame = view::strip_colours(&frame);
+        }
         // Home, draw, clear what is left of the previous frame.
-        let _ = write!(
-            stdout,
-            "\x1b[H{}\x1b[J",
-            view::frame(s).replace('\n', "\x1b[K\n")
-        );
-        let _ = stdout.flush();
+        self.write(&format!("\x1b[H{}\x1b[J", frame.replace('\n', "\x1b[K\n")))
+    }
+
+    /// Writes to stdout. A reader that has gone (`serin demo | head`) stops the demo with
+    /// [`Error::OutputClosed`], which unwinds the stack and so stops every child process; other
+    /// write errors are ignored, as a live view cannot report them anywhere better.
+    fn write(&self, text: &str) -> Result<(), Error> {
+        let mut stdout = std::io::stdout().lock();
+        match stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Error::OutputClosed),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -264,7 +280,7 @@ async fn start_stack(opts: &Options, out: &Out) -> Result<Stack, Error> {
         "embedded cluster up at {} (kubeconfig {})",
         cluster.url(),
         kubeconfig.display()
-    ));
+    ))?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut all: Vec<CustomResourceDefinition> = crate::api::crd::all();
     for doc in yaml_docs(GATEWAY_API_CRDS)? {
@@ -278,7 +294,7 @@ async fn start_stack(opts: &Options, out: &Out) -> Result<Stack, Error> {
         .map_err(|e| Error::Manifest(e.to_string()))?;
     nss.create(&PostParams::default(), &ns).await?;
     wait_served(&client).await?;
-    out.say("installed the Flagger-compatible CRDs and Gateway API CRDs");
+    out.say("installed the Flagger-compatible CRDs and Gateway API CRDs")?;
     let registry = app::Registry::default();
     let app_task = app::run(
         client.clone(),
@@ -293,13 +309,13 @@ async fn start_stack(opts: &Options, out: &Out) -> Result<Stack, Error> {
     out.say(&format!(
         "demo gateway listening on {} (metrics on {})",
         gw.proxy_addr, gw.metrics_addr
-    ));
+    ))?;
     let prom = prometheus::start(&prom_bin, &dir.join("prometheus"), gw.metrics_addr).await?;
     out.say(&format!(
         "Prometheus {} scraping the gateway every 1s at {}",
         prom_bin.display(),
         prom.url
-    ));
+    ))?;
     let log = std::fs::File::create(dir.join("controller.log"))
         .map_err(io("creating the controller log"))?;
     let controller = tokio::process::Command::new(&opts.serin_binary)
@@ -328,7 +344,7 @@ async fn start_stack(opts: &Options, out: &Out) -> Result<Stack, Error> {
         controller.id().unwrap_or_default(),
         dir.join("controller.log").display(),
         t0.elapsed().as_secs_f64()
-    ));
+    ))?;
     Ok(Stack {
         dir,
         kubeconfig,
@@ -568,10 +584,10 @@ async fn follow(
         }
         if out.plain {
             for line in view::plain_lines(prev.as_ref(), &snap) {
-                out.say(&line);
+                out.say(&line)?;
             }
         } else {
-            out.frame(&snap);
+            out.frame(&snap)?;
         }
         let phase = snap.phase.clone();
         *prev = Some(snap);
@@ -627,7 +643,7 @@ async fn run_scenario(
     };
     let stats_before = stack.gateway.stats();
     if out.plain {
-        out.say(&format!("== scenario {name}: {}", version.description));
+        out.say(&format!("== scenario {name}: {}", version.description))?;
     }
     let started = Instant::now();
     apply(&stack.client, &deployment(version)?).await?;
@@ -667,9 +683,19 @@ async fn run_scenario(
 /// Ctrl-C at any point stops everything the demo started (child processes included) and returns
 /// [`Error::Interrupted`]; with `keep_running`, Ctrl-C after the story is the normal way out.
 pub async fn run(opts: Options) -> Result<bool, Error> {
-    let out = Out { plain: opts.plain };
+    let out = Out {
+        plain: opts.plain,
+        colour: opts.colour,
+    };
     let (ok, stack) = tokio::select! {
-        r = story(&opts, &out) => r?,
+        r = story(&opts, &out) => match r {
+            Err(Error::OutputClosed) => {
+                // Nobody is reading: nothing to debug later either.
+                let _ = std::fs::remove_dir_all(work_dir());
+                return Err(Error::OutputClosed);
+            }
+            r => r?,
+        },
         _ = tokio::signal::ctrl_c() => {
             // The story's future is dropped by now, and with it every child process.
             let _ = std::fs::remove_dir_all(work_dir());
@@ -683,7 +709,7 @@ pub async fn run(opts: Options) -> Result<bool, Error> {
             stack.gateway.proxy_addr,
             stack.prometheus.url,
             stack.controller_log()
-        ));
+        ))?;
         let _ = tokio::signal::ctrl_c().await;
     }
     let dir = stack.dir.clone();
@@ -710,10 +736,10 @@ async fn story(opts: &Options, out: &Out) -> Result<(bool, Stack), Error> {
         .unwrap_or(Duration::from_secs(2));
     apply(&stack.client, &deployment(&V1)?).await?;
     apply(&stack.client, &canary_doc).await?;
-    out.say("applied podinfo v1 and its Canary; waiting for the Canary to initialize");
+    out.say("applied podinfo v1 and its Canary; waiting for the Canary to initialize")?;
     if !out.plain {
         // The live view owns the screen from here on.
-        print!("\x1b[2J");
+        out.write("\x1b[2J")?;
     }
     let init_started = Instant::now();
     let mut prev: Option<Snapshot> = None;
@@ -743,7 +769,7 @@ async fn story(opts: &Options, out: &Out) -> Result<(bool, Stack), Error> {
             "Canary initialized in {:.1}s; sending {} req/s through the gateway",
             init_started.elapsed().as_secs_f64(),
             opts.rps
-        ));
+        ))?;
     }
     // Let Prometheus see the primary's traffic before the first change.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -780,10 +806,10 @@ async fn story(opts: &Options, out: &Out) -> Result<(bool, Stack), Error> {
     }
     // The live view's last frame stays on screen; the summary follows below it.
     let load = stack.load.as_ref().map(|l| l.stats()).unwrap_or_default();
-    out.say("");
-    out.say(&view::summary(&results, !out.plain));
+    out.say("")?;
+    out.say(&view::summary(&results, out.colour))?;
     for r in &results {
-        out.say(&view::result_line(r));
+        out.say(&view::result_line(r))?;
     }
     out.say(&format!(
         "load generator: {} requests sent, answers by status {:?}, {} routing failures, {} transport errors; wall time {:.1}s",
@@ -792,7 +818,7 @@ async fn story(opts: &Options, out: &Out) -> Result<(bool, Stack), Error> {
         load.routing_failures.values().sum::<u64>(),
         load.transport_errors,
         wall.elapsed().as_secs_f64()
-    ));
+    ))?;
     let ok = results.iter().all(ScenarioResult::as_expected);
     for r in results.iter().filter(|r| !r.as_expected()) {
         out.say(&format!(
@@ -804,7 +830,7 @@ async fn story(opts: &Options, out: &Out) -> Result<(bool, Stack), Error> {
             r.expected_primary,
             r.routing_failures,
             stack.controller_log()
-        ));
+        ))?;
     }
     Ok((ok, stack))
 }

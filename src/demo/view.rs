@@ -96,10 +96,11 @@ pub struct ScenarioResult {
 }
 
 impl ScenarioResult {
-    /// Analysis steps: the state changes after the first traffic shift that wait for an analysis
-    /// interval (weight changes, failed checks, promotion, rollback). Detecting the revision and
-    /// shifting the first weight follow the canary's startup, and Finalising and Succeeded follow
-    /// the primary's rollout, not the interval, so they are not counted.
+    /// Analysis steps: the state changes after the first traffic shift, each a full analysis
+    /// interval after the previous tick (weight changes, failed checks, promotion, rollback).
+    /// Detecting the revision is immediate; the first shift is due one interval after the run's
+    /// start as the status records it, in whole seconds, so it can come up to a second early and
+    /// is not counted; Finalising and Succeeded follow the primary's rollout, not the interval.
     pub fn steps(&self) -> usize {
         self.states
             .iter()
@@ -128,6 +129,28 @@ const GREEN: &str = "\x1b[32m";
 const RED: &str = "\x1b[31m";
 const YELLOW: &str = "\x1b[33m";
 const CYAN: &str = "\x1b[36m";
+
+/// `text` without its colour codes (SGR sequences `ESC [ … m`), for a terminal with `NO_COLOR`;
+/// cursor movements are kept.
+pub fn strip_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("\x1b[") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let params = after
+            .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+            .unwrap_or(after.len());
+        if after[params..].starts_with('m') {
+            rest = &after[params + 1..];
+        } else {
+            out.push_str("\x1b[");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
 
 fn outcome_colour(outcome: &str) -> &'static str {
     match outcome {
@@ -388,6 +411,26 @@ mod tests {
                 .collect(),
             ..Snapshot::default()
         }
+    }
+
+    #[test]
+    fn without_colours_the_frame_keeps_its_text_and_loses_every_sgr_code() {
+        let s = snap("Progressing", 40, &["a"]);
+        let coloured = frame(&s);
+        assert!(
+            coloured.contains("\x1b[1m"),
+            "the frame is coloured: {coloured:?}"
+        );
+        let plain = strip_colours(&coloured);
+        assert!(!plain.contains('\x1b'), "{plain:?}");
+        assert!(plain.contains("phase    Progressing"), "{plain:?}");
+        // Cursor movements are not colours and stay.
+        assert_eq!(
+            strip_colours("\x1b[H\x1b[31mx\x1b[0m\x1b[K"),
+            "\x1b[Hx\x1b[K"
+        );
+        assert_eq!(strip_colours("no codes"), "no codes");
+        assert_eq!(strip_colours("cut \x1b["), "cut \x1b[");
     }
 
     #[test]

@@ -95,6 +95,27 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
     },
     Permission {
         group: "apps",
+        resources: &["statefulsets"],
+        verbs: &["list", "watch", "create", "patch"],
+        feature: "StatefulSet targets (a Serin extension): watch them; create and promote <target>-primary (server-side apply); scale the target (merge patch)",
+        evidence: Evidence::E2e,
+    },
+    Permission {
+        group: "keda.sh",
+        resources: &["scaledobjects"],
+        verbs: &["list", "watch", "create", "patch"],
+        feature: "autoscalerRef.kind ScaledObject: watch KEDA ScaledObjects (once a Canary uses one); create and promote <so>-primary (server-side apply); pause the target's with autoscaling.keda.sh/paused-replicas (merge patch)",
+        evidence: Evidence::E2e,
+    },
+    Permission {
+        group: "apps",
+        resources: &["statefulsets"],
+        verbs: &["get"],
+        feature: "revertOnDeletion: read the StatefulSet target before handing traffic back",
+        evidence: Evidence::E2e,
+    },
+    Permission {
+        group: "apps",
         resources: &["deployments"],
         verbs: &["get"],
         feature: "revertOnDeletion: read the Deployment target before handing traffic back",
@@ -269,9 +290,7 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
         resources: &["keptnmetrics"],
         verbs: &["get"],
         feature: "keptn metric provider: read a KeptnMetric's status.value (src/metrics/keptn.rs)",
-        evidence: Evidence::Documented(
-            "src/metrics/keptn.rs; tested against the embedded cluster in tests/metrics_providers2.rs, not by an e2e suite",
-        ),
+        evidence: Evidence::E2e,
     },
     Permission {
         group: "metrics.keptn.sh",

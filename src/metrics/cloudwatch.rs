@@ -1,14 +1,17 @@
 //! The Amazon CloudWatch metrics provider: `GetMetricData` over the AWS JSON 1.0 protocol, signed
-//! with SigV4, credentials from the environment or IRSA (STS web identity); network I/O.
+//! with SigV4, credentials from the environment, IRSA (STS web identity) or the EC2 instance
+//! profile (IMDSv2); network I/O.
 //!
 //! Like Flagger's, the query is a JSON array of `MetricDataQuery` (field names matched without
 //! regard to case, as Go's decoder does), the window is ten metric intervals ending now,
 //! `MaxDatapoints` is 20 and the reading is the first value of the first result. Credentials are
 //! resolved in the AWS SDK's order, minus what Serin does not implement: static keys from
 //! `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (/ `AWS_SESSION_TOKEN`), else IRSA
-//! (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` exchanged at STS, cached until 5 minutes
-//! before they expire). Shared config files, SSO, container and instance-profile credentials are
-//! not supported.
+//! (`AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` exchanged at STS), else the instance profile
+//! from the EC2 instance metadata service with an IMDSv2 session token (unless
+//! `AWS_EC2_METADATA_DISABLED=true`; `AWS_EC2_METADATA_SERVICE_ENDPOINT` moves it). Temporary keys
+//! are cached until 5 minutes before they expire. Shared config files, SSO and container
+//! credentials are not supported.
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -20,7 +23,7 @@ use tokio::sync::Mutex;
 
 use super::evaluate::Reading;
 use super::provider::{Provider, ProviderConfig, QueryContext};
-use super::rest::{self, Failure};
+use super::rest::{self, Failure, Http};
 
 const NAME: &str = "cloudwatch";
 /// Flagger's window: ten metric intervals.
@@ -31,6 +34,10 @@ const MAX_DATAPOINTS: u32 = 20;
 pub const TARGET: &str = "GraniteServiceVersion20100801.GetMetricData";
 /// Credentials are refreshed this long before they expire.
 const REFRESH_BEFORE: Duration = Duration::from_secs(300);
+/// The EC2 instance metadata service.
+pub const IMDS_ADDRESS: &str = "http://169.254.169.254";
+/// How long an IMDSv2 session token is asked for (the AWS SDKs' default).
+const IMDS_TOKEN_TTL: &str = "21600";
 
 /// Why a CloudWatch provider cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +48,10 @@ pub enum Error {
     /// `spec.provider.address` is not an http(s) URL.
     #[error("cloudwatch: invalid address {0:?}: expected an http(s) URL")]
     BadAddress(String),
-    /// Neither static keys nor a web identity are in the environment.
+    /// Neither static keys nor a web identity are in the environment, and the instance
+    /// metadata service is disabled.
     #[error(
-        "cloudwatch: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (IRSA)"
+        "cloudwatch: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN (IRSA), or unset AWS_EC2_METADATA_DISABLED to use the instance profile"
     )]
     NoCredentials,
     /// Only one of the two static keys is set.
@@ -95,12 +103,15 @@ enum Source {
         session_name: String,
         sts: String,
     },
+    InstanceProfile {
+        imds: String,
+    },
 }
 
 /// Runs GetMetricData queries in one region.
 #[derive(Debug)]
 pub struct CloudWatch {
-    http: reqwest::Client,
+    http: Http,
     endpoint: String,
     region: String,
     source: Source,
@@ -153,11 +164,21 @@ impl CloudWatch {
                         sts,
                     }
                 }
-                _ => return Err(Error::NoCredentials),
+                _ if var("AWS_EC2_METADATA_DISABLED")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true")) =>
+                {
+                    return Err(Error::NoCredentials);
+                }
+                _ => Source::InstanceProfile {
+                    imds: match var("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
+                        Some(u) => checked_url(&u)?,
+                        None => IMDS_ADDRESS.into(),
+                    },
+                },
             },
         };
         Ok(Self {
-            http: rest::client(config.spec.insecure_skip_verify.unwrap_or(false))
+            http: Http::new(config.spec.insecure_skip_verify.unwrap_or(false))
                 .map_err(Error::BuildClient)?,
             endpoint,
             region,
@@ -195,6 +216,7 @@ impl CloudWatch {
         )?;
         let mut req = self
             .http
+            .client()
             .post(&url)
             .header("content-type", content_type)
             .header("x-amz-target", TARGET)
@@ -209,21 +231,16 @@ impl CloudWatch {
         .into_iter()
         .flatten()
         .collect();
-        let answer = rest::send(NAME, req, &secrets).await?;
+        let answer = self.http.send(NAME, req, &secrets).await?;
         read(&answer)
     }
 
-    /// The current keys: static ones, or IRSA ones refreshed when close to expiry.
+    /// The current keys: static ones, or temporary ones (IRSA, instance profile) refreshed when
+    /// close to expiry.
     async fn keys(&self, now: DateTime<Utc>) -> Result<Keys, Failure> {
-        let (token_file, role_arn, session_name, sts) = match &self.source {
-            Source::Static(k) => return Ok(k.clone()),
-            Source::WebIdentity {
-                token_file,
-                role_arn,
-                session_name,
-                sts,
-            } => (token_file, role_arn, session_name, sts),
-        };
+        if let Source::Static(k) = &self.source {
+            return Ok(k.clone());
+        }
         let mut cached = self.cached.lock().await;
         if let Some(k) = cached.as_ref() {
             let fresh = k.expires.is_none_or(|e| {
@@ -233,6 +250,31 @@ impl CloudWatch {
                 return Ok(k.clone());
             }
         }
+        let keys = match &self.source {
+            Source::Static(k) => k.clone(),
+            Source::WebIdentity {
+                token_file,
+                role_arn,
+                session_name,
+                sts,
+            } => {
+                self.web_identity_keys(token_file, role_arn, session_name, sts)
+                    .await?
+            }
+            Source::InstanceProfile { imds } => self.instance_profile_keys(imds).await?,
+        };
+        *cached = Some(keys.clone());
+        Ok(keys)
+    }
+
+    /// Exchanges the web identity token at STS (AssumeRoleWithWebIdentity).
+    async fn web_identity_keys(
+        &self,
+        token_file: &std::path::Path,
+        role_arn: &str,
+        session_name: &str,
+        sts: &str,
+    ) -> Result<Keys, Failure> {
         let token = tokio::fs::read_to_string(token_file).await.map_err(|e| {
             Failure(format!(
                 "{NAME}: cannot read the web identity token {}: {e}",
@@ -249,20 +291,63 @@ impl CloudWatch {
             .finish();
         let req = self
             .http
+            .client()
             .post(format!("{sts}/"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form);
-        let answer = rest::send(NAME, req, &[token]).await?;
-        let keys = read_sts(&answer).ok_or_else(|| {
+        let answer = self.http.send(NAME, req, &[token]).await?;
+        read_sts(&answer).ok_or_else(|| {
             rest::unparsable(
                 NAME,
                 &answer,
                 "no Credentials in the AssumeRoleWithWebIdentity answer",
                 &[],
             )
-        })?;
-        *cached = Some(keys.clone());
-        Ok(keys)
+        })
+    }
+
+    /// The instance profile's keys from the instance metadata service: an IMDSv2 session token
+    /// (`PUT /latest/api/token`), the role name, then the role's credentials.
+    async fn instance_profile_keys(&self, imds: &str) -> Result<Keys, Failure> {
+        let client = self.http.client();
+        let token = self
+            .http
+            .send(
+                NAME,
+                client
+                    .put(format!("{imds}/latest/api/token"))
+                    .header("x-aws-ec2-metadata-token-ttl-seconds", IMDS_TOKEN_TTL),
+                &[],
+            )
+            .await?;
+        let token = String::from_utf8_lossy(&token).trim().to_string();
+        let base = format!("{imds}/latest/meta-data/iam/security-credentials/");
+        let roles = self
+            .http
+            .send(
+                NAME,
+                client.get(&base).header("x-aws-ec2-metadata-token", &token),
+                &[&token],
+            )
+            .await?;
+        let roles = String::from_utf8_lossy(&roles);
+        let role = roles.lines().next().unwrap_or_default().trim();
+        if role.is_empty() {
+            return Err(Failure(format!(
+                "{NAME}: the instance has no IAM role: the instance metadata service lists none at {base}"
+            )));
+        }
+        let body = self
+            .http
+            .send(
+                NAME,
+                client
+                    .get(format!("{base}{role}"))
+                    .header("x-aws-ec2-metadata-token", &token),
+                &[&token],
+            )
+            .await?;
+        read_instance_credentials(&body)
     }
 }
 
@@ -419,6 +504,38 @@ pub fn read(body: &[u8]) -> Result<Reading, Failure> {
     )
 }
 
+/// The keys in an instance metadata credentials answer (`{"Code":"Success","AccessKeyId":…}`).
+/// The body holds the secret key, so a failure never quotes it.
+pub fn read_instance_credentials(body: &[u8]) -> Result<Keys, Failure> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Answer {
+        code: Option<String>,
+        access_key_id: Option<String>,
+        secret_access_key: Option<String>,
+        token: Option<String>,
+        expiration: Option<DateTime<Utc>>,
+    }
+    let fail = |why: &str| {
+        Failure(format!(
+            "{NAME}: cannot read the instance profile credentials: {why}"
+        ))
+    };
+    let a: Answer = serde_json::from_slice(body).map_err(|_| fail("not the documented JSON"))?;
+    if let Some(code) = a.code.as_deref().filter(|c| *c != "Success") {
+        return Err(fail(&format!("Code is {code:?}")));
+    }
+    match (a.access_key_id, a.secret_access_key) {
+        (Some(access_key_id), Some(secret_access_key)) => Ok(Keys {
+            access_key_id,
+            secret_access_key,
+            session_token: a.token,
+            expires: a.expiration,
+        }),
+        _ => Err(fail("no AccessKeyId or SecretAccessKey")),
+    }
+}
+
 /// The keys in an AssumeRoleWithWebIdentity XML answer.
 fn read_sts(body: &[u8]) -> Option<Keys> {
     let xml = String::from_utf8_lossy(body);
@@ -481,8 +598,13 @@ mod tests {
             CloudWatch::with_env(&config(None, None), &keys),
             Err(Error::MissingRegion)
         ));
+        // Without keys or a web identity the instance profile is asked, unless disabled.
+        assert!(CloudWatch::with_env(&config(Some("eu-west-1"), None), env(&[])).is_ok());
         assert!(matches!(
-            CloudWatch::with_env(&config(Some("eu-west-1"), None), env(&[])),
+            CloudWatch::with_env(
+                &config(Some("eu-west-1"), None),
+                env(&[("AWS_EC2_METADATA_DISABLED", "true")])
+            ),
             Err(Error::NoCredentials)
         ));
         assert!(matches!(
@@ -496,6 +618,22 @@ mod tests {
             CloudWatch::with_env(&config(Some("eu-west-1"), Some("ftp://x")), &keys),
             Err(Error::BadAddress(_))
         ));
+    }
+
+    #[test]
+    fn instance_credentials_are_read_without_quoting_the_secret() {
+        let k = read_instance_credentials(
+            br#"{"Code":"Success","LastUpdated":"2024-03-01T12:00:00Z","Type":"AWS-HMAC","AccessKeyId":"ASIAIMDS","SecretAccessKey":"imdsSecret","Token":"imdsToken","Expiration":"2024-03-01T18:00:00Z"}"#,
+        )
+        .expect("keys");
+        assert_eq!(k.access_key_id, "ASIAIMDS");
+        assert_eq!(k.session_token.as_deref(), Some("imdsToken"));
+        assert_eq!(k.expires.map(|e| e.timestamp()), Some(1_709_316_000));
+        let bad = read_instance_credentials(br#"{"Code":"Failed","SecretAccessKey":"imdsSecret"}"#);
+        assert!(
+            matches!(&bad, Err(f) if f.0.contains("\"Failed\"") && !f.0.contains("imdsSecret")),
+            "{bad:?}"
+        );
     }
 
     #[test]

@@ -12,10 +12,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{
-    Provider, ProviderConfig, QueryContext, execute, http_client, secret_text, unparsable,
-    window_secs,
-};
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings, window_secs};
+use super::rest::Http;
 
 /// Datadog's public API host.
 pub const DEFAULT_ADDRESS: &str = "https://api.datadoghq.com";
@@ -27,58 +25,41 @@ pub const API_KEY: &str = "datadog_api_key";
 pub const APPLICATION_KEY: &str = "datadog_application_key";
 /// The window is this many metric intervals.
 pub const WINDOW_INTERVALS: u32 = 10;
-/// Flagger's timeout.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the provider cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A required Secret key is missing (or there is no Secret at all).
-    #[error("datadog: the secretRef Secret must contain the key {0:?}")]
-    MissingKey(&'static str),
-    /// The HTTP client could not be built.
-    #[error("datadog: cannot build the HTTP client: {0}")]
-    BuildClient(#[source] reqwest::Error),
+    /// A missing key or an unusable HTTP client.
+    #[error("datadog: {0}")]
+    Settings(#[from] Settings),
 }
 
 /// Runs Datadog queries.
 #[derive(Clone, Debug)]
 pub struct Datadog {
-    client: reqwest::Client,
+    http: Http,
     address: String,
     api_key: String,
     application_key: String,
-    timeout: Duration,
-    insecure: bool,
 }
 
 impl Datadog {
     /// Reads the address (or Datadog's default) and both keys from the Secret.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
-        let secret = config.secret.as_ref();
-        let api_key = secret_text(secret, API_KEY).ok_or(Error::MissingKey(API_KEY))?;
-        let application_key =
-            secret_text(secret, APPLICATION_KEY).ok_or(Error::MissingKey(APPLICATION_KEY))?;
-        let insecure = config.spec.insecure_skip_verify.unwrap_or(false);
         Ok(Self {
-            client: http_client(TIMEOUT, insecure).map_err(Error::BuildClient)?,
-            address: config
-                .spec
-                .address
-                .clone()
-                .filter(|a| !a.is_empty())
-                .unwrap_or_else(|| DEFAULT_ADDRESS.to_string()),
-            api_key,
-            application_key,
-            timeout: TIMEOUT,
-            insecure,
+            api_key: config.required_key(API_KEY)?,
+            application_key: config.required_key(APPLICATION_KEY)?,
+            http: config.http()?,
+            address: config.address().unwrap_or(DEFAULT_ADDRESS).to_string(),
         })
     }
 
     /// The same provider with another timeout (tests).
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.client = http_client(timeout, self.insecure).map_err(Error::BuildClient)?;
-        self.timeout = timeout;
+        self.http = self
+            .http
+            .with_timeout(timeout)
+            .map_err(Settings::BuildClient)?;
         Ok(self)
     }
 }
@@ -111,7 +92,8 @@ impl Provider for Datadog {
         let to = ctx.now.timestamp();
         let from = to - window_secs(ctx.interval, WINDOW_INTERVALS);
         let request = self
-            .client
+            .http
+            .client()
             .get(format!(
                 "{}{QUERY_PATH}",
                 self.address.trim_end_matches('/')
@@ -124,11 +106,7 @@ impl Provider for Datadog {
                 ("to", to.to_string()),
             ]);
         let secrets = [self.api_key.as_str(), self.application_key.as_str()];
-        match execute("datadog", &self.client, request, self.timeout, &secrets).await {
-            Ok(body) => read(&body)
-                .unwrap_or_else(|e| Reading::Failed(unparsable("datadog", e, &body, &secrets))),
-            Err(e) => Reading::Failed(e),
-        }
+        self.http.reading("datadog", request, &secrets, read).await
     }
 }
 

@@ -12,9 +12,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{
-    Provider, ProviderConfig, QueryContext, execute, http_client, secret_text, unparsable,
-};
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings};
+use super::rest::Http;
 
 /// The query path.
 pub const QUERY_PATH: &str = "/api/v2/metrics/query";
@@ -22,8 +21,6 @@ pub const QUERY_PATH: &str = "/api/v2/metrics/query";
 pub const TOKEN: &str = "dynatrace_token";
 /// The window is this many metric intervals.
 pub const WINDOW_INTERVALS: u32 = 10;
-/// Flagger's timeout.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the provider cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -31,48 +28,37 @@ pub enum Error {
     /// `address` is not set.
     #[error("dynatrace: the MetricTemplate has no address (the environment URL)")]
     MissingAddress,
-    /// A required Secret key is missing (or there is no Secret at all).
-    #[error("dynatrace: the secretRef Secret must contain the key {0:?}")]
-    MissingKey(&'static str),
-    /// The HTTP client could not be built.
-    #[error("dynatrace: cannot build the HTTP client: {0}")]
-    BuildClient(#[source] reqwest::Error),
+    /// A missing key or an unusable HTTP client.
+    #[error("dynatrace: {0}")]
+    Settings(#[from] Settings),
 }
 
 /// Runs Dynatrace metric selectors.
 #[derive(Clone, Debug)]
 pub struct Dynatrace {
-    client: reqwest::Client,
+    http: Http,
     endpoint: String,
     token: String,
-    timeout: Duration,
-    insecure: bool,
 }
 
 impl Dynatrace {
     /// Reads the address and the token.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
-        let address = config
-            .spec
-            .address
-            .clone()
-            .filter(|a| !a.is_empty())
-            .ok_or(Error::MissingAddress)?;
-        let token = secret_text(config.secret.as_ref(), TOKEN).ok_or(Error::MissingKey(TOKEN))?;
-        let insecure = config.spec.insecure_skip_verify.unwrap_or(false);
+        let address = config.address().ok_or(Error::MissingAddress)?;
+        let token = config.required_key(TOKEN)?;
         Ok(Self {
-            client: http_client(TIMEOUT, insecure).map_err(Error::BuildClient)?,
+            http: config.http()?,
             endpoint: format!("{}{QUERY_PATH}", address.trim_end_matches('/')),
             token,
-            timeout: TIMEOUT,
-            insecure,
         })
     }
 
     /// The same provider with another timeout (tests).
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.client = http_client(timeout, self.insecure).map_err(Error::BuildClient)?;
-        self.timeout = timeout;
+        self.http = self
+            .http
+            .with_timeout(timeout)
+            .map_err(Settings::BuildClient)?;
         Ok(self)
     }
 }
@@ -118,7 +104,8 @@ impl Provider for Dynatrace {
             i64::try_from((ctx.interval * WINDOW_INTERVALS).as_millis()).unwrap_or(i64::MAX);
         let from = to.saturating_sub(window);
         let request = self
-            .client
+            .http
+            .client()
             .get(&self.endpoint)
             .header("Authorization", format!("Api-Token {}", self.token))
             .query(&[
@@ -128,11 +115,9 @@ impl Provider for Dynatrace {
                 ("to", to.to_string()),
             ]);
         let secrets = [self.token.as_str()];
-        match execute("dynatrace", &self.client, request, self.timeout, &secrets).await {
-            Ok(body) => read(&body)
-                .unwrap_or_else(|e| Reading::Failed(unparsable("dynatrace", e, &body, &secrets))),
-            Err(e) => Reading::Failed(e),
-        }
+        self.http
+            .reading("dynatrace", request, &secrets, read)
+            .await
     }
 }
 

@@ -65,7 +65,7 @@ impl ExternalMetrics {
     /// `token`; then a client is built for them.
     pub fn new(config: &ProviderConfig, client: kube::Client) -> Result<Self, Error> {
         let address = config.spec.address.as_deref().filter(|a| !a.is_empty());
-        let token = super::rest::secret_text(config.secret.as_ref(), "token");
+        let token = super::provider::secret_text(config.secret.as_ref(), "token");
         let insecure = config.spec.insecure_skip_verify.unwrap_or(false);
         if address.is_none() && token.is_none() && !insecure {
             return Ok(Self { client });

@@ -11,66 +11,49 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{
-    Provider, ProviderConfig, QueryContext, execute, http_client, secret_text, unparsable,
-};
-
-/// Flagger's timeout.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings};
+use super::rest::Http;
 
 /// Why the provider cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `address` is empty or not a URL.
-    #[error("graphite: address {0:?} is not a valid URL")]
-    BadAddress(String),
-    /// A required Secret key is missing.
-    #[error("graphite: the secretRef Secret must contain the key {0:?}")]
-    MissingKey(&'static str),
-    /// The HTTP client could not be built.
-    #[error("graphite: cannot build the HTTP client: {0}")]
-    BuildClient(#[source] reqwest::Error),
+    /// A bad address, a missing key or an unusable HTTP client.
+    #[error("graphite: {0}")]
+    Settings(#[from] Settings),
 }
 
 /// Runs Graphite render queries.
 #[derive(Clone, Debug)]
 pub struct Graphite {
-    client: reqwest::Client,
+    http: Http,
     base: url::Url,
     credentials: Option<(String, String)>,
-    timeout: Duration,
-    insecure: bool,
 }
 
 impl Graphite {
     /// Reads the address (required) and the optional basic-auth credentials.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
-        let raw = config.spec.address.clone().unwrap_or_default();
-        let base = url::Url::parse(&raw)
-            .ok()
-            .filter(|u| u.has_host())
-            .ok_or(Error::BadAddress(raw))?;
-        let credentials = match config.secret.as_ref() {
+        let base = config.address_url()?;
+        let credentials = match config.secret {
             None => None,
-            Some(s) => Some((
-                secret_text(Some(s), "username").ok_or(Error::MissingKey("username"))?,
-                secret_text(Some(s), "password").ok_or(Error::MissingKey("password"))?,
+            Some(_) => Some((
+                config.required_key("username")?,
+                config.required_key("password")?,
             )),
         };
-        let insecure = config.spec.insecure_skip_verify.unwrap_or(false);
         Ok(Self {
-            client: http_client(TIMEOUT, insecure).map_err(Error::BuildClient)?,
+            http: config.http()?,
             base,
             credentials,
-            timeout: TIMEOUT,
-            insecure,
         })
     }
 
     /// The same provider with another timeout (tests).
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.client = http_client(timeout, self.insecure).map_err(Error::BuildClient)?;
-        self.timeout = timeout;
+        self.http = self
+            .http
+            .with_timeout(timeout)
+            .map_err(Settings::BuildClient)?;
         Ok(self)
     }
 
@@ -130,16 +113,12 @@ pub fn read(body: &[u8]) -> Result<Reading, String> {
 #[async_trait]
 impl Provider for Graphite {
     async fn query(&self, query: &str, _ctx: &QueryContext) -> Reading {
-        let mut request = self.client.get(self.render_url(query));
+        let mut request = self.http.client().get(self.render_url(query));
         if let Some((user, password)) = &self.credentials {
             request = request.basic_auth(user, Some(password));
         }
         let secrets: Vec<&str> = self.credentials.iter().map(|(_, p)| p.as_str()).collect();
-        match execute("graphite", &self.client, request, self.timeout, &secrets).await {
-            Ok(body) => read(&body)
-                .unwrap_or_else(|e| Reading::Failed(unparsable("graphite", e, &body, &secrets))),
-            Err(e) => Reading::Failed(e),
-        }
+        self.http.reading("graphite", request, &secrets, read).await
     }
 }
 
@@ -200,6 +179,9 @@ mod tests {
             },
             secret: None,
         };
-        assert!(matches!(Graphite::new(&cfg), Err(Error::BadAddress(_))));
+        assert!(matches!(
+            Graphite::new(&cfg),
+            Err(Error::Settings(Settings::BadAddress(_)))
+        ));
     }
 }

@@ -11,9 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::evaluate::Reading;
-use super::provider::{
-    Provider, ProviderConfig, QueryContext, execute, http_client, secret_text, unparsable,
-};
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings};
+use super::rest::Http;
 
 /// Flagger's timeout for InfluxDB.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
@@ -21,60 +20,50 @@ pub const TIMEOUT: Duration = Duration::from_secs(15);
 /// Why the provider cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// `address` is empty or not a URL.
-    #[error("influxdb: address {0:?} is not a valid URL")]
-    BadAddress(String),
-    /// A required Secret key is missing.
-    #[error("influxdb: the secretRef Secret must contain the key {0:?}")]
-    MissingKey(&'static str),
-    /// The HTTP client could not be built.
-    #[error("influxdb: cannot build the HTTP client: {0}")]
-    BuildClient(#[source] reqwest::Error),
+    /// A bad address, a missing key or an unusable HTTP client.
+    #[error("influxdb: {0}")]
+    Settings(#[from] Settings),
 }
 
 /// Runs Flux queries.
 #[derive(Clone, Debug)]
 pub struct InfluxDb {
-    client: reqwest::Client,
+    http: Http,
     endpoint: url::Url,
     token: Option<String>,
     org: String,
-    timeout: Duration,
-    insecure: bool,
 }
 
 impl InfluxDb {
     /// Reads the address (required) and, with a Secret, `token` and `org`.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
-        let raw = config.spec.address.clone().unwrap_or_default();
-        let mut endpoint = url::Url::parse(&raw)
-            .ok()
-            .filter(|u| u.has_host())
-            .ok_or(Error::BadAddress(raw))?;
+        let mut endpoint = config.address_url()?;
         let path = format!("{}/api/v2/query", endpoint.path().trim_end_matches('/'));
         endpoint.set_path(&path);
-        let (token, org) = match config.secret.as_ref() {
+        let (token, org) = match config.secret {
             None => (None, String::new()),
-            Some(s) => (
-                Some(secret_text(Some(s), "token").ok_or(Error::MissingKey("token"))?),
-                secret_text(Some(s), "org").ok_or(Error::MissingKey("org"))?,
+            Some(_) => (
+                Some(config.required_key("token")?),
+                config.required_key("org")?,
             ),
         };
-        let insecure = config.spec.insecure_skip_verify.unwrap_or(false);
         Ok(Self {
-            client: http_client(TIMEOUT, insecure).map_err(Error::BuildClient)?,
+            http: config
+                .http()?
+                .with_timeout(TIMEOUT)
+                .map_err(Settings::BuildClient)?,
             endpoint,
             token,
             org,
-            timeout: TIMEOUT,
-            insecure,
         })
     }
 
     /// The same provider with another timeout (tests).
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.client = http_client(timeout, self.insecure).map_err(Error::BuildClient)?;
-        self.timeout = timeout;
+        self.http = self
+            .http
+            .with_timeout(timeout)
+            .map_err(Settings::BuildClient)?;
         Ok(self)
     }
 }
@@ -175,7 +164,8 @@ impl Provider for InfluxDb {
             },
         });
         let mut request = self
-            .client
+            .http
+            .client()
             .post(self.endpoint.clone())
             .query(&[("org", self.org.as_str())])
             .header("Accept", "text/csv")
@@ -184,11 +174,7 @@ impl Provider for InfluxDb {
             request = request.header("Authorization", format!("Token {t}"));
         }
         let secrets: Vec<&str> = self.token.iter().map(String::as_str).collect();
-        match execute("influxdb", &self.client, request, self.timeout, &secrets).await {
-            Ok(body) => read(&body)
-                .unwrap_or_else(|e| Reading::Failed(unparsable("influxdb", e, &body, &secrets))),
-            Err(e) => Reading::Failed(e),
-        }
+        self.http.reading("influxdb", request, &secrets, read).await
     }
 }
 

@@ -12,10 +12,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{
-    Provider, ProviderConfig, QueryContext, execute, http_client, secret_text, unparsable,
-    window_secs,
-};
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings, window_secs};
+use super::rest::Http;
 
 /// The Insights API host.
 pub const DEFAULT_ADDRESS: &str = "https://insights-api.newrelic.com";
@@ -23,66 +21,52 @@ pub const DEFAULT_ADDRESS: &str = "https://insights-api.newrelic.com";
 pub const ACCOUNT_ID: &str = "newrelic_account_id";
 /// Secret key of the query key.
 pub const QUERY_KEY: &str = "newrelic_query_key";
-/// Flagger's timeout.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the provider cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A required Secret key is missing (or there is no Secret at all).
-    #[error("newrelic: the secretRef Secret must contain the key {0:?}")]
-    MissingKey(&'static str),
+    /// A missing key or an unusable HTTP client.
+    #[error("newrelic: {0}")]
+    Settings(#[from] Settings),
     /// The account id would change the request path.
     #[error("newrelic: {ACCOUNT_ID} must be a number")]
     BadAccountId,
-    /// The HTTP client could not be built.
-    #[error("newrelic: cannot build the HTTP client: {0}")]
-    BuildClient(#[source] reqwest::Error),
 }
 
 /// Runs NRQL queries.
 #[derive(Clone, Debug)]
 pub struct NewRelic {
-    client: reqwest::Client,
+    http: Http,
     endpoint: String,
     query_key: String,
-    timeout: Duration,
-    insecure: bool,
 }
 
 impl NewRelic {
     /// Reads the address (or the Insights default), the account id and the query key.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
-        let secret = config.secret.as_ref();
-        let account = secret_text(secret, ACCOUNT_ID).ok_or(Error::MissingKey(ACCOUNT_ID))?;
+        let account = config.required_key(ACCOUNT_ID)?;
         let account = account.trim();
         if account.is_empty() || !account.chars().all(|c| c.is_ascii_digit()) {
             return Err(Error::BadAccountId);
         }
-        let query_key = secret_text(secret, QUERY_KEY).ok_or(Error::MissingKey(QUERY_KEY))?;
-        let address = config
-            .spec
-            .address
-            .clone()
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| DEFAULT_ADDRESS.to_string());
-        let insecure = config.spec.insecure_skip_verify.unwrap_or(false);
+        let query_key = config.required_key(QUERY_KEY)?;
+        let address = config.address().unwrap_or(DEFAULT_ADDRESS);
         Ok(Self {
-            client: http_client(TIMEOUT, insecure).map_err(Error::BuildClient)?,
+            http: config.http()?,
             endpoint: format!(
                 "{}/v1/accounts/{account}/query",
                 address.trim_end_matches('/')
             ),
             query_key,
-            timeout: TIMEOUT,
-            insecure,
         })
     }
 
     /// The same provider with another timeout (tests).
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.client = http_client(timeout, self.insecure).map_err(Error::BuildClient)?;
-        self.timeout = timeout;
+        self.http = self
+            .http
+            .with_timeout(timeout)
+            .map_err(Settings::BuildClient)?;
         Ok(self)
     }
 }
@@ -117,16 +101,13 @@ pub fn nrql(query: &str, interval: Duration) -> String {
 impl Provider for NewRelic {
     async fn query(&self, query: &str, ctx: &QueryContext) -> Reading {
         let request = self
-            .client
+            .http
+            .client()
             .get(&self.endpoint)
             .header("X-Query-Key", &self.query_key)
             .query(&[("nrql", nrql(query, ctx.interval))]);
         let secrets = [self.query_key.as_str()];
-        match execute("newrelic", &self.client, request, self.timeout, &secrets).await {
-            Ok(body) => read(&body)
-                .unwrap_or_else(|e| Reading::Failed(unparsable("newrelic", e, &body, &secrets))),
-            Err(e) => Reading::Failed(e),
-        }
+        self.http.reading("newrelic", request, &secrets, read).await
     }
 }
 

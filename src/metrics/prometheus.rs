@@ -168,7 +168,7 @@ impl Prometheus {
                 Error::QueryMetric(format!(
                     "invalid address {:?}: {}",
                     endpoint.address,
-                    chain(&e)
+                    crate::core::text::error_chain(&e)
                 ))
             })?;
         let mut q = client.query(query);
@@ -186,7 +186,10 @@ impl Prometheus {
                 q = q.header(name.clone(), v);
             }
         }
-        let result = q.get().await.map_err(|e| Error::QueryMetric(chain(&e)))?;
+        let result = q
+            .get()
+            .await
+            .map_err(|e| Error::QueryMetric(crate::core::text::error_chain(&e)))?;
         Ok(result.data().clone())
     }
 
@@ -263,21 +266,6 @@ pub fn read(data: &Data) -> Reading {
             m.len()
         )),
     }
-}
-
-/// An error with its causes, so the transport's reason (connection refused, 401, …) is kept.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

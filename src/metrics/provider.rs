@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::evaluate::Reading;
+use super::rest::Http;
 use crate::api::metric_template::MetricProvider as ProviderSpec;
-use crate::core::text::{body_prefix, error_chain, redact};
 
 /// What one query needs besides its text.
 #[derive(Clone, Debug)]
@@ -25,6 +25,47 @@ pub struct ProviderConfig {
     pub spec: ProviderSpec,
     /// The data of `spec.provider.secretRef`, read by the analyzer from the template's namespace (None without a secretRef).
     pub secret: Option<BTreeMap<String, Vec<u8>>>,
+}
+
+impl ProviderConfig {
+    /// `spec.provider.address` when it is set and not empty.
+    pub fn address(&self) -> Option<&str> {
+        self.spec.address.as_deref().filter(|a| !a.is_empty())
+    }
+
+    /// `spec.provider.address` as a URL with a host.
+    pub fn address_url(&self) -> Result<url::Url, Settings> {
+        let raw = self.spec.address.clone().unwrap_or_default();
+        url::Url::parse(&raw)
+            .ok()
+            .filter(|u| u.has_host())
+            .ok_or(Settings::BadAddress(raw))
+    }
+
+    /// A Secret key the provider cannot work without (see [`secret_text`]).
+    pub fn required_key(&self, key: &'static str) -> Result<String, Settings> {
+        secret_text(self.secret.as_ref(), key).ok_or(Settings::MissingKey(key))
+    }
+
+    /// The provider's HTTP client, with Flagger's timeout and `insecureSkipVerify` honoured.
+    pub fn http(&self) -> Result<Http, Settings> {
+        Http::new(self.spec.insecure_skip_verify.unwrap_or(false)).map_err(Settings::BuildClient)
+    }
+}
+
+/// What every HTTP vendor provider can find wrong in its settings; each provider's `Error` wraps
+/// it under the provider's name.
+#[derive(Debug, thiserror::Error)]
+pub enum Settings {
+    /// A required Secret key is missing (or there is no Secret at all).
+    #[error("the secretRef Secret must contain the key {0:?}")]
+    MissingKey(&'static str),
+    /// `address` is empty or not a URL.
+    #[error("address {0:?} is not a valid URL")]
+    BadAddress(String),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    BuildClient(#[source] reqwest::Error),
 }
 
 /// Runs queries against one metrics backend.
@@ -149,91 +190,15 @@ pub fn collapses_whitespace(type_: &str) -> bool {
 }
 
 /// A Secret value as text, without the trailing newline `kubectl create secret --from-file`
-/// leaves; `None` when the key is absent.
+/// leaves; `None` when the key is absent. As in Flagger, a key that is present counts even when
+/// its value is empty (Flagger's providers test `credentials[key]` with `ok`, never the value):
+/// the vendor then refuses the call, and that answer names the problem.
 pub fn secret_text(secret: Option<&BTreeMap<String, Vec<u8>>>, key: &str) -> Option<String> {
     secret.and_then(|s| s.get(key)).map(|v| {
         String::from_utf8_lossy(v)
             .trim_end_matches(['\n', '\r'])
             .to_string()
     })
-}
-
-/// The HTTP client of a provider: the given timeout, optionally without TLS verification.
-pub fn http_client(timeout: Duration, insecure: bool) -> Result<reqwest::Client, reqwest::Error> {
-    crate::install_crypto_provider();
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .tls_danger_accept_invalid_certs(insecure)
-        .build()
-}
-
-/// Sends one request on `client` and returns the body of a 2xx answer; anything else is the
-/// message of a `Reading::Failed`, which names `provider`, the redacted URL, the status and the
-/// start of the body, with every string of `secrets` replaced.
-pub async fn execute(
-    provider: &str,
-    client: &reqwest::Client,
-    request: reqwest::RequestBuilder,
-    timeout: Duration,
-    secrets: &[&str],
-) -> Result<Vec<u8>, String> {
-    let clean = |text: String| {
-        secrets
-            .iter()
-            .filter(|s| !s.is_empty())
-            .fold(text, |t, s| t.replace(s, "<redacted>"))
-    };
-    let request = request
-        .build()
-        .map_err(|e| clean(format!("{provider}: cannot build the request: {e}")))?;
-    let url = redact(request.url().as_str());
-    let response = client.execute(request).await.map_err(|e| {
-        if e.is_timeout() {
-            clean(format!(
-                "{provider}: no answer from {url} within {}s (timeout)",
-                timeout.as_secs_f64()
-            ))
-        } else {
-            clean(format!(
-                "{provider}: request to {url} failed: {}",
-                error_chain(&e)
-            ))
-        }
-    })?;
-    let status = response.status();
-    let body = response.bytes().await.map_err(|e| {
-        let why = if e.is_timeout() {
-            "timeout".to_string()
-        } else {
-            error_chain(&e)
-        };
-        clean(format!(
-            "{provider}: cannot read the answer from {url} (HTTP {status}): {why}"
-        ))
-    })?;
-    if !status.is_success() {
-        return Err(clean(format!(
-            "{provider}: HTTP {status} from {url}: {}",
-            body_prefix(&body)
-        )));
-    }
-    Ok(body.to_vec())
-}
-
-/// The message of an answer that is not the documented shape.
-pub fn unparsable(
-    provider: &str,
-    why: impl std::fmt::Display,
-    body: &[u8],
-    secrets: &[&str],
-) -> String {
-    secrets.iter().filter(|s| !s.is_empty()).fold(
-        format!(
-            "{provider}: cannot read the answer ({why}): {}",
-            body_prefix(body)
-        ),
-        |t, s| t.replace(s, "<redacted>"),
-    )
 }
 
 /// A window of `factor` metric intervals, in whole seconds (Flagger truncates the same way).
@@ -302,6 +267,8 @@ mod tests {
         assert_eq!(secret_text(Some(&s), "k").as_deref(), Some("v"));
         assert_eq!(secret_text(Some(&s), "x"), None);
         assert_eq!(secret_text(None, "k"), None);
+        let empty = BTreeMap::from([("k".to_string(), Vec::new())]);
+        assert_eq!(secret_text(Some(&empty), "k").as_deref(), Some(""));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::evaluate::Reading;
 use super::provider::{Provider, ProviderConfig, QueryContext};
-use super::rest::{self, Failure};
+use super::rest::{Failure, Http};
 
 const NAME: &str = "splunk";
 /// The Secret key holding the access token.
@@ -51,7 +51,7 @@ impl Error {
 
 /// Runs SignalFlow programs.
 pub struct Splunk {
-    http: reqwest::Client,
+    http: Http,
     execute: String,
     token: String,
 }
@@ -71,10 +71,10 @@ impl Splunk {
             .as_deref()
             .filter(|a| !a.is_empty())
             .ok_or(Error::MissingAddress)?;
-        let token =
-            rest::secret_text(config.secret.as_ref(), TOKEN_KEY).ok_or(Error::MissingKey)?;
+        let token = super::provider::secret_text(config.secret.as_ref(), TOKEN_KEY)
+            .ok_or(Error::MissingKey)?;
         Ok(Self {
-            http: rest::client(config.spec.insecure_skip_verify.unwrap_or(false))
+            http: Http::new(config.spec.insecure_skip_verify.unwrap_or(false))
                 .map_err(Error::BuildClient)?,
             execute: execute_url(address)?,
             token,
@@ -98,13 +98,14 @@ impl Splunk {
             .append_pair("immediate", "true");
         let req = self
             .http
+            .client()
             .post(url)
             .header("X-SF-Token", &self.token)
             .header("content-type", "text/plain")
             .header("accept", "text/event-stream")
             .body(program.to_string());
         let secrets = [self.token.as_str()];
-        let mut resp = rest::check(NAME, req, &secrets).await?;
+        let mut resp = self.http.check(NAME, req, &secrets).await?;
         let mut stream = Stream::default();
         loop {
             match resp.chunk().await {
@@ -115,7 +116,7 @@ impl Splunk {
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return Err(rest::transport(NAME, &e, &secrets)),
+                Err(e) => return Err(self.http.transport(NAME, &e, &secrets)),
             }
         }
         stream.finish();

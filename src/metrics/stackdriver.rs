@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 
 use super::evaluate::Reading;
 use super::provider::{Provider, ProviderConfig, QueryContext};
-use super::rest::{self, Failure};
+use super::rest::{self, Failure, Http};
 
 const NAME: &str = "stackdriver";
 /// The Cloud Monitoring API.
@@ -187,7 +187,7 @@ struct TokenAnswer {
 /// Runs MQL queries in one project.
 #[derive(Debug)]
 pub struct Stackdriver {
-    http: reqwest::Client,
+    http: Http,
     endpoint: String,
     metadata: String,
     project: Mutex<Option<String>>,
@@ -218,8 +218,10 @@ impl Stackdriver {
         let mut project = None;
         let mut key_json = None;
         if config.spec.secret_ref.is_some() {
-            project =
-                Some(rest::secret_text(secret, "project").ok_or(Error::MissingKey("project"))?);
+            project = Some(
+                super::provider::secret_text(secret, "project")
+                    .ok_or(Error::MissingKey("project"))?,
+            );
             key_json = secret
                 .and_then(|s| s.get("serviceAccountKey"))
                 .filter(|k| !k.is_empty())
@@ -257,7 +259,7 @@ impl Stackdriver {
             .map(|h| format!("http://{h}"))
             .unwrap_or_else(|| METADATA_ADDRESS.into());
         Ok(Self {
-            http: rest::client(config.spec.insecure_skip_verify.unwrap_or(false))
+            http: Http::new(config.spec.insecure_skip_verify.unwrap_or(false))
                 .map_err(Error::BuildClient)?,
             endpoint,
             metadata,
@@ -277,10 +279,11 @@ impl Stackdriver {
         );
         let req = self
             .http
+            .client()
             .post(url)
             .bearer_auth(&token)
             .json(&serde_json::json!({ "query": query }));
-        let body = rest::send(NAME, req, &[&token]).await?;
+        let body = self.http.send(NAME, req, &[&token]).await?;
         read(&body)
     }
 
@@ -291,12 +294,13 @@ impl Stackdriver {
         }
         let req = self
             .http
+            .client()
             .get(format!(
                 "{}/computeMetadata/v1/project/project-id",
                 self.metadata
             ))
             .header("Metadata-Flavor", "Google");
-        let body = rest::send(NAME, req, &[]).await?;
+        let body = self.http.send(NAME, req, &[]).await?;
         let id = String::from_utf8_lossy(&body).trim().to_string();
         if id.is_empty() {
             return Err(Failure(format!(
@@ -322,19 +326,21 @@ impl Stackdriver {
                     .append_pair("assertion", &assertion)
                     .finish();
                 self.http
+                    .client()
                     .post(&account.token_uri)
                     .header("content-type", "application/x-www-form-urlencoded")
                     .body(form)
             }
             None => self
                 .http
+                .client()
                 .get(format!(
                     "{}/computeMetadata/v1/instance/service-accounts/default/token",
                     self.metadata
                 ))
                 .header("Metadata-Flavor", "Google"),
         };
-        let body = rest::send(NAME, req, &[]).await?;
+        let body = self.http.send(NAME, req, &[]).await?;
         let answer: TokenAnswer = serde_json::from_slice(&body)
             .map_err(|e| rest::unparsable(NAME, b"<token answer>", e, &[]))?;
         let token = Token {

@@ -164,6 +164,56 @@ pub fn add_flux_opt_out(annotations: &mut BTreeMap<String, String>) {
     annotations.insert(HELM_DRIFT_DETECTION_ANNOTATION.into(), "disabled".into());
 }
 
+/// The headless Service `<serviceName>-primary` that governs a primary StatefulSet (its Pods'
+/// DNS names are `<pod>.<serviceName>-primary`), selecting `{label: <value>-primary}`. Ports and
+/// `publishNotReadyAddresses` come from the target's own headless Service when it exists, else
+/// the Canary's port.
+pub fn primary_headless_service(
+    canary: &Canary,
+    label: &(String, String),
+    service_name: &str,
+    target_headless: Option<&Service>,
+) -> Service {
+    let (key, value) = label;
+    let name = primary_value(service_name);
+    let existing = target_headless.and_then(|s| s.spec.as_ref());
+    let ports = existing
+        .and_then(|s| s.ports.clone())
+        .filter(|p| !p.is_empty())
+        .map(|ports| {
+            ports
+                .into_iter()
+                .map(|p| ServicePort {
+                    node_port: None,
+                    ..p
+                })
+                .collect()
+        })
+        .or_else(|| {
+            canary.spec.service.as_ref().map(|s| {
+                vec![ServicePort {
+                    name: Some(canary.spec.port_name()),
+                    protocol: Some("TCP".into()),
+                    port: s.port,
+                    target_port: Some(effective_target_port(canary, s.port)),
+                    ..Default::default()
+                }]
+            })
+        });
+    Service {
+        metadata: service_metadata(canary, &name, key, None),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            cluster_ip: Some("None".into()),
+            selector: Some(BTreeMap::from([(key.clone(), primary_value(value))])),
+            ports,
+            publish_not_ready_addresses: existing.and_then(|s| s.publish_not_ready_addresses),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
 /// The desired apex `<svc>`, `<svc>-primary` and `<svc>-canary` Services, in that order.
 ///
 /// Apex and primary select `{label: <value>-primary}`, canary `{label: <value>}`. The main port is
@@ -275,6 +325,102 @@ pub fn merge_existing_apex(desired: &Service, existing: &Service) -> Service {
             .get_or_insert_with(Default::default),
     );
     out
+}
+
+/// The annotation that pauses a KEDA ScaledObject at the given replica count.
+pub const KEDA_PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
+
+/// A trigger query for the primary, as Flagger rewrites it when `primaryScalerQueries` has none
+/// for the trigger: `<target>` becomes `<target>-primary`, while `<target>-canary` is kept.
+fn primary_query(query: &str, target: &str) -> String {
+    const HOLD: &str = "\u{0}serin-canary\u{0}";
+    let canary = format!("{target}-canary");
+    query
+        .replace(&canary, HOLD)
+        .replace(target, &primary_value(target))
+        .replace(HOLD, &canary)
+}
+
+/// The desired `<so>-primary` KEDA ScaledObject (`keda.sh/v1alpha1`, as JSON: KEDA's types are
+/// not a dependency) scaling `<target>-primary`: the target ScaledObject's spec with
+/// `scaleTargetRef.name` → `<target>-primary`; each trigger's `metadata.query` replaced by
+/// `autoscalerRef.primaryScalerQueries[<trigger name>]` when given, else rewritten by
+/// [`primary_query`]; `primaryScalerReplicas` overriding `minReplicaCount`/`maxReplicaCount`; an
+/// HPA name in `advanced.horizontalPodAutoscalerConfig.name` gets `-primary`. Labels and
+/// annotations are copied minus Flux toolkit keys and the pause annotation; owner is the Canary.
+pub fn primary_scaled_object(canary: &Canary, target_so: &serde_json::Value) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let so_name = target_so["metadata"]["name"].as_str().unwrap_or_default();
+    let target_name = canary
+        .spec
+        .target_ref
+        .as_ref()
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    let autoscaler = canary.spec.autoscaler_ref.as_ref();
+    let queries = autoscaler.and_then(|a| a.primary_scaler_queries.clone());
+    let overrides = autoscaler.and_then(|a| a.primary_scaler_replicas.clone());
+    let mut spec = target_so.get("spec").cloned().unwrap_or_else(|| json!({}));
+    spec["scaleTargetRef"]["name"] = json!(primary_value(&target_name));
+    if let Some(triggers) = spec.get_mut("triggers").and_then(Value::as_array_mut) {
+        for t in triggers {
+            let name = t.get("name").and_then(Value::as_str).map(str::to_string);
+            let given = name
+                .as_ref()
+                .and_then(|n| queries.as_ref().and_then(|q| q.get(n)).cloned());
+            let Some(meta) = t.get_mut("metadata").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            match (given, meta.get("query").and_then(Value::as_str)) {
+                (Some(q), _) => {
+                    meta.insert("query".into(), json!(q));
+                }
+                (None, Some(q)) => {
+                    let rewritten = primary_query(q, &target_name);
+                    meta.insert("query".into(), json!(rewritten));
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    if let Some(o) = overrides {
+        if let Some(min) = o.min_replicas {
+            spec["minReplicaCount"] = json!(min);
+        }
+        if let Some(max) = o.max_replicas {
+            spec["maxReplicaCount"] = json!(max);
+        }
+    }
+    if let Some(hpa_name) = spec
+        .pointer_mut("/advanced/horizontalPodAutoscalerConfig/name")
+        .filter(|n| n.as_str().is_some_and(|s| !s.is_empty()))
+    {
+        let name = hpa_name.as_str().unwrap_or_default().to_string();
+        *hpa_name = json!(primary_value(&name));
+    }
+    let strip = |v: &Value| -> Option<BTreeMap<String, String>> {
+        let map: BTreeMap<String, String> = serde_json::from_value(v.clone()).ok()?;
+        let mut map = drop_toolkit_keys(&map);
+        map.remove(KEDA_PAUSED_REPLICAS);
+        Some(map)
+    };
+    let meta = &target_so["metadata"];
+    let mut metadata = json!({
+        "name": primary_value(so_name),
+        "namespace": canary.metadata.namespace.clone().or_else(|| meta["namespace"].as_str().map(str::to_string)),
+        "ownerReferences": [owner_reference(canary)],
+    });
+    for key in ["labels", "annotations"] {
+        if let Some(m) = strip(&meta[key]).filter(|m| !m.is_empty()) {
+            metadata[key] = json!(m);
+        }
+    }
+    json!({
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": metadata,
+        "spec": spec,
+    })
 }
 
 /// The desired `<hpa>-primary` (autoscaling/v2) scaling `<target>-primary`: the target HPA's
@@ -780,5 +926,65 @@ mod tests {
         });
         let p = primary_hpa(&c, &hpa(Some(2), 4));
         assert_eq!((p.spec.min_replicas, p.spec.max_replicas), (Some(3), 9));
+    }
+
+    #[test]
+    fn the_primary_scaled_object_targets_the_primary_with_the_primary_queries() {
+        use crate::api::canary::{AutoscalerRef, ScalerReplicas};
+        let so = serde_json::json!({
+            "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": {"name": "podinfo-so", "namespace": "test",
+                         "labels": {"team": "a"},
+                         "annotations": {"autoscaling.keda.sh/paused-replicas": "0", "note": "kept"}},
+            "spec": {
+                "scaleTargetRef": {"name": "podinfo"},
+                "minReplicaCount": 1, "maxReplicaCount": 3,
+                "advanced": {"horizontalPodAutoscalerConfig": {"name": "keda-hpa-podinfo"}},
+                "triggers": [
+                    {"type": "prometheus", "name": "requests", "metadata": {"query": "sum(rate(x{app=\"podinfo\"}[1m]))"}},
+                    {"type": "prometheus", "name": "latency", "metadata": {"query": "max(y{deployment=\"podinfo\"}) + max(y{deployment=\"podinfo-canary\"})"}},
+                    {"type": "cpu", "metadata": {"value": "50"}}
+                ]
+            }
+        });
+        let mut c = canary();
+        c.spec.autoscaler_ref = Some(AutoscalerRef {
+            api_version: "keda.sh/v1alpha1".into(),
+            kind: "ScaledObject".into(),
+            name: "podinfo-so".into(),
+            primary_scaler_queries: Some(BTreeMap::from([(
+                "requests".to_string(),
+                "sum(rate(x{app=\"podinfo-primary\"}[1m]))".to_string(),
+            )])),
+            primary_scaler_replicas: Some(ScalerReplicas {
+                min_replicas: Some(2),
+                max_replicas: Some(5),
+            }),
+        });
+        let p = primary_scaled_object(&c, &so);
+        assert_eq!(p["metadata"]["name"], "podinfo-so-primary");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "Canary");
+        assert_eq!(
+            p["metadata"]["annotations"],
+            serde_json::json!({"note": "kept"})
+        );
+        assert_eq!(p["metadata"]["labels"], serde_json::json!({"team": "a"}));
+        assert_eq!(p["spec"]["scaleTargetRef"]["name"], "podinfo-primary");
+        assert_eq!(p["spec"]["minReplicaCount"], 2);
+        assert_eq!(p["spec"]["maxReplicaCount"], 5);
+        assert_eq!(
+            p["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["name"],
+            "keda-hpa-podinfo-primary"
+        );
+        let t = &p["spec"]["triggers"];
+        assert_eq!(
+            t[0]["metadata"]["query"],
+            "sum(rate(x{app=\"podinfo-primary\"}[1m]))"
+        );
+        assert_eq!(
+            t[1]["metadata"]["query"],
+            "max(y{deployment=\"podinfo-primary\"}) + max(y{deployment=\"podinfo-canary\"})"
+        );
+        assert_eq!(t[2]["metadata"], serde_json::json!({"value": "50"}));
     }
 }

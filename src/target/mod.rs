@@ -1,5 +1,6 @@
 //! Target kinds: what Serin reads from, and builds for, each kind of object a `targetRef` may
-//! name (Deployment and DaemonSet workloads, core Services, Knative Services); pure, no I/O.
+//! name (Deployment, DaemonSet and StatefulSet workloads, core Services, Knative Services); pure,
+//! no I/O.
 //!
 //! Observation is a pure function of cached objects: the caches are reached through
 //! [`Snapshot`], which the controller implements over its reflector stores and tests implement
@@ -7,7 +8,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::ResourceExt;
@@ -37,6 +38,8 @@ pub trait Snapshot {
     fn deployment(&self, ns: &str, name: &str) -> Option<Arc<Deployment>>;
     /// An apps/v1 DaemonSet (target or primary).
     fn daemonset(&self, ns: &str, name: &str) -> Option<Arc<DaemonSet>>;
+    /// An apps/v1 StatefulSet (target or primary).
+    fn statefulset(&self, ns: &str, name: &str) -> Option<Arc<StatefulSet>>;
     /// A core/v1 Service (a Service target, its copies, or a generated Service).
     fn service(&self, ns: &str, name: &str) -> Option<Arc<Service>>;
     /// A ConfigMap (a tracked config or its `-primary` copy).
@@ -45,6 +48,9 @@ pub trait Snapshot {
     fn secret(&self, ns: &str, name: &str) -> Option<Arc<Secret>>;
     /// An autoscaling/v2 HorizontalPodAutoscaler (the target's or the primary's).
     fn hpa(&self, ns: &str, name: &str) -> Option<Arc<HorizontalPodAutoscaler>>;
+    /// A KEDA ScaledObject (`keda.sh/v1alpha1`) as JSON (the target's or the primary's); `None`
+    /// as well while KEDA's ScaledObjects are not listed (KEDA is often not installed).
+    fn scaled_object(&self, ns: &str, name: &str) -> Option<Value>;
     /// A Knative Service (`serving.knative.dev/v1`) as JSON.
     fn knative_service(&self, ns: &str, name: &str) -> Option<Value>;
     /// Whether the Knative Services have been listed. Knative Serving is often not installed, so
@@ -87,11 +93,11 @@ pub fn observe(
     match TargetKind::of(tref) {
         Some(TargetKind::KnativeService) => knative::observe(snapshot, &tref.name, &ns),
         Some(TargetKind::Service) => service::observe(opts, snapshot, canary, &tref.name, &ns),
-        Some(kind @ (TargetKind::Deployment | TargetKind::DaemonSet)) => {
+        Some(kind @ (TargetKind::Deployment | TargetKind::DaemonSet | TargetKind::StatefulSet)) => {
             workload::observe(opts, snapshot, canary, kind, &tref.name, &ns, now)
         }
         None => Err(TargetProblem::Invalid(format!(
-            "targetRef kind {:?} is not supported (Deployment, DaemonSet and Service are)",
+            "targetRef kind {:?} is not supported (Deployment, DaemonSet, StatefulSet and Service are)",
             tref.kind
         ))),
     }

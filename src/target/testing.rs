@@ -2,7 +2,7 @@
 //! builder (`TestSnapshot::new().with(podinfo)`); test-only, no I/O.
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use serde_json::Value;
@@ -17,6 +17,8 @@ pub enum Cached {
     Deployment(Deployment),
     /// A DaemonSet.
     DaemonSet(DaemonSet),
+    /// A StatefulSet.
+    StatefulSet(StatefulSet),
     /// A core Service.
     Service(Service),
     /// A ConfigMap.
@@ -27,6 +29,8 @@ pub enum Cached {
     Hpa(HorizontalPodAutoscaler),
     /// A Knative Service, as JSON.
     Knative(Value),
+    /// A KEDA ScaledObject, as JSON.
+    ScaledObject(Value),
 }
 
 macro_rules! cached_from {
@@ -38,7 +42,14 @@ macro_rules! cached_from {
         }
     )*};
 }
-cached_from!(Deployment, DaemonSet, Service, ConfigMap, Secret);
+cached_from!(
+    Deployment,
+    DaemonSet,
+    StatefulSet,
+    Service,
+    ConfigMap,
+    Secret
+);
 
 impl From<HorizontalPodAutoscaler> for Cached {
     fn from(o: HorizontalPodAutoscaler) -> Self {
@@ -51,6 +62,7 @@ impl From<Workload> for Cached {
         match w {
             Workload::Deployment(d) => Self::Deployment(d),
             Workload::DaemonSet(d) => Self::DaemonSet(d),
+            Workload::StatefulSet(s) => Self::StatefulSet(s),
         }
     }
 }
@@ -121,6 +133,25 @@ impl Snapshot for TestSnapshot {
             _ => None,
         };
         self.find(pick, ns, name)
+    }
+
+    fn statefulset(&self, ns: &str, name: &str) -> Option<Arc<StatefulSet>> {
+        let pick: fn(&Cached) -> Option<&_> = |c| match c {
+            Cached::StatefulSet(o) => Some(o),
+            _ => None,
+        };
+        self.find(pick, ns, name)
+    }
+
+    fn scaled_object(&self, ns: &str, name: &str) -> Option<Value> {
+        self.objects.iter().find_map(|c| match c {
+            Cached::ScaledObject(v)
+                if v["metadata"]["namespace"] == ns && v["metadata"]["name"] == name =>
+            {
+                Some(v.clone())
+            }
+            _ => None,
+        })
     }
 
     fn service(&self, ns: &str, name: &str) -> Option<Arc<Service>> {

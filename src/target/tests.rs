@@ -1,6 +1,6 @@
 //! Table tests of target observation through an in-memory snapshot; pure, no I/O.
 use chrono::Utc;
-use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use serde_json::json;
 
@@ -25,6 +25,7 @@ impl Podinfo {
         let template = match &mut self.0 {
             Workload::Deployment(d) => &mut d.spec.template,
             Workload::DaemonSet(d) => &mut d.spec.template,
+            Workload::StatefulSet(s) => &mut s.spec.template,
         };
         if let Some(spec) = template.spec.as_mut() {
             spec.containers[0].image = Some(image.into());
@@ -36,6 +37,7 @@ impl Podinfo {
         let selector = match &mut self.0 {
             Workload::Deployment(d) => &mut d.spec.selector,
             Workload::DaemonSet(d) => &mut d.spec.selector,
+            Workload::StatefulSet(s) => &mut s.spec.selector,
         };
         selector.match_labels = Some(map(pairs));
         self
@@ -50,6 +52,32 @@ impl Podinfo {
             spec: DaemonSetSpec {
                 selector: d.spec.selector,
                 template: d.spec.template,
+                ..Default::default()
+            },
+            status: None,
+        }))
+    }
+
+    /// The same target as a StatefulSet governed by the headless Service `service_name`, with a
+    /// `data` claim template.
+    fn statefulset(self, service_name: &str) -> Self {
+        let Workload::Deployment(d) = self.0 else {
+            return self;
+        };
+        let claim = serde_json::from_value(json!({
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            "status": {"phase": "Pending"}
+        }))
+        .unwrap_or_default();
+        Podinfo(Workload::StatefulSet(StatefulSet {
+            metadata: d.metadata,
+            spec: StatefulSetSpec {
+                replicas: d.spec.replicas,
+                service_name: Some(service_name.into()),
+                selector: d.spec.selector,
+                template: d.spec.template,
+                volume_claim_templates: Some(vec![claim]),
                 ..Default::default()
             },
             status: None,
@@ -202,7 +230,7 @@ impl Summary {
 
 #[test]
 fn observation_reads_each_target_kind_from_the_snapshot() {
-    use TargetKind::{DaemonSet, Deployment, KnativeService};
+    use TargetKind::{DaemonSet, Deployment, KnativeService, StatefulSet};
     const GENERATED: [&str; 3] = ["podinfo", "podinfo-primary", "podinfo-canary"];
     let generated_services = canary_services(&canary(), &label(), &template())
         .unwrap_or_else(|e| panic!("fixture: {e}"));
@@ -219,10 +247,10 @@ fn observation_reads_each_target_kind_from_the_snapshot() {
         ),
         (
             "an unsupported kind is invalid",
-            canary_for(Some(("apps/v1", "StatefulSet"))),
+            canary_for(Some(("apps/v1", "ReplicaSet"))),
             TestSnapshot::new().with(podinfo()),
             Err(TargetProblem::Invalid(
-                "targetRef kind \"StatefulSet\" is not supported (Deployment, DaemonSet and Service are)"
+                "targetRef kind \"ReplicaSet\" is not supported (Deployment, DaemonSet, StatefulSet and Service are)"
                     .into(),
             )),
         ),
@@ -275,6 +303,17 @@ fn observation_reads_each_target_kind_from_the_snapshot() {
             Ok(Summary::of(Deployment, "app=podinfo", Primary::InSync, "Deployment podinfo-primary")),
         ),
         (
+            "a StatefulSet tracks its configs as a Deployment does",
+            canary_for(Some(("apps/v1", "StatefulSet"))),
+            in_sync
+                .clone()
+                .with(podinfo().statefulset("podinfo-headless"))
+                .with(config_map()),
+            Ok(Summary::of(StatefulSet, "app=podinfo", Primary::Absent, "StatefulSet podinfo-primary")
+                .applying(&["podinfo-headless-primary"])
+                .tracking(&["configmap/podinfo-config-vol"], &["podinfo-config-vol-primary"])),
+        ),
+        (
             "a tracked ConfigMap is fingerprinted and its missing copy generated",
             canary(),
             in_sync.with(podinfo()).with(config_map()),
@@ -289,6 +328,26 @@ fn observation_reads_each_target_kind_from_the_snapshot() {
                 .with(podinfo().daemonset().primary()),
             Ok(Summary::of(DaemonSet, "app=podinfo", Primary::InSync, "DaemonSet podinfo-primary")
                 .applying(&GENERATED)),
+        ),
+        (
+            "a StatefulSet target has a StatefulSet primary and a headless Service of its own",
+            canary_for(Some(("apps/v1", "StatefulSet"))),
+            TestSnapshot::new()
+                .with(podinfo().statefulset("podinfo-headless"))
+                .with(podinfo().statefulset("podinfo-headless").primary()),
+            Ok(Summary::of(StatefulSet, "app=podinfo", Primary::InSync, "StatefulSet podinfo-primary")
+                .applying(&["podinfo", "podinfo-primary", "podinfo-canary", "podinfo-headless-primary"])),
+        ),
+        (
+            "a StatefulSet governed by the Canary's own Service name is refused",
+            canary_for(Some(("apps/v1", "StatefulSet"))),
+            TestSnapshot::new().with(podinfo().statefulset("podinfo")),
+            Err(TargetProblem::Invalid(
+                "StatefulSet podinfo.test serviceName \"podinfo\" is the Canary's service name: the \
+                 primary's headless Service podinfo-primary would collide with the generated \
+                 primary Service; give the StatefulSet its own headless Service"
+                    .into(),
+            )),
         ),
         (
             "a DaemonSet target is not looked up among Deployments",
@@ -385,4 +444,50 @@ fn contains_is_a_subset_check_with_exact_lists() {
     assert!(!contains(&live, &json!({"b": {"c": []}})));
     assert!(contains(&live, &json!({"a": 1.0})));
     assert!(!contains(&live, &json!({"missing": 1})));
+}
+
+#[test]
+fn a_scaled_object_autoscaler_gets_a_primary_scaled_object_and_sets_the_scale_up() {
+    use crate::api::canary::AutoscalerRef;
+    let mut c = canary();
+    c.spec.autoscaler_ref = Some(AutoscalerRef {
+        api_version: "keda.sh/v1alpha1".into(),
+        kind: "ScaledObject".into(),
+        name: "podinfo-so".into(),
+        ..Default::default()
+    });
+    let so = json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "metadata": {"name": "podinfo-so", "namespace": "test"},
+        "spec": {"scaleTargetRef": {"name": "podinfo"}, "minReplicaCount": 3,
+                 "triggers": [{"type": "cpu", "metadata": {"value": "50"}}]}
+    });
+    let mut target = podinfo();
+    if let Workload::Deployment(d) = &mut target.0 {
+        d.spec.replicas = Some(0);
+    }
+    let snapshot = TestSnapshot::new()
+        .with(target.clone())
+        .with(Cached::ScaledObject(so.clone()));
+    let opts = Options {
+        build: &BuildConfig::default(),
+        config_tracking: false,
+    };
+    let o = observe(&opts, &snapshot, &c, Utc::now()).unwrap_or_else(|e| panic!("{e:?}"));
+    let missing = o.generated.missing_hpa.clone().unwrap_or_default();
+    assert_eq!(missing["metadata"]["name"], "podinfo-so-primary");
+    assert_eq!(missing["spec"]["scaleTargetRef"]["name"], "podinfo-primary");
+    assert_eq!(o.generated.promoted_hpa, Some(missing));
+    assert_eq!(
+        o.target.scale_up_replicas, 3,
+        "the ScaledObject's minReplicaCount"
+    );
+
+    // Once the primary ScaledObject exists it is only rewritten on promotion.
+    let mut primary = so;
+    primary["metadata"]["name"] = json!("podinfo-so-primary");
+    let snapshot = snapshot.with(Cached::ScaledObject(primary));
+    let o = observe(&opts, &snapshot, &c, Utc::now()).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(o.generated.missing_hpa, None);
+    assert!(o.generated.promoted_hpa.is_some());
 }

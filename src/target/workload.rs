@@ -1,13 +1,15 @@
-//! Workload targets (Deployment, DaemonSet): their observation from cached objects, the
-//! `<target>-primary` workload built from the target, readiness and fingerprint; pure, no I/O.
+//! Workload targets (Deployment, DaemonSet, StatefulSet): their observation from cached objects,
+//! the `<target>-primary` workload built from the target, readiness and fingerprint; pure, no I/O.
 //!
 //! Every kind-specific step goes through [`Workload`] and a `match` on its variant, so another
-//! workload kind (StatefulSet) is a variant there, a lookup in [`lookup`] and arms here.
+//! workload kind is a variant there, a lookup in [`lookup`] and arms here.
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{
+    DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec,
+};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -35,6 +37,9 @@ pub fn lookup(snapshot: &dyn Snapshot, kind: TargetKind, ns: &str, name: &str) -
         TargetKind::DaemonSet => snapshot
             .daemonset(ns, name)
             .map(|d| Workload::DaemonSet((*d).clone())),
+        TargetKind::StatefulSet => snapshot
+            .statefulset(ns, name)
+            .map(|s| Workload::StatefulSet((*s).clone())),
         TargetKind::Service | TargetKind::KnativeService => None,
     }
 }
@@ -57,9 +62,10 @@ pub fn fingerprint(template: &PodTemplateSpec, configs: &BTreeMap<String, String
     template_fingerprint(template, configs)
 }
 
-/// A Deployment or DaemonSet target: the canary is the target itself, the primary is
-/// `<target>-primary` of the same kind; generated are the primary, the apex/primary/canary
-/// Services, the `-primary` copies of tracked configs and the primary HPA.
+/// A Deployment, DaemonSet or StatefulSet target: the canary is the target itself, the primary
+/// is `<target>-primary` of the same kind; generated are the primary, the apex/primary/canary
+/// Services (and, for a StatefulSet, its headless `<serviceName>-primary`), the `-primary` copies
+/// of tracked configs and the primary HPA.
 pub fn observe(
     opts: &Options<'_>,
     snapshot: &dyn Snapshot,
@@ -77,6 +83,16 @@ pub fn observe(
         .template()
         .cloned()
         .ok_or_else(|| TargetProblem::Invalid(format!("{kind} {name}.{ns} has no pod template")))?;
+    let headless = statefulset_service_name(&target);
+    if let Some(governing) = &headless
+        && *governing == canary.spec.service_name()
+    {
+        return Err(TargetProblem::Invalid(format!(
+            "StatefulSet {name}.{ns} serviceName {governing:?} is the Canary's service name: the \
+             primary's headless Service {governing}-primary would collide with the generated \
+             primary Service; give the StatefulSet its own headless Service"
+        )));
+    }
 
     // Tracked configs: checksums of the target's and of the primary's copies.
     let mut target_configs = BTreeMap::new();
@@ -155,6 +171,12 @@ pub fn observe(
     let target_hpa = hpa_ref
         .and_then(|a| snapshot.hpa(ns, &a.name))
         .map(|h| (*h).clone());
+    let so_ref = canary
+        .spec
+        .autoscaler_ref
+        .as_ref()
+        .filter(|a| a.kind == "ScaledObject");
+    let target_so = so_ref.and_then(|a| snapshot.scaled_object(ns, &a.name));
     // DaemonSets have no progress condition: their deadline counts from the run start.
     let deadline = canary.spec.progress_deadline();
     let since = canary
@@ -191,7 +213,10 @@ pub fn observe(
         fingerprint: target_fp.clone(),
         tracked_configs: target_configs,
         replicas: target.desired_replicas(),
-        scale_up_replicas: scale_from_zero_replicas(&target, primary.as_ref(), target_hpa.as_ref()),
+        scale_up_replicas: match &target_so {
+            Some(so) => scale_from_zero_with_scaled_object(&target, so),
+            None => scale_from_zero_replicas(&target, primary.as_ref(), target_hpa.as_ref()),
+        },
         readiness: readiness(
             &target,
             canary.spec.canary_ready_threshold(),
@@ -236,6 +261,23 @@ pub fn observe(
             }
         }
     }
+    if let Some(governing) = &headless {
+        let target_headless = snapshot.service(ns, governing);
+        let desired = builders::primary_headless_service(
+            canary,
+            &label,
+            governing,
+            target_headless.as_deref(),
+        );
+        let desired_json = to_json(&desired);
+        let live = snapshot.service(ns, &primary_value(governing));
+        if !live
+            .as_ref()
+            .is_some_and(|l| contains(&to_json(l.as_ref()), &desired_json))
+        {
+            generated.services_to_apply.push(desired_json);
+        }
+    }
     for (copy, exists) in copies {
         if !exists {
             generated.missing_configs.push(copy.clone());
@@ -249,11 +291,29 @@ pub fn observe(
         }
         generated.promoted_hpa = Some(desired);
     }
+    if let (Some(a), Some(so)) = (so_ref, &target_so) {
+        let desired = builders::primary_scaled_object(canary, so);
+        if snapshot
+            .scaled_object(ns, &primary_value(&a.name))
+            .is_none()
+        {
+            generated.missing_hpa = Some(desired.clone());
+        }
+        generated.promoted_hpa = Some(desired);
+    }
     Ok(Observation {
         target: target_obs,
         primary: primary_obs,
         generated,
     })
+}
+
+/// The governing (headless) Service of a StatefulSet target, when it names one.
+fn statefulset_service_name(target: &Workload) -> Option<String> {
+    match target {
+        Workload::StatefulSet(s) => s.spec.service_name.clone().filter(|n| !n.is_empty()),
+        Workload::Deployment(_) | Workload::DaemonSet(_) => None,
+    }
 }
 
 /// The selector label Flagger uses: the first of `cfg.selector_labels` present in the target's
@@ -385,7 +445,11 @@ pub(crate) fn strip_scale_to_zero(spec: &mut PodSpec) {
 /// `minReadySeconds`, `revisionHistoryLimit`, `strategy`, and, when `with_replicas` (on creation,
 /// or on promotion without an autoscaler), `replicas` = the target's (at least 1). DaemonSets copy
 /// `updateStrategy`, `minReadySeconds`, `revisionHistoryLimit` and lose the scale-to-zero node
-/// selector.
+/// selector. StatefulSets copy `podManagementPolicy`, `updateStrategy` (the partition stays the
+/// user's), `minReadySeconds`, `revisionHistoryLimit`, `persistentVolumeClaimRetentionPolicy`
+/// and `volumeClaimTemplates` (so the primary's Pods get PVCs of their own,
+/// `<claim>-<target>-primary-<ordinal>`), replicas as Deployments do, and are governed by the
+/// headless Service `<serviceName>-primary`.
 pub fn primary_workload(
     canary: &Canary,
     target: &Workload,
@@ -453,6 +517,40 @@ pub fn primary_workload(
                 status: None,
             })
         }
+        Workload::StatefulSet(s) => {
+            let ts = s.spec.clone();
+            let replicas = with_replicas.then(|| ts.replicas.filter(|r| *r > 0).unwrap_or(1));
+            Workload::StatefulSet(StatefulSet {
+                metadata,
+                spec: StatefulSetSpec {
+                    min_ready_seconds: ts.min_ready_seconds,
+                    ordinals: ts.ordinals,
+                    persistent_volume_claim_retention_policy: ts
+                        .persistent_volume_claim_retention_policy,
+                    pod_management_policy: ts.pod_management_policy,
+                    replicas,
+                    revision_history_limit: ts.revision_history_limit,
+                    selector,
+                    service_name: ts
+                        .service_name
+                        .filter(|n| !n.is_empty())
+                        .map(|n| primary_value(&n)),
+                    template,
+                    update_strategy: ts.update_strategy,
+                    volume_claim_templates: ts.volume_claim_templates.map(|claims| {
+                        claims
+                            .into_iter()
+                            .map(|mut c| {
+                                // Server-set fields of the template are not the primary's to own.
+                                c.status = None;
+                                c
+                            })
+                            .collect()
+                    }),
+                },
+                status: None,
+            })
+        }
         Workload::DaemonSet(d) => {
             let ts = d.spec.clone();
             let mut template = template;
@@ -474,13 +572,12 @@ pub fn primary_workload(
     }
 }
 
-/// Replicas to give a scaled-to-zero Deployment target when a run starts (Flagger's
+/// Replicas to give a scaled-to-zero Deployment or StatefulSet target when a run starts (Flagger's
 /// `ScaleFromZero`): its own `spec.replicas` if > 0; else, without an autoscaler (`hpa` is
 /// `None`), the primary's replicas if > 0; with an HPA its `minReplicas` if > 1; else 1.
 /// DaemonSets are scaled by node selector, not replicas, and always get 1.
 ///
-/// A KEDA ScaledObject target is not modelled here: pass `None` for `hpa` and no primary to get 1,
-/// or compute `max(minReplicaCount, 1)` at the call site.
+/// A KEDA ScaledObject autoscaler goes through [`scale_from_zero_with_scaled_object`] instead.
 pub fn scale_from_zero_replicas(
     target: &Workload,
     primary: Option<&Workload>,
@@ -488,6 +585,7 @@ pub fn scale_from_zero_replicas(
 ) -> i32 {
     let replicas = |w: &Workload| match w {
         Workload::Deployment(d) => d.spec.replicas,
+        Workload::StatefulSet(s) => s.spec.replicas,
         Workload::DaemonSet(_) => None,
     };
     if matches!(target, Workload::DaemonSet(_)) {
@@ -500,6 +598,28 @@ pub fn scale_from_zero_replicas(
         None => primary.and_then(replicas).filter(|r| *r > 0).unwrap_or(1),
         Some(h) => h.spec.min_replicas.filter(|m| *m > 1).unwrap_or(1),
     }
+}
+
+/// Replicas for a scaled-to-zero target whose autoscaler is a KEDA ScaledObject (Flagger's
+/// `ScaleFromZero`): its own `spec.replicas` if > 0, else the ScaledObject's `minReplicaCount`
+/// if > 1, else 1.
+pub fn scale_from_zero_with_scaled_object(target: &Workload, so: &Value) -> i32 {
+    if matches!(target, Workload::DaemonSet(_)) {
+        return 1;
+    }
+    let own = match target {
+        Workload::Deployment(d) => d.spec.replicas,
+        Workload::StatefulSet(s) => s.spec.replicas,
+        Workload::DaemonSet(_) => None,
+    };
+    if let Some(r) = own.filter(|r| *r > 0) {
+        return r;
+    }
+    so.pointer("/spec/minReplicaCount")
+        .and_then(Value::as_i64)
+        .and_then(|m| i32::try_from(m).ok())
+        .filter(|m| *m > 1)
+        .unwrap_or(1)
 }
 
 /// Undoes what [`primary_template`] did to a target template: the selector label back to
@@ -691,7 +811,7 @@ mod tests {
             );
             match w {
                 Workload::Deployment(d) => d.spec.replicas,
-                Workload::DaemonSet(_) => panic!("kind changed"),
+                Workload::DaemonSet(_) | Workload::StatefulSet(_) => panic!("kind changed"),
             }
         };
         assert_eq!(replicas(Some(4), true), Some(4));
@@ -746,6 +866,71 @@ mod tests {
             p.spec.template.spec.unwrap().node_selector,
             Some(map(&[("kubernetes.io/os", "linux")]))
         );
+    }
+
+    #[test]
+    fn primary_statefulset_gets_its_own_headless_service_and_claims_and_keeps_the_partition() {
+        use k8s_openapi::api::apps::v1::{
+            RollingUpdateStatefulSetStrategy, StatefulSetUpdateStrategy,
+        };
+        let Workload::Deployment(d) = deployment(Some(3)) else {
+            unreachable!()
+        };
+        let claim: k8s_openapi::api::core::v1::PersistentVolumeClaim =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"]},
+                "status": {"phase": "Pending"}
+            }))
+            .unwrap_or_default();
+        let strategy = StatefulSetUpdateStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                partition: Some(1),
+                max_unavailable: None,
+            }),
+        };
+        let target = Workload::StatefulSet(StatefulSet {
+            metadata: d.metadata.clone(),
+            spec: StatefulSetSpec {
+                replicas: Some(3),
+                service_name: Some("podinfo-headless".into()),
+                pod_management_policy: Some("Parallel".into()),
+                update_strategy: Some(strategy.clone()),
+                selector: d.spec.selector.clone(),
+                template: d.spec.template.clone(),
+                volume_claim_templates: Some(vec![claim]),
+                ..Default::default()
+            },
+            status: None,
+        });
+        let Workload::StatefulSet(p) = primary_workload(
+            &canary(),
+            &target,
+            &label(),
+            &renames(),
+            &BuildConfig::default(),
+            "id",
+            true,
+        ) else {
+            panic!("kind changed")
+        };
+        assert_eq!(p.metadata.name.as_deref(), Some("podinfo-primary"));
+        assert_eq!(
+            p.spec.service_name.as_deref(),
+            Some("podinfo-headless-primary")
+        );
+        assert_eq!(p.spec.replicas, Some(3));
+        assert_eq!(p.spec.pod_management_policy.as_deref(), Some("Parallel"));
+        assert_eq!(p.spec.update_strategy, Some(strategy));
+        assert_eq!(
+            p.spec.selector.match_labels,
+            Some(map(&[("app", "podinfo-primary")]))
+        );
+        let claims = p.spec.volume_claim_templates.unwrap_or_default();
+        assert_eq!(claims.len(), 1);
+        assert_eq!(claims[0].metadata.name.as_deref(), Some("data"));
+        assert_eq!(claims[0].status, None, "server-set status is not applied");
     }
 
     #[test]

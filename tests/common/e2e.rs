@@ -30,6 +30,8 @@ pub struct Env {
     pub controller: Option<Child>,
     pub cluster: ClusterHandle,
     pub _sims: sim::SimHandle,
+    /// Grants besides deploy/'s RBAC that the docs tell users to add (checked with it on drop).
+    pub user_grants: Vec<serin::install::authz::Grant>,
 }
 
 impl Drop for Env {
@@ -37,7 +39,10 @@ impl Drop for Env {
         self.stop_controller();
         let _ = std::fs::remove_dir_all(&self.dir);
         // Every request the controller made must be allowed by deploy/'s RBAC.
-        super::rbac::assert_controller_authorized(&self.cluster.requests().snapshot());
+        super::rbac::assert_controller_authorized(
+            &self.cluster.requests().snapshot(),
+            &self.user_grants,
+        );
     }
 }
 
@@ -75,6 +80,7 @@ impl Env {
             controller: None,
             cluster,
             _sims: sims,
+            user_grants: Vec::new(),
         })
     }
 
@@ -259,6 +265,23 @@ pub fn podinfo(image: &str, annotations: Value) -> Value {
                     "ports": [{"name": "http", "containerPort": 9898}],
                     "envFrom": [{"configMapRef": {"name": "podinfo-config"}}]
                 }]}
+            }
+        }
+    })
+}
+
+/// A one-replica Deployment `name` of `image`, labelled `app: <name>`, with podinfo's port.
+pub fn deployment(name: &str, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "podinfod", "image": image,
+                    "ports": [{"name": "http", "containerPort": 9898}]}]}
             }
         }
     })

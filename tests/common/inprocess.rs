@@ -38,7 +38,7 @@ impl Drop for Env {
             t.abort();
         }
         // Every request the controller made must be allowed by deploy/'s RBAC.
-        super::rbac::assert_controller_authorized(&self._cluster.requests().snapshot());
+        super::rbac::assert_controller_authorized(&self._cluster.requests().snapshot(), &[]);
     }
 }
 

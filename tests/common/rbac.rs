@@ -78,8 +78,9 @@ pub fn usage_dir() -> PathBuf {
 
 /// Checks the controller's requests; returns the denied ones (one line each) and records the
 /// `verb group resource` triples used.
-pub fn denied_controller_requests(requests: &[RequestCount]) -> Vec<String> {
-    let grants = bundle_grants();
+pub fn denied_controller_requests(requests: &[RequestCount], extra: &[Grant]) -> Vec<String> {
+    let mut grants = bundle_grants();
+    grants.extend(extra.iter().cloned());
     let mut denied = Vec::new();
     let mut used = std::collections::BTreeSet::new();
     for c in requests
@@ -111,12 +112,13 @@ pub fn denied_controller_requests(requests: &[RequestCount]) -> Vec<String> {
     denied
 }
 
-/// Panics with the list of denied requests, unless the thread is already panicking.
-pub fn assert_controller_authorized(requests: &[RequestCount]) {
+/// Panics with the list of denied requests, unless the thread is already panicking. `extra` are
+/// grants the docs tell users to add themselves (e.g. the external metrics they query).
+pub fn assert_controller_authorized(requests: &[RequestCount], extra: &[Grant]) {
     if std::thread::panicking() {
         return;
     }
-    let denied = denied_controller_requests(requests);
+    let denied = denied_controller_requests(requests, extra);
     assert!(
         denied.is_empty(),
         "the controller made requests deploy/'s RBAC does not allow (add them to \

@@ -125,6 +125,8 @@ pub fn apply(plural: &str, obj: &mut Value) {
         "deployments"
             | "replicasets"
             | "daemonsets"
+            | "statefulsets"
+            | "persistentvolumeclaims"
             | "pods"
             | "services"
             | "horizontalpodautoscalers"
@@ -167,6 +169,30 @@ pub fn apply(plural: &str, obj: &mut Value) {
             }
             default(spec, "revisionHistoryLimit", json!(10));
             template(obj);
+        }
+        "statefulsets" => {
+            // 1.24's defaults: persistentVolumeClaimRetentionPolicy is alpha there (gate off), so
+            // it is left as written, not defaulted to Retain/Retain as 1.27+ does.
+            let spec = &mut obj["spec"];
+            default(spec, "replicas", json!(1));
+            default(spec, "podManagementPolicy", json!("OrderedReady"));
+            default(spec, "updateStrategy", json!({}));
+            let us = &mut spec["updateStrategy"];
+            default(us, "type", json!("RollingUpdate"));
+            if us["type"] == "RollingUpdate" {
+                default(us, "rollingUpdate", json!({}));
+                default(&mut us["rollingUpdate"], "partition", json!(0));
+            }
+            default(spec, "revisionHistoryLimit", json!(10));
+            each(spec, "volumeClaimTemplates", |c| {
+                default(c, "spec", json!({}));
+                default(&mut c["spec"], "volumeMode", json!("Filesystem"));
+                default(c, "status", json!({"phase": "Pending"}));
+            });
+            template(obj);
+        }
+        "persistentvolumeclaims" => {
+            default(&mut obj["spec"], "volumeMode", json!("Filesystem"));
         }
         "pods" => {
             let spec = &mut obj["spec"];

@@ -53,6 +53,8 @@ fn builtin_schemas() -> Vec<BuiltinSchema> {
         entry::<apps::ReplicaSet>(),
         entry::<apps::DaemonSet>(),
         entry::<apps::StatefulSet>(),
+        entry::<apps::ControllerRevision>(),
+        entry::<core::PersistentVolumeClaim>(),
         entry::<autoscaling::HorizontalPodAutoscaler>(),
         entry::<networking::Ingress>(),
         entry::<networking::IngressClass>(),

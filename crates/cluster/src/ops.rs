@@ -370,7 +370,12 @@ fn prepare(
             let labels = meta_mut(obj).entry("labels").or_insert_with(|| json!({}));
             labels["kubernetes.io/metadata.name"] = json!(name);
         }
-        "deployments" | "replicasets" | "daemonsets" => {
+        "deployments" | "replicasets" | "daemonsets" | "statefulsets" => {
+            if rt.plural == "statefulsets"
+                && let Some(old) = old
+            {
+                statefulset_update_forbidden(old, obj, &mut errs);
+            }
             let spec = &obj["spec"];
             if spec["selector"].is_null() {
                 errs.push(FieldError::new("spec.selector", FieldErrorKind::Required));
@@ -420,6 +425,34 @@ fn prepare(
         return Err(ApiError::invalid(&rt.group, &rt.kind, &name, errs));
     }
     Ok(())
+}
+
+/// `ValidateStatefulSetUpdate`: only replicas, template, updateStrategy,
+/// persistentVolumeClaimRetentionPolicy and minReadySeconds may change (the message is 1.24's).
+fn statefulset_update_forbidden(old: &Value, new: &Value, errs: &mut Vec<FieldError>) {
+    let rest = |v: &Value| {
+        let mut spec = v["spec"].clone();
+        if let Some(m) = spec.as_object_mut() {
+            for key in [
+                "replicas",
+                "template",
+                "updateStrategy",
+                "persistentVolumeClaimRetentionPolicy",
+                "minReadySeconds",
+            ] {
+                m.remove(key);
+            }
+        }
+        spec
+    };
+    if rest(old) != rest(new) {
+        errs.push(FieldError::new(
+            "spec",
+            FieldErrorKind::Forbidden(
+                "updates to statefulset spec for fields other than 'replicas', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into(),
+            ),
+        ));
+    }
 }
 
 fn validate_crd(crd: &mut Value, errs: &mut Vec<FieldError>) {

@@ -78,6 +78,7 @@ impl ResourceType {
                 "deployments"
                     | "replicasets"
                     | "daemonsets"
+                    | "statefulsets"
                     | "horizontalpodautoscalers"
                     | "ingresses"
                     | "poddisruptionbudgets"
@@ -296,6 +297,42 @@ pub fn builtins() -> Vec<ResourceType> {
             true,
             false,
             true,
+            &[],
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            true,
+            &["sts"],
+            true,
+            true,
+            true,
+            &[],
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "ControllerRevision",
+            "controllerrevisions",
+            true,
+            &[],
+            false,
+            false,
+            false,
+            &[],
+        ),
+        builtin(
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            true,
+            &["pvc"],
+            true,
+            false,
+            false,
             &[],
         ),
         builtin(

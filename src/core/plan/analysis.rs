@@ -16,8 +16,17 @@ impl Machine<'_> {
         let t = self.target().clone();
         if let Some(stop) = self
             .restart_on_new_revision(&t)
+            .or_else(|| {
+                if t.replicas == 0 {
+                    // Someone scaled the canary down mid-run (e.g. a GitOps sync): bring it back.
+                    self.scale_target(t.scale_up_replicas.max(1));
+                }
+                self.manual_control()
+            })
             .or_else(|| self.await_canary(&t))
-            .or_else(|| self.primary_failed_or_skipped())
+            .or_else(|| self.primary_failed())
+            .or_else(|| self.manual_promotion())
+            .or_else(|| self.skip_analysis())
             .or_else(|| self.await_tick_and_routes())
             .or_else(|| self.rollback_checks())
             .or_else(|| self.analysis_tick())
@@ -47,10 +56,6 @@ impl Machine<'_> {
     /// The canary must be ready before any analysis tick; a canary that never becomes ready
     /// fails after the progress deadline instead of hanging in Progressing.
     fn await_canary(&mut self, t: &TargetObs) -> Option<Flow> {
-        if t.replicas == 0 {
-            // Someone scaled the canary down mid-run (e.g. a GitOps sync): bring it back.
-            self.scale_target(t.scale_up_replicas.max(1));
-        }
         let msg = match &t.readiness {
             Readiness::Ready => return None,
             Readiness::Failed(msg) => {
@@ -58,6 +63,7 @@ impl Machine<'_> {
             }
             Readiness::Waiting(msg) => msg.clone(),
         };
+        self.promotion_pending(&msg);
         let started = self
             .status
             .run_start_time
@@ -84,17 +90,22 @@ impl Machine<'_> {
         Some(self.wait(wait, Requeue::After(left.min(short(self.o.interval)))))
     }
 
-    /// A failed primary rolls the run back; `skipAnalysis` promotes at once.
-    fn primary_failed_or_skipped(&mut self) -> Option<Flow> {
-        if self.spec().skips_analysis() {
-            return Some(self.skip_to_promotion());
-        }
-        if let Some(p) = &self.o.primary
+    /// A failed primary rolls the run back (unless the analysis is skipped).
+    fn primary_failed(&mut self) -> Option<Flow> {
+        if !self.spec().skips_analysis()
+            && let Some(p) = &self.o.primary
             && let Readiness::Failed(msg) = &p.readiness
         {
             return Some(self.rollback(Rollback::PrimaryFailed(msg.clone())));
         }
         None
+    }
+
+    /// `skipAnalysis` promotes at once.
+    fn skip_analysis(&mut self) -> Option<Flow> {
+        self.spec()
+            .skips_analysis()
+            .then(|| self.skip_to_promotion())
     }
 
     /// Waits for the next tick (keeping the current wait), then for routes the router can read:

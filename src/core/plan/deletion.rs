@@ -42,6 +42,7 @@ impl Machine<'_> {
                 .filter(|r| *r > 0)
                 .unwrap_or(t.scale_up_replicas.max(1));
             self.actions.push(Action::ScaleTarget(replicas));
+            self.resume_target_scaler();
             return Ok(Requeue::After(short(self.o.interval)));
         }
         if t.readiness != Readiness::Ready {

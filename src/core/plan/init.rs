@@ -109,6 +109,9 @@ impl Machine<'_> {
             self.status.last_applied_spec = Some(t.fingerprint.clone());
             return Ok(Requeue::AwaitChange);
         }
+        if let Some(flow) = self.manual_retry() {
+            return flow;
+        }
         if !self.new_revision() {
             return Ok(Requeue::AwaitChange);
         }
@@ -130,6 +133,8 @@ impl Machine<'_> {
         if t.replicas == 0 {
             self.scale_target(t.scale_up_replicas.max(1));
         }
+        // A run resumes the canary's ScaledObject whether or not the canary was at zero.
+        self.resume_target_scaler();
         self.event(EventType::Normal, format!("{what} {}", self.target_id()));
         self.actions.push(Action::Alert(
             AlertSeverity::Info,
@@ -145,6 +150,7 @@ impl Machine<'_> {
         self.status.tracked_configs = non_empty(t.tracked_configs.clone());
         self.status.run_start_time = Some(to_time(self.now));
         self.status.last_analysis_time = Some(to_time(self.now));
+        self.end_pause();
         self.start_session_cookies();
         self.set_phase(CanaryPhase::Progressing, None);
         Ok(self.interval())

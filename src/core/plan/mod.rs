@@ -85,9 +85,10 @@ pub struct Generated {
     pub missing_configs: Vec<serde_json::Value>,
     /// Primary config copies as promotion must write them (from the target's current configs).
     pub promoted_configs: Vec<serde_json::Value>,
-    /// Primary HPA, when the canary has an autoscaler and the primary's is missing.
+    /// Primary autoscaler (HPA or KEDA ScaledObject), when the canary has an autoscaler and the
+    /// primary's is missing.
     pub missing_hpa: Option<serde_json::Value>,
-    /// Primary HPA as promotion must write it.
+    /// Primary autoscaler (HPA or KEDA ScaledObject) as promotion must write it.
     pub promoted_hpa: Option<serde_json::Value>,
 }
 
@@ -199,6 +200,10 @@ pub enum Action {
     SetPrimaryRevision(String),
     /// Scale the target (Deployment replicas, or the DaemonSet scale-to-zero node selector).
     ScaleTarget(i32),
+    /// Pause the target's KEDA ScaledObject at zero replicas (the canary is at zero).
+    PauseTargetScaler,
+    /// Resume the target's KEDA ScaledObject (a run starts, or the target is restored).
+    ResumeTargetScaler,
     /// Create or update the router's objects without touching weights.
     ReconcileRouter,
     /// Set the traffic split.
@@ -260,6 +265,8 @@ struct Machine<'a> {
     wait: wait::WaitMark,
     /// Whether an event of the decision already announced a new wait.
     wait_announced: bool,
+    /// A manual request screened as applicable, for the phase handler to carry out.
+    request: Option<requests::Accepted>,
 }
 
 /// What a phase handler decided: `Ok(requeue)` completes the plan (the machine holds its actions
@@ -277,6 +284,7 @@ impl<'a> Machine<'a> {
             actions: Vec::new(),
             wait: wait::WaitMark::Clear,
             wait_announced: false,
+            request: None,
         }
     }
 
@@ -481,6 +489,7 @@ impl<'a> Machine<'a> {
         for svc in self.o.generated.services_to_apply.clone() {
             self.actions.push(Action::Apply(svc));
         }
+        self.screen_request();
 
         match self.phase() {
             None | Some(CanaryPhase::Initializing) => self.initialize(),
@@ -591,6 +600,7 @@ mod promotion;
 mod wait;
 
 pub use wait::Wait;
+pub mod requests;
 
 #[cfg(test)]
 mod tests;

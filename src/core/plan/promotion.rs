@@ -28,6 +28,8 @@ pub(super) enum Rollback {
         /// The last inconclusive result.
         detail: String,
     },
+    /// An `abort` request (`serin.dev/request`, written by `kubectl serin abort`).
+    Manual,
 }
 
 impl Rollback {
@@ -41,6 +43,7 @@ impl Rollback {
             ),
             Self::PrimaryFailed(m) => format!("primary not ready: {m}"),
             Self::Webhook => "rollback webhook invoked".into(),
+            Self::Manual => "abort requested (serin.dev/request)".into(),
             Self::FailedChecks(n) => format!("failed checks threshold reached {n}"),
             Self::Inconclusive { deadline, detail } => format!(
                 "analysis inconclusive for longer than progressDeadlineSeconds ({}s): {detail}",
@@ -65,6 +68,7 @@ impl Rollback {
             Self::CanaryFailed(_) | Self::CanaryNotReady { .. } => self.deadline_message(),
             Self::PrimaryFailed(_) => why,
             Self::Webhook => format!("Rolling back {id} manual webhook invoked"),
+            Self::Manual => format!("Rolling back {id} {why}"),
             Self::FailedChecks(_) | Self::Inconclusive { .. } => format!("Rolling back {id} {why}"),
         }
     }
@@ -75,6 +79,10 @@ impl Rollback {
             Self::Webhook => Some(Action::Alert(
                 AlertSeverity::Warn,
                 "Rolling back manual webhook invoked".into(),
+            )),
+            Self::Manual => Some(Action::Alert(
+                AlertSeverity::Warn,
+                "Rolling back, abort requested".into(),
             )),
             Self::FailedChecks(n) => Some(Action::Alert(
                 AlertSeverity::Error,
@@ -107,6 +115,7 @@ impl Machine<'_> {
             ),
         );
         self.set_phase(CanaryPhase::Promoting, None);
+        self.end_pause();
         self.status.canary_weight = self.status.canary_weight.max(0);
         Ok(Requeue::After(short(self.o.interval)))
     }
@@ -142,10 +151,37 @@ impl Machine<'_> {
         }
     }
 
-    /// Scales the target; only workloads are scaled (Knative scales its revisions itself).
+    /// Scales the target; only workloads are scaled (Knative scales its revisions itself). A
+    /// target KEDA ScaledObject is paused at zero with it, and resumed when it scales up.
     pub(super) fn scale_target(&mut self, replicas: i32) {
         if self.o.target.as_ref().is_ok_and(TargetObs::is_workload) {
             self.actions.push(Action::ScaleTarget(replicas));
+            if replicas == 0 {
+                self.pause_target_scaler();
+            } else {
+                self.resume_target_scaler();
+            }
+        }
+    }
+
+    fn has_scaled_object(&self) -> bool {
+        self.spec()
+            .autoscaler_ref
+            .as_ref()
+            .is_some_and(|a| a.kind == "ScaledObject")
+    }
+
+    /// Flagger's `PauseTargetScaler`: a KEDA ScaledObject would scale the canary back up.
+    pub(super) fn pause_target_scaler(&mut self) {
+        if self.has_scaled_object() {
+            self.actions.push(Action::PauseTargetScaler);
+        }
+    }
+
+    /// Flagger's `ResumeTargetScaler`.
+    pub(super) fn resume_target_scaler(&mut self) {
+        if self.has_scaled_object() && !self.actions.contains(&Action::ResumeTargetScaler) {
+            self.actions.push(Action::ResumeTargetScaler);
         }
     }
 
@@ -162,6 +198,7 @@ impl Machine<'_> {
         self.status.run_start_time = None;
         self.end_session_cookies();
         self.status.last_promoted_spec = self.status.last_applied_spec.clone();
+        self.end_pause();
         self.set_phase(CanaryPhase::Succeeded, None);
         self.event(
             EventType::Normal,
@@ -185,6 +222,7 @@ impl Machine<'_> {
             self.actions.push(alert);
         }
         self.status.hold_start_time = None;
+        self.end_pause();
         self.event(EventType::Warning, reason.event(&self.id()));
         self.actions.push(Action::SetRoutes(Routes {
             primary: 100,
@@ -334,6 +372,16 @@ impl Machine<'_> {
         self.actions
             .push(Action::PostRollout(CanaryPhase::Succeeded));
         Ok(Requeue::AwaitChange)
+    }
+
+    /// A run ends or restarts: a pause held only that run.
+    pub(super) fn end_pause(&mut self) {
+        if self.status.paused_at.take().is_some() {
+            self.event(
+                EventType::Normal,
+                format!("The pause of {} ended with its run", self.id()),
+            );
+        }
     }
 
     /// A run starts: new session-affinity cookies for it (routers read them from status).

@@ -1855,3 +1855,214 @@ fn the_ready_condition_is_kept_first_for_the_status_column() {
         vec![("Ready", "InvalidSpec"), ("Promoted", "Progressing")]
     );
 }
+
+mod requests;
+
+/// A StatefulSet canary: the fixture with a StatefulSet target, its primary generated from it.
+fn sts_fx() -> Observed {
+    let mut o = fx();
+    if let Some(t) = o.canary.spec.target_ref.as_mut() {
+        t.kind = "StatefulSet".into();
+    }
+    o.target = Ok(TargetObs {
+        kind: TargetKind::StatefulSet,
+        ..target("v1:a")
+    });
+    o.generated.primary = Some(Workload::StatefulSet(Default::default()));
+    o
+}
+
+/// A StatefulSet whose controller reports `updated`/`ready` of 2 Pods and whether the update
+/// revision became current, at the observed generation.
+fn sts_status(updated: i32, ready: i32, current: bool) -> k8s_openapi::api::apps::v1::StatefulSet {
+    use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetStatus};
+    StatefulSet {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            generation: Some(2),
+            ..Default::default()
+        },
+        spec: StatefulSetSpec {
+            replicas: Some(2),
+            ..Default::default()
+        },
+        status: Some(StatefulSetStatus {
+            observed_generation: Some(2),
+            replicas: 2,
+            updated_replicas: Some(updated),
+            ready_replicas: Some(ready),
+            current_revision: Some(if current { "db-b" } else { "db-a" }.into()),
+            update_revision: Some("db-b".into()),
+            ..Default::default()
+        }),
+    }
+}
+
+#[test]
+fn statefulset_canaries_go_through_every_transition_like_deployments() {
+    use crate::core::readiness::statefulset_readiness;
+    let deadline = Duration::from_secs(60);
+    let readiness = |s, since: i64, now: i64| {
+        statefulset_readiness(&s, 100, deadline, Some(at(since)), at(now))
+    };
+
+    // Initialisation creates the StatefulSet primary; a ready primary scales the target down.
+    let mut o = with_status(sts_fx(), |s| *s = CanaryStatus::default());
+    o.primary = None;
+    let p = decide(&o, at(0));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Initializing));
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| matches!(a, Action::CreatePrimary(Workload::StatefulSet(_))))
+    );
+    let mut o = with_status(sts_fx(), |s| s.phase = Some(CanaryPhase::Initializing));
+    o.target = Ok(TargetObs {
+        kind: TargetKind::StatefulSet,
+        replicas: 2,
+        ..target("v1:a")
+    });
+    o.primary = Some(PrimaryObs {
+        // The primary's ordered rollout is still on its first Pod.
+        readiness: readiness(sts_status(1, 1, false), 0, 5),
+        ..primary("v1:a")
+    });
+    assert!(!decide(&o, at(5)).actions.contains(&Action::ScaleTarget(0)));
+    o.primary = Some(PrimaryObs {
+        readiness: readiness(sts_status(2, 2, true), 0, 6),
+        ..primary("v1:a")
+    });
+    let p = decide(&o, at(6));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Initialized));
+    assert!(p.actions.contains(&Action::ScaleTarget(0)));
+
+    // A new revision scales the StatefulSet canary up from zero.
+    let mut o = sts_fx();
+    o.target = Ok(TargetObs {
+        kind: TargetKind::StatefulSet,
+        ..target("v1:b")
+    });
+    let p = decide(&o, at(0));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Progressing));
+    assert!(p.actions.contains(&Action::ScaleTarget(2)));
+
+    // While the canary's ordered update is under way the analysis waits without failed checks.
+    let mut o = progressing(1, 0);
+    o.canary.spec.target_ref = sts_fx().canary.spec.target_ref;
+    o.target = Ok(TargetObs {
+        kind: TargetKind::StatefulSet,
+        replicas: 2,
+        readiness: readiness(sts_status(1, 1, false), 0, 10),
+        ..target("v1:b")
+    });
+    let p = decide(&o, at(10));
+    assert_eq!(p.status.as_ref().map(|s| s.failed_checks).unwrap_or(0), 0);
+    assert_ne!(phase_of(&p), Some(CanaryPhase::Failed));
+
+    // A faulty revision stuck past the deadline rolls back: traffic to the primary, canary to
+    // zero, and the condition names the kind.
+    o.target = Ok(TargetObs {
+        kind: TargetKind::StatefulSet,
+        replicas: 2,
+        readiness: readiness(sts_status(1, 1, false), 0, 61),
+        ..target("v1:b")
+    });
+    let p = decide(&o, at(61));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
+    assert!(p.actions.contains(&Action::ScaleTarget(0)));
+    assert!(p.actions.contains(&Action::SetRoutes(Routes {
+        primary: 100,
+        canary: 0,
+        mirrored: false
+    })));
+    let msg = p
+        .status
+        .and_then(|s| s.conditions)
+        .and_then(|c| c.into_iter().find(|c| c.type_ == "Promoted"))
+        .and_then(|c| c.message)
+        .unwrap_or_default();
+    assert!(msg.contains("StatefulSet scaled to zero"), "{msg}");
+
+    // Promotion copies the target into the StatefulSet primary and waits for its ordered update.
+    let mut o = with_status(progressing(3, 0), |s| {
+        s.phase = Some(CanaryPhase::Promoting)
+    });
+    o.canary.spec.target_ref = sts_fx().canary.spec.target_ref;
+    o.generated.primary = Some(Workload::StatefulSet(Default::default()));
+    o.primary = Some(primary("v1:a"));
+    let p = decide(&o, at(20));
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| matches!(a, Action::PromotePrimary(Workload::StatefulSet(_)))),
+        "{:?}",
+        p.actions
+    );
+    o.primary = Some(PrimaryObs {
+        readiness: readiness(sts_status(2, 2, false), 0, 21),
+        ..primary("v1:b")
+    });
+    // The revision is not current yet.
+    only_the_wait_changed(&o, &decide(&o, at(21)), "PrimaryNotReady");
+    o.primary = Some(PrimaryObs {
+        readiness: readiness(sts_status(2, 2, true), 0, 22),
+        ..primary("v1:b")
+    });
+    assert_eq!(phase_of(&decide(&o, at(22))), Some(CanaryPhase::Finalising));
+}
+
+#[test]
+fn a_keda_scaled_object_is_paused_while_the_canary_is_at_zero_and_resumed_for_a_run() {
+    let keda = |mut o: Observed| {
+        o.canary.spec.autoscaler_ref = Some(crate::api::canary::AutoscalerRef {
+            api_version: "keda.sh/v1alpha1".into(),
+            kind: "ScaledObject".into(),
+            name: "podinfo-so".into(),
+            ..Default::default()
+        });
+        o
+    };
+    // Initialisation scales the canary to zero and pauses its ScaledObject.
+    let mut o = keda(with_status(fx(), |s| {
+        s.phase = Some(CanaryPhase::Initializing)
+    }));
+    o.target = Ok(TargetObs {
+        replicas: 2,
+        ..target("v1:a")
+    });
+    let p = decide(&o, at(0));
+    assert!(p.actions.contains(&Action::ScaleTarget(0)));
+    assert!(p.actions.contains(&Action::PauseTargetScaler));
+    assert!(!p.actions.contains(&Action::ResumeTargetScaler));
+
+    // A run resumes it, even when the canary was scaled up by someone else already.
+    let mut o = keda(fx());
+    o.target = Ok(TargetObs {
+        replicas: 2,
+        ..target("v1:b")
+    });
+    let p = decide(&o, at(0));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Progressing));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::ScaleTarget(_)))
+    );
+    assert_eq!(
+        p.actions
+            .iter()
+            .filter(|a| **a == Action::ResumeTargetScaler)
+            .count(),
+        1
+    );
+
+    // A rollback pauses it again; without a ScaledObject nothing is paused.
+    let o = keda(with_status(progressing(1, 0), |s| s.failed_checks = 2));
+    let p = decide(&o, at(10));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
+    assert!(p.actions.contains(&Action::PauseTargetScaler));
+    let p = decide(
+        &with_status(progressing(1, 0), |s| s.failed_checks = 2),
+        at(10),
+    );
+    assert!(!p.actions.contains(&Action::PauseTargetScaler));
+}

@@ -1,14 +1,16 @@
 //! Simulated workload controllers for the embedded cluster (network I/O through a kube-rs
 //! `Client`): Deployments with their ReplicaSets and Pods, DaemonSets on simulated nodes,
-//! HorizontalPodAutoscalers and Endpoints, plus a kubelet that moves Pods to Running and Ready.
+//! StatefulSets with their ControllerRevisions and PVCs, HorizontalPodAutoscalers and Endpoints, plus a kubelet that moves Pods to Running and Ready.
 //!
 //! Each controller is a pure planner (`deployment::plan`, `replicaset::plan`, …) fed by watch
 //! caches, and a small runner that writes the plan back through the API, so the simulators would
 //! run against any Kubernetes API server. Pod templates can ask for faults with the
 //! `sim.serin.dev/fault` annotation (see [`kubelet`]).
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, PersistentVolumeClaim, Pod, Service};
 use kube::Client;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,7 @@ pub mod kubelet;
 pub mod nodes;
 pub mod replicaset;
 mod runtime;
+pub mod statefulset;
 #[cfg(test)]
 mod testing;
 pub mod util;
@@ -78,6 +81,8 @@ pub struct SimConfig {
     pub deployments: bool,
     /// Simulate the DaemonSet controller.
     pub daemonsets: bool,
+    /// Simulate the StatefulSet controller (Pods, PVCs, ControllerRevisions).
+    pub statefulsets: bool,
     /// Simulate the HorizontalPodAutoscaler controller (min/max clamping only).
     pub hpa: bool,
     /// Simulate the endpoints controller.
@@ -100,6 +105,7 @@ impl Default for SimConfig {
         SimConfig {
             deployments: true,
             daemonsets: true,
+            statefulsets: true,
             hpa: true,
             endpoints: true,
             kubelet: true,
@@ -146,8 +152,8 @@ pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle, Error
             .map_err(Error::RegisterNodes)?;
     }
     let wake = || Arc::new(Notify::new());
-    let (n_deploy, n_rs, n_kubelet, n_ds, n_hpa, n_ep) =
-        (wake(), wake(), wake(), wake(), wake(), wake());
+    let (n_deploy, n_rs, n_kubelet, n_ds, n_hpa, n_ep, n_sts) =
+        (wake(), wake(), wake(), wake(), wake(), wake(), wake());
     let pick = |pairs: &[(bool, &Arc<Notify>)]| -> Vec<Arc<Notify>> {
         pairs
             .iter()
@@ -156,7 +162,7 @@ pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle, Error
             .collect()
     };
     let c = &config;
-    let needs_pods = c.deployments || c.daemonsets || c.kubelet || c.endpoints;
+    let needs_pods = c.deployments || c.daemonsets || c.statefulsets || c.kubelet || c.endpoints;
     let needs_nodes = c.deployments || c.daemonsets || c.kubelet;
     let mut handle = SimHandle { tasks: Vec::new() };
     let tasks = &mut handle.tasks;
@@ -164,6 +170,7 @@ pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle, Error
         let w = pick(&[
             (c.deployments, &n_rs),
             (c.daemonsets, &n_ds),
+            (c.statefulsets, &n_sts),
             (c.kubelet, &n_kubelet),
             (c.endpoints, &n_ep),
         ]);
@@ -214,6 +221,23 @@ pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle, Error
                 n_ds.clone(),
                 daemon_sets,
                 pods.clone(),
+                nodes.clone(),
+            )));
+        }
+        if c.statefulsets {
+            let sets = runtime::reflect::<StatefulSet>(&client, vec![n_sts.clone()], tasks).await?;
+            let claims =
+                runtime::reflect::<PersistentVolumeClaim>(&client, vec![n_sts.clone()], tasks)
+                    .await?;
+            let revisions =
+                runtime::reflect::<ControllerRevision>(&client, vec![n_sts.clone()], tasks).await?;
+            tasks.push(tokio::spawn(runtime::run_stateful_sets(
+                client.clone(),
+                n_sts.clone(),
+                sets,
+                pods.clone(),
+                claims,
+                revisions,
                 nodes.clone(),
             )));
         }

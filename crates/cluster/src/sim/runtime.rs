@@ -3,11 +3,15 @@
 //! controller-manager talks to an API server.
 use super::events::Recorder;
 use super::util::{self, controller_uid};
-use super::{SimConfig, daemonset, deployment, endpoints, hpa, kubelet, nodes, replicaset};
+use super::{
+    SimConfig, daemonset, deployment, endpoints, hpa, kubelet, nodes, replicaset, statefulset,
+};
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -575,6 +579,186 @@ pub(super) async fn run_daemon_sets(
         }
         wait("daemonset", &notify, next).await;
     }
+}
+
+/// The StatefulSet controller loop.
+pub(super) async fn run_stateful_sets(
+    client: Client,
+    notify: Arc<Notify>,
+    sets: Store<StatefulSet>,
+    pods: Store<Pod>,
+    claims: Store<PersistentVolumeClaim>,
+    revisions: Store<ControllerRevision>,
+    nodes: Store<Node>,
+) {
+    let mut expectations = Expectations::default();
+    let recorder = Recorder::new(client.clone(), "statefulset-controller");
+    loop {
+        let mut next = None;
+        let all_pods = pods.state();
+        let pod_index = by_controller(&all_pods);
+        let rev_index = by_controller(&revisions.state());
+        let mut load: BTreeMap<String, usize> = BTreeMap::new();
+        for p in all_pods.iter().filter(|p| util::pod_active(p)) {
+            if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                *load.entry(n).or_default() += 1;
+            }
+        }
+        let all_claims = claims.state();
+        for set in sets.state() {
+            let uid = set.metadata.uid.clone().unwrap_or_default();
+            let ns = ns_of(&*set);
+            let owned = pod_index.get(&uid).cloned().unwrap_or_default();
+            let owned_revisions = rev_index.get(&uid).cloned().unwrap_or_default();
+            let present: std::collections::BTreeSet<String> = all_claims
+                .iter()
+                .filter(|c| ns_of(&***c) == ns)
+                .map(|c| c.name_any())
+                .collect();
+            let manage = expectations.satisfied(&uid, &names(&owned));
+            let plan = statefulset::plan(
+                &set,
+                &owned,
+                &present,
+                &owned_revisions,
+                manage,
+                Timestamp::now(),
+            );
+            next = util::earliest(next, plan.requeue_at);
+            if let Err(e) = apply_stateful_set(
+                &client,
+                &recorder,
+                &set,
+                plan,
+                &nodes,
+                &mut load,
+                &mut expectations,
+            )
+            .await
+            {
+                tracing::debug!(statefulset = %set.name_any(), error = %e, "statefulset sync failed, retrying");
+                next = util::earliest(next, retry_at());
+            }
+        }
+        wait("statefulset", &notify, next).await;
+    }
+}
+
+/// Carries out a StatefulSet plan: revisions, then claims before the Pods that mount them, then
+/// deletions, then the status.
+async fn apply_stateful_set(
+    client: &Client,
+    recorder: &Recorder,
+    set: &StatefulSet,
+    plan: statefulset::Plan,
+    nodes: &Store<Node>,
+    load: &mut BTreeMap<String, usize>,
+    expectations: &mut Expectations,
+) -> Result<(), kube::Error> {
+    let ns = ns_of(set);
+    let uid = set.metadata.uid.clone().unwrap_or_default();
+    let set_name = set.name_any();
+    let revs: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    if let Some(rev) = &plan.create_revision {
+        match revs.create(&PostParams::default(), rev).await {
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+            other => {
+                other?;
+            }
+        }
+    }
+    if let Some(rev) = &plan.renumber_revision {
+        revs.replace(&rev.name_any(), &PostParams::default(), rev)
+            .await?;
+    }
+    for claim in &plan.create_claims {
+        let name = claim.name_any();
+        match claims.create(&PostParams::default(), claim).await {
+            Ok(_) => {
+                recorder
+                    .normal(
+                        set,
+                        "SuccessfulCreate",
+                        format!(
+                            "create Claim {name} Pod {} in StatefulSet {set_name} success",
+                            claim_pod(&name, &set_name)
+                        ),
+                    )
+                    .await;
+            }
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for pod in &plan.create_pods {
+        let mut pod = pod.clone();
+        if let Some(spec) = pod.spec.as_mut()
+            && spec.node_name.is_none()
+        {
+            spec.node_name = pick_node(nodes, load);
+        }
+        let name = pod.name_any();
+        match pods.create(&PostParams::default(), &pod).await {
+            Ok(_) => {
+                recorder
+                    .normal(
+                        set,
+                        "SuccessfulCreate",
+                        format!("create Pod {name} in StatefulSet {set_name} successful"),
+                    )
+                    .await;
+                expectations.expect(&uid, Some(name), None);
+            }
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for name in &plan.delete_pods {
+        delete_pod(client, &ns, name).await?;
+        recorder
+            .normal(
+                set,
+                "SuccessfulDelete",
+                format!("delete Pod {name} in StatefulSet {set_name} successful"),
+            )
+            .await;
+        expectations.expect(&uid, None, Some(name.clone()));
+    }
+    for name in &plan.delete_claims {
+        ignore_missing(
+            claims
+                .delete(name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+    }
+    for name in &plan.delete_revisions {
+        ignore_missing(
+            revs.delete(name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+    }
+    if let Some(status) = plan.status
+        && !same(&set.status, &Some(status.clone()))
+    {
+        let mut updated = set.clone();
+        updated.status = Some(status);
+        Api::<StatefulSet>::namespaced(client.clone(), &ns)
+            .replace_status(&set_name, &PostParams::default(), &updated)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `data-web-0` of set `web` → the Pod `web-0` it belongs to.
+fn claim_pod(claim: &str, set: &str) -> String {
+    claim
+        .rfind(&format!("-{set}-"))
+        .map(|i| claim[i + 1..].to_string())
+        .unwrap_or_default()
 }
 
 /// Reads the target's `spec.replicas` through its `/scale` subresource.
