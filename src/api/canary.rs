@@ -31,8 +31,26 @@ use super::phase::CanaryPhase;
     derive = "Default",
     doc = "Canary is the Schema for the Canary API.",
     annotation("helm.sh/resource-policy", "keep"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.phase"),
+    // Status: the phase (the `Promoted` condition's reason is the phase), unless the `Ready`
+    // condition says the canary is invalid or suspended, which `.status.phase` cannot show
+    // (an invalid canary may never get a phase). The plan keeps `Ready` first in the list.
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.reason!=\"Valid\")].reason"
+    ),
     printcolumn(name = "Weight", type_ = "string", json_path = ".status.canaryWeight"),
+    printcolumn(
+        name = "Waiting",
+        type_ = "string",
+        json_path = ".status.waitingFor.reason"
+    ),
+    printcolumn(
+        name = "WaitingFor",
+        type_ = "string",
+        json_path = ".status.waitingFor.message",
+        priority = "1"
+    ),
     printcolumn(
         name = "Suspended",
         type_ = "boolean",
@@ -858,6 +876,14 @@ pub struct CanaryStatus {
     /// Serin: the decision records of the last analysis tick, one per check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checks: Option<Vec<CheckRecord>>,
+    /// Serin: what keeps the canary from advancing, while something does (cleared when it
+    /// advances).
+    #[serde(
+        default,
+        deserialize_with = "deserialize_waiting_for",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub waiting_for: Option<WaitingFor>,
     /// Serin: the last manual request (the `serin.dev/request` annotation, written by
     /// `kubectl serin`) and what the controller did with it. A request equal to this one (and
     /// not `Pending`) has been handled and is not applied again.
@@ -867,6 +893,33 @@ pub struct CanaryStatus {
     /// analysis); absent when the run is not paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_at: Option<Time>,
+}
+
+/// Reads `waitingFor`, taking one without a reason for none. Server-side apply removes the
+/// fields a manager stops applying one by one and can leave their parent behind as `{}`, which
+/// is also why the schema requires none of its fields.
+fn deserialize_waiting_for<'de, D>(d: D) -> Result<Option<WaitingFor>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let w = Option::<WaitingFor>::deserialize(d)?;
+    Ok(w.filter(|w| !w.reason.is_empty()))
+}
+
+/// Serin: why a canary cannot advance right now.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingFor {
+    /// The cause, a CamelCase word: `CanaryPodsNotReady`, `PrimaryNotReady`,
+    /// `RouteNotAccepted`, `GateClosed`, `MetricNoData`, `WebhookFailed`, ...
+    #[serde(default)]
+    pub reason: String,
+    /// The cause in words, with counts where there are some (`canary Pods not ready: 1/3 ready`).
+    #[serde(default)]
+    pub message: String,
+    /// Since when the canary has been waiting for this reason (unchanged while the reason stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
 }
 
 /// Serin: the acknowledgement of a manual request (`serin.dev/request: <verb>@<revision>`).
@@ -956,4 +1009,24 @@ pub struct CanaryCondition {
     /// Human-readable message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_for_left_empty_by_server_side_apply_reads_as_none() {
+        let s: CanaryStatus =
+            serde_json::from_value(serde_json::json!({"waitingFor": {}})).expect("status");
+        assert_eq!(s.waiting_for, None);
+        let s: CanaryStatus = serde_json::from_value(serde_json::json!({
+            "waitingFor": {"reason": "GateClosed", "message": "confirm-promotion gate is closed"}
+        }))
+        .expect("status");
+        assert_eq!(
+            s.waiting_for.map(|w| w.reason).as_deref(),
+            Some("GateClosed")
+        );
+    }
 }

@@ -437,6 +437,21 @@ pub async fn run_with_telemetry(
         .reflect(canary_writer)
         .applied_objects();
     let controller = Controller::for_stream(canary_stream, canary_store.clone());
+    // Stops with the controller (also when a lost lease drops this future).
+    let _metrics_sync = {
+        // flagger_canary_total, and a deleted Canary's series leave /metrics.
+        let (store, telemetry) = (canary_store.clone(), ctx.telemetry.clone());
+        AbortOnDrop(tokio::spawn(async move {
+            if store.wait_until_ready().await.is_err() {
+                return;
+            }
+            loop {
+                let canaries = store.state();
+                telemetry.sync_canaries(canaries.iter().map(AsRef::as_ref));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }))
+    };
     // Knative Serving is often not installed: its Services are watched only once a Canary
     // targets one (an idle controller makes no requests), and a failing list is retried with
     // backoff.
@@ -576,6 +591,29 @@ pub async fn run_with_telemetry(
     Ok(())
 }
 
+/// Aborts a background task when the future that started it ends or is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why the router could not report the split: a Gateway API router is `NotReady` only while a
+/// Gateway has not accepted the HTTPRoute (`router::gatewayapi::check_accepted`).
+fn route_problem(
+    provider: Option<crate::api::Provider>,
+    e: crate::router::Error,
+) -> plan::RouteProblem {
+    match e {
+        crate::router::Error::NotReady(m) if provider.is_some_and(|p| p.is_gateway_api()) => {
+            plan::RouteProblem::NotAccepted(m)
+        }
+        e => plan::RouteProblem::NotReady(e.to_string()),
+    }
+}
+
 /// One reconcile: observe from caches, plan (asking checks as needed), act, record.
 #[tracing::instrument(skip(canary, ctx), fields(namespace = canary.namespace().unwrap_or_default(), name = canary.name_any()))]
 pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAction, Error> {
@@ -588,6 +626,7 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
         return Ok(KubeAction::requeue(Duration::from_millis(100)));
     }
     let _timer = ctx.telemetry.reconcile_timer();
+    let _canary_timer = ctx.telemetry.canary_timer(&canary);
     let now = Utc::now();
     if canary.metadata.deletion_timestamp.is_some() && !target_cache_is_fresh(&ctx, &canary).await {
         // Restoring the target decides when the apex Service may switch to it: that decision
@@ -622,7 +661,12 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
         .and_then(|s| s.phase)
         .is_some_and(|p| p.is_running());
     if running && observed.problems.is_empty() {
-        observed.routes = Some(router.routes(&canary).await.map_err(|e| e.to_string()));
+        observed.routes = Some(
+            router
+                .routes(&canary)
+                .await
+                .map_err(|e| route_problem(observed.provider, e)),
+        );
     }
     let mut checks = Checks::default();
     let plan = loop {
@@ -645,7 +689,8 @@ pub async fn reconcile(canary: Arc<Canary>, ctx: Arc<Context>) -> Result<KubeAct
     let written = actuator.execute(&canary, &plan).await?;
     ctx.failures.clear(&canary);
     if let Some(status) = &plan.status {
-        ctx.telemetry.observe_status(&canary, status);
+        ctx.telemetry
+            .observe_status(&canary, status, observed.provider);
     }
     if let Some(w) = written {
         ctx.recent_writes.remember(&w);

@@ -517,8 +517,21 @@ pub fn check_accepted(live: &Value) -> Result<(), Error> {
             .and_then(|c| c["observedGeneration"].as_i64())
             .unwrap_or(0);
         if status != "True" || observed < generation {
+            // The parent's own words (reason, message) say why, e.g. NotAllowedByListeners.
+            let why = accepted
+                .map(|c| {
+                    let reason = c["reason"].as_str().unwrap_or_default();
+                    let message = c["message"].as_str().unwrap_or_default();
+                    match (reason.is_empty(), message.is_empty()) {
+                        (true, true) => String::new(),
+                        (false, true) => format!(", reason: {reason}"),
+                        (true, false) => format!(", message: {message}"),
+                        (false, false) => format!(", reason: {reason}, message: {message}"),
+                    }
+                })
+                .unwrap_or_else(|| ", no Accepted condition".into());
             return Err(Error::NotReady(format!(
-                "HTTPRoute {name}.{ns} parent {pname} is not ready (status: {status}, observed generation: {observed}, current generation: {generation})"
+                "HTTPRoute {name}.{ns} parent {pname} is not ready (status: {status}, observed generation: {observed}, current generation: {generation}{why})"
             )));
         }
     }

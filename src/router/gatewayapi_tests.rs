@@ -254,6 +254,20 @@ fn readiness_needs_every_parent_to_accept_the_current_generation() {
         "{stale}"
     );
     assert!(check_accepted(&route("False", 3)).is_err());
+    // The parent's own reason and message say why it refused.
+    let mut refused = route("False", 3);
+    refused["status"]["parents"][1]["conditions"][0]["reason"] = json!("NotAllowedByListeners");
+    refused["status"]["parents"][1]["conditions"][0]["message"] = json!("namespace not allowed");
+    let why = check_accepted(&refused).unwrap_err().to_string();
+    assert!(
+        why.contains("status: False")
+            && why.ends_with("reason: NotAllowedByListeners, message: namespace not allowed)"),
+        "{why}"
+    );
+    let mut no_condition = route("True", 3);
+    no_condition["status"]["parents"][1]["conditions"] = json!([]);
+    let why = check_accepted(&no_condition).unwrap_err().to_string();
+    assert!(why.contains("no Accepted condition"), "{why}");
     let mut missing = route("True", 3);
     missing["status"]["parents"] = json!([]);
     assert!(

@@ -56,6 +56,7 @@ pub fn observe(
         replicas: 1,
         scale_up_replicas: 1,
         readiness: readiness(&state),
+        pods: None,
     };
     let primary = state.primary_revision.as_ref().map(|rev| PrimaryObs {
         fingerprint: fingerprint(rev),

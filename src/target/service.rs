@@ -153,6 +153,7 @@ pub fn observe(
         replicas: 1,
         scale_up_replicas: 1,
         readiness: readiness(),
+        pods: None,
     };
     let primary = snapshot
         .service(ns, &primary_name(name))

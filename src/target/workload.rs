@@ -224,6 +224,7 @@ pub fn observe(
             since,
             now,
         ),
+        pods: target.pod_counts(),
     };
 
     // Desired generated objects.

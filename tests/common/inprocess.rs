@@ -111,6 +111,22 @@ impl Env {
         metrics: Arc<dyn MetricsChecker>,
         routers: serin::router::RouterConfig,
     ) {
+        self.start_controller_with(
+            provider,
+            metrics,
+            routers,
+            Arc::new(serin::webhook::NoWebhooks),
+        );
+    }
+
+    /// [`Env::start_controller`] with the given webhooks (e.g. a gate that stays closed).
+    pub fn start_controller_with(
+        &mut self,
+        provider: &str,
+        metrics: Arc<dyn MetricsChecker>,
+        routers: serin::router::RouterConfig,
+        webhooks: Arc<dyn serin::webhook::Webhooks>,
+    ) {
         let config = serin::controller::Config {
             observe: ObserveConfig {
                 mesh_provider: provider.into(),
@@ -123,7 +139,7 @@ impl Env {
         let providers = serin::controller::Providers {
             metrics,
             routers,
-            webhooks: Arc::new(serin::webhook::NoWebhooks),
+            webhooks,
             notifier: Arc::new(serin::notifier::LogNotifier),
         };
         let client = self.controller_client();
@@ -152,6 +168,13 @@ impl Env {
 
     /// A Gateway controller stand-in: accepts every HTTPRoute's parents for its current generation.
     pub fn start_gateway(&mut self) {
+        self.start_gateway_accepting(Arc::new(std::sync::atomic::AtomicBool::new(true)));
+    }
+
+    /// A Gateway controller stand-in that writes each parent's `Accepted` condition: `True`
+    /// while `accept` is set, else `False` with reason `NotAllowedByListeners` (what a Gateway
+    /// writes for a route its listeners do not allow), always for the current generation.
+    pub fn start_gateway_accepting(&mut self, accept: Arc<std::sync::atomic::AtomicBool>) {
         let api = self.dynamic(GW_V1, "HTTPRoute");
         self.tasks.push(tokio::spawn(async move {
             loop {
@@ -164,8 +187,18 @@ impl Env {
                         .unwrap_or_default()
                         .into_iter()
                         .map(|p| {
+                            let (status, reason, message) =
+                                if accept.load(std::sync::atomic::Ordering::Acquire) {
+                                    ("True", "Accepted", "")
+                                } else {
+                                    (
+                                        "False",
+                                        "NotAllowedByListeners",
+                                        "no listener allows routes from this namespace",
+                                    )
+                                };
                             json!({"parentRef": p, "controllerName": "example.com/gateway", "conditions": [{
-                                "type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+                                "type": "Accepted", "status": status, "reason": reason, "message": message,
                                 "observedGeneration": generation, "lastTransitionTime": "2025-01-01T00:00:00Z"}]})
                         })
                         .collect();

@@ -239,12 +239,22 @@ impl Prometheus {
     /// Starts Prometheus with a 1 s scrape interval on `exporter`, optionally behind basic auth,
     /// and waits until it is ready.
     pub async fn start(name: &str, exporter: SocketAddr, basic_auth: bool) -> anyhow::Result<Self> {
+        Self::start_job(name, exporter, basic_auth, "exporter").await
+    }
+
+    /// [`Prometheus::start`] with the scrape job named `job` (the `job` label of `up`).
+    pub async fn start_job(
+        name: &str,
+        exporter: SocketAddr,
+        basic_auth: bool,
+        job: &str,
+    ) -> anyhow::Result<Self> {
         let bin = binary();
         let dir = std::env::temp_dir().join(format!("serin-prom-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data"))?;
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: exporter\n    honor_labels: true\n    static_configs:\n      - targets: ['{exporter}']\n"
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: {job}\n    honor_labels: true\n    static_configs:\n      - targets: ['{exporter}']\n"
         );
         std::fs::write(dir.join("prometheus.yml"), config)?;
         let port = free_port()?;

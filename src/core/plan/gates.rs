@@ -98,6 +98,11 @@ impl Machine<'_> {
                         self.status.canary_weight = weight;
                     }
                 }
+                if entering {
+                    self.wait_announced(Wait::GateClosed(hooks));
+                } else {
+                    self.wait = super::wait::WaitMark::Set(Wait::GateClosed(hooks));
+                }
                 self.record_hooks();
                 Ok(false)
             }

@@ -22,8 +22,9 @@ impl Machine<'_> {
         if !self.spec().skips_analysis() {
             match &primary.readiness {
                 Readiness::Ready => {}
-                Readiness::Waiting(_) => {
-                    return Ok(Requeue::After(short(self.o.interval)));
+                Readiness::Waiting(msg) => {
+                    let wait = Wait::PrimaryNotReady(msg.clone());
+                    return self.wait(wait, Requeue::After(short(self.o.interval)));
                 }
                 Readiness::Failed(msg) => {
                     let msg = msg.clone();
@@ -157,6 +158,7 @@ impl Machine<'_> {
 
     pub(super) fn waiting(&mut self) -> Flow {
         if let Some(wait) = self.tick_due() {
+            self.wait = super::wait::WaitMark::Keep;
             return Ok(Requeue::After(wait));
         }
         if self.has_hooks(crate::api::webhook_type::WebhookType::Rollback) {

@@ -44,6 +44,8 @@ pub struct TargetObs {
     /// Readiness of the target (the canary pods, the latest Knative revision; always ready for
     /// a Kubernetes Service).
     pub readiness: Readiness,
+    /// Ready Pods of the canary workload out of those it wants (`None`: not a workload).
+    pub pods: Option<super::workload::PodCounts>,
 }
 
 impl TargetObs {
@@ -111,10 +113,20 @@ pub struct Observed {
     pub has_finalizer: bool,
     /// The live traffic split, read from the router while a run is in progress; an `Err` means
     /// the routing objects are not usable yet (e.g. a Gateway has not accepted the route).
-    pub routes: Option<Result<Routes, String>>,
+    pub routes: Option<Result<Routes, RouteProblem>>,
     /// Ready Pods of the target counted from the Pods themselves, read live while a Canary with
     /// a workload target is being deleted (`None`: not counted).
     pub target_ready_pods: Option<u32>,
+}
+
+/// Why the router cannot report the traffic split.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteProblem {
+    /// A Gateway has not accepted the route (Gateway API: `Accepted` is not `True` for the
+    /// route's current generation, or the parent has not written a status at all).
+    NotAccepted(String),
+    /// Any other reason the routing objects are not usable yet.
+    NotReady(String),
 }
 
 /// Why the target cannot be used.
@@ -249,6 +261,10 @@ struct Machine<'a> {
     now: DateTime<Utc>,
     status: CanaryStatus,
     actions: Vec<Action>,
+    /// What this decision says about `status.waitingFor`.
+    wait: wait::WaitMark,
+    /// Whether an event of the decision already announced a new wait.
+    wait_announced: bool,
     /// A manual request screened as applicable, for the phase handler to carry out.
     request: Option<requests::Accepted>,
 }
@@ -266,6 +282,8 @@ impl<'a> Machine<'a> {
             now,
             status,
             actions: Vec::new(),
+            wait: wait::WaitMark::Clear,
+            wait_announced: false,
             request: None,
         }
     }
@@ -339,6 +357,7 @@ impl<'a> Machine<'a> {
 
     /// Builds the final plan; the status is written only if it changed.
     fn finish(mut self, requeue: Requeue) -> Step {
+        self.record_wait();
         let before = self.o.canary.status.clone().unwrap_or_default();
         let status = if self.status != before {
             self.status.last_transition_time = Some(to_time(self.now));
@@ -381,14 +400,24 @@ impl<'a> Machine<'a> {
                 c.message = Some(message.to_string());
                 c.last_update_time = Some(now);
             }
-            None => conditions.push(CanaryCondition {
-                type_: type_.to_string(),
-                status: value.to_string(),
-                last_update_time: Some(now.clone()),
-                last_transition_time: Some(now),
-                reason: reason.to_string(),
-                message: Some(message.to_string()),
-            }),
+            None => {
+                let c = CanaryCondition {
+                    type_: type_.to_string(),
+                    status: value.to_string(),
+                    last_update_time: Some(now.clone()),
+                    last_transition_time: Some(now),
+                    reason: reason.to_string(),
+                    message: Some(message.to_string()),
+                };
+                // `Ready` goes first: the Status printer column shows the first condition
+                // whose reason is not `Valid` (an invalid or suspended canary's reason, else
+                // the `Promoted` condition's reason, which is the phase).
+                if type_ == READY_CONDITION {
+                    conditions.insert(0, c);
+                } else {
+                    conditions.push(c);
+                }
+            }
         }
     }
 
@@ -426,8 +455,8 @@ impl<'a> Machine<'a> {
             self.actions.push(Action::RemoveFinalizer);
         }
 
-        if let Some(reason) = self.refuse_input() {
-            return self.reject(reason.0, &reason.1);
+        if let Some(wait) = self.refuse_input() {
+            return self.reject(wait);
         }
         self.set_condition(
             READY_CONDITION,
@@ -452,6 +481,7 @@ impl<'a> Machine<'a> {
                 "Suspended",
                 "Canary is suspended; no runs start or advance.",
             );
+            self.wait_announced(Wait::Suspended);
             return Ok(Requeue::AwaitChange);
         }
 
@@ -474,32 +504,39 @@ impl<'a> Machine<'a> {
         }
     }
 
-    /// Bad input: the first error, as (reason, message).
-    fn refuse_input(&self) -> Option<(&'static str, String)> {
+    /// Bad input: the first error.
+    fn refuse_input(&self) -> Option<Wait> {
         if let Some(p) = self
             .o
             .problems
             .iter()
             .find(|p| p.severity == crate::api::validation::Severity::Error)
         {
-            return Some(("InvalidSpec", format!("{}: {}", p.path, p.message)));
+            return Some(Wait::InvalidSpec(format!("{}: {}", p.path, p.message)));
         }
         match &self.o.target {
-            Err(TargetProblem::Missing(m)) => Some(("TargetNotFound", m.clone())),
-            Err(TargetProblem::Invalid(m)) => Some(("InvalidTarget", m.clone())),
+            Err(TargetProblem::Missing(m)) => Some(Wait::TargetNotFound(m.clone())),
+            Err(TargetProblem::Invalid(m)) => Some(Wait::InvalidTarget(m.clone())),
             Ok(_) => None,
         }
     }
 
-    /// Reports bad input once (condition + event) and changes nothing else.
-    fn reject(&mut self, reason: &'static str, message: &str) -> Flow {
+    /// Reports bad input once (condition + Warning event, which also announces the wait) and
+    /// changes nothing else.
+    fn reject(&mut self, wait: Wait) -> Flow {
+        let reason = wait.reason();
+        let message = match &wait {
+            Wait::InvalidSpec(m) | Wait::TargetNotFound(m) | Wait::InvalidTarget(m) => m.clone(),
+            other => other.message(),
+        };
         let same = self.ready_condition().is_some_and(|c| {
-            c.status == "False" && c.reason == reason && c.message.as_deref() == Some(message)
+            c.status == "False" && c.reason == reason && c.message.as_deref() == Some(&message)
         });
         if !same {
             self.event(EventType::Warning, format!("{} {message}", self.id()));
         }
-        self.set_condition(READY_CONDITION, "False", reason, message);
+        self.set_condition(READY_CONDITION, "False", reason, &message);
+        self.wait_announced(wait);
         Ok(Requeue::AwaitChange)
     }
 
@@ -560,6 +597,9 @@ mod deletion;
 mod gates;
 mod init;
 mod promotion;
+mod wait;
+
+pub use wait::Wait;
 pub mod requests;
 
 #[cfg(test)]

@@ -52,13 +52,20 @@ impl Rollback {
         }
     }
 
+    /// Flagger's "Progress deadline exceeded <err>", without saying it twice: the reason of a
+    /// failed canary rollout already starts with those words.
+    fn deadline_message(&self) -> String {
+        match self {
+            Self::CanaryFailed(m) => format!("Progress deadline exceeded: {m}"),
+            other => format!("Progress deadline exceeded: {}", other.why()),
+        }
+    }
+
     /// The Warning event that opens the rollback of canary `id`.
     fn event(&self, id: &str) -> String {
         let why = self.why();
         match self {
-            Self::CanaryFailed(_) | Self::CanaryNotReady { .. } => {
-                format!("Progress deadline exceeded {why}")
-            }
+            Self::CanaryFailed(_) | Self::CanaryNotReady { .. } => self.deadline_message(),
             Self::PrimaryFailed(_) => why,
             Self::Webhook => format!("Rolling back {id} manual webhook invoked"),
             Self::Manual => format!("Rolling back {id} {why}"),
@@ -230,7 +237,7 @@ impl Machine<'_> {
         if reason.is_deadline() {
             self.actions.push(Action::Alert(
                 AlertSeverity::Error,
-                format!("Progress deadline exceeded {why}"),
+                reason.deadline_message(),
             ));
         }
         self.status.canary_weight = 0;
@@ -245,44 +252,8 @@ impl Machine<'_> {
 
     pub(super) fn promoting(&mut self) -> Flow {
         self.adopt_flagger_run();
-        let want = self.status.last_applied_spec.clone();
-        let Some(primary) = self.o.primary.clone() else {
-            return Ok(Requeue::After(short(self.o.interval)));
-        };
-        if want.as_deref() != Some(primary.fingerprint.as_str()) {
-            // The copy did not land (or the target changed again): copy again.
-            if self.target().fingerprint.as_str() == want.as_deref().unwrap_or_default() {
-                self.push_promotion_actions();
-            }
-            return Ok(Requeue::After(short(self.o.interval)));
-        }
-        match &primary.readiness {
-            Readiness::Ready => {}
-            Readiness::Waiting(_) => {
-                return Ok(Requeue::After(short(self.o.interval)));
-            }
-            Readiness::Failed(msg) => {
-                // The new primary cannot become ready: keep traffic on the canary, which is.
-                let msg = format!("primary not ready: {msg}");
-                self.actions.push(Action::SetRoutes(Routes {
-                    primary: 0,
-                    canary: 100,
-                    mirrored: false,
-                }));
-                self.event(EventType::Warning, format!("Promotion failed, {msg}"));
-                self.actions.push(Action::Alert(
-                    AlertSeverity::Error,
-                    format!("Promotion failed, primary not ready: {msg}"),
-                ));
-                self.status.canary_weight = 100;
-                self.status.failure_reason = Some(format!("promotion failed: {msg}"));
-                self.set_phase(
-                    CanaryPhase::Failed,
-                    Some(&format!("Reason: promotion failed, {msg}.")),
-                );
-                self.actions.push(Action::PostRollout(CanaryPhase::Failed));
-                return Ok(Requeue::AwaitChange);
-            }
+        if let Some(stop) = self.await_promoted_primary() {
+            return stop;
         }
         let provider = self.o.provider.unwrap_or(Provider::Kubernetes);
         let step = self
@@ -306,7 +277,59 @@ impl Machine<'_> {
             self.set_phase(CanaryPhase::Finalising, None);
             return Ok(Requeue::After(Duration::ZERO));
         }
+        self.step_primary_weight(step)
+    }
+
+    /// The primary must run the promoted revision and be ready before traffic moves back to
+    /// it; a primary that cannot become ready fails the promotion.
+    fn await_promoted_primary(&mut self) -> Option<Flow> {
+        let want = self.status.last_applied_spec.clone();
+        let requeue = Requeue::After(short(self.o.interval));
+        let Some(primary) = self.o.primary.clone() else {
+            let wait = Wait::PrimaryNotReady("the primary does not exist".into());
+            return Some(self.wait(wait, requeue));
+        };
+        if want.as_deref() != Some(primary.fingerprint.as_str()) {
+            // The copy did not land (or the target changed again): copy again.
+            if self.target().fingerprint.as_str() == want.as_deref().unwrap_or_default() {
+                self.push_promotion_actions();
+            }
+            return Some(self.wait(Wait::PrimaryNotUpdated, requeue));
+        }
+        match &primary.readiness {
+            Readiness::Ready => None,
+            Readiness::Waiting(msg) => Some(self.wait(Wait::PrimaryNotReady(msg.clone()), requeue)),
+            Readiness::Failed(msg) => Some(self.promotion_failed(msg)),
+        }
+    }
+
+    /// The new primary cannot become ready: keep traffic on the canary, which is.
+    fn promotion_failed(&mut self, detail: &str) -> Flow {
+        let msg = format!("primary not ready: {detail}");
+        self.actions.push(Action::SetRoutes(Routes {
+            primary: 0,
+            canary: 100,
+            mirrored: false,
+        }));
+        self.event(EventType::Warning, format!("Promotion failed, {msg}"));
+        self.actions.push(Action::Alert(
+            AlertSeverity::Error,
+            format!("Promotion failed, {msg}"),
+        ));
+        self.status.canary_weight = 100;
+        self.status.failure_reason = Some(format!("promotion failed: {msg}"));
+        self.set_phase(
+            CanaryPhase::Failed,
+            Some(&format!("Reason: promotion failed, {msg}.")),
+        );
+        self.actions.push(Action::PostRollout(CanaryPhase::Failed));
+        Ok(Requeue::AwaitChange)
+    }
+
+    /// `stepWeightPromotion`: one step of traffic back to the primary per interval.
+    fn step_primary_weight(&mut self, step: i32) -> Flow {
         if let Some(wait) = self.tick_due() {
+            self.wait = super::wait::WaitMark::Keep;
             return Ok(Requeue::After(wait));
         }
         let canary = (self.status.canary_weight - step).max(0);

@@ -23,6 +23,7 @@ fn target(fp: &str) -> TargetObs {
         replicas: 0,
         scale_up_replicas: 2,
         readiness: Readiness::Ready,
+        pods: None,
     }
 }
 
@@ -132,6 +133,38 @@ fn events(p: &Plan) -> Vec<String> {
         .collect()
 }
 
+fn warnings(p: &Plan) -> Vec<String> {
+    p.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Event(EventType::Warning, m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn without_events(p: &Plan) -> Vec<Action> {
+    p.actions
+        .iter()
+        .filter(|a| !matches!(a, Action::Event(..)))
+        .cloned()
+        .collect()
+}
+
+/// The plan only waits: `status.waitingFor` names `reason`, and nothing else of the status
+/// changed.
+fn only_the_wait_changed(o: &Observed, p: &Plan, reason: &str) {
+    let mut s = p.status.clone().expect("the wait is written");
+    assert_eq!(
+        s.waiting_for.take().map(|w| w.reason).as_deref(),
+        Some(reason)
+    );
+    let mut before = o.canary.status.clone().unwrap_or_default();
+    before.waiting_for = None;
+    s.last_transition_time = before.last_transition_time.clone();
+    assert_eq!(s, before, "only status.waitingFor may change");
+}
+
 fn hook(kind: &str) -> CanaryWebhook {
     CanaryWebhook {
         name: kind.into(),
@@ -169,7 +202,7 @@ fn initialization_waits_for_the_primary_to_be_ready() {
         !p.actions.contains(&Action::ScaleTarget(0)),
         "the target must keep serving until the primary is ready"
     );
-    assert_eq!(p.status, None);
+    only_the_wait_changed(&o, &p, "PrimaryNotReady");
 }
 
 #[test]
@@ -408,7 +441,7 @@ fn failed_checks_count_up_and_past_the_threshold_roll_back() {
     );
     assert_eq!(p.status.as_ref().map(|s| s.failed_checks), Some(1));
     assert_eq!(
-        events(&p),
+        warnings(&p),
         vec!["Halt podinfo.test advancement success rate 90.00% < 99%"]
     );
 
@@ -451,8 +484,7 @@ fn an_unready_canary_waits_without_failed_checks_until_the_progress_deadline() {
         ..target("v1:b")
     });
     let p = decide(&o, at(30));
-    assert_eq!(p.status, None);
-    assert!(p.actions.is_empty());
+    only_the_wait_changed(&o, &p, "CanaryPodsNotReady");
     let p = decide(&o, at(601));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
     assert!(failure_reason(&p).is_some_and(|r| r.contains("progressDeadlineSeconds (600s)")));
@@ -498,15 +530,13 @@ fn promotion_waits_for_the_new_primary_then_finalises_and_succeeds() {
     });
     o.primary = Some(primary("v1:a"));
     let p = decide(&o, at(20));
-    assert_eq!(
-        p.status, None,
-        "the primary does not run the new revision yet"
-    );
+    // The primary does not run the new revision yet.
+    only_the_wait_changed(&o, &p, "PrimaryNotUpdated");
     o.primary = Some(PrimaryObs {
         readiness: Readiness::Waiting("1 of 2".into()),
         ..primary("v1:b")
     });
-    assert_eq!(decide(&o, at(21)).status, None);
+    only_the_wait_changed(&o, &decide(&o, at(21)), "PrimaryNotReady");
     o.primary = Some(primary("v1:b"));
     let p = decide(&o, at(22));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Finalising));
@@ -767,7 +797,7 @@ fn an_inconclusive_analysis_holds_without_failing_until_the_deadline() {
     );
     assert_eq!(s.hold_start_time, Some(to_time(at(10))));
     assert_eq!(
-        events(&p),
+        warnings(&p),
         vec!["Holding podinfo.test advancement: no values found"]
     );
     let mut o = o;
@@ -780,10 +810,12 @@ fn an_inconclusive_analysis_holds_without_failing_until_the_deadline() {
 #[test]
 fn routes_that_are_not_ready_pause_the_analysis_without_failed_checks() {
     let mut o = progressing(1, 0);
-    o.routes = Some(Err("parent gateway has not accepted the route".into()));
+    o.routes = Some(Err(RouteProblem::NotReady("TrafficSplit podinfo".into())));
     let p = decide(&o, at(10));
-    assert_eq!(p.status, None);
-    assert!(p.actions.is_empty());
+    let s = p.status.clone().expect("the wait is written");
+    assert_eq!((s.failed_checks, s.iterations), (0, 1));
+    assert_eq!(waiting(&p).map(|w| w.0), Some("RoutesNotReady".into()));
+    assert_eq!(p.actions.len(), 1, "only the wait's event: {:?}", p.actions);
 }
 
 fn with_affinity(mut o: Observed, primary_cookie: Option<&str>) -> Observed {
@@ -991,6 +1023,7 @@ fn knative(latest: u32, primary: Option<u32>) -> Observed {
         replicas: 1,
         scale_up_replicas: 1,
         readiness: Readiness::Ready,
+        pods: None,
     });
     o.primary = primary.map(knative_primary);
     o.generated = Generated {
@@ -1058,7 +1091,7 @@ fn knative_initialization_waits_until_the_primary_revision_serves() {
         ..knative_primary(1)
     });
     let p = decide(&o, at(0));
-    assert_eq!(p.status, None);
+    only_the_wait_changed(&o, &p, "PrimaryNotReady");
     assert!(!p.actions.contains(&Action::ReconcileRouter));
 }
 
@@ -1113,7 +1146,11 @@ fn knative_promotion_waits_for_the_annotation_then_routes_everything_to_the_new_
     };
     // The annotation has not landed yet: name the revision again, route nothing.
     let p = decide(&promoting(1), at(10));
-    assert_eq!(p.actions, vec![Action::SetPrimaryRevision(revision(2))]);
+    assert_eq!(
+        without_events(&p),
+        vec![Action::SetPrimaryRevision(revision(2))]
+    );
+    only_the_wait_changed(&promoting(1), &p, "PrimaryNotUpdated");
 
     let p = decide(&promoting(2), at(10));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Finalising));
@@ -1145,7 +1182,7 @@ fn an_unready_knative_revision_rolls_back_at_the_progress_deadline() {
     if let Ok(t) = o.target.as_mut() {
         t.readiness = Readiness::Waiting("Knative Revision podinfo-00002 is not ready".into());
     }
-    assert_eq!(decide(&o, at(30)).status, None);
+    only_the_wait_changed(&o, &decide(&o, at(30)), "CanaryRevisionNotReady");
     let p = decide(&o, at(601));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
     assert!(p.actions.contains(&split(100, 0)));
@@ -1200,6 +1237,7 @@ fn service_target(target: &str, primary: Option<&str>) -> Observed {
         replicas: 1,
         scale_up_replicas: 1,
         readiness: Readiness::Ready,
+        pods: None,
     });
     o.primary = primary.map(|fp| PrimaryObs {
         fingerprint: fp.into(),
@@ -1401,6 +1439,399 @@ fn every_cel_rule_of_the_crd_is_also_enforced_by_the_controller() {
     }
 }
 
+// ---- status.waitingFor: one typed reason per early return of a phase handler ----
+
+/// `(reason, message, since)` of the plan's `status.waitingFor`.
+fn waiting(p: &Plan) -> Option<(String, String, Option<Time>)> {
+    let w = p.status.as_ref()?.waiting_for.clone()?;
+    Some((w.reason, w.message, w.since))
+}
+
+fn normal_events(p: &Plan) -> Vec<String> {
+    p.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Event(EventType::Normal, m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Feeds a plan's status back as the Canary's current status.
+fn after(mut o: Observed, p: &Plan) -> Observed {
+    if let Some(s) = &p.status {
+        o.canary.status = Some(s.clone());
+    }
+    o
+}
+
+fn pods_not_ready(o: &mut Observed, ready: i32, desired: i32) {
+    if let Ok(t) = o.target.as_mut() {
+        t.readiness = Readiness::Waiting(format!(
+            "waiting for rollout to finish: {ready} of {desired} (readyThreshold 100%) updated replicas are available"
+        ));
+        t.pods = Some(crate::core::workload::PodCounts { ready, desired });
+    }
+}
+
+fn record(name: &str, outcome: &str, value: Option<f64>) -> crate::api::canary::CheckRecord {
+    crate::api::canary::CheckRecord {
+        name: name.into(),
+        kind: "metric".into(),
+        value,
+        outcome: outcome.into(),
+        ..Default::default()
+    }
+}
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+#[test]
+fn canary_pods_not_ready_wait_with_counts_and_one_event_per_cause() {
+    let mut o = progressing(1, 0);
+    pods_not_ready(&mut o, 1, 3);
+    let p = decide(&o, at(10));
+    let (reason, message, since) = waiting(&p).expect("waitingFor");
+    assert_eq!(reason, "CanaryPodsNotReady");
+    assert!(
+        message.starts_with("canary Pods not ready: 1/3 ready"),
+        "{message}"
+    );
+    assert_eq!(since, Some(to_time(at(10))));
+    assert_eq!(
+        normal_events(&p),
+        vec![format!(
+            "Waiting for podinfo.test (CanaryPodsNotReady): {message}"
+        )]
+    );
+
+    // Same cause, new counts: the message follows, `since` stays, no second event.
+    let mut o = after(o, &p);
+    pods_not_ready(&mut o, 2, 3);
+    let p = decide(&o, at(15));
+    let (reason, message, since) = waiting(&p).expect("waitingFor");
+    assert_eq!(reason, "CanaryPodsNotReady");
+    assert!(
+        message.starts_with("canary Pods not ready: 2/3 ready"),
+        "{message}"
+    );
+    assert_eq!(since, Some(to_time(at(10))));
+    assert!(normal_events(&p).is_empty(), "{:?}", p.actions);
+
+    // Ready again: the tick runs and the wait is cleared.
+    let mut o = after(o, &p);
+    if let Ok(t) = o.target.as_mut() {
+        t.readiness = Readiness::Ready;
+    }
+    let p = decide(&o, at(20));
+    assert_eq!(waiting(&p), None);
+    assert_eq!(p.status.map(|s| s.iterations), Some(2));
+}
+
+#[test]
+fn a_knative_revision_that_is_not_ready_is_named_as_such() {
+    let mut o = progressing(1, 0);
+    if let Ok(t) = o.target.as_mut() {
+        t.kind = TargetKind::KnativeService;
+        t.readiness = Readiness::Waiting("Knative Revision podinfo-00002 is not ready".into());
+    }
+    let p = decide(&o, at(10));
+    assert_eq!(
+        waiting(&p).map(|w| (w.0, w.1)),
+        Some((
+            "CanaryRevisionNotReady".into(),
+            "canary revision not ready: Knative Revision podinfo-00002 is not ready".into()
+        ))
+    );
+}
+
+#[test]
+fn a_route_not_accepted_by_its_gateway_is_explained() {
+    let mut o = progressing(1, 0);
+    o.routes = Some(Err(RouteProblem::NotAccepted(
+        "HTTPRoute podinfo.test parent gw is not ready (status: False)".into(),
+    )));
+    let p = decide(&o, at(10));
+    let (reason, message, _) = waiting(&p).expect("waitingFor");
+    assert_eq!(reason, "RouteNotAccepted");
+    assert_eq!(
+        message,
+        "route not accepted: HTTPRoute podinfo.test parent gw is not ready (status: False)"
+    );
+    assert_eq!(p.status.as_ref().map(|s| s.failed_checks), Some(0));
+    assert_eq!(normal_events(&p).len(), 1);
+}
+
+#[test]
+fn a_tick_that_is_not_due_keeps_the_wait_as_it_is() {
+    let mut o = progressing(1, 0);
+    o.routes = Some(Err(RouteProblem::NotAccepted("not accepted".into())));
+    let p = decide(&o, at(10));
+    let o = after(o, &p);
+    let first = waiting(&p);
+    // The wait's own requeue comes back before the next tick is due.
+    let o = with_status(o, |s| s.last_analysis_time = Some(to_time(at(10))));
+    let p = decide(&o, at(12));
+    assert_eq!(p.status, None, "nothing changes between ticks");
+    assert!(p.actions.is_empty());
+    assert!(first.is_some());
+}
+
+#[test]
+fn a_closed_gate_is_announced_once_by_the_gate_itself() {
+    let mut o = progressing(0, 0);
+    o.provider = Some(Provider::Istio);
+    o.canary.spec.provider = Some("istio".into());
+    let a = o.canary.spec.analysis.as_mut().expect("analysis");
+    a.iterations = None;
+    a.step_weight = Some(50);
+    a.max_weight = Some(50);
+    a.webhooks = Some(vec![hook("confirm-promotion")]);
+    let o = with_status(o, |s| s.canary_weight = 50);
+    let closed = || Checks {
+        confirm_promotion: Some(false),
+        ..Default::default()
+    };
+    let p = decide_with(&o, closed(), at(10));
+    let (reason, message, _) = waiting(&p).expect("waitingFor");
+    assert_eq!(
+        (reason.as_str(), message.as_str()),
+        ("GateClosed", "confirm-promotion gate is closed")
+    );
+    assert_eq!(
+        normal_events(&p),
+        vec!["Waiting for approval: confirm-promotion gate is closed for podinfo.test"]
+    );
+    let o = after(o, &p);
+    let p = decide_with(&o, closed(), at(20));
+    assert_eq!(waiting(&p).map(|w| w.0), Some("GateClosed".into()));
+    assert!(normal_events(&p).is_empty(), "{:?}", p.actions);
+}
+
+#[test]
+fn a_closed_confirm_rollout_gate_waits_with_gate_closed() {
+    let mut o = fx();
+    o.target = Ok(target("v1:b"));
+    o.canary.spec.analysis.as_mut().expect("analysis").webhooks =
+        Some(vec![hook("confirm-rollout")]);
+    let p = decide_with(
+        &o,
+        Checks {
+            confirm_rollout: Some(false),
+            ..Default::default()
+        },
+        at(0),
+    );
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Waiting));
+    assert_eq!(
+        waiting(&p).map(|w| (w.0, w.1)),
+        Some(("GateClosed".into(), "confirm-rollout gate is closed".into()))
+    );
+}
+
+#[test]
+fn a_metric_without_data_held_waits_with_metric_no_data() {
+    let o = progressing(1, 0);
+    let checks = Checks {
+        analysis: Some(Ok(crate::core::verdict::AnalysisReport {
+            verdict: crate::core::verdict::Verdict::Hold("no values found".into()),
+            records: vec![
+                record("request-success-rate", "Pass", Some(99.0)),
+                record("request-duration", "NoData", None),
+            ],
+        })),
+        ..Default::default()
+    };
+    let p = decide_with(&o, checks, at(10));
+    assert_eq!(
+        waiting(&p).map(|w| (w.0, w.1)),
+        Some((
+            "MetricNoData".into(),
+            "metric returned no data: request-duration".into()
+        ))
+    );
+    assert_eq!(p.status.map(|s| s.failed_checks), Some(0));
+}
+
+#[test]
+fn a_failing_metric_waits_with_metric_failed_and_counts_a_failed_check() {
+    let o = progressing(1, 0);
+    let checks = Checks {
+        analysis: Some(Ok(crate::core::verdict::AnalysisReport {
+            verdict: crate::core::verdict::Verdict::Fail("request-success-rate 80 < 99".into()),
+            records: vec![record("request-success-rate", "Fail", Some(80.0))],
+        })),
+        ..Default::default()
+    };
+    let p = decide_with(&o, checks, at(10));
+    assert_eq!(
+        waiting(&p).map(|w| (w.0, w.1)),
+        Some((
+            "MetricFailed".into(),
+            "metric check failed: request-success-rate (Fail, value 80)".into()
+        ))
+    );
+    assert_eq!(p.status.map(|s| s.failed_checks), Some(1));
+}
+
+#[test]
+fn a_failing_rollout_webhook_waits_with_webhook_failed() {
+    let o = progressing(1, 0);
+    let checks = Checks {
+        analysis: Some(Err("rollout hook load-test returned 500".into())),
+        ..Default::default()
+    };
+    let p = decide_with(&o, checks, at(10));
+    assert_eq!(
+        waiting(&p).map(|w| (w.0, w.1)),
+        Some((
+            "WebhookFailed".into(),
+            "webhook failed: rollout hook load-test returned 500".into()
+        ))
+    );
+}
+
+#[test]
+fn a_primary_that_is_not_ready_is_explained_during_initialization_and_promotion() {
+    let mut o = with_status(fx(), |s| s.phase = Some(CanaryPhase::Initializing));
+    o.primary = Some(PrimaryObs {
+        readiness: Readiness::Waiting("0 of 2 ready".into()),
+        ..primary("v1:a")
+    });
+    let p = decide(&o, at(0));
+    assert_eq!(
+        waiting(&p).map(|w| (w.0, w.1)),
+        Some((
+            "PrimaryNotReady".into(),
+            "primary not ready: 0 of 2 ready".into()
+        ))
+    );
+
+    let mut o = with_status(progressing(3, 0), |s| {
+        s.phase = Some(CanaryPhase::Promoting)
+    });
+    o.primary = Some(primary("v1:a"));
+    let p = decide(&o, at(10));
+    assert_eq!(waiting(&p).map(|w| w.0), Some("PrimaryNotUpdated".into()));
+    o.primary = Some(PrimaryObs {
+        readiness: Readiness::Waiting("1 of 2 ready".into()),
+        ..primary("v1:b")
+    });
+    let p = decide(&o, at(10));
+    assert_eq!(waiting(&p).map(|w| w.0), Some("PrimaryNotReady".into()));
+}
+
+#[test]
+fn invalid_and_suspended_canaries_say_why_they_wait() {
+    let mut o = fx();
+    o.target = Err(TargetProblem::Missing(
+        "Deployment podinfo.test not found".into(),
+    ));
+    let p = decide(&o, at(0));
+    assert_eq!(
+        waiting(&p).map(|w| (w.0, w.1)),
+        Some((
+            "TargetNotFound".into(),
+            "target not found: Deployment podinfo.test not found".into()
+        ))
+    );
+    assert!(
+        normal_events(&p).is_empty(),
+        "the Warning event announces it"
+    );
+
+    let mut o = fx();
+    o.canary.spec.suspend = Some(true);
+    let p = decide(&o, at(0));
+    assert_eq!(waiting(&p).map(|w| w.0), Some("Suspended".into()));
+}
+
+#[test]
+fn a_rollback_clears_the_wait_and_never_repeats_the_deadline_phrase() {
+    let mut o = progressing(1, 0);
+    pods_not_ready(&mut o, 0, 2);
+    let o = with_status(o, |s| {
+        s.waiting_for = Some(crate::api::canary::WaitingFor {
+            reason: "CanaryPodsNotReady".into(),
+            message: "canary Pods not ready: 0/2 ready".into(),
+            since: Some(to_time(at(0))),
+        })
+    });
+    let p = decide(&o, at(601));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
+    assert_eq!(waiting(&p), None);
+    let texts: Vec<String> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Event(_, m) | Action::Alert(_, m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    for t in &texts {
+        assert!(
+            t.to_lowercase().matches("deadline exceeded").count() <= 1,
+            "{t}"
+        );
+    }
+    let mut o = progressing(1, 0);
+    if let Ok(t) = o.target.as_mut() {
+        t.readiness =
+            Readiness::Failed("deployment \"podinfo\" exceeded its progress deadline".into());
+    }
+    let p = decide(&o, at(10));
+    assert!(
+        events(&p).contains(
+            &"Progress deadline exceeded: deployment \"podinfo\" exceeded its progress deadline"
+                .to_string()
+        ),
+        "{:?}",
+        events(&p)
+    );
+    for a in &p.actions {
+        if let Action::Event(_, m) | Action::Alert(_, m) = a {
+            assert!(
+                !m.to_lowercase()
+                    .contains("progress deadline exceeded progress deadline exceeded"),
+                "{m}"
+            );
+            assert!(
+                !m.to_lowercase()
+                    .contains("exceeded: progress deadline exceeded"),
+                "{m}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_ready_condition_is_kept_first_for_the_status_column() {
+    // A status Flagger wrote has only `Promoted`; Serin's `Ready` goes in front of it.
+    let mut o = with_status(progressing(1, 0), |s| {
+        s.conditions = Some(vec![CanaryCondition {
+            type_: PROMOTED_CONDITION.into(),
+            status: "Unknown".into(),
+            reason: "Progressing".into(),
+            ..Default::default()
+        }])
+    });
+    o.problems = vec![Problem {
+        severity: Severity::Error,
+        path: "spec.analysis.stepWeight".into(),
+        message: "stepWeight 60 is greater than maxWeight 50".into(),
+    }];
+    let p = decide(&o, at(10));
+    let conditions = p.status.and_then(|s| s.conditions).unwrap_or_default();
+    let first: Vec<(&str, &str)> = conditions
+        .iter()
+        .map(|c| (c.type_.as_str(), c.reason.as_str()))
+        .collect();
+    assert_eq!(
+        first,
+        vec![("Ready", "InvalidSpec"), ("Promoted", "Progressing")]
+    );
+}
+
 mod requests;
 
 /// A StatefulSet canary: the fixture with a StatefulSet target, its primary generated from it.
@@ -1546,7 +1977,8 @@ fn statefulset_canaries_go_through_every_transition_like_deployments() {
         readiness: readiness(sts_status(2, 2, false), 0, 21),
         ..primary("v1:b")
     });
-    assert_eq!(decide(&o, at(21)).status, None, "revision not current yet");
+    // The revision is not current yet.
+    only_the_wait_changed(&o, &decide(&o, at(21)), "PrimaryNotReady");
     o.primary = Some(PrimaryObs {
         readiness: readiness(sts_status(2, 2, true), 0, 22),
         ..primary("v1:b")

@@ -91,7 +91,9 @@ fn promote_waits_for_an_unready_canary_as_pending_then_applies() {
             .unwrap_or_default()
             .contains("1 of 2 ready")
     );
-    assert_eq!(events(&p).len(), 1, "{:?}", events(&p));
+    // The request's event, and the wait's own (status.waitingFor names the unready canary).
+    assert_eq!(events(&p).len(), 2, "{:?}", events(&p));
+    assert!(events(&p)[1].starts_with("Waiting for podinfo.test (CanaryPodsNotReady)"));
 
     // Still not ready on the next reconcile: no new event, no status write.
     let o = after(o, &p);
