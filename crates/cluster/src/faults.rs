@@ -1,6 +1,7 @@
 //! Fault injection for reliability tests and benchmarks: error rates, latency, cut or expired
 //! watches, and a paused server; set through the Rust API or `/admin/faults` (no I/O itself).
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,7 @@ pub struct Effect {
 pub struct Faults {
     rules: Mutex<Vec<Fault>>,
     paused: watch::Sender<bool>,
+    injected: AtomicU64,
 }
 
 impl Default for Faults {
@@ -61,6 +63,7 @@ impl Default for Faults {
         Faults {
             rules: Mutex::new(vec![]),
             paused: watch::channel(false).0,
+            injected: AtomicU64::new(0),
         }
     }
 }
@@ -115,7 +118,13 @@ impl Faults {
         let _ = rx.wait_for(|p| !*p).await;
     }
 
-    /// The combined effect on a request; `roll` is a uniform random number in [0, 1).
+    /// How many requests [`Faults::effect`] has answered with an injected error so far.
+    pub fn injected_errors(&self) -> u64 {
+        self.injected.load(Ordering::Relaxed)
+    }
+
+    /// The combined effect on a request; `roll` is a uniform random number in [0, 1). Counts the
+    /// injected errors.
     pub fn effect(&self, verb: &str, resource: &str, roll: f64) -> Effect {
         let mut e = Effect::default();
         for f in self.rules().iter().filter(|f| f.matches(verb, resource)) {
@@ -127,6 +136,9 @@ impl Faults {
                 e.close_watch_after = Some(Duration::from_secs(s));
             }
             e.watch_gone |= f.watch_gone;
+        }
+        if e.error.is_some() {
+            self.injected.fetch_add(1, Ordering::Relaxed);
         }
         e
     }
@@ -168,5 +180,6 @@ mod tests {
         });
         assert_eq!(f.effect("get", "pods", 0.2).error, Some(500));
         assert_eq!(f.effect("get", "pods", 0.3).error, None);
+        assert_eq!(f.injected_errors(), 1);
     }
 }

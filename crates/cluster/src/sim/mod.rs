@@ -213,8 +213,13 @@ pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle, Error
     };
     if let (Some(pods), Some(nodes)) = (&pods, &nodes) {
         if c.deployments {
+            // One Deployment cache wakes the HPA loop too (a scale to zero, a new size).
+            let mut wake_on_deployments = vec![n_deploy.clone()];
+            if c.hpa {
+                wake_on_deployments.push(n_hpa.clone());
+            }
             let deployments =
-                runtime::reflect::<Deployment>(&client, vec![n_deploy.clone()], tasks).await?;
+                runtime::reflect::<Deployment>(&client, wake_on_deployments, tasks).await?;
             let replica_sets = runtime::reflect::<ReplicaSet>(
                 &client,
                 vec![n_deploy.clone(), n_rs.clone()],
@@ -288,9 +293,12 @@ pub async fn start(client: Client, config: SimConfig) -> Result<SimHandle, Error
         )));
     }
     if c.hpa {
-        // Deployment changes (a scale to zero, a new size) wake the HPA loop through its own cache.
-        let _deployments =
-            runtime::reflect::<Deployment>(&client, vec![n_hpa.clone()], tasks).await?;
+        // Deployment changes (a scale to zero, a new size) wake the HPA loop: through the
+        // Deployment controller's cache when that runs, else through a cache of its own.
+        if !(c.deployments && pods.is_some() && nodes.is_some()) {
+            let _deployments =
+                runtime::reflect::<Deployment>(&client, vec![n_hpa.clone()], tasks).await?;
+        }
         let hpas = runtime::reflect::<HorizontalPodAutoscaler>(&client, vec![n_hpa.clone()], tasks)
             .await?;
         tasks.push(tokio::spawn(runtime::run_hpas(

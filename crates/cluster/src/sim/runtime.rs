@@ -39,6 +39,10 @@ const IDLE: Duration = Duration::from_secs(30);
 ///
 /// Returns once the cache holds the initial list. Only this function waits for readiness: a
 /// kube-runtime store wakes a single waiter, so several loops waiting on one store could hang.
+///
+/// The cache drops `managedFields`: no simulator reads them, and the server ignores them in the
+/// writes that send a cached object back, so keeping them only cost memory (a third or more of
+/// a Deployment's size).
 pub(super) async fn reflect<K>(
     client: &Client,
     wake: Vec<Arc<Notify>>,
@@ -52,7 +56,9 @@ where
     let api: Api<K> = Api::all(client.clone());
     let stream = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|obj: &mut K| obj.meta_mut().managed_fields = None),
     );
     tasks.push(tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
@@ -101,9 +107,85 @@ fn ns_of<K: Resource>(obj: &K) -> String {
 }
 
 /// Whether two objects serialize the same once unset and empty fields are ignored; guards against
-/// rewriting a status forever when the server normalizes what it stores.
-fn same<T: serde::Serialize>(a: &T, b: &T) -> bool {
-    util::canonical(a) == util::canonical(b)
+/// rewriting a status forever when the server normalizes what it stores. Equal typed values are
+/// the common case of a steady state and need no serializing.
+fn same<T: serde::Serialize + PartialEq>(a: &T, b: &T) -> bool {
+    a == b || util::canonical(a) == util::canonical(b)
+}
+
+/// A hash of the resourceVersions a loop planned one object from: equal fingerprints mean the
+/// same inputs, hence the same plan, as long as the time the plan asked to be requeued at has
+/// not come.
+#[derive(Default)]
+struct Fingerprint(std::collections::hash_map::DefaultHasher);
+
+impl Fingerprint {
+    fn add<K: Resource>(&mut self, obj: &K) -> &mut Self {
+        use std::hash::Hasher;
+        let meta = obj.meta();
+        self.0
+            .write(meta.uid.as_deref().unwrap_or_default().as_bytes());
+        self.0.write(
+            meta.resource_version
+                .as_deref()
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        self
+    }
+
+    fn text(&mut self, t: &str) -> &mut Self {
+        use std::hash::Hasher;
+        self.0.write(t.as_bytes());
+        self
+    }
+
+    fn flag(&mut self, b: bool) -> &mut Self {
+        use std::hash::Hasher;
+        self.0.write_u8(u8::from(b));
+        self
+    }
+
+    fn finish(&self) -> u64 {
+        use std::hash::Hasher;
+        self.0.finish()
+    }
+}
+
+/// What a loop last did with each object: the fingerprint of inputs whose plan was carried out
+/// without error, and when that plan asked to run again. An object is planned again only when
+/// one of its inputs changed or that time came, the way a real controller only works on keys an
+/// informer event or a delayed requeue put on its queue (instead of re-planning every object on
+/// every event, which made each pass O(cluster size)).
+#[derive(Default)]
+struct Synced {
+    done: HashMap<String, (u64, Option<Timestamp>)>,
+}
+
+impl Synced {
+    /// The requeue time to keep waiting for when `key` was synced from these inputs and that time
+    /// has not come (`Some(None)` when it asked for none), or `None` when it must be planned.
+    fn unchanged(&self, key: &str, fingerprint: u64, now: Timestamp) -> Option<Option<Timestamp>> {
+        match self.done.get(key) {
+            Some((f, at)) if *f == fingerprint && at.is_none_or(|t| t > now) => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// Records a plan carried out without error.
+    fn record(&mut self, key: String, fingerprint: u64, requeue_at: Option<Timestamp>) {
+        self.done.insert(key, (fingerprint, requeue_at));
+    }
+
+    /// Forgets `key`, so that it is planned on the next pass (after a failed write).
+    fn forget(&mut self, key: &str) {
+        self.done.remove(key);
+    }
+
+    /// Drops the objects that are gone.
+    fn retain(&mut self, live: &HashSet<String>) {
+        self.done.retain(|k, _| live.contains(k));
+    }
 }
 
 fn ignore_missing(r: Result<(), kube::Error>) -> Result<(), kube::Error> {
@@ -113,17 +195,23 @@ fn ignore_missing(r: Result<(), kube::Error>) -> Result<(), kube::Error> {
     }
 }
 
-/// Index of objects by the UID of their controller.
-fn by_controller<K: Resource + Clone>(items: &[Arc<K>]) -> HashMap<String, Vec<K>> {
-    let mut map: HashMap<String, Vec<K>> = HashMap::new();
+/// Index of objects by the UID of their controller (shared, not copied: a pass clones only the
+/// objects it plans from).
+fn by_controller<K: Resource>(items: &[Arc<K>]) -> HashMap<String, Vec<Arc<K>>> {
+    let mut map: HashMap<String, Vec<Arc<K>>> = HashMap::new();
     for item in items {
         if let Some(uid) = controller_uid(item.meta()) {
             map.entry(uid.to_string())
                 .or_default()
-                .push((**item).clone());
+                .push(Arc::clone(item));
         }
     }
     map
+}
+
+/// Owned copies of shared objects, for the pure planners.
+fn owned<K: Clone>(items: &[Arc<K>]) -> Vec<K> {
+    items.iter().map(|i| (**i).clone()).collect()
 }
 
 /// Pods a controller created or deleted that the cache has not shown yet (the real controllers'
@@ -158,7 +246,7 @@ impl Expectations {
     }
 }
 
-fn names(pods: &[Pod]) -> HashSet<String> {
+fn names(pods: &[Arc<Pod>]) -> HashSet<String> {
     pods.iter()
         .filter_map(|p| p.metadata.name.clone())
         .collect()
@@ -180,11 +268,15 @@ pub(super) async fn run_deployments(
     let recorder = Recorder::new(client.clone(), "deployment-controller");
     // Deployment key -> ReplicaSet created but not yet seen.
     let mut created: HashMap<String, (String, Instant)> = HashMap::new();
+    let mut synced = Synced::default();
     loop {
         let mut next = None;
         let rs_index = by_controller(&replica_sets.state());
         let pod_index = by_controller(&pods.state());
-        for d in deployments.state() {
+        let all = deployments.state();
+        synced.retain(&all.iter().filter_map(|d| d.metadata.uid.clone()).collect());
+        let now = Timestamp::now();
+        for d in all {
             let ns = ns_of(&*d);
             let key = format!("{ns}/{}", d.name_any());
             if let Some((rs_name, since)) = created.get(&key) {
@@ -198,12 +290,22 @@ pub(super) async fn run_deployments(
                 }
             }
             let uid = d.metadata.uid.clone().unwrap_or_default();
-            let owned = rs_index.get(&uid).cloned().unwrap_or_default();
-            let owned_pods: Vec<Pod> = owned
+            let owned_rs = rs_index.get(&uid).map(Vec::as_slice).unwrap_or_default();
+            let owned_pods: Vec<Arc<Pod>> = owned_rs
                 .iter()
                 .filter_map(|rs| rs.metadata.uid.as_ref())
-                .flat_map(|u| pod_index.get(u).cloned().unwrap_or_default())
+                .flat_map(|u| pod_index.get(u).into_iter().flatten().cloned())
                 .collect();
+            let mut fingerprint = Fingerprint::default();
+            fingerprint.add(&*d);
+            owned_rs.iter().for_each(|rs| _ = fingerprint.add(&**rs));
+            owned_pods.iter().for_each(|p| _ = fingerprint.add(&**p));
+            let fingerprint = fingerprint.finish();
+            if let Some(at) = synced.unchanged(&uid, fingerprint, now) {
+                next = util::earliest(next, at);
+                continue;
+            }
+            let (owned, owned_pods) = (owned(owned_rs), owned(&owned_pods));
             let plan = match deployment::plan(&d, &owned, &owned_pods, Timestamp::now()) {
                 Ok(p) => p,
                 Err(e) => {
@@ -212,6 +314,7 @@ pub(super) async fn run_deployments(
                 }
             };
             next = util::earliest(next, plan.requeue_at);
+            let requeue_at = plan.requeue_at;
             let events = plan.events.clone();
             let result = apply_deployment(&client, &d, plan).await;
             if result.is_ok() {
@@ -221,10 +324,12 @@ pub(super) async fn run_deployments(
             }
             match result {
                 Ok(Some(rs_name)) => {
+                    synced.record(uid, fingerprint, requeue_at);
                     created.insert(key, (rs_name, Instant::now()));
                 }
-                Ok(None) => {}
+                Ok(None) => synced.record(uid, fingerprint, requeue_at),
                 Err(e) => {
+                    synced.forget(&uid);
                     tracing::debug!(deployment = %key, error = %e, "deployment sync failed, retrying");
                     next = util::earliest(next, retry_at());
                 }
@@ -337,6 +442,7 @@ pub(super) async fn run_replica_sets(
 ) {
     let mut expectations = Expectations::default();
     let recorder = Recorder::new(client.clone(), "replicaset-controller");
+    let mut synced = Synced::default();
     loop {
         let mut next = None;
         let all_pods = pods.state();
@@ -347,12 +453,25 @@ pub(super) async fn run_replica_sets(
                 *load.entry(n).or_default() += 1;
             }
         }
-        for rs in replica_sets.state() {
+        let all = replica_sets.state();
+        synced.retain(&all.iter().filter_map(|r| r.metadata.uid.clone()).collect());
+        let now = Timestamp::now();
+        for rs in all {
             let uid = rs.metadata.uid.clone().unwrap_or_default();
-            let owned = pod_index.get(&uid).cloned().unwrap_or_default();
-            let manage = expectations.satisfied(&uid, &names(&owned));
+            let owned_pods = pod_index.get(&uid).map(Vec::as_slice).unwrap_or_default();
+            let manage = expectations.satisfied(&uid, &names(owned_pods));
+            let mut fingerprint = Fingerprint::default();
+            fingerprint.add(&*rs).flag(manage);
+            owned_pods.iter().for_each(|p| _ = fingerprint.add(&**p));
+            let fingerprint = fingerprint.finish();
+            if let Some(at) = synced.unchanged(&uid, fingerprint, now) {
+                next = util::earliest(next, at);
+                continue;
+            }
+            let owned = owned(owned_pods);
             let plan = replicaset::plan(&rs, &owned, manage, Timestamp::now());
             next = util::earliest(next, plan.requeue_at);
+            let requeue_at = plan.requeue_at;
             let ns = ns_of(&*rs);
             let pod_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
             let mut failed = false;
@@ -399,7 +518,10 @@ pub(super) async fn run_replica_sets(
                     .is_err();
             }
             if failed {
+                synced.forget(&uid);
                 next = util::earliest(next, retry_at());
+            } else {
+                synced.record(uid, fingerprint, requeue_at);
             }
         }
         wait("replicaset", &notify, next).await;
@@ -419,6 +541,7 @@ pub(super) async fn run_kubelet(
     let mut next_ip: u32 = 0;
     let ready_delay = SignedDuration::try_from(config.pod_ready_delay).unwrap_or_default();
     let crash_interval = SignedDuration::try_from(config.crashloop_interval).unwrap_or_default();
+    let mut synced = Synced::default();
     loop {
         let mut next = None;
         let all = pods.state();
@@ -445,18 +568,37 @@ pub(super) async fn run_kubelet(
         let live: HashSet<String> = all.iter().filter_map(|p| p.metadata.uid.clone()).collect();
         started.retain(|uid, _| live.contains(uid));
         ips.retain(|uid, _| live.contains(uid));
+        synced.retain(&live);
+        let now = Timestamp::now();
         for pod in all {
             let ns = ns_of(&*pod);
             let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+            let node_ip = node_name.as_ref().and_then(|n| node_ips.get(n));
+            let mut fingerprint = Fingerprint::default();
+            fingerprint.add(&*pod).flag(node_ip.is_some());
+            if let Some(ip) = node_ip {
+                fingerprint.text(ip);
+            }
+            let fingerprint = fingerprint.finish();
+            if let Some(at) = synced.unchanged(&uid, fingerprint, now) {
+                next = util::earliest(next, at);
+                continue;
+            }
             if pod.metadata.deletion_timestamp.is_some() {
                 // The kubelet finishes graceful deletions at once: the containers are not real.
                 let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-                let _ = api
+                match api
                     .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
-                    .await;
+                    .await
+                {
+                    Ok(_) => synced.record(uid, fingerprint, None),
+                    Err(_) => next = util::earliest(next, retry_at()),
+                }
                 continue;
             }
             if util::pod_terminal(&pod) {
+                synced.record(uid, fingerprint, None);
                 continue;
             }
             let existing = pod.status.as_ref();
@@ -480,10 +622,7 @@ pub(super) async fn run_kubelet(
                     })
                     .clone(),
             };
-            let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
-            let host_ip = node_name
-                .and_then(|n| node_ips.get(&n).cloned())
-                .unwrap_or_else(|| nodes::ip(0));
+            let host_ip = node_ip.cloned().unwrap_or_else(|| nodes::ip(0));
             let env = kubelet::PodEnv {
                 host_ip,
                 pod_ip,
@@ -493,16 +632,21 @@ pub(super) async fn run_kubelet(
             };
             let (status, when) = kubelet::pod_status(&pod, &env, Timestamp::now());
             next = util::earliest(next, when);
-            if !same(&pod.status, &Some(status.clone())) {
+            if same(&pod.status, &Some(status.clone())) {
+                synced.record(uid, fingerprint, when);
+            } else {
                 let mut updated = (*pod).clone();
                 updated.status = Some(status);
                 let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-                if let Err(e) = api
+                match api
                     .replace_status(&pod.name_any(), &PostParams::default(), &updated)
                     .await
                 {
-                    tracing::debug!(pod = %pod.name_any(), error = %e, "pod status write failed");
-                    next = util::earliest(next, retry_at());
+                    Ok(_) => synced.record(uid, fingerprint, when),
+                    Err(e) => {
+                        tracing::debug!(pod = %pod.name_any(), error = %e, "pod status write failed");
+                        next = util::earliest(next, retry_at());
+                    }
                 }
             }
         }
@@ -526,8 +670,9 @@ pub(super) async fn run_daemon_sets(
         let all_nodes: Vec<Node> = nodes.state().iter().map(|n| (**n).clone()).collect();
         for ds in daemon_sets.state() {
             let uid = ds.metadata.uid.clone().unwrap_or_default();
-            let owned = pod_index.get(&uid).cloned().unwrap_or_default();
-            let manage = expectations.satisfied(&uid, &names(&owned));
+            let owned_pods = pod_index.get(&uid).map(Vec::as_slice).unwrap_or_default();
+            let manage = expectations.satisfied(&uid, &names(owned_pods));
+            let owned = owned(owned_pods);
             let plan = daemonset::plan(&ds, &all_nodes, &owned, manage, Timestamp::now());
             next = util::earliest(next, plan.requeue_at);
             let ns = ns_of(&*ds);
@@ -890,6 +1035,38 @@ pub(super) async fn run_hpas(
     }
 }
 
+/// Pods by namespace and by each label pair, so that a Service's selector is matched against the
+/// pods carrying one of its labels instead of every pod (which made a pass O(Services × Pods)).
+struct PodIndex<'a> {
+    by_ns: HashMap<&'a str, Vec<&'a Pod>>,
+    by_label: HashMap<(&'a str, &'a str, &'a str), Vec<&'a Pod>>,
+}
+
+impl<'a> PodIndex<'a> {
+    fn new(pods: &'a [Arc<Pod>]) -> Self {
+        let mut by_ns: HashMap<&str, Vec<&Pod>> = HashMap::new();
+        let mut by_label: HashMap<(&str, &str, &str), Vec<&Pod>> = HashMap::new();
+        for p in pods {
+            let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+            by_ns.entry(ns).or_default().push(p);
+            for (k, v) in p.metadata.labels.iter().flatten() {
+                by_label.entry((ns, k, v)).or_default().push(p);
+            }
+        }
+        PodIndex { by_ns, by_label }
+    }
+
+    /// The pods of `ns` that can match `selector`: those with its first label pair (every pod of
+    /// the namespace for an empty selector). The caller still matches the whole selector.
+    fn candidates(&self, ns: &str, selector: Option<&BTreeMap<String, String>>) -> Vec<&'a Pod> {
+        let found = match selector.and_then(|s| s.iter().next()) {
+            Some((k, v)) => self.by_label.get(&(ns, k.as_str(), v.as_str())),
+            None => self.by_ns.get(ns),
+        };
+        found.cloned().unwrap_or_default()
+    }
+}
+
 /// The endpoints controller loop.
 pub(super) async fn run_endpoints(
     client: Client,
@@ -898,23 +1075,42 @@ pub(super) async fn run_endpoints(
     pods: Store<Pod>,
     endpoints_store: Store<Endpoints>,
 ) {
+    let mut synced = Synced::default();
     loop {
         let mut next = None;
-        let mut pods_by_ns: HashMap<String, Vec<Pod>> = HashMap::new();
-        for p in pods.state() {
-            pods_by_ns.entry(ns_of(&*p)).or_default().push((*p).clone());
-        }
+        let all_pods = pods.state();
+        let index = PodIndex::new(&all_pods);
         let all_services = services.state();
+        synced.retain(
+            &all_services
+                .iter()
+                .filter_map(|s| s.metadata.uid.clone())
+                .collect(),
+        );
+        let now = Timestamp::now();
         for svc in &all_services {
             let ns = ns_of(&**svc);
-            let Some(desired) = endpoints::desired(
-                svc,
-                pods_by_ns.get(&ns).map(Vec::as_slice).unwrap_or_default(),
-            ) else {
+            let uid = svc.metadata.uid.clone().unwrap_or_default();
+            let candidates =
+                index.candidates(&ns, svc.spec.as_ref().and_then(|s| s.selector.as_ref()));
+            let current = endpoints_store.get(&ObjectRef::new(&svc.name_any()).within(&ns));
+            let mut fingerprint = Fingerprint::default();
+            fingerprint.add(&**svc).flag(current.is_some());
+            if let Some(c) = &current {
+                fingerprint.add(&**c);
+            }
+            candidates.iter().for_each(|p| _ = fingerprint.add(*p));
+            let fingerprint = fingerprint.finish();
+            if synced.unchanged(&uid, fingerprint, now).is_some() {
+                continue;
+            }
+            let candidates: Vec<Pod> = candidates.into_iter().cloned().collect();
+            let Some(desired) = endpoints::desired(svc, &candidates) else {
+                synced.record(uid, fingerprint, None);
                 continue;
             };
             let api: Api<Endpoints> = Api::namespaced(client.clone(), &ns);
-            let result = match endpoints_store.get(&ObjectRef::new(&svc.name_any()).within(&ns)) {
+            let result = match current {
                 None => match api.create(&PostParams::default(), &desired).await {
                     Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
                     other => other.map(|_| ()),
@@ -930,7 +1126,10 @@ pub(super) async fn run_endpoints(
                 Some(_) => Ok(()),
             };
             if result.is_err() {
+                synced.forget(&uid);
                 next = util::earliest(next, retry_at());
+            } else {
+                synced.record(uid, fingerprint, None);
             }
         }
         // Endpoints whose Service is gone go too, except leader-election records.
