@@ -358,6 +358,7 @@ async fn start_env() -> anyhow::Result<Env> {
     .await?;
     Ok(Env {
         extra_args: Vec::new(),
+        user_grants: Vec::new(),
         client,
         kubeconfig,
         dir,

@@ -753,14 +753,27 @@ pub(super) async fn run_stateful_sets(
         for set in sets.state() {
             let uid = set.metadata.uid.clone().unwrap_or_default();
             let ns = ns_of(&*set);
-            let owned = pod_index.get(&uid).cloned().unwrap_or_default();
-            let owned_revisions = rev_index.get(&uid).cloned().unwrap_or_default();
+            // StatefulSets are few: their Pods and revisions are copied for the pure planner.
+            let owned: Vec<Pod> = pod_index
+                .get(&uid)
+                .map(|v| v.iter().map(|p| Pod::clone(p)).collect())
+                .unwrap_or_default();
+            let owned_revisions: Vec<ControllerRevision> = rev_index
+                .get(&uid)
+                .map(|v| v.iter().map(|r| ControllerRevision::clone(r)).collect())
+                .unwrap_or_default();
             let present: std::collections::BTreeSet<String> = all_claims
                 .iter()
                 .filter(|c| ns_of(&***c) == ns)
                 .map(|c| c.name_any())
                 .collect();
-            let manage = expectations.satisfied(&uid, &names(&owned));
+            let manage = expectations.satisfied(
+                &uid,
+                &owned
+                    .iter()
+                    .filter_map(|p| p.metadata.name.clone())
+                    .collect::<HashSet<_>>(),
+            );
             let plan = statefulset::plan(
                 &set,
                 &owned,
