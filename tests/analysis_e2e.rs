@@ -3,9 +3,7 @@
 //! the primary's pods.
 mod common;
 
-use common::e2e::{Env, NS, eventually};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::Api;
+use common::e2e::{Env, NS, deployment, eventually};
 use serde_json::{Value, json};
 use serin::api::canary::CheckRecord;
 use serin::api::{Canary, CanaryPhase};
@@ -13,40 +11,6 @@ use serin::api::{Canary, CanaryPhase};
 #[path = "support/prometheus.rs"]
 mod support;
 use support::{Exporter, Prometheus, Workload};
-
-async fn start(name: &str, metrics_server: &str) -> anyhow::Result<Env> {
-    let mut env = Env::start(&format!("analysis-{name}")).await?;
-    env.extra_args = vec!["--metrics-server".into(), metrics_server.into()];
-    env.start_controller()?;
-    Ok(env)
-}
-
-async fn event_notes(env: &Env) -> anyhow::Result<Vec<String>> {
-    let events: Api<Event> = Api::namespaced(env.client.clone(), NS);
-    Ok(events
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|e| e.note)
-        .collect())
-}
-
-fn deployment(name: &str, image: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS, "labels": {"app": name}},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "podinfod", "image": image,
-                    "ports": [{"name": "http", "containerPort": 9898}]}]}
-            }
-        }
-    })
-}
 
 /// Blue/green (kubernetes provider), two iterations at 1 s, both builtins over 5 s windows with
 /// `minSamples`, held when inconclusive; `extra` is merged into the analysis.
@@ -96,7 +60,7 @@ async fn low_traffic_with_a_rare_error_is_held_under_min_samples_then_promoted_w
     };
     exporter.set(low.clone());
     let prom = Prometheus::start("e2e-lowtraffic", exporter.addr, false).await?;
-    let env = start("lowtraffic", &prom.url).await?;
+    let env = Env::with_metrics_server("analysis-lowtraffic", &prom.url).await?;
     env.apply(deployment("quiet", "podinfo:1.0.0")).await?;
     env.apply(canary("quiet", 200.0, json!({}))).await?;
     env.wait_phase("quiet", CanaryPhase::Initialized, 30)
@@ -122,7 +86,7 @@ async fn low_traffic_with_a_rare_error_is_held_under_min_samples_then_promoted_w
     assert_eq!(st.phase, Some(CanaryPhase::Progressing), "{st:#?}");
     assert_eq!(st.failed_checks, 0, "{st:#?}");
     assert!(st.hold_start_time.is_some(), "{st:#?}");
-    let notes = event_notes(&env).await?;
+    let notes = env.event_notes().await?;
     assert!(
         notes.iter().any(|n| n.starts_with(
             "Holding quiet.test advancement: Insufficient sample for metric request-success-rate"
@@ -165,7 +129,7 @@ async fn the_judge_rolls_back_a_canary_twice_as_slow_as_its_primary_and_promotes
         });
     }
     let prom = Prometheus::start("e2e-judge", exporter.addr, false).await?;
-    let env = start("judge", &prom.url).await?;
+    let env = Env::with_metrics_server("analysis-judge", &prom.url).await?;
     let judge = json!({"judge": {"confidence": 0.95, "tolerance": 10}});
     for name in ["slow", "same"] {
         env.apply(deployment(name, "podinfo:1.0.0")).await?;
@@ -201,7 +165,7 @@ async fn the_judge_rolls_back_a_canary_twice_as_slow_as_its_primary_and_promotes
         "{records:#?}"
     );
     println!("judge decision record: {}", serde_json::to_string(&judged)?);
-    let notes = event_notes(&env).await?;
+    let notes = env.event_notes().await?;
     assert!(
         notes
             .iter()

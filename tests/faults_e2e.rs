@@ -15,9 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use serin::api::{Canary, CanaryPhase};
-use serin::cluster::ClusterConfig;
 use serin::cluster::faults::Fault;
-use serin::cluster::sim::{self, SimConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -319,53 +317,24 @@ fn phase(c: &Canary) -> Option<CanaryPhase> {
 
 /// The embedded cluster with Serin's and the Gateway API CRDs.
 async fn start_env() -> anyhow::Result<Env> {
-    let sims = SimConfig {
-        pod_ready_delay: Duration::from_millis(200),
-        ..SimConfig::default()
-    };
-    let (cluster, sims) = sim::start_cluster(
-        ClusterConfig {
-            nodes: 2,
-            ..ClusterConfig::default()
-        },
-        sims,
-    )
-    .await?;
-    let dir = std::env::temp_dir().join(format!("serin-e2e-faults-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let kubeconfig = dir.join("kubeconfig");
-    cluster.write_kubeconfig(&kubeconfig)?;
-    let client = cluster.client()?;
-    let mut crds = serin::api::crd::all();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/crds/gateway-api.yaml");
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let mut crds = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(&text) {
         let v: Value = serde::Deserialize::deserialize(doc)?;
         if !v.is_null() {
             crds.push(serde_json::from_value(v)?);
         }
     }
-    install(&client, crds).await?;
-    let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
+    let env = Env::start_with_crds("faults", crds).await?;
     let routes: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), NS, &ar(GW_V1, "HTTPRoute"));
-    eventually(10, "canaries and routes to be served", || async {
-        Ok((canaries.list(&Default::default()).await.is_ok()
-            && routes.list(&Default::default()).await.is_ok())
-        .then_some(()))
+        Api::namespaced_with(env.client.clone(), NS, &ar(GW_V1, "HTTPRoute"));
+    eventually(10, "routes to be served", || async {
+        Ok(routes.list(&Default::default()).await.ok())
     })
     .await?;
-    Ok(Env {
-        extra_args: Vec::new(),
-        user_grants: Vec::new(),
-        client,
-        kubeconfig,
-        dir,
-        controller: None,
-        cluster,
-        _sims: sims,
-    })
+    Ok(env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

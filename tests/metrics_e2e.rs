@@ -5,8 +5,6 @@ mod common;
 
 use anyhow::Context;
 use common::e2e::{Env, NS, deployment, eventually};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::Api;
 use serde_json::{Value, json};
 use serin::api::canary::CheckRecord;
 use serin::api::{Canary, CanaryPhase};
@@ -14,26 +12,6 @@ use serin::api::{Canary, CanaryPhase};
 #[path = "support/prometheus.rs"]
 mod support;
 use support::{Exporter, Prometheus, Workload};
-
-/// The shared harness, with the controller pointed at the test's Prometheus.
-async fn start(name: &str, metrics_server: &str) -> anyhow::Result<Env> {
-    let mut env = Env::start(&format!("metrics-{name}")).await?;
-    env.extra_args = vec!["--metrics-server".into(), metrics_server.into()];
-    env.start_controller()?;
-    Ok(env)
-}
-
-/// The notes of every event recorded in the test namespace.
-async fn event_notes(env: &Env) -> anyhow::Result<Vec<String>> {
-    let events: Api<Event> = Api::namespaced(env.client.clone(), NS);
-    Ok(events
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|e| e.note)
-        .collect())
-}
 
 /// The error rate of the canary's pods in percent, as a MetricTemplate (answered by
 /// `--metrics-server`, since the template names no address).
@@ -123,7 +101,7 @@ async fn a_healthy_canary_is_promoted_and_an_erroring_one_is_rolled_back_with_th
     let pod = "podinfo-5f7c9d8b4-x2k4p";
     exporter.set(Workload::healthy(pod, NS, "podinfo"));
     let prom = Prometheus::start("e2e-promote", exporter.addr, false).await?;
-    let env = start("promote", &prom.url).await?;
+    let env = Env::with_metrics_server("metrics-promote", &prom.url).await?;
     env.apply(error_rate_template()).await?;
     env.apply(deployment("podinfo", "podinfo:1.0.0")).await?;
     env.apply(canary("podinfo", None)).await?;
@@ -172,7 +150,7 @@ async fn a_healthy_canary_is_promoted_and_an_erroring_one_is_rolled_back_with_th
     // between 50% and 99%.
     let v = sr.value.unwrap_or_default();
     assert!((50.0..99.0).contains(&v), "success rate {v}");
-    let notes = event_notes(&env).await?;
+    let notes = env.event_notes().await?;
     assert!(
         notes.iter().any(
             |n| n.starts_with("Halt podinfo.test advancement success rate")
@@ -199,7 +177,7 @@ async fn without_traffic_hold_waits_for_data_while_fail_rolls_back() -> anyhow::
         "unrelated",
     ));
     let prom = Prometheus::start("e2e-hold", exporter.addr, false).await?;
-    let env = start("hold", &prom.url).await?;
+    let env = Env::with_metrics_server("metrics-hold", &prom.url).await?;
     env.apply(error_rate_template()).await?;
     for (name, policy) in [("held", "hold"), ("failing", "fail")] {
         env.apply(deployment(name, "podinfo:1.0.0")).await?;
@@ -233,7 +211,7 @@ async fn without_traffic_hold_waits_for_data_while_fail_rolls_back() -> anyhow::
             ("error-rate", "NoData")
         ])
     );
-    let notes = event_notes(&env).await?;
+    let notes = env.event_notes().await?;
     assert!(
         notes.iter().any(|n| n.starts_with("Holding held.test advancement: Halt advancement no values found for kubernetes metric request-success-rate")),
         "{notes:#?}"

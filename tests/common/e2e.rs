@@ -48,6 +48,14 @@ impl Drop for Env {
 
 impl Env {
     pub async fn start(name: &str) -> anyhow::Result<Env> {
+        Self::start_with_crds(name, Vec::new()).await
+    }
+
+    /// The harness with `extra` CRDs installed next to Serin's (e.g. the Gateway API's).
+    pub async fn start_with_crds(
+        name: &str,
+        extra: Vec<CustomResourceDefinition>,
+    ) -> anyhow::Result<Env> {
         let sims = SimConfig {
             pod_ready_delay: Duration::from_millis(200),
             ..SimConfig::default()
@@ -65,7 +73,9 @@ impl Env {
         let kubeconfig = dir.join("kubeconfig");
         cluster.write_kubeconfig(&kubeconfig)?;
         let client = cluster.client()?;
-        install(&client, serin::api::crd::all()).await?;
+        let mut crds = serin::api::crd::all();
+        crds.extend(extra);
+        install(&client, crds).await?;
         // The CRDs are served once a list works.
         let canaries: Api<Canary> = Api::namespaced(client.clone(), NS);
         eventually(10, "canaries to be served", || async {
@@ -95,6 +105,28 @@ impl Env {
         self.wait_phase("podinfo", CanaryPhase::Initialized, 30)
             .await?;
         Ok(())
+    }
+
+    /// The harness with the controller started and pointed at a metrics server
+    /// (`--metrics-server`), as the metric-analysis suites run it.
+    pub async fn with_metrics_server(name: &str, metrics_server: &str) -> anyhow::Result<Env> {
+        let mut env = Env::start(name).await?;
+        env.extra_args = vec!["--metrics-server".into(), metrics_server.into()];
+        env.start_controller()?;
+        Ok(env)
+    }
+
+    /// The notes of every event recorded in the test namespace.
+    pub async fn event_notes(&self) -> anyhow::Result<Vec<String>> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), NS);
+        Ok(events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|e| e.note)
+            .collect())
     }
 
     pub fn start_controller(&mut self) -> anyhow::Result<()> {

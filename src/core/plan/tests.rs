@@ -1629,66 +1629,64 @@ fn a_closed_confirm_rollout_gate_waits_with_gate_closed() {
     );
 }
 
-#[test]
-fn a_metric_without_data_held_waits_with_metric_no_data() {
-    let o = progressing(1, 0);
-    let checks = Checks {
-        analysis: Some(Ok(crate::core::verdict::AnalysisReport {
-            verdict: crate::core::verdict::Verdict::Hold("no values found".into()),
-            records: vec![
-                record("request-success-rate", "Pass", Some(99.0)),
-                record("request-duration", "NoData", None),
-            ],
-        })),
-        ..Default::default()
-    };
-    let p = decide_with(&o, checks, at(10));
-    assert_eq!(
-        waiting(&p).map(|w| (w.0, w.1)),
-        Some((
-            "MetricNoData".into(),
-            "metric returned no data: request-duration".into()
-        ))
-    );
-    assert_eq!(p.status.map(|s| s.failed_checks), Some(0));
-}
+/// (what the analysis tick returned, the wait reason, its message, failed checks afterwards).
+type AnalysisWaitCase = (
+    Result<crate::core::verdict::AnalysisReport, String>,
+    &'static str,
+    &'static str,
+    Option<i32>,
+);
 
 #[test]
-fn a_failing_metric_waits_with_metric_failed_and_counts_a_failed_check() {
-    let o = progressing(1, 0);
-    let checks = Checks {
-        analysis: Some(Ok(crate::core::verdict::AnalysisReport {
-            verdict: crate::core::verdict::Verdict::Fail("request-success-rate 80 < 99".into()),
-            records: vec![record("request-success-rate", "Fail", Some(80.0))],
-        })),
-        ..Default::default()
-    };
-    let p = decide_with(&o, checks, at(10));
-    assert_eq!(
-        waiting(&p).map(|w| (w.0, w.1)),
-        Some((
-            "MetricFailed".into(),
-            "metric check failed: request-success-rate (Fail, value 80)".into()
-        ))
-    );
-    assert_eq!(p.status.map(|s| s.failed_checks), Some(1));
-}
-
-#[test]
-fn a_failing_rollout_webhook_waits_with_webhook_failed() {
-    let o = progressing(1, 0);
-    let checks = Checks {
-        analysis: Some(Err("rollout hook load-test returned 500".into())),
-        ..Default::default()
-    };
-    let p = decide_with(&o, checks, at(10));
-    assert_eq!(
-        waiting(&p).map(|w| (w.0, w.1)),
-        Some((
-            "WebhookFailed".into(),
-            "webhook failed: rollout hook load-test returned 500".into()
-        ))
-    );
+fn analysis_outcomes_wait_with_their_reason() {
+    use crate::core::verdict::{AnalysisReport, Verdict};
+    let table: [AnalysisWaitCase; 3] = [
+        // Held without data: waits, and counts no failed check.
+        (
+            Ok(AnalysisReport {
+                verdict: Verdict::Hold("no values found".into()),
+                records: vec![
+                    record("request-success-rate", "Pass", Some(99.0)),
+                    record("request-duration", "NoData", None),
+                ],
+            }),
+            "MetricNoData",
+            "metric returned no data: request-duration",
+            Some(0),
+        ),
+        // A failing metric waits and counts a failed check.
+        (
+            Ok(AnalysisReport {
+                verdict: Verdict::Fail("request-success-rate 80 < 99".into()),
+                records: vec![record("request-success-rate", "Fail", Some(80.0))],
+            }),
+            "MetricFailed",
+            "metric check failed: request-success-rate (Fail, value 80)",
+            Some(1),
+        ),
+        // A failing rollout webhook.
+        (
+            Err("rollout hook load-test returned 500".into()),
+            "WebhookFailed",
+            "webhook failed: rollout hook load-test returned 500",
+            None,
+        ),
+    ];
+    for (analysis, reason, message, failed) in table {
+        let checks = Checks {
+            analysis: Some(analysis),
+            ..Default::default()
+        };
+        let p = decide_with(&progressing(1, 0), checks, at(10));
+        assert_eq!(
+            waiting(&p).map(|w| (w.0, w.1)),
+            Some((reason.into(), message.into())),
+            "{reason}"
+        );
+        if let Some(n) = failed {
+            assert_eq!(p.status.map(|s| s.failed_checks), Some(n), "{reason}");
+        }
+    }
 }
 
 #[test]
