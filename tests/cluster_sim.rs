@@ -1,6 +1,6 @@
 //! End-to-end tests of the simulated workload controllers against the embedded API server over
 //! HTTP: the statuses a real kube-controller-manager would report for the same sequences.
-use anyhow::{Context, bail};
+use anyhow::Context;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, DeploymentCondition, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Endpoints, Event, Node, Pod, Service};
@@ -9,16 +9,11 @@ use kube::{Client, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use serin::cluster::sim::{self, SimConfig};
-use serin::cluster::{ClusterConfig, ClusterHandle};
-use std::future::Future;
 use std::time::Duration;
 
-struct Env {
-    // Dropped last: the simulators stop before the server.
-    _sims: sim::SimHandle,
-    _cluster: ClusterHandle,
-    client: Client,
-}
+#[path = "support/sim.rs"]
+mod simenv;
+use simenv::{Env, eventually};
 
 async fn env(nodes: usize) -> anyhow::Result<Env> {
     let config = SimConfig {
@@ -27,38 +22,7 @@ async fn env(nodes: usize) -> anyhow::Result<Env> {
         hpa_sync_period: Duration::from_millis(200),
         ..SimConfig::default()
     };
-    let (cluster, sims) = sim::start_cluster(
-        ClusterConfig {
-            nodes,
-            ..ClusterConfig::default()
-        },
-        config,
-    )
-    .await?;
-    let client = cluster.client()?;
-    Ok(Env {
-        _sims: sims,
-        _cluster: cluster,
-        client,
-    })
-}
-
-/// Polls `check` until it yields a value or `secs` pass.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    simenv::start(config, nodes).await
 }
 
 fn from_json<T: DeserializeOwned>(v: serde_json::Value) -> anyhow::Result<T> {

@@ -6,56 +6,20 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use serin::cluster::sim::{self, SimConfig};
-use serin::cluster::{ClusterConfig, ClusterHandle};
+use serin::cluster::sim::SimConfig;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
-struct Env {
-    // Dropped last: the simulators stop before the server.
-    _sims: sim::SimHandle,
-    _cluster: ClusterHandle,
-    client: Client,
-}
+#[path = "support/sim.rs"]
+mod simenv;
+use simenv::{Env, eventually};
 
 async fn env() -> anyhow::Result<Env> {
     let config = SimConfig {
         pod_ready_delay: Duration::from_millis(150),
         ..SimConfig::default()
     };
-    let (cluster, sims) = sim::start_cluster(
-        ClusterConfig {
-            nodes: 2,
-            ..ClusterConfig::default()
-        },
-        config,
-    )
-    .await?;
-    let client = cluster.client()?;
-    Ok(Env {
-        _sims: sims,
-        _cluster: cluster,
-        client,
-    })
-}
-
-/// Polls `check` until it yields a value or `secs` pass.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    simenv::start(config, 2).await
 }
 
 /// The StatefulSet `db` with a `data` claim template, as a user would write it.
