@@ -550,6 +550,16 @@ mod tests {
     }
 
     /// A set `db` of `replicas` Pods running `image`, with a `data` claim template.
+    /// Three replicas moving from `db:1` to `db:2`: the new set, both revision names and both
+    /// ControllerRevisions.
+    fn image_update() -> (StatefulSet, String, String, [ControllerRevision; 2]) {
+        let old = set(3, "db:1");
+        let new = set(3, "db:2");
+        let (r1, r2) = (revision_name(&old), revision_name(&new));
+        let revs = [new_revision(&old, 1), new_revision(&new, 2)];
+        (new, r1, r2, revs)
+    }
+
     fn set(replicas: i32, image: &str) -> StatefulSet {
         let labels = BTreeMap::from([("app".to_string(), "db".to_string())]);
         StatefulSet {
@@ -786,10 +796,7 @@ mod tests {
 
     #[test]
     fn a_recreated_pod_above_the_current_replicas_gets_the_update_revision() {
-        let old = set(3, "db:1");
-        let new = set(3, "db:2");
-        let (r1, r2) = (revision_name(&old), revision_name(&new));
-        let revs = [new_revision(&old, 1), new_revision(&new, 2)];
+        let (new, r1, r2, revs) = image_update();
         let pods = vec![member(0, &r1, true), member(1, &r1, true)];
         let s = new.with_status(&r1, &r2, 2);
         let plan = plan(&s, &pods, &claims_of(3), &revs, true, now());
@@ -811,10 +818,7 @@ mod tests {
 
     #[test]
     fn the_update_waits_for_an_unready_updated_pod() {
-        let old = set(3, "db:1");
-        let new = set(3, "db:2");
-        let (r1, r2) = (revision_name(&old), revision_name(&new));
-        let revs = [new_revision(&old, 1), new_revision(&new, 2)];
+        let (new, r1, r2, revs) = image_update();
         let pods = vec![
             member(0, &r1, true),
             member(1, &r1, true),
@@ -833,10 +837,7 @@ mod tests {
 
     #[test]
     fn a_partition_keeps_lower_ordinals_on_the_current_revision() {
-        let old = set(3, "db:1");
-        let new = set(3, "db:2");
-        let (r1, r2) = (revision_name(&old), revision_name(&new));
-        let revs = [new_revision(&old, 1), new_revision(&new, 2)];
+        let (new, r1, r2, revs) = image_update();
         let pods = vec![
             member(0, &r1, true),
             member(1, &r1, true),
