@@ -4,7 +4,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -182,105 +182,103 @@ impl Telemetry {
         })
         .set(1);
         registry.register("flagger_info", "Serin version and mesh provider", info);
-        let status = Family::<CanaryLabels, Gauge>::default();
-        registry.register(
+        let status = register(
+            &mut registry,
             "flagger_canary_status",
             "Canary status: 0 Progressing, 2 Failed, 1 anything else",
-            status.clone(),
+            Family::<CanaryLabels, Gauge>::default(),
         );
-        let weight = Family::<WeightLabels, Gauge>::default();
-        registry.register(
+        let weight = register(
+            &mut registry,
             "flagger_canary_weight",
             "Traffic weight per workload",
-            weight.clone(),
+            Family::<WeightLabels, Gauge>::default(),
         );
-        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
-        registry.register(
+        let reconcile_duration = register(
+            &mut registry,
             "serin_reconcile_duration_seconds",
             "Time spent in one reconcile",
-            reconcile_duration.clone(),
+            Histogram::new(exponential_buckets(0.001, 2.0, 14)),
         );
         // 0.5 ms to about 30 s in steps of 1.5×, fine enough to read a p99 off the buckets.
-        let tick_lag = Histogram::new(exponential_buckets(0.0005, 1.5, 28));
-        registry.register(
+        let tick_lag = register(
+            &mut registry,
             "serin_analysis_tick_lag_seconds",
             "How late each analysis tick of a Progressing canary ran after it was due (the \
              previous tick plus the interval)",
-            tick_lag.clone(),
+            Histogram::new(exponential_buckets(0.0005, 1.5, 28)),
         );
-        let failures = Family::<ErrorLabels, Counter>::default();
-        registry.register(
+        let failures = register(
+            &mut registry,
             "serin_reconcile_failures",
             "Failed reconciles by category",
-            failures.clone(),
+            Family::<ErrorLabels, Counter>::default(),
         );
-        let metric_analysis =
-            Family::<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-        registry.register(
+        let metric_analysis = register(
+            &mut registry,
             "flagger_canary_metric_analysis",
             "Last value of each metric check (request-duration in seconds, as Flagger exports it)",
-            metric_analysis.clone(),
+            Family::<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default(),
         );
-        let check_outcomes = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
+        let check_outcomes = register(
+            &mut registry,
             "serin_canary_check_outcome",
             "Metric check outcomes: Pass, Fail, NoData, Error or InsufficientSample",
-            check_outcomes.clone(),
+            Family::<OutcomeLabels, Counter>::default(),
         );
-        let leader = Gauge::default();
-        registry.register(
+        let leader = register(
+            &mut registry,
             "serin_leader",
             "1 while this process leads (always 1 without leader election), else 0",
-            leader.clone(),
+            Gauge::default(),
         );
-        let total = Family::<NamespaceLabels, Gauge>::default();
-        registry.register(
+        let total = register(
+            &mut registry,
             "flagger_canary_total",
             "Canaries per namespace",
-            total.clone(),
+            Family::<NamespaceLabels, Gauge>::default(),
         );
-        let duration: HistogramFamily<CanaryLabels> = Family::new_with_constructor(default_buckets);
-        registry.register(
+        let duration: HistogramFamily<CanaryLabels> = register(
+            &mut registry,
             "flagger_canary_duration_seconds",
             "Time spent deciding one step of a canary (one reconcile)",
-            duration.clone(),
+            Family::new_with_constructor(default_buckets),
         );
-        let successes = Family::<RunLabels, Counter>::default();
-        registry.register(
+        let successes = register(
+            &mut registry,
             "flagger_canary_successes",
             "Runs that ended in promotion",
-            successes.clone(),
+            Family::<RunLabels, Counter>::default(),
         );
-        let run_failures = Family::<RunLabels, Counter>::default();
-        registry.register(
+        let run_failures = register(
+            &mut registry,
             "flagger_canary_failures",
             "Runs that ended in rollback",
-            run_failures.clone(),
+            Family::<RunLabels, Counter>::default(),
         );
-        let waiting = Family::<WaitLabels, Gauge>::default();
-        registry.register(
+        let waiting = register(
+            &mut registry,
             "serin_canary_waiting",
             "1 while a canary cannot advance, labelled with the reason (status.waitingFor)",
-            waiting.clone(),
+            Family::<WaitLabels, Gauge>::default(),
         );
-        let waiting_since =
-            Family::<WaitLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-        registry.register(
+        let waiting_since = register(
+            &mut registry,
             "serin_canary_waiting_since_timestamp_seconds",
             "Since when (Unix time) a canary has been waiting for the reason (status.waitingFor.since)",
-            waiting_since.clone(),
+            Family::<WaitLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default(),
         );
-        let deadline = Family::<CanaryLabels, Gauge>::default();
-        registry.register(
+        let deadline = register(
+            &mut registry,
             "serin_canary_progress_deadline_seconds",
             "The canary's progressDeadlineSeconds (what the stuck alert compares a wait with)",
-            deadline.clone(),
+            Family::<CanaryLabels, Gauge>::default(),
         );
-        let decisions = Family::<DecisionLabels, Counter>::default();
-        registry.register(
+        let decisions = register(
+            &mut registry,
             "serin_decisions",
             "Decisions taken: the phase entered, Advance (a traffic or iteration step) or Wait",
-            decisions.clone(),
+            Family::<DecisionLabels, Counter>::default(),
         );
         Self {
             registry: Arc::new(registry),
@@ -681,6 +679,12 @@ pub async fn serve(addr: std::net::SocketAddr, telemetry: Telemetry) -> std::io:
         );
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
+}
+
+/// Registers `metric` under `name` and returns the handle the controller updates.
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 #[cfg(test)]
