@@ -168,19 +168,30 @@ async fn sleep_or_wake(notify: &Notify, failed: bool) {
     tokio::time::sleep(Duration::from_millis(5)).await;
 }
 
-/// The instant Deployment controller loop.
-pub(super) async fn run_deployments(client: Client, notify: Arc<Notify>, store: Store<Deployment>) {
+/// One instant controller loop: writes `status(object, now)` for every cached object that
+/// needs one (`None`: its status is already what it should be), then waits for a change.
+async fn run_instant<K, S>(
+    client: Client,
+    notify: Arc<Notify>,
+    store: Store<K>,
+    status: impl Fn(&K, Timestamp) -> Option<S>,
+) where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    S: serde::Serialize,
+{
     loop {
         let now = Timestamp::now();
         let writes: Vec<_> = store
             .state()
             .into_iter()
-            .filter_map(|d| {
-                let status = deployment_status(&d, now)?;
-                let api: Api<Deployment> =
-                    Api::namespaced(client.clone(), &d.namespace().unwrap_or_default());
-                let value = serde_json::to_value(status).ok()?;
-                Some(write_status(api, d.name_any(), value))
+            .filter_map(|o| {
+                let value = serde_json::to_value(status(&o, now)?).ok()?;
+                let api: Api<K> =
+                    Api::namespaced(client.clone(), &o.namespace().unwrap_or_default());
+                Some(write_status(api, o.name_any(), value))
             })
             .collect();
         let results: Vec<bool> = futures::stream::iter(writes)
@@ -191,6 +202,11 @@ pub(super) async fn run_deployments(client: Client, notify: Arc<Notify>, store: 
     }
 }
 
+/// The instant Deployment controller loop.
+pub(super) async fn run_deployments(client: Client, notify: Arc<Notify>, store: Store<Deployment>) {
+    run_instant(client, notify, store, deployment_status).await
+}
+
 /// The instant DaemonSet controller loop.
 pub(super) async fn run_daemon_sets(
     client: Client,
@@ -198,24 +214,10 @@ pub(super) async fn run_daemon_sets(
     store: Store<DaemonSet>,
     node_count: usize,
 ) {
-    loop {
-        let writes: Vec<_> = store
-            .state()
-            .into_iter()
-            .filter_map(|ds| {
-                let status = daemonset_status(&ds, node_count)?;
-                let api: Api<DaemonSet> =
-                    Api::namespaced(client.clone(), &ds.namespace().unwrap_or_default());
-                let value = serde_json::to_value(status).ok()?;
-                Some(write_status(api, ds.name_any(), value))
-            })
-            .collect();
-        let results: Vec<bool> = futures::stream::iter(writes)
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        sleep_or_wake(&notify, results.contains(&false)).await;
-    }
+    run_instant(client, notify, store, |ds, _| {
+        daemonset_status(ds, node_count)
+    })
+    .await
 }
 
 /// Starts the instant Deployment and DaemonSet loops (`deployments`, `daemonsets` say which).
