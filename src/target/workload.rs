@@ -796,6 +796,19 @@ mod tests {
         );
     }
 
+    /// The primary built from `target` with the default configuration, as initialisation builds it.
+    fn default_primary(target: &Workload) -> Workload {
+        primary_workload(
+            &canary(),
+            target,
+            &label(),
+            &renames(),
+            &BuildConfig::default(),
+            "id",
+            true,
+        )
+    }
+
     #[test]
     fn primary_replicas_follow_with_replicas_and_are_at_least_one() {
         let cfg = BuildConfig::default();
@@ -844,15 +857,7 @@ mod tests {
             },
             status: None,
         });
-        let Workload::DaemonSet(p) = primary_workload(
-            &canary(),
-            &target,
-            &label(),
-            &renames(),
-            &BuildConfig::default(),
-            "id",
-            true,
-        ) else {
+        let Workload::DaemonSet(p) = default_primary(&target) else {
             panic!("kind changed")
         };
         assert_eq!(p.metadata.name.as_deref(), Some("podinfo-primary"));
@@ -904,15 +909,7 @@ mod tests {
             },
             status: None,
         });
-        let Workload::StatefulSet(p) = primary_workload(
-            &canary(),
-            &target,
-            &label(),
-            &renames(),
-            &BuildConfig::default(),
-            "id",
-            true,
-        ) else {
+        let Workload::StatefulSet(p) = default_primary(&target) else {
             panic!("kind changed")
         };
         assert_eq!(p.metadata.name.as_deref(), Some("podinfo-primary"));
