@@ -24,6 +24,15 @@ struct CanaryLabels {
     namespace: String,
 }
 
+impl CanaryLabels {
+    fn of((namespace, name): &Key) -> Self {
+        Self {
+            name: name.clone(),
+            namespace: namespace.clone(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WeightLabels {
     workload: String,
@@ -95,13 +104,7 @@ type Key = (String, String);
 
 fn key(canary: &Canary) -> Key {
     let namespace = canary.metadata.namespace.clone().unwrap_or_default();
-    let name = canary
-        .spec
-        .target_ref
-        .as_ref()
-        .map(|t| t.name.clone())
-        .unwrap_or_default();
-    (namespace, name)
+    (namespace, canary.spec.target_name())
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -182,122 +185,106 @@ impl Telemetry {
         })
         .set(1);
         registry.register("flagger_info", "Serin version and mesh provider", info);
-        let status = register(
-            &mut registry,
-            "flagger_canary_status",
-            "Canary status: 0 Progressing, 2 Failed, 1 anything else",
-            Family::<CanaryLabels, Gauge>::default(),
-        );
-        let weight = register(
-            &mut registry,
-            "flagger_canary_weight",
-            "Traffic weight per workload",
-            Family::<WeightLabels, Gauge>::default(),
-        );
-        let reconcile_duration = register(
-            &mut registry,
-            "serin_reconcile_duration_seconds",
-            "Time spent in one reconcile",
-            Histogram::new(exponential_buckets(0.001, 2.0, 14)),
-        );
-        // 0.5 ms to about 30 s in steps of 1.5×, fine enough to read a p99 off the buckets.
-        let tick_lag = register(
-            &mut registry,
-            "serin_analysis_tick_lag_seconds",
-            "How late each analysis tick of a Progressing canary ran after it was due (the \
-             previous tick plus the interval)",
-            Histogram::new(exponential_buckets(0.0005, 1.5, 28)),
-        );
-        let failures = register(
-            &mut registry,
-            "serin_reconcile_failures",
-            "Failed reconciles by category",
-            Family::<ErrorLabels, Counter>::default(),
-        );
-        let metric_analysis = register(
-            &mut registry,
-            "flagger_canary_metric_analysis",
-            "Last value of each metric check (request-duration in seconds, as Flagger exports it)",
-            Family::<MetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default(),
-        );
-        let check_outcomes = register(
-            &mut registry,
-            "serin_canary_check_outcome",
-            "Metric check outcomes: Pass, Fail, NoData, Error or InsufficientSample",
-            Family::<OutcomeLabels, Counter>::default(),
-        );
-        let leader = register(
-            &mut registry,
-            "serin_leader",
-            "1 while this process leads (always 1 without leader election), else 0",
-            Gauge::default(),
-        );
-        let total = register(
-            &mut registry,
-            "flagger_canary_total",
-            "Canaries per namespace",
-            Family::<NamespaceLabels, Gauge>::default(),
-        );
-        let duration: HistogramFamily<CanaryLabels> = register(
-            &mut registry,
-            "flagger_canary_duration_seconds",
-            "Time spent deciding one step of a canary (one reconcile)",
-            Family::new_with_constructor(default_buckets),
-        );
-        let successes = register(
-            &mut registry,
-            "flagger_canary_successes",
-            "Runs that ended in promotion",
-            Family::<RunLabels, Counter>::default(),
-        );
-        let run_failures = register(
-            &mut registry,
-            "flagger_canary_failures",
-            "Runs that ended in rollback",
-            Family::<RunLabels, Counter>::default(),
-        );
-        let waiting = register(
-            &mut registry,
-            "serin_canary_waiting",
-            "1 while a canary cannot advance, labelled with the reason (status.waitingFor)",
-            Family::<WaitLabels, Gauge>::default(),
-        );
-        let waiting_since = register(
-            &mut registry,
-            "serin_canary_waiting_since_timestamp_seconds",
-            "Since when (Unix time) a canary has been waiting for the reason (status.waitingFor.since)",
-            Family::<WaitLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default(),
-        );
-        let deadline = register(
-            &mut registry,
-            "serin_canary_progress_deadline_seconds",
-            "The canary's progressDeadlineSeconds (what the stuck alert compares a wait with)",
-            Family::<CanaryLabels, Gauge>::default(),
-        );
-        let decisions = register(
-            &mut registry,
-            "serin_decisions",
-            "Decisions taken: the phase entered, Advance (a traffic or iteration step) or Wait",
-            Family::<DecisionLabels, Counter>::default(),
-        );
         Self {
+            status: register(
+                &mut registry,
+                "flagger_canary_status",
+                "Canary status: 0 Progressing, 2 Failed, 1 anything else",
+                Family::default(),
+            ),
+            weight: register(
+                &mut registry,
+                "flagger_canary_weight",
+                "Traffic weight per workload",
+                Family::default(),
+            ),
+            reconcile_duration: register(
+                &mut registry,
+                "serin_reconcile_duration_seconds",
+                "Time spent in one reconcile",
+                Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            ),
+            // 0.5 ms to about 30 s in steps of 1.5×, fine enough to read a p99 off the buckets.
+            tick_lag: register(
+                &mut registry,
+                "serin_analysis_tick_lag_seconds",
+                "How late each analysis tick of a Progressing canary ran after it was due (the \
+                 previous tick plus the interval)",
+                Histogram::new(exponential_buckets(0.0005, 1.5, 28)),
+            ),
+            failures: register(
+                &mut registry,
+                "serin_reconcile_failures",
+                "Failed reconciles by category",
+                Family::default(),
+            ),
+            metric_analysis: register(
+                &mut registry,
+                "flagger_canary_metric_analysis",
+                "Last value of each metric check (request-duration in seconds, as Flagger exports it)",
+                Family::default(),
+            ),
+            check_outcomes: register(
+                &mut registry,
+                "serin_canary_check_outcome",
+                "Metric check outcomes: Pass, Fail, NoData, Error or InsufficientSample",
+                Family::default(),
+            ),
+            leader: register(
+                &mut registry,
+                "serin_leader",
+                "1 while this process leads (always 1 without leader election), else 0",
+                Gauge::default(),
+            ),
+            total: register(
+                &mut registry,
+                "flagger_canary_total",
+                "Canaries per namespace",
+                Family::default(),
+            ),
+            duration: register(
+                &mut registry,
+                "flagger_canary_duration_seconds",
+                "Time spent deciding one step of a canary (one reconcile)",
+                Family::new_with_constructor(default_buckets),
+            ),
+            successes: register(
+                &mut registry,
+                "flagger_canary_successes",
+                "Runs that ended in promotion",
+                Family::default(),
+            ),
+            run_failures: register(
+                &mut registry,
+                "flagger_canary_failures",
+                "Runs that ended in rollback",
+                Family::default(),
+            ),
+            waiting: register(
+                &mut registry,
+                "serin_canary_waiting",
+                "1 while a canary cannot advance, labelled with the reason (status.waitingFor)",
+                Family::default(),
+            ),
+            waiting_since: register(
+                &mut registry,
+                "serin_canary_waiting_since_timestamp_seconds",
+                "Since when (Unix time) a canary has been waiting for the reason (status.waitingFor.since)",
+                Family::default(),
+            ),
+            deadline: register(
+                &mut registry,
+                "serin_canary_progress_deadline_seconds",
+                "The canary's progressDeadlineSeconds (what the stuck alert compares a wait with)",
+                Family::default(),
+            ),
+            decisions: register(
+                &mut registry,
+                "serin_decisions",
+                "Decisions taken: the phase entered, Advance (a traffic or iteration step) or Wait",
+                Family::default(),
+            ),
             registry: Arc::new(registry),
-            status,
-            weight,
-            reconcile_duration,
-            tick_lag,
-            failures,
-            metric_analysis,
-            check_outcomes,
-            leader,
-            total,
-            duration,
-            successes,
-            run_failures,
-            waiting,
-            waiting_since,
-            deadline,
-            decisions,
             exported: Arc::default(),
             namespaces: Arc::default(),
         }
@@ -312,18 +299,12 @@ impl Telemetry {
     }
 
     /// Times one reconcile of a canary (`flagger_canary_duration_seconds`) until the guard drops.
-    pub fn canary_timer(&self, canary: &Canary) -> CanaryTimer {
+    pub fn canary_timer(&self, canary: &Canary) -> Timer {
         let k = key(canary);
         self.exported(&k, |e| e.duration = true);
-        CanaryTimer {
+        Timer {
             start: Instant::now(),
-            histogram: self
-                .duration
-                .get_or_create(&CanaryLabels {
-                    name: k.1,
-                    namespace: k.0,
-                })
-                .clone(),
+            histogram: self.duration.get_or_create(&CanaryLabels::of(&k)).clone(),
         }
     }
 
@@ -436,8 +417,8 @@ impl Telemetry {
     }
 
     /// Times a reconcile until the guard drops.
-    pub fn reconcile_timer(&self) -> ReconcileTimer {
-        ReconcileTimer {
+    pub fn reconcile_timer(&self) -> Timer {
+        Timer {
             start: Instant::now(),
             histogram: self.reconcile_duration.clone(),
         }
@@ -466,27 +447,19 @@ impl Telemetry {
         provider: Option<crate::api::Provider>,
     ) {
         let k = key(canary);
-        let (ns, target) = k.clone();
         self.observe_wait(&k, status);
         self.observe_decision(canary, &k, status, provider);
         let deadline = i64::try_from(canary.spec.progress_deadline().as_secs()).unwrap_or(i64::MAX);
         self.deadline
-            .get_or_create(&CanaryLabels {
-                name: target.clone(),
-                namespace: ns.clone(),
-            })
+            .get_or_create(&CanaryLabels::of(&k))
             .set(deadline);
         let value = match status.phase {
             Some(CanaryPhase::Progressing) => 0,
             Some(CanaryPhase::Failed) => 2,
             _ => 1,
         };
-        self.status
-            .get_or_create(&CanaryLabels {
-                name: target.clone(),
-                namespace: ns.clone(),
-            })
-            .set(value);
+        self.status.get_or_create(&CanaryLabels::of(&k)).set(value);
+        let (ns, target) = k;
         let w = i64::from(status.canary_weight);
         self.weight
             .get_or_create(&WeightLabels {
@@ -581,15 +554,10 @@ impl Telemetry {
     /// Exports the decision records of one analysis tick: each value (Flagger's gauge) and each
     /// outcome (Serin's counter). `name` is the target's name, as in Flagger's metrics.
     pub fn observe_checks(&self, canary: &Canary, records: &[CheckRecord]) {
-        let namespace = canary.metadata.namespace.clone().unwrap_or_default();
-        let name = canary
-            .spec
-            .target_ref
-            .as_ref()
-            .map(|t| t.name.clone())
-            .unwrap_or_default();
+        let k = key(canary);
+        let (namespace, name) = k.clone();
         for r in records.iter().filter(|r| r.kind == "metric") {
-            self.exported(&(namespace.clone(), name.clone()), |e| {
+            self.exported(&k, |e| {
                 e.metrics.insert(r.name.clone());
                 e.outcomes.insert((r.name.clone(), r.outcome.clone()));
             });
@@ -629,13 +597,14 @@ impl Telemetry {
     }
 }
 
-/// Records the reconcile duration when dropped.
-pub struct ReconcileTimer {
+/// Records the time since it started in its histogram when dropped: one reconcile
+/// (`serin_reconcile_duration_seconds`) or one canary's step (`flagger_canary_duration_seconds`).
+pub struct Timer {
     start: Instant,
     histogram: Histogram,
 }
 
-impl Drop for ReconcileTimer {
+impl Drop for Timer {
     fn drop(&mut self) {
         self.histogram.observe(self.start.elapsed().as_secs_f64());
     }
@@ -649,18 +618,6 @@ fn deployment_strategy(canary: &Canary, provider: Option<crate::api::Provider>) 
         Strategy::Canary => "canary",
         Strategy::BlueGreen => "blue-green",
         Strategy::AbTesting => "ab-testing",
-    }
-}
-
-/// Records one canary's reconcile duration when dropped.
-pub struct CanaryTimer {
-    start: Instant,
-    histogram: Histogram,
-}
-
-impl Drop for CanaryTimer {
-    fn drop(&mut self) {
-        self.histogram.observe(self.start.elapsed().as_secs_f64());
     }
 }
 
