@@ -113,6 +113,14 @@ impl CanarySpec {
         self.revert_on_deletion.unwrap_or(false)
     }
 
+    /// `targetRef.name` (empty without a target).
+    pub fn target_name(&self) -> String {
+        self.target_ref
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default()
+    }
+
     /// The apex Service name: `service.name`, else the target's name.
     pub fn service_name(&self) -> String {
         self.service

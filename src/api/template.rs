@@ -80,11 +80,7 @@ impl Model {
     /// The model for one metric of a canary, as Flagger builds it.
     pub fn for_metric(canary: &Canary, metric: &CanaryMetric) -> Self {
         let spec = &canary.spec;
-        let target = spec
-            .target_ref
-            .as_ref()
-            .map(|t| t.name.clone())
-            .unwrap_or_default();
+        let target = spec.target_name();
         let or_target = |n: Option<&String>| {
             n.filter(|n| !n.is_empty())
                 .cloned()

@@ -429,12 +429,7 @@ impl<O: Objects> MetricsChecker for Analyzer<O> {
         let subject = Subject {
             name: canary.metadata.name.clone().unwrap_or_default(),
             namespace: canary.metadata.namespace.clone().unwrap_or_default(),
-            target: canary
-                .spec
-                .target_ref
-                .as_ref()
-                .map(|t| t.name.clone())
-                .unwrap_or_default(),
+            target: canary.spec.target_name(),
             provider: builtin::metrics_provider(canary, &self.mesh_provider),
         };
         // Flagger's `{{ route }}` for Knative is the latest created revision, read per tick.

@@ -351,12 +351,7 @@ fn primary_query(query: &str, target: &str) -> String {
 pub fn primary_scaled_object(canary: &Canary, target_so: &serde_json::Value) -> serde_json::Value {
     use serde_json::{Value, json};
     let so_name = target_so["metadata"]["name"].as_str().unwrap_or_default();
-    let target_name = canary
-        .spec
-        .target_ref
-        .as_ref()
-        .map(|t| t.name.clone())
-        .unwrap_or_default();
+    let target_name = canary.spec.target_name();
     let autoscaler = canary.spec.autoscaler_ref.as_ref();
     let queries = autoscaler.and_then(|a| a.primary_scaler_queries.clone());
     let overrides = autoscaler.and_then(|a| a.primary_scaler_replicas.clone());
