@@ -123,24 +123,27 @@ fn phase_of(p: &Plan) -> Option<CanaryPhase> {
     p.status.as_ref().and_then(|s| s.phase)
 }
 
-fn events(p: &Plan) -> Vec<String> {
+/// The messages of the plan's Events whose type `kind` accepts.
+fn event_messages(p: &Plan, kind: impl Fn(&EventType) -> bool) -> Vec<String> {
     p.actions
         .iter()
         .filter_map(|a| match a {
-            Action::Event(_, m) => Some(m.clone()),
+            Action::Event(t, m) if kind(t) => Some(m.clone()),
             _ => None,
         })
         .collect()
 }
 
+fn events(p: &Plan) -> Vec<String> {
+    event_messages(p, |_| true)
+}
+
 fn warnings(p: &Plan) -> Vec<String> {
-    p.actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Event(EventType::Warning, m) => Some(m.clone()),
-            _ => None,
-        })
-        .collect()
+    event_messages(p, |t| matches!(t, EventType::Warning))
+}
+
+fn normal_events(p: &Plan) -> Vec<String> {
+    event_messages(p, |t| matches!(t, EventType::Normal))
 }
 
 fn without_events(p: &Plan) -> Vec<Action> {
@@ -170,6 +173,44 @@ fn hook(kind: &str) -> CanaryWebhook {
         name: kind.into(),
         type_: Some(kind.into()),
         url: "http://gate.test/".into(),
+        ..Default::default()
+    }
+}
+
+/// A new revision (b) of the fixture, behind webhooks of the given kinds.
+fn new_revision_behind(kinds: &[&str]) -> Observed {
+    let mut o = fx();
+    o.target = Ok(target("v1:b"));
+    o.canary.spec.analysis.as_mut().expect("analysis").webhooks =
+        Some(kinds.iter().map(|k| hook(k)).collect());
+    o
+}
+
+/// An Istio run at its max weight of 50, with only the confirm-promotion gate left.
+fn at_max_weight_behind_confirm_promotion() -> Observed {
+    let mut o = progressing(0, 0);
+    o.provider = Some(Provider::Istio);
+    o.canary.spec.provider = Some("istio".into());
+    let a = o.canary.spec.analysis.as_mut().expect("analysis");
+    a.iterations = None;
+    a.step_weight = Some(50);
+    a.max_weight = Some(50);
+    a.webhooks = Some(vec![hook("confirm-promotion")]);
+    with_status(o, |s| s.canary_weight = 50)
+}
+
+/// Checks with the confirm-rollout gate answered `open`.
+fn confirm_rollout(open: bool) -> Checks {
+    Checks {
+        confirm_rollout: Some(open),
+        ..Default::default()
+    }
+}
+
+/// Checks with the confirm-promotion gate answered `open`.
+fn confirm_promotion(open: bool) -> Checks {
+    Checks {
+        confirm_promotion: Some(open),
         ..Default::default()
     }
 }
@@ -572,18 +613,8 @@ fn a_primary_that_fails_during_promotion_keeps_traffic_on_the_canary() {
 
 #[test]
 fn a_closed_confirm_rollout_gate_holds_the_canary_in_waiting() {
-    let mut o = fx();
-    o.target = Ok(target("v1:b"));
-    o.canary.spec.analysis.as_mut().expect("analysis").webhooks =
-        Some(vec![hook("confirm-rollout")]);
-    let p = decide_with(
-        &o,
-        Checks {
-            confirm_rollout: Some(false),
-            ..Default::default()
-        },
-        at(0),
-    );
+    let mut o = new_revision_behind(&["confirm-rollout"]);
+    let p = decide_with(&o, confirm_rollout(false), at(0));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Waiting));
     assert!(
         !p.actions
@@ -591,23 +622,13 @@ fn a_closed_confirm_rollout_gate_holds_the_canary_in_waiting() {
             .any(|a| matches!(a, Action::ScaleTarget(_)))
     );
     o.canary.status = p.status;
-    let p = decide_with(
-        &o,
-        Checks {
-            confirm_rollout: Some(true),
-            ..Default::default()
-        },
-        at(10),
-    );
+    let p = decide_with(&o, confirm_rollout(true), at(10));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Progressing));
 }
 
 #[test]
 fn a_rollback_webhook_is_heard_while_waiting() {
-    let mut o = fx();
-    o.target = Ok(target("v1:b"));
-    o.canary.spec.analysis.as_mut().expect("analysis").webhooks =
-        Some(vec![hook("confirm-rollout"), hook("rollback")]);
+    let o = new_revision_behind(&["confirm-rollout", "rollback"]);
     let o = with_status(o, |s| {
         s.phase = Some(CanaryPhase::Waiting);
         s.last_analysis_time = Some(to_time(at(0)));
@@ -630,23 +651,8 @@ fn a_rollback_webhook_is_heard_while_waiting() {
 
 #[test]
 fn a_closed_confirm_promotion_gate_holds_in_waiting_promotion_with_the_real_weight() {
-    let mut o = progressing(0, 0);
-    o.provider = Some(Provider::Istio);
-    o.canary.spec.provider = Some("istio".into());
-    let a = o.canary.spec.analysis.as_mut().expect("analysis");
-    a.iterations = None;
-    a.step_weight = Some(50);
-    a.max_weight = Some(50);
-    a.webhooks = Some(vec![hook("confirm-promotion")]);
-    let o = with_status(o, |s| s.canary_weight = 50);
-    let p = decide_with(
-        &o,
-        Checks {
-            confirm_promotion: Some(false),
-            ..Default::default()
-        },
-        at(10),
-    );
+    let o = at_max_weight_behind_confirm_promotion();
+    let p = decide_with(&o, confirm_promotion(false), at(10));
     assert_eq!(phase_of(&p), Some(CanaryPhase::WaitingPromotion));
     assert_eq!(p.status.map(|s| s.canary_weight), Some(50));
 }
@@ -1198,14 +1204,9 @@ fn deleting_a_knative_canary_releases_the_service_at_once() {
         t.readiness = Readiness::Waiting("not ready".into());
     }
     let p = decide(&o, at(5));
-    let effects: Vec<_> = p
-        .actions
-        .iter()
-        .filter(|a| !matches!(a, Action::Event(..)))
-        .collect();
     assert_eq!(
-        effects,
-        vec![&Action::FinalizeRouter, &Action::RemoveFinalizer]
+        without_events(&p),
+        vec![Action::FinalizeRouter, Action::RemoveFinalizer]
     );
 }
 
@@ -1381,14 +1382,9 @@ fn deleting_a_service_canary_releases_it_at_once() {
     o.canary.metadata.deletion_timestamp = Some(to_time(at(0)));
     o.has_finalizer = true;
     let p = decide(&o, at(5));
-    let effects: Vec<_> = p
-        .actions
-        .iter()
-        .filter(|a| !matches!(a, Action::Event(..)))
-        .collect();
     assert_eq!(
-        effects,
-        vec![&Action::FinalizeRouter, &Action::RemoveFinalizer]
+        without_events(&p),
+        vec![Action::FinalizeRouter, Action::RemoveFinalizer]
     );
 }
 
@@ -1445,16 +1441,6 @@ fn every_cel_rule_of_the_crd_is_also_enforced_by_the_controller() {
 fn waiting(p: &Plan) -> Option<(String, String, Option<Time>)> {
     let w = p.status.as_ref()?.waiting_for.clone()?;
     Some((w.reason, w.message, w.since))
-}
-
-fn normal_events(p: &Plan) -> Vec<String> {
-    p.actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Event(EventType::Normal, m) => Some(m.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Feeds a plan's status back as the Canary's current status.
@@ -1579,20 +1565,8 @@ fn a_tick_that_is_not_due_keeps_the_wait_as_it_is() {
 
 #[test]
 fn a_closed_gate_is_announced_once_by_the_gate_itself() {
-    let mut o = progressing(0, 0);
-    o.provider = Some(Provider::Istio);
-    o.canary.spec.provider = Some("istio".into());
-    let a = o.canary.spec.analysis.as_mut().expect("analysis");
-    a.iterations = None;
-    a.step_weight = Some(50);
-    a.max_weight = Some(50);
-    a.webhooks = Some(vec![hook("confirm-promotion")]);
-    let o = with_status(o, |s| s.canary_weight = 50);
-    let closed = || Checks {
-        confirm_promotion: Some(false),
-        ..Default::default()
-    };
-    let p = decide_with(&o, closed(), at(10));
+    let o = at_max_weight_behind_confirm_promotion();
+    let p = decide_with(&o, confirm_promotion(false), at(10));
     let (reason, message, _) = waiting(&p).expect("waitingFor");
     assert_eq!(
         (reason.as_str(), message.as_str()),
@@ -1603,25 +1577,15 @@ fn a_closed_gate_is_announced_once_by_the_gate_itself() {
         vec!["Waiting for approval: confirm-promotion gate is closed for podinfo.test"]
     );
     let o = after(o, &p);
-    let p = decide_with(&o, closed(), at(20));
+    let p = decide_with(&o, confirm_promotion(false), at(20));
     assert_eq!(waiting(&p).map(|w| w.0), Some("GateClosed".into()));
     assert!(normal_events(&p).is_empty(), "{:?}", p.actions);
 }
 
 #[test]
 fn a_closed_confirm_rollout_gate_waits_with_gate_closed() {
-    let mut o = fx();
-    o.target = Ok(target("v1:b"));
-    o.canary.spec.analysis.as_mut().expect("analysis").webhooks =
-        Some(vec![hook("confirm-rollout")]);
-    let p = decide_with(
-        &o,
-        Checks {
-            confirm_rollout: Some(false),
-            ..Default::default()
-        },
-        at(0),
-    );
+    let o = new_revision_behind(&["confirm-rollout"]);
+    let p = decide_with(&o, confirm_rollout(false), at(0));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Waiting));
     assert_eq!(
         waiting(&p).map(|w| (w.0, w.1)),

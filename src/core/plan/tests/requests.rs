@@ -21,24 +21,6 @@ fn outcome(p: &Plan) -> Option<String> {
     last_request(p).map(|r| r.outcome)
 }
 
-fn warnings(p: &Plan) -> Vec<String> {
-    p.actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Event(EventType::Warning, m) => Some(m.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The Canary as the plan leaves it (status written back), for the next reconcile.
-fn after(mut o: Observed, p: &Plan) -> Observed {
-    if let Some(s) = &p.status {
-        o.canary.status = Some(s.clone());
-    }
-    o
-}
-
 #[test]
 fn promote_skips_the_rest_of_the_analysis_and_promotes_the_current_revision() {
     // Mid-run, the next tick not due yet: the request does not wait for it.
