@@ -257,18 +257,18 @@ async fn answer(
         Ok(b) => b,
         Err(e) => return error_response(&ApiError::bad_request(format!("reading body: {e}"))),
     };
-    let accept = parts
-        .headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let ctype = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let header_text = |name: header::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (accept, ctype) = (
+        header_text(header::ACCEPT),
+        header_text(header::CONTENT_TYPE),
+    );
     match route {
         Route::NonResource(p) => non_resource(sh, &p, &accept),
         Route::Group(g) => group_endpoint(sh, &g),

@@ -18,30 +18,26 @@ pub fn human_duration(secs: i64) -> String {
         return "<invalid>".into();
     }
     let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
+    // `3m` or `3m20s`: the smaller unit only when it is not zero.
+    let two = |big: i64, big_unit: &str, small: i64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{big_unit}")
+        } else {
+            format!("{big}{big_unit}{small}{small_unit}")
+        }
+    };
     if secs < 120 {
         format!("{secs}s")
     } else if m < 10 {
-        if secs % 60 == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{}s", secs % 60)
-        }
+        two(m, "m", secs % 60, "s")
     } else if m < 180 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{}m", m % 60)
-        }
+        two(h, "h", m % 60, "m")
     } else if h < 48 {
         format!("{h}h")
     } else if h < 192 {
-        if h % 24 == 0 {
-            format!("{d}d")
-        } else {
-            format!("{d}d{}h", h % 24)
-        }
+        two(d, "d", h % 24, "h")
     } else if h < 24 * 365 * 2 {
         format!("{d}d")
     } else {
@@ -82,6 +78,15 @@ fn json_path<'a>(obj: &'a Value, path: &str) -> &'a Value {
 fn col(name: &str, ty: &str, priority: i64) -> Value {
     let format = if name == "Name" { "name" } else { "" };
     json!({"name": name, "type": ty, "format": format, "description": "", "priority": priority})
+}
+
+/// String columns as the built-in printers declare them: `shown` at priority 0, then `wide`
+/// (only with `kubectl -o wide`) at priority 1.
+fn string_cols(shown: &[&str], wide: &[&str]) -> Vec<Value> {
+    let shown = shown.iter().map(|name| col(name, "string", 0));
+    shown
+        .chain(wide.iter().map(|name| col(name, "string", 1)))
+        .collect()
 }
 
 fn ports(svc: &Value) -> String {
@@ -152,16 +157,10 @@ fn columns_and_cells(rt: &ResourceType, o: &Value) -> (Vec<Value>, Vec<Value>) {
                 })
                 .unwrap_or_default();
             (
-                vec![
-                    col("Name", "string", 0),
-                    col("Ready", "string", 0),
-                    col("Up-to-date", "string", 0),
-                    col("Available", "string", 0),
-                    col("Age", "string", 0),
-                    col("Containers", "string", 1),
-                    col("Images", "string", 1),
-                    col("Selector", "string", 1),
-                ],
+                string_cols(
+                    &["Name", "Ready", "Up-to-date", "Available", "Age"],
+                    &["Containers", "Images", "Selector"],
+                ),
                 vec![
                     name,
                     json!(format!("{}/{}", n(&st["readyReplicas"]), n(&s["replicas"]))),
@@ -188,15 +187,10 @@ fn columns_and_cells(rt: &ResourceType, o: &Value) -> (Vec<Value>, Vec<Value>) {
                 o["status"]["phase"].clone()
             };
             (
-                vec![
-                    col("Name", "string", 0),
-                    col("Ready", "string", 0),
-                    col("Status", "string", 0),
-                    col("Restarts", "string", 0),
-                    col("Age", "string", 0),
-                    col("IP", "string", 1),
-                    col("Node", "string", 1),
-                ],
+                string_cols(
+                    &["Name", "Ready", "Status", "Restarts", "Age"],
+                    &["IP", "Node"],
+                ),
                 vec![
                     name,
                     json!(format!("{ready}/{total}")),
@@ -209,14 +203,17 @@ fn columns_and_cells(rt: &ResourceType, o: &Value) -> (Vec<Value>, Vec<Value>) {
             )
         }
         "services" => (
-            vec![
-                col("Name", "string", 0),
-                col("Type", "string", 0),
-                col("Cluster-IP", "string", 0),
-                col("External-IP", "string", 0),
-                col("Port(s)", "string", 0),
-                col("Age", "string", 0),
-            ],
+            string_cols(
+                &[
+                    "Name",
+                    "Type",
+                    "Cluster-IP",
+                    "External-IP",
+                    "Port(s)",
+                    "Age",
+                ],
+                &[],
+            ),
             vec![
                 name,
                 o["spec"]["type"].clone(),
@@ -228,21 +225,14 @@ fn columns_and_cells(rt: &ResourceType, o: &Value) -> (Vec<Value>, Vec<Value>) {
         ),
         "events" => event_row(o),
         "namespaces" => (
-            vec![
-                col("Name", "string", 0),
-                col("Status", "string", 0),
-                col("Age", "string", 0),
-            ],
+            string_cols(&["Name", "Status", "Age"], &[]),
             vec![name, o["status"]["phase"].clone(), created],
         ),
         "customresourcedefinitions" => (
             vec![col("Name", "string", 0), col("Created At", "date", 0)],
             vec![name, o["metadata"]["creationTimestamp"].clone()],
         ),
-        _ => (
-            vec![col("Name", "string", 0), col("Age", "string", 0)],
-            vec![name, created],
-        ),
+        _ => (string_cols(&["Name", "Age"], &[]), vec![name, created]),
     }
 }
 
