@@ -12,7 +12,8 @@ fn t(secs: i64) -> Timestamp {
 }
 
 fn deployment(replicas: i32) -> Deployment {
-    let labels = BTreeMap::from([("app".to_string(), "web".to_string())]);
+    let (selector, template) =
+        crate::sim::testing::selected_template("web", crate::sim::testing::app_pod_spec());
     Deployment {
         metadata: ObjectMeta {
             name: Some("web".into()),
@@ -25,17 +26,8 @@ fn deployment(replicas: i32) -> Deployment {
         spec: DeploymentSpec {
             replicas: Some(replicas),
             progress_deadline_seconds: Some(3),
-            selector: LabelSelector {
-                match_labels: Some(labels.clone()),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(crate::sim::testing::app_pod_spec()),
-            },
+            selector,
+            template,
             ..Default::default()
         },
         status: None,

@@ -541,7 +541,6 @@ mod tests {
         RollingUpdateStatefulSetStrategy, StatefulSetSpec, StatefulSetUpdateStrategy,
     };
     use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaimSpec, PodSpec};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
     const NOW: i64 = 1_000;
 
@@ -561,7 +560,15 @@ mod tests {
     }
 
     fn set(replicas: i32, image: &str) -> StatefulSet {
-        let labels = BTreeMap::from([("app".to_string(), "db".to_string())]);
+        let pod = PodSpec {
+            containers: vec![Container {
+                name: "db".into(),
+                image: Some(image.into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let (selector, template) = crate::sim::testing::selected_template("db", pod);
         StatefulSet {
             metadata: ObjectMeta {
                 name: Some("db".into()),
@@ -573,24 +580,8 @@ mod tests {
             spec: StatefulSetSpec {
                 replicas: Some(replicas),
                 service_name: Some("db-headless".into()),
-                selector: LabelSelector {
-                    match_labels: Some(labels.clone()),
-                    ..Default::default()
-                },
-                template: PodTemplateSpec {
-                    metadata: Some(ObjectMeta {
-                        labels: Some(labels),
-                        ..Default::default()
-                    }),
-                    spec: Some(PodSpec {
-                        containers: vec![Container {
-                            name: "db".into(),
-                            image: Some(image.into()),
-                            ..Default::default()
-                        }],
-                        ..Default::default()
-                    }),
-                },
+                selector,
+                template,
                 volume_claim_templates: Some(vec![PersistentVolumeClaim {
                     metadata: ObjectMeta {
                         name: Some("data".into()),

@@ -48,9 +48,27 @@ pub fn pod(name: &str, ready: bool, at_secs: i64) -> Pod {
     }
 }
 
+/// A selector of `app: <app>` and a Pod template of `spec` with that label, as a workload's
+/// spec pairs them.
+pub fn selected_template(app: &str, spec: PodSpec) -> (LabelSelector, PodTemplateSpec) {
+    let labels = BTreeMap::from([("app".to_string(), app.to_string())]);
+    let selector = LabelSelector {
+        match_labels: Some(labels.clone()),
+        ..Default::default()
+    };
+    let template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            ..Default::default()
+        }),
+        spec: Some(spec),
+    };
+    (selector, template)
+}
+
 /// A ReplicaSet selecting `app: web` with the given size.
 pub fn replica_set(name: &str, replicas: i32) -> ReplicaSet {
-    let labels = BTreeMap::from([("app".to_string(), "web".to_string())]);
+    let (selector, template) = selected_template("web", PodSpec::default());
     ReplicaSet {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -61,17 +79,8 @@ pub fn replica_set(name: &str, replicas: i32) -> ReplicaSet {
         },
         spec: ReplicaSetSpec {
             replicas: Some(replicas),
-            selector: LabelSelector {
-                match_labels: Some(labels.clone()),
-                ..Default::default()
-            },
-            template: Some(PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec::default()),
-            }),
+            selector,
+            template: Some(template),
             ..Default::default()
         },
         status: None,
