@@ -1097,6 +1097,30 @@ mod tests {
         a
     }
 
+    /// Routes through Gateway API (`provider`) with the Gateway `gw` as the parent.
+    fn gateway_api<'a>(spec: &'a mut CanarySpec, provider: &str) -> &'a mut CanaryService {
+        spec.provider = Some(provider.into());
+        let svc = spec.service.get_or_insert_with(Default::default);
+        svc.gateway_refs = Some(vec![ParentReference {
+            name: "gw".into(),
+            ..Default::default()
+        }]);
+        svc
+    }
+
+    /// A copy of `spec` scaled by a HorizontalPodAutoscaler.
+    fn autoscaled(spec: &CanarySpec) -> CanarySpec {
+        CanarySpec {
+            autoscaler_ref: Some(AutoscalerRef {
+                api_version: "autoscaling/v2".into(),
+                kind: "HorizontalPodAutoscaler".into(),
+                name: "podinfo".into(),
+                ..Default::default()
+            }),
+            ..spec.clone()
+        }
+    }
+
     /// A match on the header `name`.
     fn header(name: &str, m: StringMatch) -> HttpMatchRequest {
         HttpMatchRequest {
@@ -1264,36 +1288,21 @@ mod tests {
             ),
             (
                 |s| {
-                    s.provider = Some("gatewayapi:v1beta1".into());
-                    let svc = s.service.get_or_insert_with(Default::default);
-                    svc.gateway_refs = Some(vec![ParentReference {
-                        name: "gw".into(),
-                        ..Default::default()
-                    }]);
+                    let svc = gateway_api(s, "gatewayapi:v1beta1");
                     svc.timeout = Some("10s".into());
                 },
                 "spec.service.timeout: timeout is not supported by the gatewayapi:v1beta1 provider",
             ),
             (
                 |s| {
-                    s.provider = Some("gatewayapi:v1".into());
-                    let svc = s.service.get_or_insert_with(Default::default);
-                    svc.gateway_refs = Some(vec![ParentReference {
-                        name: "gw".into(),
-                        ..Default::default()
-                    }]);
+                    let svc = gateway_api(s, "gatewayapi:v1");
                     svc.retries = Some(HttpRetry::default());
                 },
                 "spec.service.retries: retries is not supported by the gatewayapi:v1 provider",
             ),
             (
                 |s| {
-                    s.provider = Some("gatewayapi:v1".into());
-                    let svc = s.service.get_or_insert_with(Default::default);
-                    svc.gateway_refs = Some(vec![ParentReference {
-                        name: "gw".into(),
-                        ..Default::default()
-                    }]);
+                    gateway_api(s, "gatewayapi:v1");
                     ab(s, vec![header("user", prefix("a"))]);
                 },
                 "spec.analysis.match: match 0: Gateway API matches headers",
@@ -1453,13 +1462,7 @@ mod tests {
             vec!["spec.targetRef: provider knative needs a serving.knative.dev/v1 Service target"]
         );
 
-        let mut scaled = s.clone();
-        scaled.autoscaler_ref = Some(AutoscalerRef {
-            api_version: "autoscaling/v2".into(),
-            kind: "HorizontalPodAutoscaler".into(),
-            name: "podinfo".into(),
-            ..Default::default()
-        });
+        let scaled = autoscaled(&s);
         assert_eq!(
             errors(&scaled),
             vec!["spec.autoscalerRef: Knative targets scale themselves; remove autoscalerRef"]
@@ -1479,13 +1482,7 @@ mod tests {
         service_target(&mut s);
         assert_eq!(errors(&s), Vec::<String>::new());
 
-        let mut scaled = s.clone();
-        scaled.autoscaler_ref = Some(AutoscalerRef {
-            api_version: "autoscaling/v2".into(),
-            kind: "HorizontalPodAutoscaler".into(),
-            name: "podinfo".into(),
-            ..Default::default()
-        });
+        let scaled = autoscaled(&s);
         assert_eq!(
             errors(&scaled),
             vec![
