@@ -22,6 +22,23 @@ impl Canary {
     }
 }
 
+impl super::template::Model {
+    /// The query model of the podinfo test Canary: every name `podinfo`, in `test`, over a `1m`
+    /// window, no variables.
+    pub fn test() -> Self {
+        Self {
+            name: "podinfo".into(),
+            namespace: "test".into(),
+            target: "podinfo".into(),
+            service: "podinfo".into(),
+            ingress: "podinfo".into(),
+            route: "podinfo".into(),
+            interval: "1m".into(),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for CanaryBuilder {
     fn default() -> Self {
         Self {
@@ -43,6 +60,18 @@ impl CanaryBuilder {
     pub fn name(mut self, name: &str) -> Self {
         self.doc["metadata"]["name"] = json!(name);
         self
+    }
+
+    /// Names the Canary and its target Deployment `name`.
+    pub fn workload(self, name: &str) -> Self {
+        self.name(name).target("apps/v1", "Deployment", name)
+    }
+
+    /// Blue/green on the kubernetes provider: `iterations` analysis runs `interval` apart, no
+    /// traffic steps.
+    pub fn blue_green(self, interval: &str, iterations: i32) -> Self {
+        self.provider("kubernetes")
+            .analysis(json!({"interval": interval, "iterations": iterations, "stepWeight": null}))
     }
 
     /// `metadata.namespace`.
@@ -221,6 +250,21 @@ mod tests {
             json!({"interval": "15s", "threshold": 2, "iterations": 3,
                 "metrics": [{"name": "request-success-rate"}, {"name": "latency"}],
                 "webhooks": [{"name": "load", "url": "http://load/"}]})
+        );
+    }
+
+    #[test]
+    fn blue_green_workload_targets_its_deployment_with_iterations_and_no_steps() {
+        let doc = Canary::test().workload("quiet").blue_green("1s", 2).json();
+        assert_eq!(doc["metadata"]["name"], "quiet");
+        assert_eq!(
+            doc["spec"]["targetRef"],
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "quiet"})
+        );
+        assert_eq!(doc["spec"]["provider"], "kubernetes");
+        assert_eq!(
+            doc["spec"]["analysis"],
+            json!({"interval": "1s", "threshold": 2, "iterations": 2})
         );
     }
 

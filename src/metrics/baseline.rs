@@ -179,25 +179,11 @@ pub fn rate_record(
     } else {
         0.0
     };
+    let evidence = (j.effect, j.interval, j.p_value);
     CheckRecord {
-        name: metric.name.clone(),
-        kind: RECORD_KIND.into(),
-        query: Some(query.to_string()),
         value: Some(rate),
-        outcome: outcome(j.decision).as_str().into(),
-        message: Some(format!(
-            "Judge {} {}: {} ({})",
-            metric.name,
-            j.decision.as_str(),
-            j.reason,
-            evidence(j.effect, j.interval, j.p_value)
-        )),
-        time: Some(crate::api::time::to_time(now)),
         sample: Some(j.canary.total),
-        effect: Some(j.effect),
-        interval: Some(vec![j.interval.0, j.interval.1]),
-        p_value: Some(j.p_value),
-        ..Default::default()
+        ..judged_record(metric, j.decision, &j.reason, evidence, query, now)
     }
 }
 
@@ -210,24 +196,40 @@ pub fn latency_record(
     query: &str,
     now: DateTime<Utc>,
 ) -> CheckRecord {
+    let evidence = (j.effect, j.interval, j.p_value);
+    CheckRecord {
+        value: j.canary_quantile.map(|s| s * 1000.0),
+        sample: Some(sample),
+        effect: Some(j.effect).filter(|e| e.is_finite()),
+        ..judged_record(metric, j.decision, &j.reason, evidence, query, now)
+    }
+}
+
+/// What the records of both comparisons share: the decision with its reason and its evidence
+/// (`(effect, interval, p-value)`).
+fn judged_record(
+    metric: &CanaryMetric,
+    decision: Decision,
+    reason: &str,
+    (effect, interval, p_value): (f64, (f64, f64), f64),
+    query: &str,
+    now: DateTime<Utc>,
+) -> CheckRecord {
     CheckRecord {
         name: metric.name.clone(),
         kind: RECORD_KIND.into(),
         query: Some(query.to_string()),
-        value: j.canary_quantile.map(|s| s * 1000.0),
-        outcome: outcome(j.decision).as_str().into(),
+        outcome: outcome(decision).as_str().into(),
         message: Some(format!(
-            "Judge {} {}: {} ({})",
+            "Judge {} {}: {reason} ({})",
             metric.name,
-            j.decision.as_str(),
-            j.reason,
-            evidence(j.effect, j.interval, j.p_value)
+            decision.as_str(),
+            evidence(effect, interval, p_value)
         )),
         time: Some(crate::api::time::to_time(now)),
-        sample: Some(sample),
-        effect: Some(j.effect).filter(|e| e.is_finite()),
-        interval: Some(vec![j.interval.0, j.interval.1]),
-        p_value: Some(j.p_value),
+        effect: Some(effect),
+        interval: Some(vec![interval.0, interval.1]),
+        p_value: Some(p_value),
         ..Default::default()
     }
 }
@@ -249,19 +251,6 @@ mod tests {
     use super::*;
     use crate::core::judge::{self, Histogram, Proportion};
 
-    fn model() -> Model {
-        Model {
-            name: "podinfo".into(),
-            namespace: "test".into(),
-            target: "podinfo".into(),
-            service: "podinfo".into(),
-            ingress: "podinfo".into(),
-            route: "podinfo".into(),
-            interval: "1m".into(),
-            ..Default::default()
-        }
-    }
-
     fn metric(name: &str) -> CanaryMetric {
         CanaryMetric {
             name: name.into(),
@@ -275,7 +264,7 @@ mod tests {
 
     #[test]
     fn http_queries_select_the_canary_and_the_primary_pods() {
-        let q = queries(Observer::Http, &model(), true).unwrap_or_else(|e| panic!("{e}"));
+        let q = queries(Observer::Http, &Model::test(), true).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             q.canary.total,
             r#"sum( increase( http_request_duration_seconds_count{ kubernetes_namespace="test", kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)" }[1m] ) )"#
@@ -294,7 +283,7 @@ mod tests {
 
     #[test]
     fn router_named_meshes_swap_the_canary_service_for_the_primary() {
-        let q = queries(Observer::Contour, &model(), true).unwrap_or_else(|e| panic!("{e}"));
+        let q = queries(Observer::Contour, &Model::test(), true).unwrap_or_else(|e| panic!("{e}"));
         assert!(q.canary.total.contains("test_podinfo-canary_"), "{q:?}");
         assert!(q.primary.total.contains("test_podinfo-primary_"), "{q:?}");
         assert!(
@@ -325,17 +314,19 @@ mod tests {
                 "the judge has no per-version queries for the Skipper metrics observer",
             ),
         ] {
-            let e = queries(o, &model(), latency).err().map(|e| e.to_string());
+            let e = queries(o, &Model::test(), latency)
+                .err()
+                .map(|e| e.to_string());
             assert_eq!(e.as_deref(), Some(want), "{o:?}");
         }
-        assert!(queries(Observer::Istio, &model(), true).is_ok());
+        assert!(queries(Observer::Istio, &Model::test(), true).is_ok());
     }
 
     #[test]
     fn every_judge_query_counts_over_the_window() {
         use Observer::*;
         for o in [Istio, Linkerd, AppMesh, Http, Osm, Contour, Kuma, Traefik] {
-            let q = queries(o, &model(), true).unwrap_or_else(|e| panic!("{o:?}: {e}"));
+            let q = queries(o, &Model::test(), true).unwrap_or_else(|e| panic!("{o:?}: {e}"));
             for v in [&q.canary, &q.primary] {
                 for s in [&v.total, &v.successes] {
                     assert!(

@@ -271,19 +271,6 @@ mod tests {
         c
     }
 
-    fn model() -> Model {
-        Model {
-            name: "podinfo".into(),
-            namespace: "test".into(),
-            target: "podinfo".into(),
-            service: "podinfo".into(),
-            ingress: "podinfo".into(),
-            route: "podinfo".into(),
-            interval: "1m".into(),
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn observer_selection_follows_flagger() {
         let cases = [
@@ -324,13 +311,13 @@ mod tests {
     #[test]
     fn http_observer_queries_are_flaggers() {
         assert_eq!(
-            render(Observer::Http, SUCCESS_RATE, &model()).as_deref(),
+            render(Observer::Http, SUCCESS_RATE, &Model::test()).as_deref(),
             Ok(
                 r#"sum( rate( http_request_duration_seconds_count{ kubernetes_namespace="test", kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)", status!~"5.*" }[1m] ) ) / sum( rate( http_request_duration_seconds_count{ kubernetes_namespace="test", kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)" }[1m] ) ) * 100"#
             )
         );
         assert_eq!(
-            render(Observer::Http, DURATION, &model()).as_deref(),
+            render(Observer::Http, DURATION, &Model::test()).as_deref(),
             Ok(
                 r#"histogram_quantile( 0.99, sum( rate( http_request_duration_seconds_bucket{ kubernetes_namespace="test", kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)" }[1m] ) ) by (le) )"#
             )
@@ -339,7 +326,7 @@ mod tests {
 
     #[test]
     fn skipper_route_is_computed_like_flaggers_printf() {
-        let q = render(Observer::Skipper, SUCCESS_RATE, &model()).unwrap_or_default();
+        let q = render(Observer::Skipper, SUCCESS_RATE, &Model::test()).unwrap_or_default();
         assert!(
             q.starts_with(r#"sum(rate(skipper_response_duration_seconds_bucket{route=~"kube(ew)?_test__podinfo_canary__.*__podinfo_canary(_[0-9]+)?",code!~"5..",le="+Inf"}[1m]))"#),
             "{q}"
@@ -349,19 +336,19 @@ mod tests {
     #[test]
     fn sample_queries_count_the_success_rate_denominator_over_the_window() {
         assert_eq!(
-            render_sample(Observer::Http, &model()).as_deref(),
+            render_sample(Observer::Http, &Model::test()).as_deref(),
             Ok(
                 r#"sum( increase( http_request_duration_seconds_count{ kubernetes_namespace="test", kubernetes_pod_name=~"podinfo-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)" }[1m] ) )"#
             )
         );
         assert_eq!(
-            render_sample(Observer::Istio, &model()).as_deref(),
+            render_sample(Observer::Istio, &Model::test()).as_deref(),
             Ok(
                 r#"sum( increase( istio_requests_total{ reporter="destination", destination_workload_namespace="test", destination_workload=~"podinfo" }[1m] ) )"#
             )
         );
         assert_eq!(
-            render_sample(Observer::Skipper, &model()).as_deref(),
+            render_sample(Observer::Skipper, &Model::test()).as_deref(),
             Ok(
                 r#"sum(increase(skipper_response_duration_seconds_bucket{route=~"kube(ew)?_test__podinfo_canary__.*__podinfo_canary(_[0-9]+)?",le="+Inf"}[1m]))"#
             )
@@ -375,7 +362,7 @@ mod tests {
             Istio, Linkerd, AppMesh, Contour, Gloo, Nginx, Http, Skipper, Traefik, Apisix, Kuma,
             Osm, Knative,
         ] {
-            let q = render_sample(o, &model()).unwrap_or_else(|e| panic!("{o:?}: {e}"));
+            let q = render_sample(o, &Model::test()).unwrap_or_else(|e| panic!("{o:?}: {e}"));
             assert!(q.starts_with("sum("), "{o:?}: {q}");
             assert!(
                 q.contains("increase(") && !q.contains("rate("),
@@ -394,7 +381,7 @@ mod tests {
             Osm, Knative,
         ] {
             for name in [SUCCESS_RATE, DURATION] {
-                let q = render(o, name, &model()).unwrap_or_else(|e| panic!("{o:?}: {e}"));
+                let q = render(o, name, &Model::test()).unwrap_or_else(|e| panic!("{o:?}: {e}"));
                 assert!(!q.contains("{{") && q.contains("1m"), "{o:?} {name}: {q}");
             }
         }

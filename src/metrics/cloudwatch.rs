@@ -22,7 +22,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::evaluate::Reading;
-use super::provider::{Provider, ProviderConfig, QueryContext};
+use super::provider::{Env, Provider, ProviderConfig, QueryContext};
 use super::rest::{self, Failure, Http};
 
 const NAME: &str = "cloudwatch";
@@ -126,10 +126,7 @@ impl CloudWatch {
     }
 
     /// As [`CloudWatch::new`], with the environment given (tests).
-    pub fn with_env(
-        config: &ProviderConfig,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, Error> {
+    pub fn with_env(config: &ProviderConfig, env: impl Env) -> Result<Self, Error> {
         let region = config
             .spec
             .region

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{Provider, ProviderConfig, QueryContext, Settings, window_secs};
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings, retimed, window_secs};
 use super::rest::Http;
 
 /// Datadog's public API host.
@@ -44,6 +44,12 @@ pub struct Datadog {
 }
 
 impl Datadog {
+    /// The same provider with another timeout (tests).
+    pub fn with_timeout(self, timeout: Duration) -> Result<Self, Error> {
+        let http = retimed(self.http, timeout)?;
+        Ok(Self { http, ..self })
+    }
+
     /// Reads the address (or Datadog's default) and both keys from the Secret.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
         Ok(Self {
@@ -52,15 +58,6 @@ impl Datadog {
             http: config.http()?,
             address: config.address().unwrap_or(DEFAULT_ADDRESS).to_string(),
         })
-    }
-
-    /// The same provider with another timeout (tests).
-    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.http = self
-            .http
-            .with_timeout(timeout)
-            .map_err(Settings::BuildClient)?;
-        Ok(self)
     }
 }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{Provider, ProviderConfig, QueryContext, Settings};
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings, retimed};
 use super::rest::Http;
 
 /// The query path.
@@ -42,6 +42,12 @@ pub struct Dynatrace {
 }
 
 impl Dynatrace {
+    /// The same provider with another timeout (tests).
+    pub fn with_timeout(self, timeout: Duration) -> Result<Self, Error> {
+        let http = retimed(self.http, timeout)?;
+        Ok(Self { http, ..self })
+    }
+
     /// Reads the address and the token.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
         let address = config.address().ok_or(Error::MissingAddress)?;
@@ -51,15 +57,6 @@ impl Dynatrace {
             endpoint: format!("{}{QUERY_PATH}", address.trim_end_matches('/')),
             token,
         })
-    }
-
-    /// The same provider with another timeout (tests).
-    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.http = self
-            .http
-            .with_timeout(timeout)
-            .map_err(Settings::BuildClient)?;
-        Ok(self)
     }
 }
 

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{Provider, ProviderConfig, QueryContext, Settings};
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings, retimed};
 use super::rest::Http;
 
 /// Why the provider cannot be built.
@@ -31,6 +31,12 @@ pub struct Graphite {
 }
 
 impl Graphite {
+    /// The same provider with another timeout (tests).
+    pub fn with_timeout(self, timeout: Duration) -> Result<Self, Error> {
+        let http = retimed(self.http, timeout)?;
+        Ok(Self { http, ..self })
+    }
+
     /// Reads the address (required) and the optional basic-auth credentials.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
         let base = config.address_url()?;
@@ -46,15 +52,6 @@ impl Graphite {
             base,
             credentials,
         })
-    }
-
-    /// The same provider with another timeout (tests).
-    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.http = self
-            .http
-            .with_timeout(timeout)
-            .map_err(Settings::BuildClient)?;
-        Ok(self)
     }
 
     /// `<address>/render?<query>&format=json`, the address's own path kept.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::evaluate::Reading;
-use super::provider::{Provider, ProviderConfig, QueryContext, Settings};
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings, retimed};
 use super::rest::Http;
 
 /// Flagger's timeout for InfluxDB.
@@ -35,6 +35,12 @@ pub struct InfluxDb {
 }
 
 impl InfluxDb {
+    /// The same provider with another timeout (tests).
+    pub fn with_timeout(self, timeout: Duration) -> Result<Self, Error> {
+        let http = retimed(self.http, timeout)?;
+        Ok(Self { http, ..self })
+    }
+
     /// Reads the address (required) and, with a Secret, `token` and `org`.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
         let mut endpoint = config.address_url()?;
@@ -56,15 +62,6 @@ impl InfluxDb {
             token,
             org,
         })
-    }
-
-    /// The same provider with another timeout (tests).
-    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.http = self
-            .http
-            .with_timeout(timeout)
-            .map_err(Settings::BuildClient)?;
-        Ok(self)
     }
 }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::evaluate::Reading;
-use super::provider::{Provider, ProviderConfig, QueryContext, Settings, window_secs};
+use super::provider::{Provider, ProviderConfig, QueryContext, Settings, retimed, window_secs};
 use super::rest::Http;
 
 /// The Insights API host.
@@ -42,6 +42,12 @@ pub struct NewRelic {
 }
 
 impl NewRelic {
+    /// The same provider with another timeout (tests).
+    pub fn with_timeout(self, timeout: Duration) -> Result<Self, Error> {
+        let http = retimed(self.http, timeout)?;
+        Ok(Self { http, ..self })
+    }
+
     /// Reads the address (or the Insights default), the account id and the query key.
     pub fn new(config: &ProviderConfig) -> Result<Self, Error> {
         let account = config.required_key(ACCOUNT_ID)?;
@@ -59,15 +65,6 @@ impl NewRelic {
             ),
             query_key,
         })
-    }
-
-    /// The same provider with another timeout (tests).
-    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        self.http = self
-            .http
-            .with_timeout(timeout)
-            .map_err(Settings::BuildClient)?;
-        Ok(self)
     }
 }
 

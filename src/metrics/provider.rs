@@ -53,6 +53,16 @@ impl ProviderConfig {
     }
 }
 
+/// Looks up an environment variable: the process's, or one a test sets.
+pub trait Env: Fn(&str) -> Option<String> {}
+
+impl<F: Fn(&str) -> Option<String>> Env for F {}
+
+/// `http` with another timeout: what each vendor provider's `with_timeout` (tests) swaps in.
+pub fn retimed(http: Http, timeout: Duration) -> Result<Http, Settings> {
+    http.with_timeout(timeout).map_err(Settings::BuildClient)
+}
+
 /// What every HTTP vendor provider can find wrong in its settings; each provider's `Error` wraps
 /// it under the provider's name.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::evaluate::Reading;
-use super::provider::{Provider, ProviderConfig, QueryContext};
+use super::provider::{Env, Provider, ProviderConfig, QueryContext};
 use super::rest::{self, Failure, Http};
 
 const NAME: &str = "stackdriver";
@@ -210,10 +210,7 @@ impl Stackdriver {
 
     /// As [`Stackdriver::new`], with the environment given (tests). `GCE_METADATA_HOST`
     /// (`host:port`, as Google's libraries read it) moves the metadata server.
-    pub fn with_env(
-        config: &ProviderConfig,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, Error> {
+    pub fn with_env(config: &ProviderConfig, env: impl Env) -> Result<Self, Error> {
         let secret = config.secret.as_ref();
         let mut project = None;
         let mut key_json = None;
