@@ -12,6 +12,17 @@ pub struct Routes {
     pub mirrored: bool,
 }
 
+impl Routes {
+    /// A split without mirroring: `primary` % to the primary, `canary` % to the canary.
+    pub const fn split(primary: i32, canary: i32) -> Self {
+        Self {
+            primary,
+            canary,
+            mirrored: false,
+        }
+    }
+}
+
 /// A session-affinity cookie `<name>=<value>` for the run of Canary `uid` that started at
 /// `run_start`. Flagger draws the value at random; deriving it keeps `plan` pure and gives every
 /// run (and every cookie name) its own value.

@@ -187,11 +187,7 @@ pub fn mesh_routes(
 ) -> Vec<Value> {
     let (apex, primary, canary_node) = super::service_names(canary);
     let split = if for_canary {
-        Routes {
-            primary: 0,
-            canary: 100,
-            mirrored: false,
-        }
+        Routes::split(0, 100)
     } else {
         split
     };
@@ -490,11 +486,7 @@ pub fn read_routes(canary: &Canary, version: Version, live: &Value) -> Result<Ro
             .unwrap_or(0)
     };
     super::non_zero(
-        Routes {
-            primary: weight(&primary),
-            canary: weight(&canary_node),
-            mirrored: false,
-        },
+        Routes::split(weight(&primary), weight(&canary_node)),
         &format!("{kind} {name}"),
     )
 }

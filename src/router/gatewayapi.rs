@@ -442,11 +442,7 @@ pub fn desired(
 /// Reads the split back: the last of our rules that routes to both Services.
 pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     let (apex, primary, canary_svc) = super::service_names(canary);
-    let mut routes = Routes {
-        primary: 0,
-        canary: 0,
-        mirrored: false,
-    };
+    let mut routes = Routes::split(0, 0);
     for r in live["spec"]["rules"].as_array().into_iter().flatten() {
         let refs = r["backendRefs"].as_array().cloned().unwrap_or_default();
         let weight = |name: &str| {

@@ -330,11 +330,7 @@ pub fn virtual_service(canary: &Canary, routes: Routes, live: Option<&Value>) ->
 pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     let (apex, primary, canary_svc) = super::service_names(canary);
     let key = if is_tcp(canary) { "tcp" } else { "http" };
-    let mut routes = Routes {
-        primary: 0,
-        canary: 0,
-        mirrored: false,
-    };
+    let mut routes = Routes::split(0, 0);
     for r in live["spec"][key].as_array().into_iter().flatten() {
         let ds = r["route"].as_array().cloned().unwrap_or_default();
         let weight = |host: &str| {

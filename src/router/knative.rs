@@ -44,11 +44,10 @@ pub fn read_traffic(traffic: &Value, primary_revision: &str) -> Result<Routes, E
         .find(|t| !is_latest(t) && t["revisionName"] == primary_revision);
     match (primary, canary) {
         (Some(p), Some(c)) => super::non_zero(
-            Routes {
-                primary: super::weight_of(p.get("percent")),
-                canary: super::weight_of(c.get("percent")),
-                mirrored: false,
-            },
+            Routes::split(
+                super::weight_of(p.get("percent")),
+                super::weight_of(c.get("percent")),
+            ),
             "Knative traffic",
         ),
         _ => Err(Error::Malformed(format!(

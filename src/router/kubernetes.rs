@@ -19,11 +19,7 @@ impl TrafficRouter for KubernetesRouter {
         Ok(())
     }
     async fn routes(&self, _canary: &Canary) -> Result<Routes, Error> {
-        Ok(Routes {
-            primary: 100,
-            canary: 0,
-            mirrored: false,
-        })
+        Ok(Routes::split(100, 0))
     }
     async fn finalize(&self, _canary: &Canary) -> Result<(), Error> {
         Ok(())

@@ -333,11 +333,7 @@ pub fn non_zero(routes: Routes, what: &str) -> Result<Routes, Error> {
 }
 
 /// The split a new routing object starts with.
-pub const INITIAL: Routes = Routes {
-    primary: 100,
-    canary: 0,
-    mirrored: false,
-};
+pub const INITIAL: Routes = Routes::split(100, 0);
 
 // ---- Thin I/O layer ------------------------------------------------------------------------
 

@@ -15,16 +15,7 @@ pub const DEFAULT_PREFIX: &str = "nginx.ingress.kubernetes.io";
 
 const KUBECTL: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// The name of the canary Ingress.
-pub fn canary_ingress_name(canary: &Canary) -> String {
-    let base = canary
-        .spec
-        .ingress_ref
-        .as_ref()
-        .map(|r| r.name.clone())
-        .unwrap_or_default();
-    format!("{base}-canary")
-}
+pub use super::routing::canary_ingress_name;
 
 /// The A/B annotations (`canary-by-cookie`, `canary-by-header`, `-value`, `-pattern`) from
 /// `analysis.match`; the last match wins, as in Flagger.
@@ -113,15 +104,7 @@ pub fn canary_ingress(
             annotations.insert(k, json!(v));
         }
     }
-    let name = canary_ingress_name(canary);
-    Ok(ingress_copy(
-        canary,
-        &name,
-        original,
-        annotations,
-        spec,
-        live,
-    ))
+    Ok(ingress_copy(canary, original, annotations, spec, live))
 }
 
 /// Reads the split from the canary Ingress annotations.
@@ -131,11 +114,7 @@ pub fn read_routes(canary: &Canary, prefix: &str, live: &Value) -> Result<Routes
         && (a.get(format!("{prefix}/canary-by-cookie")).is_some()
             || a.get(format!("{prefix}/canary-by-header")).is_some())
     {
-        return Ok(Routes {
-            primary: 0,
-            canary: 100,
-            mirrored: false,
-        });
+        return Ok(Routes::split(0, 100));
     }
     let weight = match a
         .get(format!("{prefix}/canary-weight"))
@@ -149,11 +128,7 @@ pub fn read_routes(canary: &Canary, prefix: &str, live: &Value) -> Result<Routes
         })?,
         None => 0,
     };
-    Ok(Routes {
-        primary: 100 - weight,
-        canary: weight,
-        mirrored: false,
-    })
+    Ok(Routes::split(100 - weight, weight))
 }
 
 /// NGINX's routing object: the canary Ingress cloned from `ingressRef`, with its annotations

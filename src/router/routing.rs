@@ -223,18 +223,30 @@ pub async fn original(
         .ok_or_else(|| Error::Missing(format!("{} {name}", ar.kind)))
 }
 
-/// The canary copy of the user's Ingress `original` (NGINX, Skipper): `name`, with `annotations`,
-/// the original's labels and `spec`, owned by the Canary unless it existed before.
+/// The name of the canary Ingress (NGINX, Skipper): the user's Ingress name with `-canary`.
+pub fn canary_ingress_name(canary: &Canary) -> String {
+    let base = canary
+        .spec
+        .ingress_ref
+        .as_ref()
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
+    format!("{base}-canary")
+}
+
+/// The canary copy of the user's Ingress `original` (NGINX, Skipper): [`canary_ingress_name`],
+/// with `annotations`, the original's labels and `spec`, owned by the Canary unless it existed
+/// before.
 pub fn ingress_copy(
     canary: &Canary,
-    name: &str,
     original: &Value,
     annotations: Map<String, Value>,
     spec: Value,
     live: Option<&Value>,
 ) -> Value {
     let owned = super::owned_by(canary, live);
-    let mut meta = super::owned_metadata(canary, name, super::Meta::Bare, owned);
+    let name = canary_ingress_name(canary);
+    let mut meta = super::owned_metadata(canary, &name, super::Meta::Bare, owned);
     meta["annotations"] = Value::Object(annotations);
     if let Some(labels) = original["metadata"]["labels"]
         .as_object()

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
 use super::Error;
-use super::routing::{Lifecycle, RoutingObject, ingress_copy};
+use super::routing::{Lifecycle, RoutingObject, canary_ingress_name, ingress_copy};
 use crate::api::Canary;
 use crate::core::Routes;
 
@@ -25,10 +25,6 @@ pub fn insert_predicate(raw: &str, insert: &str) -> String {
         }
     }
     out.join(" && ")
-}
-
-fn canary_ingress_name(canary: &Canary) -> String {
-    super::nginx::canary_ingress_name(canary)
 }
 
 /// The canary Ingress for a split, from the live original Ingress.
@@ -85,15 +81,7 @@ pub fn canary_ingress(
         .to_string();
     let predicate = insert_predicate(&raw, if routes.canary == 0 { DISABLE } else { WEIGHT });
     annotations.insert(PREDICATE.into(), json!(predicate));
-    let name = canary_ingress_name(canary);
-    Ok(ingress_copy(
-        canary,
-        &name,
-        original,
-        annotations,
-        spec,
-        live,
-    ))
+    Ok(ingress_copy(canary, original, annotations, spec, live))
 }
 
 /// Reads the split from `zalando.org/backend-weights`.
@@ -113,11 +101,7 @@ pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
             .map(|w| w.round() as i32)
             .ok_or_else(|| Error::Malformed(format!("ingress {name}: no weight for {svc}")))
     };
-    Ok(Routes {
-        primary: get(&primary)?,
-        canary: get(&canary_svc)?,
-        mirrored: false,
-    })
+    Ok(Routes::split(get(&primary)?, get(&canary_svc)?))
 }
 
 /// Skipper's routing object: the canary Ingress cloned from `ingressRef`, deleted on

@@ -91,11 +91,7 @@ pub fn traffic_split(
 /// Reads the split from a TrafficSplit.
 pub fn read_routes(canary: &Canary, live: &Value) -> Result<Routes, Error> {
     let (apex, primary, canary_svc) = super::service_names(canary);
-    let mut routes = Routes {
-        primary: 0,
-        canary: 0,
-        mirrored: false,
-    };
+    let mut routes = Routes::split(0, 0);
     for b in live["spec"]["backends"].as_array().into_iter().flatten() {
         if b["service"] == json!(primary) {
             routes.primary = super::weight_of(b.get("weight"));

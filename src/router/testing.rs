@@ -22,9 +22,5 @@ pub fn with_status(mut c: Canary, status: Value) -> Canary {
 
 /// A split without mirroring: `primary` % to the primary, `canary` % to the canary.
 pub const fn split(primary: i32, canary: i32) -> Routes {
-    Routes {
-        primary,
-        canary,
-        mirrored: false,
-    }
+    Routes::split(primary, canary)
 }
