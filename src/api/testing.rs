@@ -196,6 +196,18 @@ impl CanaryBuilder {
     }
 }
 
+/// Turns `spec` into the podinfo Knative Service's: provider `knative`, a
+/// `serving.knative.dev/v1` Service target and no `service` (Knative routes by itself).
+pub fn knative(spec: &mut super::CanarySpec) {
+    spec.provider = Some("knative".into());
+    spec.service = None;
+    spec.target_ref = Some(super::canary::TargetRef {
+        api_version: "serving.knative.dev/v1".into(),
+        kind: "Service".into(),
+        name: "podinfo".into(),
+    });
+}
+
 /// Sets each field of `fields` on the object `dst`, removing those that are `null`.
 fn merge_into(dst: &mut Value, fields: Value) {
     let Value::Object(fields) = fields else {

@@ -1065,6 +1065,7 @@ fn out_of_range(path: &str, value: Option<i32>, range: RangeInclusive<i32>) -> O
 mod tests {
     use super::*;
     use crate::api::canary::*;
+    use crate::api::testing::knative;
 
     /// The podinfo test Canary's spec on Istio, progressive up to 50 %.
     fn base() -> CanarySpec {
@@ -1421,16 +1422,6 @@ mod tests {
             );
             assert!(got[0].starts_with(want), "want {want:?}, got {:?}", got[0]);
         }
-    }
-
-    fn knative(spec: &mut CanarySpec) {
-        spec.provider = Some("knative".into());
-        spec.service = None;
-        spec.target_ref = Some(TargetRef {
-            api_version: "serving.knative.dev/v1".into(),
-            kind: "Service".into(),
-            name: "podinfo".into(),
-        });
     }
 
     #[test]

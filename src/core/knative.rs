@@ -33,6 +33,22 @@ pub struct ServiceState {
     pub serving: Vec<String>,
 }
 
+#[cfg(test)]
+impl ServiceState {
+    /// A reconciled, ready Service whose latest revision `podinfo-00002` is ready while the
+    /// primary `podinfo-00001` still serves all traffic (tests).
+    pub(crate) fn new_revision_ready() -> Self {
+        Self {
+            latest_created: Some("podinfo-00002".into()),
+            latest_ready: Some("podinfo-00002".into()),
+            primary_revision: Some("podinfo-00001".into()),
+            ready: Some(("True".into(), String::new())),
+            reconciled: true,
+            serving: vec!["podinfo-00001".into()],
+        }
+    }
+}
+
 fn non_empty(v: &Value) -> Option<String> {
     v.as_str().filter(|s| !s.is_empty()).map(str::to_string)
 }

@@ -495,14 +495,7 @@ mod tests {
     #[test]
     fn a_knative_revision_is_ready_once_reconciled_latest_and_ready() {
         use crate::core::knative::ServiceState;
-        let ready = ServiceState {
-            latest_created: Some("podinfo-00002".into()),
-            latest_ready: Some("podinfo-00002".into()),
-            primary_revision: Some("podinfo-00001".into()),
-            ready: Some(("True".into(), String::new())),
-            reconciled: true,
-            serving: vec!["podinfo-00001".into()],
-        };
+        let ready = ServiceState::new_revision_ready();
         assert_eq!(knative_readiness(&ready), Readiness::Ready);
         let stale = ServiceState {
             reconciled: false,

@@ -312,17 +312,7 @@ mod tests {
             2,
             json!([{"latestRevision": false, "revisionName": "podinfo-00001", "percent": 100}]),
         );
-        assert_eq!(
-            read_state(&live),
-            ServiceState {
-                latest_created: Some("podinfo-00002".into()),
-                latest_ready: Some("podinfo-00002".into()),
-                primary_revision: Some("podinfo-00001".into()),
-                ready: Some(("True".into(), String::new())),
-                reconciled: true,
-                serving: vec!["podinfo-00001".into()],
-            }
-        );
+        assert_eq!(read_state(&live), ServiceState::new_revision_ready());
         assert_eq!(
             read_state(&json!({})),
             ServiceState {

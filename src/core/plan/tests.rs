@@ -1008,13 +1008,7 @@ fn knative(latest: u32, primary: Option<u32>) -> Observed {
     let mut o = fx();
     o.provider = Some(Provider::Knative);
     let spec = &mut o.canary.spec;
-    spec.provider = Some("knative".into());
-    spec.service = None;
-    spec.target_ref = Some(TargetRef {
-        api_version: "serving.knative.dev/v1".into(),
-        kind: "Service".into(),
-        name: "podinfo".into(),
-    });
+    crate::api::testing::knative(spec);
     if let Some(a) = spec.analysis.as_mut() {
         a.iterations = None;
         a.step_weight = Some(20);
