@@ -4,7 +4,9 @@
 //! default goes through these methods.
 use std::time::Duration;
 
-use super::canary::{CanaryAlert, CanaryAnalysis, CanaryMetric, CanarySpec, CanaryWebhook};
+use super::canary::{
+    CanaryAlert, CanaryAnalysis, CanaryMetric, CanarySpec, CanaryWebhook, HttpMatchRequest,
+};
 use super::duration::parse_duration;
 use super::provider::{Provider, UnknownProvider};
 
@@ -113,6 +115,14 @@ impl CanarySpec {
         self.revert_on_deletion.unwrap_or(false)
     }
 
+    /// The A/B testing conditions, `analysis.match` (empty when the analysis has none).
+    pub fn ab_matches(&self) -> &[HttpMatchRequest] {
+        self.analysis
+            .as_ref()
+            .and_then(|a| a.match_.as_deref())
+            .unwrap_or_default()
+    }
+
     /// `targetRef.name` (empty without a target).
     pub fn target_name(&self) -> String {
         self.target_ref
@@ -177,9 +187,7 @@ impl CanarySpec {
         }
         let a = self.analysis.as_ref();
         let iterations = a.and_then(|a| a.iterations).unwrap_or(0);
-        let has_match = a
-            .and_then(|a| a.match_.as_ref())
-            .is_some_and(|m| !m.is_empty());
+        let has_match = !self.ab_matches().is_empty();
         if has_match && iterations > 0 {
             Strategy::AbTesting
         } else if iterations > 0 {

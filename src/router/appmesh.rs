@@ -115,9 +115,8 @@ fn headers(canary: &Canary) -> Vec<Value> {
     };
     canary
         .spec
-        .analysis
+        .ab_matches()
         .iter()
-        .flat_map(|a| a.match_.iter().flatten())
         .flat_map(|m| m.headers.iter().flatten())
         .map(|(name, sm)| {
             json!({"name": name, "match": object([

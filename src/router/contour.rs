@@ -86,12 +86,7 @@ fn route(canary: &Canary, conditions: Value, primary_weight: i32, canary_weight:
 fn conditions(canary: &Canary) -> Value {
     let p = super::uri_prefix(canary);
     let mut out = Vec::new();
-    for m in canary
-        .spec
-        .analysis
-        .iter()
-        .flat_map(|a| a.match_.iter().flatten())
-    {
+    for m in canary.spec.ab_matches() {
         for (name, sm) in m.headers.iter().flatten() {
             let header = if let Some(v) = &sm.prefix {
                 json!({"name": name, "contains": v})
@@ -115,12 +110,7 @@ pub fn http_proxy(
 ) -> Value {
     let (apex, _, _) = super::service_names(canary);
     let base = json!([{"prefix": super::uri_prefix(canary)}]);
-    let ab = canary
-        .spec
-        .analysis
-        .as_ref()
-        .and_then(|a| a.match_.as_ref())
-        .is_some_and(|m| !m.is_empty());
+    let ab = super::is_ab(canary);
     let routes_list = if ab {
         json!([
             route(canary, conditions(canary), routes.primary, routes.canary),
@@ -176,8 +166,8 @@ pub fn routing_object(ingress_class: Option<String>) -> RoutingObject {
 mod tests {
     use super::*;
     use crate::router::INITIAL;
-    use crate::router::testing::canary;
     use crate::router::testing::split;
+    use crate::router::testing::{ab_canary, canary};
 
     #[test]
     fn weighted_services_carry_the_linkerd_override_header_and_zero_weights_are_omitted() {
@@ -200,10 +190,9 @@ mod tests {
 
     #[test]
     fn ab_testing_adds_header_conditions_and_a_default_route() {
-        let c = canary(
+        let c = ab_canary(
             "contour",
-            json!({"analysis": {"stepWeight": null, "iterations": 3, "match": [
-            {"headers": {"x-canary": {"exact": "insider"}, "user-agent": {"prefix": "Firefox"}}}]}}),
+            json!([{"headers": {"x-canary": {"exact": "insider"}, "user-agent": {"prefix": "Firefox"}}}]),
         );
         let p = http_proxy(&c, split(0, 100), None, None);
         assert_eq!(

@@ -109,12 +109,7 @@ fn header_matcher(name: &str, sm: &StringMatch) -> Value {
 /// matchers and ANDs the conditions inside one), with its headers, query parameters and method.
 pub fn matchers(canary: &Canary) -> Vec<Value> {
     let mut out = Vec::new();
-    for m in canary
-        .spec
-        .analysis
-        .iter()
-        .flat_map(|a| a.match_.iter().flatten())
-    {
+    for m in canary.spec.ab_matches() {
         let headers: Vec<Value> = m
             .headers
             .iter()
@@ -307,8 +302,8 @@ impl Lifecycle for Upstreams {
 mod tests {
     use super::*;
     use crate::router::INITIAL;
-    use crate::router::testing::canary;
     use crate::router::testing::split;
+    use crate::router::testing::{ab_canary, canary};
 
     const SPLIT: Routes = split(70, 30);
 
@@ -361,12 +356,12 @@ mod tests {
 
     #[test]
     fn ab_conditions_become_one_matcher_per_entry_and_everyone_else_stays_on_the_primary() {
-        let c = canary(
+        let c = ab_canary(
             "gloo",
-            json!({"analysis": {"stepWeight": null, "iterations": 3, "match": [
+            json!([
                 {"headers": {"x-canary": {"exact": "insider"}}, "method": {"exact": "GET"}},
                 {"headers": {"cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"}},
-                 "queryParams": {"beta": {"exact": "1"}}}]}}),
+                 "queryParams": {"beta": {"exact": "1"}}}]),
         );
         let all_canary = split(0, 100);
         let rt = route_table(&c, all_canary, None);

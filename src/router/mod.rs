@@ -181,12 +181,7 @@ pub fn uri_prefix(canary: &Canary) -> String {
 
 /// Whether the analysis is A/B testing (it has `match` conditions).
 pub fn is_ab(canary: &Canary) -> bool {
-    canary
-        .spec
-        .analysis
-        .as_ref()
-        .and_then(|a| a.match_.as_ref())
-        .is_some_and(|m| !m.is_empty())
+    !canary.spec.ab_matches().is_empty()
 }
 
 /// Annotations Flagger puts on router-created objects so Flux leaves them alone.

@@ -21,12 +21,7 @@ pub use super::routing::canary_ingress_name;
 /// `analysis.match`; the last match wins, as in Flagger.
 fn header_annotations(canary: &Canary, prefix: &str) -> Vec<(String, String)> {
     let (mut cookie, mut header, mut value, mut regex) = (None, None, None, None);
-    for m in canary
-        .spec
-        .analysis
-        .iter()
-        .flat_map(|a| a.match_.iter().flatten())
-    {
+    for m in canary.spec.ab_matches() {
         for (k, v) in m.headers.iter().flatten() {
             if k == "cookie" {
                 cookie = v.exact.clone();
@@ -144,12 +139,7 @@ pub fn routing_object(prefix: String) -> RoutingObject {
         read,
         build,
     )
-    .copy_of(
-        "ingress",
-        canary_ingress_name,
-        |c| c.spec.ingress_ref.as_ref(),
-        "ingressRef",
-    )
+    .copy_of_ingress()
 }
 
 #[cfg(test)]

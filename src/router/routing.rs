@@ -124,6 +124,17 @@ impl RoutingObject {
         self
     }
 
+    /// The object is the canary copy of the user's Ingress (`spec.ingressRef`), named
+    /// [`canary_ingress_name`] (NGINX, Skipper).
+    pub fn copy_of_ingress(self) -> Self {
+        self.copy_of(
+            "ingress",
+            canary_ingress_name,
+            |c| c.spec.ingress_ref.as_ref(),
+            "ingressRef",
+        )
+    }
+
     /// What the router writes around the object.
     pub fn with(mut self, lifecycle: impl Lifecycle + 'static) -> Self {
         self.lifecycle = Box::new(lifecycle);

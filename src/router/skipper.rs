@@ -115,12 +115,7 @@ pub fn routing_object() -> RoutingObject {
         read_routes,
         build,
     )
-    .copy_of(
-        "ingress",
-        canary_ingress_name,
-        |c| c.spec.ingress_ref.as_ref(),
-        "ingressRef",
-    )
+    .copy_of_ingress()
     .with(DeleteCopy)
 }
 

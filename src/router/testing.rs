@@ -14,6 +14,15 @@ pub fn canary(provider: &str, extra: Value) -> Canary {
         .build()
 }
 
+/// `canary` doing A/B testing: three iterations over the `analysis.match` conditions
+/// `matches`, no traffic steps.
+pub fn ab_canary(provider: &str, matches: Value) -> Canary {
+    canary(
+        provider,
+        serde_json::json!({"analysis": {"stepWeight": null, "iterations": 3, "match": matches}}),
+    )
+}
+
 /// `canary` with a status.
 pub fn with_status(mut c: Canary, status: Value) -> Canary {
     c.status = Some(serde_json::from_value(status).expect("fixture status parses"));
