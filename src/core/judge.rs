@@ -408,32 +408,26 @@ pub fn latency(canary: &Histogram, primary: &Histogram, q: f64, s: &Settings) ->
                 s.min_samples.max(1.0)
             ),
         )
-    } else if effect > tolerance && significant {
-        (
-            Decision::Fail,
-            format!(
-                "p{} {} vs primary {}: {:.0}% slower, beyond the {}% tolerance (p = {:.2e})",
-                q * 100.0,
-                show(cq),
-                show(pq),
-                effect * 100.0,
-                s.tolerance_percent,
-                p_value
-            ),
-        )
     } else {
-        (
-            Decision::Pass,
-            format!(
-                "p{} {} vs primary {}: {:+.0}%, no evidence of a slowdown beyond the {}% tolerance (p = {:.2})",
-                q * 100.0,
-                show(cq),
-                show(pq),
-                effect * 100.0,
-                s.tolerance_percent,
-                p_value
-            ),
-        )
+        let versus = format!("p{} {} vs primary {}", q * 100.0, show(cq), show(pq));
+        let (percent, tolerance_percent) = (effect * 100.0, s.tolerance_percent);
+        if effect > tolerance && significant {
+            (
+                Decision::Fail,
+                format!(
+                    "{versus}: {percent:.0}% slower, beyond the {tolerance_percent}% tolerance \
+                     (p = {p_value:.2e})"
+                ),
+            )
+        } else {
+            (
+                Decision::Pass,
+                format!(
+                    "{versus}: {percent:+.0}%, no evidence of a slowdown beyond the \
+                     {tolerance_percent}% tolerance (p = {p_value:.2})"
+                ),
+            )
+        }
     };
     LatencyJudgement {
         decision,
