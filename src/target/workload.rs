@@ -4,7 +4,6 @@
 //! Every kind-specific step goes through [`Workload`] and a `match` on its variant, so another
 //! workload kind is a variant there, a lookup in [`lookup`] and arms here.
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{
@@ -24,7 +23,6 @@ use super::fingerprint::template_fingerprint;
 use super::{Observation, Options, Snapshot, contains, is_owned_by, to_json};
 use crate::api::{Canary, TargetKind};
 use crate::core::plan::{Generated, PrimaryObs, TargetObs, TargetProblem};
-use crate::core::readiness::{self, Readiness};
 use crate::core::workload::{FLAGGER_ID_ANNOTATION, SCALE_TO_ZERO_SELECTOR, Workload};
 
 /// The workload of kind `kind` named `name` in `ns`, from the snapshot; `None` when it is not
@@ -46,15 +44,7 @@ pub fn lookup(snapshot: &dyn Snapshot, kind: TargetKind, ns: &str, name: &str) -
 
 /// Readiness of a workload, target or primary, by Flagger's rules (`core::readiness`); `since`
 /// starts the deadline of kinds without a progress condition (DaemonSets).
-pub fn readiness(
-    w: &Workload,
-    threshold_percent: i32,
-    deadline: Duration,
-    since: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Readiness {
-    readiness::workload_readiness(w, threshold_percent, deadline, since, now)
-}
+pub use crate::core::readiness::workload_readiness as readiness;
 
 /// The fingerprint of what a workload runs: its pod template plus the checksums of its tracked
 /// configs. For a primary, pass the template through [`unprimary_template`] first.
