@@ -10,26 +10,11 @@ use common::inprocess::{Env, FailAt, GW_V1, NS, ar, httproute_weights, passing, 
 use kube::api::{Api, DynamicObject};
 use serde_json::{Value, json};
 use serin::api::{Canary, CanaryPhase};
-use serin::cluster::ClusterConfig;
-use serin::cluster::sim::SimConfig;
 use serin::metrics::MetricsChecker;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 impl Env {
-    /// Two nodes whose pods become ready after 100 ms, plus the provider CRDs of `crd_files`.
-    async fn start(crd_files: &[&str]) -> anyhow::Result<Env> {
-        let cluster = ClusterConfig {
-            nodes: 2,
-            ..ClusterConfig::default()
-        };
-        let sims = SimConfig {
-            pod_ready_delay: Duration::from_millis(100),
-            ..SimConfig::default()
-        };
-        Env::start_with(cluster, sims, crd_files).await
-    }
-
     /// Deploys podinfo and its Canary and waits for initialisation.
     async fn init(&self, provider: &str, extra: Value) -> anyhow::Result<()> {
         self.apply(podinfo("1.0")).await?;
@@ -47,7 +32,7 @@ impl Env {
         metrics: Arc<dyn MetricsChecker>,
         extra: Value,
     ) -> anyhow::Result<Env> {
-        let mut env = Env::start(crd_files).await?;
+        let mut env = Env::start_two_nodes(crd_files).await?;
         env.start_controller(provider, metrics, Default::default());
         env.init(provider, extra).await?;
         Ok(env)
@@ -65,6 +50,18 @@ impl Env {
         let c = self.run(end).await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
         Ok((seen(&rec), c))
+    }
+
+    /// [`Env::recorded_run`] of a run that promotes: what `read` saw, in order.
+    async fn promoted_run(
+        &mut self,
+        object: (&str, &str, &str),
+        read: fn(&Value) -> Option<Value>,
+    ) -> anyhow::Result<Vec<Value>> {
+        let (seen, _) = self
+            .recorded_run(object, read, CanaryPhase::Succeeded)
+            .await?;
+        Ok(seen)
     }
 
     /// [`Env::recorded_run`] of a run that fails: the Canary ends with no weight on the canary.
@@ -85,6 +82,13 @@ impl Env {
         self.wait_phase(end, 60).await
     }
 }
+
+/// `(primary, canary)` weights of a run that promotes: steps of 20 up to 60, then all back on
+/// the (promoted) primary.
+const PROMOTED: &[(i32, i32)] = &[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)];
+
+/// `(primary, canary)` weights of a run whose checks fail at 40%: back on the primary.
+const ROLLED_BACK_AT_40: &[(i32, i32)] = &[(100, 0), (80, 20), (60, 40), (100, 0)];
 
 fn podinfo(version: &str) -> Value {
     json!({
@@ -117,7 +121,7 @@ fn canary(provider: &str, extra: Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_v1_shifts_weights_step_by_step_promotes_and_keeps_user_additions()
 -> anyhow::Result<()> {
-    let mut env = Env::start(&["gateway-api.yaml"]).await?;
+    let mut env = Env::start_two_nodes(&["gateway-api.yaml"]).await?;
     env.start_gateway();
     env.start_controller("gatewayapi:v1", passing(), Default::default());
     env.init(
@@ -143,17 +147,10 @@ async fn gateway_api_v1_shifts_weights_step_by_step_promotes_and_keeps_user_addi
         {"op": "add", "path": "/metadata/annotations/example.com~1team", "value": "web"}]),
     )
     .await?;
-    let (seen, _) = env
-        .recorded_run(
-            (GW_V1, "HTTPRoute", "podinfo"),
-            httproute_weights,
-            CanaryPhase::Succeeded,
-        )
+    let seen = env
+        .promoted_run((GW_V1, "HTTPRoute", "podinfo"), httproute_weights)
         .await?;
-    assert_eq!(
-        seen,
-        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
-    );
+    assert_eq!(seen, weights(PROMOTED));
     let route = env.get(GW_V1, "HTTPRoute", "podinfo").await?;
     let b = |name: &str, w: i32| json!({"group": "", "kind": "Service", "name": name, "port": 9898, "weight": w});
     assert_eq!(
@@ -198,7 +195,7 @@ async fn gateway_api_v1_waits_for_the_gateway_to_accept_the_route_before_shiftin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_v1_rolls_back_to_the_primary_at_the_failing_step() -> anyhow::Result<()> {
-    let mut env = Env::start(&["gateway-api.yaml"]).await?;
+    let mut env = Env::start_two_nodes(&["gateway-api.yaml"]).await?;
     env.start_gateway();
     env.start_controller("gatewayapi:v1", Arc::new(FailAt(40)), Default::default());
     env.init(
@@ -209,7 +206,7 @@ async fn gateway_api_v1_rolls_back_to_the_primary_at_the_failing_step() -> anyho
     let seen = env
         .rolled_back_run((GW_V1, "HTTPRoute", "podinfo"), httproute_weights)
         .await?;
-    assert_eq!(seen, weights(&[(100, 0), (80, 20), (60, 40), (100, 0)]));
+    assert_eq!(seen, weights(ROLLED_BACK_AT_40));
     Ok(())
 }
 
@@ -221,9 +218,7 @@ async fn gateway_api_v1beta1_ab_testing_through_a_gamma_service_parent() -> anyh
         "analysis": {"stepWeight": null, "maxWeight": null, "iterations": 2,
                      "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}})).await?;
     let rules = |v: &Value| Some(v["spec"]["rules"].clone());
-    let (seen, _) = env
-        .recorded_run((V, "HTTPRoute", "podinfo"), rules, CanaryPhase::Succeeded)
-        .await?;
+    let seen = env.promoted_run((V, "HTTPRoute", "podinfo"), rules).await?;
     let b = |name: &str, w: i32| json!({"group": "", "kind": "Service", "name": name, "port": 9898, "weight": w});
     let rule = |p: i32, c: i32| {
         json!([
@@ -273,17 +268,10 @@ async fn istio_shifts_virtual_service_weights_and_keeps_user_routes() -> anyhow:
         json!([{"op": "add", "path": "/spec/http/0", "value": user}]),
     )
     .await?;
-    let (seen, _) = env
-        .recorded_run(
-            (ISTIO, "VirtualService", "podinfo"),
-            vs_weights,
-            CanaryPhase::Succeeded,
-        )
+    let seen = env
+        .promoted_run((ISTIO, "VirtualService", "podinfo"), vs_weights)
         .await?;
-    assert_eq!(
-        seen,
-        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
-    );
+    assert_eq!(seen, weights(PROMOTED));
     let vs = env.get(ISTIO, "VirtualService", "podinfo").await?;
     let d = |h: &str, w: i32| json!({"destination": {"host": h}, "weight": w});
     assert_eq!(
@@ -297,7 +285,7 @@ async fn istio_shifts_virtual_service_weights_and_keeps_user_routes() -> anyhow:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_steers_the_canary_ingress_by_annotations_with_a_custom_prefix() -> anyhow::Result<()>
 {
-    let mut env = Env::start(&[]).await?;
+    let mut env = Env::start_two_nodes(&[]).await?;
     let routers = serin::router::RouterConfig {
         ingress_annotations_prefix: Some("custom.nginx.io".into()),
         ..Default::default()
@@ -320,12 +308,8 @@ async fn nginx_steers_the_canary_ingress_by_annotations_with_a_custom_prefix() -
     .await?;
     let read =
         |v: &Value| Some(v["metadata"]["annotations"]["custom.nginx.io/canary-weight"].clone());
-    let (seen, _) = env
-        .recorded_run(
-            (ING, "Ingress", "podinfo-canary"),
-            read,
-            CanaryPhase::Succeeded,
-        )
+    let seen = env
+        .promoted_run((ING, "Ingress", "podinfo-canary"), read)
         .await?;
     assert_eq!(
         seen,
@@ -370,12 +354,8 @@ async fn linkerd_shifts_traffic_split_weights() -> anyhow::Result<()> {
             v["spec"]["backends"][0]["weight"]
         ]))
     };
-    let (seen, _) = env
-        .recorded_run(
-            (SMI, "TrafficSplit", "podinfo"),
-            read,
-            CanaryPhase::Succeeded,
-        )
+    let seen = env
+        .promoted_run((SMI, "TrafficSplit", "podinfo"), read)
         .await?;
     let q = |pairs: &[(i32, i32)]| {
         pairs
@@ -383,14 +363,14 @@ async fn linkerd_shifts_traffic_split_weights() -> anyhow::Result<()> {
             .map(|(p, c)| json!([p.to_string(), c.to_string()]))
             .collect::<Vec<_>>()
     };
-    assert_eq!(seen, q(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)]));
+    assert_eq!(seen, q(PROMOTED));
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contour_shifts_http_proxy_weights_with_the_ingress_class() -> anyhow::Result<()> {
     const C: &str = "projectcontour.io/v1";
-    let mut env = Env::start(&["contour.yaml"]).await?;
+    let mut env = Env::start_two_nodes(&["contour.yaml"]).await?;
     let routers = serin::router::RouterConfig {
         ingress_class: Some("contour-external".into()),
         ..Default::default()
@@ -403,9 +383,7 @@ async fn contour_shifts_http_proxy_weights_with_the_ingress_class() -> anyhow::R
             v["spec"]["routes"][0]["services"][1]["weight"]
         ]))
     };
-    let (seen, _) = env
-        .recorded_run((C, "HTTPProxy", "podinfo"), read, CanaryPhase::Succeeded)
-        .await?;
+    let seen = env.promoted_run((C, "HTTPProxy", "podinfo"), read).await?;
     // Contour omits zero weights.
     let expected: Vec<Value> = [
         (100, None),
@@ -441,12 +419,8 @@ async fn traefik_lists_the_canary_service_only_while_it_has_weight() -> anyhow::
                 .into(),
         )
     };
-    let (seen, _) = env
-        .recorded_run(
-            (T, "TraefikService", "podinfo"),
-            read,
-            CanaryPhase::Succeeded,
-        )
+    let seen = env
+        .promoted_run((T, "TraefikService", "podinfo"), read)
         .await?;
     assert_eq!(
         seen,
@@ -487,10 +461,7 @@ async fn kuma_shifts_the_cluster_scoped_traffic_route() -> anyhow::Result<()> {
     }));
     env.run(CanaryPhase::Succeeded).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        seen(&seen_weights),
-        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
-    );
+    assert_eq!(seen(&seen_weights), weights(PROMOTED));
     Ok(())
 }
 
@@ -498,7 +469,7 @@ async fn kuma_shifts_the_cluster_scoped_traffic_route() -> anyhow::Result<()> {
 async fn skipper_weights_both_backends_and_disables_the_canary_route_at_zero() -> anyhow::Result<()>
 {
     const ING: &str = "networking.k8s.io/v1";
-    let mut env = Env::start(&[]).await?;
+    let mut env = Env::start_two_nodes(&[]).await?;
     env.start_controller("skipper", passing(), Default::default());
     env.apply(json!({"apiVersion": ING, "kind": "Ingress",
         "metadata": {"name": "podinfo", "namespace": NS, "annotations": {"zalando.org/skipper-predicate": "Host(/^app/)"}},
@@ -516,12 +487,8 @@ async fn skipper_weights_both_backends_and_disables_the_canary_route_at_zero() -
             a["zalando.org/skipper-predicate"]
         ]))
     };
-    let (seen, _) = env
-        .recorded_run(
-            (ING, "Ingress", "podinfo-canary"),
-            read,
-            CanaryPhase::Succeeded,
-        )
+    let seen = env
+        .promoted_run((ING, "Ingress", "podinfo-canary"), read)
         .await?;
     let step = |p: i32, c: i32| {
         let pred = if c == 0 {
@@ -549,7 +516,7 @@ async fn skipper_weights_both_backends_and_disables_the_canary_route_at_zero() -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_v1_blue_green_mirrors_traffic_before_switching() -> anyhow::Result<()> {
-    let mut env = Env::start(&["gateway-api.yaml"]).await?;
+    let mut env = Env::start_two_nodes(&["gateway-api.yaml"]).await?;
     env.start_gateway();
     env.start_controller("gatewayapi:v1", passing(), Default::default());
     env.init(
@@ -572,12 +539,8 @@ async fn gateway_api_v1_blue_green_mirrors_traffic_before_switching() -> anyhow:
             mirrored
         ]))
     };
-    let (seen, _) = env
-        .recorded_run(
-            (GW_V1, "HTTPRoute", "podinfo"),
-            read,
-            CanaryPhase::Succeeded,
-        )
+    let seen = env
+        .promoted_run((GW_V1, "HTTPRoute", "podinfo"), read)
         .await?;
     assert_eq!(
         seen,
@@ -594,7 +557,7 @@ async fn gateway_api_v1_blue_green_mirrors_traffic_before_switching() -> anyhow:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apisix_weights_the_cloned_canary_route() -> anyhow::Result<()> {
     const A: &str = "apisix.apache.org/v2";
-    let mut env = Env::start(&["apisix.yaml"]).await?;
+    let mut env = Env::start_two_nodes(&["apisix.yaml"]).await?;
     env.start_controller("apisix", passing(), Default::default());
     env.apply(
         json!({"apiVersion": A, "kind": "ApisixRoute", "metadata": {"name": "app", "namespace": NS},
@@ -613,17 +576,10 @@ async fn apisix_weights_the_cloned_canary_route() -> anyhow::Result<()> {
             v["spec"]["http"][0]["backends"][1]["weight"]
         ]))
     };
-    let (seen, _) = env
-        .recorded_run(
-            (A, "ApisixRoute", "app-podinfo-canary"),
-            read,
-            CanaryPhase::Succeeded,
-        )
+    let seen = env
+        .promoted_run((A, "ApisixRoute", "app-podinfo-canary"), read)
         .await?;
-    assert_eq!(
-        seen,
-        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
-    );
+    assert_eq!(seen, weights(PROMOTED));
     let original = env.get(A, "ApisixRoute", "app").await?;
     assert_eq!(
         original["spec"]["http"][0]["backends"],
@@ -663,7 +619,7 @@ fn omitted_zero(pairs: &[(i32, i32)]) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gloo_shifts_route_table_weights_through_generated_upstreams_and_keeps_user_routes()
 -> anyhow::Result<()> {
-    let mut env = Env::start(&["gloo.yaml"]).await?;
+    let mut env = Env::start_two_nodes(&["gloo.yaml"]).await?;
     env.start_controller("gloo", passing(), Default::default());
     // The upstreamRef Upstream only carries settings for the generated Upstreams.
     let tuning = json!({"connectTimeout": "2s", "maxRequestsPerConnection": 51});
@@ -701,17 +657,10 @@ async fn gloo_shifts_route_table_weights_through_generated_upstreams_and_keeps_u
         {"op": "add", "path": "/metadata/annotations/example.com~1team", "value": "web"}]),
     )
     .await?;
-    let (seen, _) = env
-        .recorded_run(
-            (GLOO_GW, "RouteTable", "podinfo"),
-            route_table_weights,
-            CanaryPhase::Succeeded,
-        )
+    let seen = env
+        .promoted_run((GLOO_GW, "RouteTable", "podinfo"), route_table_weights)
         .await?;
-    assert_eq!(
-        seen,
-        omitted_zero(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
-    );
+    assert_eq!(seen, omitted_zero(PROMOTED));
     let rt = env.get(GLOO_GW, "RouteTable", "podinfo").await?;
     assert_eq!(
         rt["spec"],
@@ -726,18 +675,10 @@ async fn gloo_shifts_route_table_weights_through_generated_upstreams_and_keeps_u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gloo_rolls_back_to_the_primary_at_the_failing_step() -> anyhow::Result<()> {
     let mut env = Env::ready(&["gloo.yaml"], "gloo", Arc::new(FailAt(40)), json!({})).await?;
-    let (seen, c) = env
-        .recorded_run(
-            (GLOO_GW, "RouteTable", "podinfo"),
-            route_table_weights,
-            CanaryPhase::Failed,
-        )
+    let seen = env
+        .rolled_back_run((GLOO_GW, "RouteTable", "podinfo"), route_table_weights)
         .await?;
-    assert_eq!(
-        seen,
-        omitted_zero(&[(100, 0), (80, 20), (60, 40), (100, 0)])
-    );
-    assert_eq!(c.status.unwrap_or_default().canary_weight, 0);
+    assert_eq!(seen, omitted_zero(ROLLED_BACK_AT_40));
     Ok(())
 }
 
@@ -752,12 +693,10 @@ async fn gloo_ab_testing_matches_headers_and_keeps_everyone_else_on_the_primary(
         "match": [{"headers": {"x-canary": {"exact": "insider"}}, "method": {"exact": "GET"}}]}}),
     )
     .await?;
-    let (seen, _) = env
-        .recorded_run(
-            (GLOO_GW, "RouteTable", "podinfo"),
-            |v| Some(v["spec"]["routes"].clone()),
-            CanaryPhase::Succeeded,
-        )
+    let seen = env
+        .promoted_run((GLOO_GW, "RouteTable", "podinfo"), |v| {
+            Some(v["spec"]["routes"].clone())
+        })
         .await?;
     let w = |x: i32| (x != 0).then_some(x);
     let routes = |p: i32, c: i32| {
@@ -828,17 +767,13 @@ async fn app_mesh_v1beta2_shifts_virtual_router_weights_and_keeps_the_mesh_contr
         {"op": "add", "path": "/spec/routes/-", "value": user}]),
     )
     .await?;
-    let (seen, _) = env
-        .recorded_run(
+    let seen = env
+        .promoted_run(
             (MESH_V2, "VirtualRouter", "podinfo"),
             virtual_router_weights,
-            CanaryPhase::Succeeded,
         )
         .await?;
-    assert_eq!(
-        seen,
-        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
-    );
+    assert_eq!(seen, weights(PROMOTED));
     let vr = env.get(MESH_V2, "VirtualRouter", "podinfo").await?;
     assert_eq!(vr["spec"]["meshRef"], mesh_ref);
     assert_eq!(vr["spec"]["routes"][1], user);
@@ -860,7 +795,7 @@ async fn app_mesh_v1beta2_rolls_back_to_the_primary_at_the_failing_step() -> any
             virtual_router_weights,
         )
         .await?;
-    assert_eq!(seen, weights(&[(100, 0), (80, 20), (60, 40), (100, 0)]));
+    assert_eq!(seen, weights(ROLLED_BACK_AT_40));
     Ok(())
 }
 
@@ -874,12 +809,10 @@ async fn app_mesh_v1beta2_ab_testing_routes_matching_headers_by_priority() -> an
         "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}}),
     )
     .await?;
-    let (seen, _) = env
-        .recorded_run(
-            (MESH_V2, "VirtualRouter", "podinfo"),
-            |v| Some(v["spec"]["routes"].clone()),
-            CanaryPhase::Succeeded,
-        )
+    let seen = env
+        .promoted_run((MESH_V2, "VirtualRouter", "podinfo"), |v| {
+            Some(v["spec"]["routes"].clone())
+        })
         .await?;
     let t = |n: &str, w: i32| json!({"virtualNodeRef": {"name": n}, "weight": w});
     let routes = |p: i32, c: i32| {
@@ -920,16 +853,9 @@ async fn app_mesh_v1beta1_shifts_the_weights_inside_the_virtual_service() -> any
         let t = &v["spec"]["routes"][0]["http"]["action"]["weightedTargets"];
         Some(json!([t[1]["weight"], t[0]["weight"]]))
     };
-    let (seen, _) = env
-        .recorded_run(
-            (MESH_V1, "VirtualService", "podinfo.test"),
-            read,
-            CanaryPhase::Succeeded,
-        )
+    let seen = env
+        .promoted_run((MESH_V1, "VirtualService", "podinfo.test"), read)
         .await?;
-    assert_eq!(
-        seen,
-        weights(&[(100, 0), (80, 20), (60, 40), (40, 60), (100, 0)])
-    );
+    assert_eq!(seen, weights(PROMOTED));
     Ok(())
 }

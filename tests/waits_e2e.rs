@@ -12,25 +12,11 @@ use serde_json::{Value, json};
 use serin::api::canary::{CheckRecord, WaitingFor};
 use serin::api::webhook_type::WebhookType;
 use serin::api::{Canary, CanaryPhase};
-use serin::cluster::ClusterConfig;
-use serin::cluster::sim::SimConfig;
 use serin::metrics::{AnalysisReport, MetricsChecker, Verdict};
-use serin::webhook::{HookFailure, Webhooks};
+use serin::webhook::NoWebhooks;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-async fn start(crd_files: &[&str]) -> anyhow::Result<Env> {
-    let cluster = ClusterConfig {
-        nodes: 2,
-        ..ClusterConfig::default()
-    };
-    let sims = SimConfig {
-        pod_ready_delay: Duration::from_millis(100),
-        ..SimConfig::default()
-    };
-    Env::start_with(cluster, sims, crd_files).await
-}
 
 /// podinfo with `replicas` replicas; `fault` is a simulator fault for its Pods
 /// (`sim.serin.dev/fault`).
@@ -154,7 +140,7 @@ async fn stays_one_event(env: &Env, reason: &str, first: &WaitingFor) -> anyhow:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_pods_that_never_become_ready_are_explained_with_counts() -> anyhow::Result<()> {
-    let mut env = start(&[]).await?;
+    let mut env = Env::start_two_nodes(&[]).await?;
     env.start_controller("kubernetes", passing(), Default::default());
     env.apply(podinfo("1.0", 1, None)).await?;
     env.apply(canary(
@@ -186,7 +172,7 @@ async fn canary_pods_that_never_become_ready_are_explained_with_counts() -> anyh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_its_gateway_does_not_accept_is_explained_until_it_is_accepted()
 -> anyhow::Result<()> {
-    let mut env = start(&["gateway-api.yaml"]).await?;
+    let mut env = Env::start_two_nodes(&["gateway-api.yaml"]).await?;
     let accept = Arc::new(AtomicBool::new(false));
     env.start_gateway_accepting(accept.clone());
     env.start_controller("gatewayapi:v1", passing(), Default::default());
@@ -242,48 +228,15 @@ async fn a_route_its_gateway_does_not_accept_is_explained_until_it_is_accepted()
     Ok(())
 }
 
-/// Webhooks whose `confirm-promotion` gate stays closed.
-struct ClosedPromotionGate;
-
-#[async_trait]
-impl Webhooks for ClosedPromotionGate {
-    async fn gate(
-        &self,
-        _: &Canary,
-        kind: WebhookType,
-        _: Option<CanaryPhase>,
-    ) -> Result<(), HookFailure> {
-        if kind == WebhookType::ConfirmPromotion {
-            return Err(HookFailure {
-                message: "confirm-promotion gate closed".into(),
-                record: None,
-            });
-        }
-        Ok(())
-    }
-    async fn run(
-        &self,
-        _: &Canary,
-        _: WebhookType,
-        _: Option<CanaryPhase>,
-    ) -> Result<(), HookFailure> {
-        Ok(())
-    }
-    async fn rollback_requested(&self, _: &Canary, _: Option<CanaryPhase>) -> bool {
-        false
-    }
-    async fn event(&self, _: &Canary, _: Option<CanaryPhase>, _: bool, _: &str) {}
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_gate_is_explained_and_announced_once() -> anyhow::Result<()> {
-    let mut env = start(&["gateway-api.yaml"]).await?;
+    let mut env = Env::start_two_nodes(&["gateway-api.yaml"]).await?;
     env.start_gateway();
     env.start_controller_with(
         "gatewayapi:v1",
         passing(),
         Default::default(),
-        Arc::new(ClosedPromotionGate),
+        Arc::new(NoWebhooks::closed(WebhookType::ConfirmPromotion)),
     );
     env.apply(podinfo("1.0", 1, None)).await?;
     env.apply(canary(
@@ -336,7 +289,7 @@ impl MetricsChecker for NoData {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metric_without_data_is_explained_once_while_checks_fail() -> anyhow::Result<()> {
-    let mut env = start(&["gateway-api.yaml"]).await?;
+    let mut env = Env::start_two_nodes(&["gateway-api.yaml"]).await?;
     env.start_gateway();
     env.start_controller("gatewayapi:v1", Arc::new(NoData), Default::default());
     env.apply(podinfo("1.0", 1, None)).await?;
@@ -366,7 +319,7 @@ async fn a_metric_without_data_is_explained_once_while_checks_fail() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_canary_shows_why_an_invalid_canary_waits() -> anyhow::Result<()> {
-    let mut env = start(&[]).await?;
+    let mut env = Env::start_two_nodes(&[]).await?;
     env.start_controller("kubernetes", passing(), Default::default());
     // No podinfo Deployment: the target does not exist.
     env.apply(canary(

@@ -75,18 +75,34 @@ pub trait Webhooks: Send + Sync {
     );
 }
 
-/// Webhooks that do nothing: gates open, hooks succeed, no rollback is requested.
+/// Webhooks that do nothing: gates open (but those of the kind [`NoWebhooks::closed`] names),
+/// hooks succeed, no rollback is requested.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct NoWebhooks;
+pub struct NoWebhooks {
+    closed: Option<WebhookType>,
+}
+
+impl NoWebhooks {
+    /// Webhooks that do nothing, whose gates of `kind` stay closed (tests of waiting).
+    pub fn closed(kind: WebhookType) -> Self {
+        Self { closed: Some(kind) }
+    }
+}
 
 #[async_trait]
 impl Webhooks for NoWebhooks {
     async fn gate(
         &self,
         _: &Canary,
-        _: WebhookType,
+        kind: WebhookType,
         _: Option<CanaryPhase>,
     ) -> Result<(), HookFailure> {
+        if self.closed == Some(kind) {
+            return Err(HookFailure {
+                message: format!("{} gate closed", kind.as_str()),
+                record: None,
+            });
+        }
         Ok(())
     }
     async fn run(

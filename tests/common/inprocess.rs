@@ -66,6 +66,20 @@ pub fn passing() -> Arc<dyn MetricsChecker> {
 }
 
 impl Env {
+    /// [`Env::start_with`] two nodes whose Pods become ready after 100 ms, plus the CRDs of
+    /// `crd_files`.
+    pub async fn start_two_nodes(crd_files: &[&str]) -> anyhow::Result<Env> {
+        let cluster = ClusterConfig {
+            nodes: 2,
+            ..ClusterConfig::default()
+        };
+        let sims = SimConfig {
+            pod_ready_delay: Duration::from_millis(100),
+            ..SimConfig::default()
+        };
+        Env::start_with(cluster, sims, crd_files).await
+    }
+
     /// Starts the cluster, installs Serin's CRDs plus those of `crd_files` (names in
     /// `tests/fixtures/crds/`), creates the namespace and waits until Canaries are served.
     pub async fn start_with(
@@ -115,7 +129,7 @@ impl Env {
             provider,
             metrics,
             routers,
-            Arc::new(serin::webhook::NoWebhooks),
+            Arc::new(serin::webhook::NoWebhooks::default()),
         );
     }
 
