@@ -5,10 +5,9 @@ mod common;
 use common::e2e::*;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::ResourceExt;
-use kube::api::{Api, DeleteParams};
+use kube::api::Api;
 use serde_json::json;
-use serin::api::{Canary, CanaryPhase};
+use serin::api::CanaryPhase;
 use serin::cluster::ClusterConfig;
 use serin::cluster::sim::{self, SimConfig};
 use std::process::Command;
@@ -224,27 +223,10 @@ async fn deleting_a_canary_with_revert_on_deletion_restores_the_target_first() -
 {
     let mut env = Env::start("revert").await?;
     env.initialized(json!({"revertOnDeletion": true})).await?;
-    eventually(10, "the finalizer", || async {
-        Ok(env
-            .canary("podinfo")
-            .await?
-            .finalizers()
-            .iter()
-            .any(|f| f == "finalizer.flagger.app")
-            .then_some(()))
-    })
-    .await?;
-    env.api::<Canary>()
-        .delete("podinfo", &DeleteParams::default())
-        .await?;
+    env.delete_finalized_canary("podinfo", 10).await?;
     // Until the canary is gone, the apex Service always selects ready pods.
     let services: Api<Service> = env.api();
-    let selector = |apex: Service| {
-        apex.spec
-            .and_then(|s| s.selector)
-            .and_then(|s| s.get("app").cloned())
-            .unwrap_or_default()
-    };
+    let selector = |apex: Service| selected_app(apex).unwrap_or_default();
     eventually(30, "the canary to be deleted", || async {
         let sel = selector(services.get("podinfo").await?);
         let backing = env.deployment(&sel).await.ok();
@@ -261,22 +243,11 @@ async fn deleting_a_canary_with_revert_on_deletion_restores_the_target_first() -
             "apex selects {sel} with no ready pods: {:?}",
             backing.map(|d| (d.spec.replicas, d.status))
         );
-        Ok(env
-            .api::<Canary>()
-            .get_opt("podinfo")
-            .await?
-            .is_none()
-            .then_some(()))
+        env.canary_gone("podinfo").await
     })
     .await?;
     let apex = services.get("podinfo").await?;
-    assert_eq!(
-        apex.spec
-            .and_then(|s| s.selector)
-            .and_then(|s| s.get("app").cloned())
-            .as_deref(),
-        Some("podinfo")
-    );
+    assert_eq!(selected_app(apex).as_deref(), Some("podinfo"));
     assert_eq!(ready(&env.deployment("podinfo").await?), 2);
     Ok(())
 }

@@ -7,9 +7,9 @@ use common::e2e::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use kube::ResourceExt;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::ListParams;
 use serde_json::{Value, json};
-use serin::api::{Canary, CanaryPhase};
+use serin::api::CanaryPhase;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -47,14 +47,7 @@ fn headless() -> Value {
 }
 
 fn image(s: &StatefulSet) -> Option<String> {
-    s.spec
-        .template
-        .spec
-        .as_ref()?
-        .containers
-        .first()?
-        .image
-        .clone()
+    first_image(s.spec.template.spec.as_ref())
 }
 
 fn ready(s: &StatefulSet) -> i32 {
@@ -232,40 +225,14 @@ async fn a_statefulset_canary_is_initialised_promoted_and_rolled_back_with_its_o
         json!({"revertOnDeletion": true}),
     ))
     .await?;
-    eventually(30, "the finalizer", || async {
-        Ok(env
-            .canary("db")
-            .await?
-            .finalizers()
-            .iter()
-            .any(|f| f == "finalizer.flagger.app")
-            .then_some(()))
-    })
-    .await?;
     // The target is back on the primary's revision: no run starts, the Canary stays Failed.
-    env.api::<Canary>()
-        .delete("db", &DeleteParams::default())
-        .await?;
-    eventually(40, "the canary to be deleted", || async {
-        Ok(env
-            .api::<Canary>()
-            .get_opt("db")
-            .await?
-            .is_none()
-            .then_some(()))
-    })
-    .await?;
+    env.delete_finalized_canary("db", 30).await?;
+    eventually(40, "the canary to be deleted", || env.canary_gone("db")).await?;
     let target = sets.get("db").await?;
     assert_eq!(target.spec.replicas, Some(2));
     assert_eq!(ready(&target), 2, "the target serves again");
     let apex: Service = env.api().get("db").await?;
-    assert_eq!(
-        apex.spec
-            .and_then(|s| s.selector)
-            .and_then(|s| s.get("app").cloned())
-            .as_deref(),
-        Some("db")
-    );
+    assert_eq!(selected_app(apex).as_deref(), Some("db"));
     let after_deletion = claims(&env).await?;
     for (name, uid) in &initial {
         assert_eq!(

@@ -3,12 +3,13 @@
 //! (`install`, `apply`, `poll_until`) also serve the in-process harness of `inprocess`.
 #![allow(dead_code)]
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, PodSpec, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use serin::api::{Canary, CanaryPhase};
@@ -219,6 +220,42 @@ impl Env {
     pub async fn deployment(&self, name: &str) -> anyhow::Result<Deployment> {
         Ok(self.api::<Deployment>().get(name).await?)
     }
+
+    /// Deletes the Canary `name` once it carries Flagger's finalizer (within `secs`), so that
+    /// the controller restores the target before the Canary goes (`revertOnDeletion`).
+    pub async fn delete_finalized_canary(&self, name: &str, secs: u64) -> anyhow::Result<()> {
+        eventually(secs, "the finalizer", || async {
+            Ok(self
+                .canary(name)
+                .await?
+                .finalizers()
+                .iter()
+                .any(|f| f == "finalizer.flagger.app")
+                .then_some(()))
+        })
+        .await?;
+        self.api::<Canary>()
+            .delete(name, &DeleteParams::default())
+            .await?;
+        Ok(())
+    }
+
+    /// `Some(())` once the Canary `name` no longer exists (for [`eventually`]).
+    pub async fn canary_gone(&self, name: &str) -> anyhow::Result<Option<()>> {
+        Ok(self
+            .api::<Canary>()
+            .get_opt(name)
+            .await?
+            .is_none()
+            .then_some(()))
+    }
+}
+
+/// The `app` label a Service selects (the apex Service's current backend).
+pub fn selected_app(svc: Service) -> Option<String> {
+    svc.spec
+        .and_then(|s| s.selector)
+        .and_then(|s| s.get("app").cloned())
 }
 
 /// The resource of `kind` in `api_version` (`group/version`, or `version` for the core group).
@@ -272,28 +309,9 @@ where
     poll_until(Duration::from_millis(100), secs, what, check).await
 }
 
-/// Polls `check` every `every` until it yields a value or `secs` pass.
-pub async fn poll_until<T, F, Fut>(
-    every: Duration,
-    secs: u64,
-    what: &str,
-    mut check: F,
-) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out after {secs}s waiting for {what}");
-        }
-        tokio::time::sleep(every).await;
-    }
-}
+#[path = "../support/poll.rs"]
+mod poll;
+pub use poll::poll_until;
 
 pub fn podinfo(image: &str, annotations: Value) -> Value {
     json!({
@@ -350,15 +368,31 @@ pub fn canary(name: &str, target_kind: &str, target: &str, extra: Value) -> Valu
         .json()
 }
 
+/// The blue/green Canary of the metric suites: `name` in `NS` targeting the Deployment `name`,
+/// two 1 s iterations on the kubernetes provider, `deadline` seconds of progress deadline.
+pub fn blue_green_canary(name: &str, deadline: u32) -> serin::testing::CanaryBuilder {
+    Canary::test()
+        .namespace(NS)
+        .workload(name)
+        .blue_green("1s", 2)
+        .spec(json!({ "progressDeadlineSeconds": deadline }))
+}
+
+/// The decision records of the Canary's last analysis tick (`status.checks`).
+pub fn checks(c: &Canary) -> Vec<serin::api::canary::CheckRecord> {
+    c.status
+        .as_ref()
+        .and_then(|s| s.checks.clone())
+        .unwrap_or_default()
+}
+
 pub fn image_of(d: &Deployment) -> Option<String> {
-    d.spec
-        .template
-        .spec
-        .as_ref()?
-        .containers
-        .first()?
-        .image
-        .clone()
+    first_image(d.spec.template.spec.as_ref())
+}
+
+/// The image of a pod template's first container.
+pub fn first_image(pod: Option<&PodSpec>) -> Option<String> {
+    pod?.containers.first()?.image.clone()
 }
 
 pub fn ready(d: &Deployment) -> i32 {

@@ -1,6 +1,5 @@
 //! The embedded API server with its simulated controllers, for the simulator suites
 //! (cluster_sim, cluster_statefulset), and polling until a condition holds.
-use anyhow::bail;
 use kube::Client;
 use serin::cluster::sim::{self, SimConfig};
 use serin::cluster::{ClusterConfig, ClusterHandle};
@@ -32,20 +31,14 @@ pub async fn start(config: SimConfig, nodes: usize) -> anyhow::Result<Env> {
     })
 }
 
+#[path = "poll.rs"]
+mod poll;
+
 /// Polls `check` every 50 ms until it yields a value or `secs` pass.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<T>
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, check: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Option<T>>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll::poll_until(Duration::from_millis(50), secs, what, check).await
 }
