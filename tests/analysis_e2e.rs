@@ -3,48 +3,21 @@
 //! the primary's pods.
 mod common;
 
-use common::e2e::{Env, NS, deployment, eventually};
+use common::e2e::{Env, NS, blue_green_canary, checks, deployment, eventually};
 use serde_json::{Value, json};
-use serin::api::canary::CheckRecord;
-use serin::api::{Canary, CanaryPhase};
+use serin::api::CanaryPhase;
 
 #[path = "support/prometheus.rs"]
 mod support;
-use support::{Exporter, Prometheus, Workload};
+use support::{Exporter, Prometheus, Workload, sampled_builtins};
 
 /// Blue/green (kubernetes provider), two iterations at 1 s, both builtins over 5 s windows with
 /// `minSamples`, held when inconclusive; `extra` is merged into the analysis.
 fn canary(name: &str, min_samples: f64, extra: Value) -> Value {
-    let mut analysis = json!({
-        "interval": "1s", "threshold": 2, "iterations": 2, "onInconclusive": "hold",
-        "metrics": [
-            {"name": "request-success-rate", "interval": "5s", "thresholdRange": {"min": 99},
-             "minSamples": min_samples},
-            {"name": "request-duration", "interval": "5s", "thresholdRange": {"max": 500},
-             "minSamples": min_samples}
-        ]
-    });
-    if let (Some(a), Some(e)) = (analysis.as_object_mut(), extra.as_object()) {
-        a.extend(e.clone());
-    }
-    json!({
-        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "provider": "kubernetes",
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "progressDeadlineSeconds": 120,
-            "service": {"port": 9898},
-            "analysis": analysis
-        }
-    })
-}
-
-fn checks(c: &Canary) -> Vec<CheckRecord> {
-    c.status
-        .as_ref()
-        .and_then(|s| s.checks.clone())
-        .unwrap_or_default()
+    blue_green_canary(name, 120)
+        .analysis(sampled_builtins(Some(min_samples)))
+        .analysis(extra)
+        .json()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,17 +90,7 @@ async fn the_judge_rolls_back_a_canary_twice_as_slow_as_its_primary_and_promotes
 -> anyhow::Result<()> {
     let exporter = Exporter::start().await?;
     // 200 ms against a 100 ms primary: p99 about 250 ms, under the absolute 500 ms.
-    for (pod, workload, latency) in [
-        ("slow-primary-5f7c9d8b4-x2k4p", "slow-primary", 0.1),
-        ("slow-5f7c9d8b4-x2k4p", "slow", 0.2),
-        ("same-primary-5f7c9d8b4-x2k4p", "same-primary", 0.1),
-        ("same-5f7c9d8b4-x2k4p", "same", 0.1),
-    ] {
-        exporter.set(Workload {
-            latency,
-            ..Workload::healthy(pod, NS, workload)
-        });
-    }
+    exporter.slow_and_same_beside_primaries(NS, "5f7c9d8b4-x2k4p");
     let prom = Prometheus::start("e2e-judge", exporter.addr, false).await?;
     let env = Env::with_metrics_server("analysis-judge", &prom.url).await?;
     let judge = json!({"judge": {"confidence": 0.95, "tolerance": 10}});

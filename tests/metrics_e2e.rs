@@ -4,9 +4,8 @@
 mod common;
 
 use anyhow::Context;
-use common::e2e::{Env, NS, deployment, eventually};
+use common::e2e::{Env, NS, blue_green_canary, checks, deployment, eventually};
 use serde_json::{Value, json};
-use serin::api::canary::CheckRecord;
 use serin::api::{Canary, CanaryPhase};
 
 #[path = "support/prometheus.rs"]
@@ -29,36 +28,13 @@ fn error_rate_template() -> Value {
 /// A Canary with both builtins and the template metric; blue/green (kubernetes provider) with
 /// two iterations at 1 s.
 fn canary(name: &str, policy: Option<&str>) -> Value {
-    let mut analysis = json!({
-        "interval": "1s", "threshold": 2, "iterations": 2,
-        "metrics": [
-            {"name": "request-success-rate", "interval": "5s", "thresholdRange": {"min": 99}},
-            {"name": "request-duration", "interval": "5s", "thresholdRange": {"max": 500}},
-            {"name": "error-rate", "interval": "5s", "templateRef": {"name": "error-rate"},
-             "templateVariables": {"bad": "5.*"}, "thresholdRange": {"max": 1}}
-        ]
-    });
-    if let Some(p) = policy {
-        analysis["onInconclusive"] = json!(p);
-    }
-    json!({
-        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "provider": "kubernetes",
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "progressDeadlineSeconds": 60,
-            "service": {"port": 9898},
-            "analysis": analysis
-        }
-    })
-}
-
-fn checks(c: &Canary) -> Vec<CheckRecord> {
-    c.status
-        .as_ref()
-        .and_then(|s| s.checks.clone())
-        .unwrap_or_default()
+    blue_green_canary(name, 60)
+        .analysis(json!({"onInconclusive": policy}))
+        .metric(json!({"name": "request-success-rate", "interval": "5s", "thresholdRange": {"min": 99}}))
+        .metric(json!({"name": "request-duration", "interval": "5s", "thresholdRange": {"max": 500}}))
+        .metric(json!({"name": "error-rate", "interval": "5s", "templateRef": {"name": "error-rate"},
+             "templateVariables": {"bad": "5.*"}, "thresholdRange": {"max": 1}}))
+        .json()
 }
 
 fn outcomes(c: &Canary) -> Vec<(String, String)> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 #[path = "support/prometheus.rs"]
 mod support;
-use support::{Exporter, Prometheus, Workload};
+use support::{Exporter, Prometheus, Workload, sampled_builtins};
 
 /// No MetricTemplates or Secrets: these tests use the builtin checks only.
 struct NoObjects;
@@ -28,29 +28,12 @@ impl Objects for NoObjects {
 
 /// A canary of `target` with the builtin checks over 5 s windows and the given analysis extras.
 fn canary(target: &str, min_samples: Option<f64>, extra: serde_json::Value) -> Canary {
-    let mut analysis = json!({
-        "interval": "1s", "threshold": 2, "iterations": 2, "onInconclusive": "hold",
-        "metrics": [
-            {"name": "request-success-rate", "interval": "5s", "thresholdRange": {"min": 99},
-             "minSamples": min_samples},
-            {"name": "request-duration", "interval": "5s", "thresholdRange": {"max": 500},
-             "minSamples": min_samples}
-        ]
-    });
-    if let (Some(a), Some(e)) = (analysis.as_object_mut(), extra.as_object()) {
-        a.extend(e.clone());
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": target, "namespace": "test"},
-        "spec": {
-            "provider": "kubernetes",
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-            "service": {"port": 9898},
-            "analysis": analysis
-        }
-    }))
-    .unwrap_or_else(|e| panic!("canary fixture: {e}"))
+    Canary::test()
+        .workload(target)
+        .blue_green("1s", 2)
+        .analysis(sampled_builtins(min_samples))
+        .analysis(extra)
+        .build()
 }
 
 fn find<'a>(records: &'a [CheckRecord], name: &str, kind: &str) -> &'a CheckRecord {
@@ -148,17 +131,7 @@ async fn the_judge_fails_a_canary_twice_as_slow_as_the_primary_and_passes_an_equ
     let exporter = Exporter::start().await?;
     // Primaries at 100 ms; the slow canary at 200 ms (p99 under the absolute 500 ms), the
     // equal canary at 100 ms.
-    for (pod, workload, latency) in [
-        ("slow-primary-5f7c9d-abcde", "slow-primary", 0.1),
-        ("slow-5f7c9d-abcde", "slow", 0.2),
-        ("same-primary-5f7c9d-abcde", "same-primary", 0.1),
-        ("same-5f7c9d-abcde", "same", 0.1),
-    ] {
-        exporter.set(Workload {
-            latency,
-            ..Workload::healthy(pod, "test", workload)
-        });
-    }
+    exporter.slow_and_same_beside_primaries("test", "5f7c9d-abcde");
     let prom = Prometheus::start("judge", exporter.addr, false).await?;
     let checker = Analyzer::new(NoObjects, prom.url.clone(), "kubernetes")?;
     let judged = json!({"judge": {"confidence": 0.95, "tolerance": 10}});

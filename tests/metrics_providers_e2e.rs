@@ -10,12 +10,11 @@ mod vendors;
 
 use anyhow::Context;
 use base64::Engine;
-use common::e2e::{Env, NS, deployment, eventually};
+use common::e2e::{Env, NS, blue_green_canary, checks, deployment, eventually};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use serin::api::CanaryPhase;
-use serin::api::canary::CheckRecord;
 use serin::install::authz::Grant;
 
 /// Every provider family of Flagger's list but Prometheus (tests/metrics_e2e.rs).
@@ -101,21 +100,10 @@ fn secret(name: &str, pairs: &[(&str, String)]) -> Value {
 /// A blue/green canary (kubernetes provider) of two 1 s iterations, gated by the provider's
 /// template only.
 fn canary(name: &str, provider: &str) -> Value {
-    json!({
-        "apiVersion": "flagger.app/v1beta1", "kind": "Canary",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "provider": "kubernetes",
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "progressDeadlineSeconds": 60,
-            "service": {"port": 9898},
-            "analysis": {
-                "interval": "1s", "threshold": 2, "iterations": 2,
-                "metrics": [{"name": "error-rate", "interval": "1m",
-                    "templateRef": {"name": provider}, "thresholdRange": {"max": MAX}}]
-            }
-        }
-    })
+    blue_green_canary(name, 60)
+        .metric(json!({"name": "error-rate", "interval": "1m",
+            "templateRef": {"name": provider}, "thresholdRange": {"max": MAX}}))
+        .json()
 }
 
 fn dynamic(
@@ -209,13 +197,6 @@ async fn kubernetes_metrics(env: &Env) -> anyhow::Result<()> {
             .await?;
     }
     Ok(())
-}
-
-fn checks(c: &serin::api::Canary) -> Vec<CheckRecord> {
-    c.status
-        .as_ref()
-        .and_then(|s| s.checks.clone())
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,6 +78,17 @@ pub struct Prometheus {
     pub url: String,
 }
 
+/// The flags of a Prometheus whose `prometheus.yml` and `data/` are in `dir`, listening on
+/// loopback `port` and logging warnings only (the demo's and the tests' servers).
+pub fn server_args(dir: &Path, port: u16) -> [String; 4] {
+    [
+        format!("--config.file={}", dir.join("prometheus.yml").display()),
+        format!("--storage.tsdb.path={}", dir.join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        "--log.level=warn".into(),
+    ]
+}
+
 /// Starts `bin` with its data in `dir`, scraping `target` every second, and waits until ready.
 pub async fn start(bin: &Path, dir: &Path, target: SocketAddr) -> Result<Prometheus, Error> {
     let start_err = |source| Error::Start {
@@ -96,16 +107,7 @@ pub async fn start(bin: &Path, dir: &Path, target: SocketAddr) -> Result<Prometh
     let log_path = dir.join("prometheus.log");
     let log = std::fs::File::create(&log_path).map_err(start_err)?;
     let child = Command::new(bin)
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.level=warn")
+        .args(server_args(dir, port))
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true)

@@ -67,7 +67,38 @@ pub struct Exporter {
     pub addr: SocketAddr,
 }
 
+/// The analysis of the sample-size suites: both builtins over 5 s windows (success rate at least
+/// 99 %, duration at most 500 ms), each needing `min_samples` requests, held while inconclusive.
+pub fn sampled_builtins(min_samples: Option<f64>) -> serde_json::Value {
+    serde_json::json!({
+        "onInconclusive": "hold",
+        "metrics": [
+            {"name": "request-success-rate", "interval": "5s", "thresholdRange": {"min": 99},
+             "minSamples": min_samples},
+            {"name": "request-duration", "interval": "5s", "thresholdRange": {"max": 500},
+             "minSamples": min_samples}
+        ]
+    })
+}
+
 impl Exporter {
+    /// Plays the judge's workloads in `namespace`: `slow` at 200 ms and `same` at 100 ms, each
+    /// beside its primary at 100 ms; `hash` is the pods' `<hash>-<id>` suffix.
+    pub fn slow_and_same_beside_primaries(&self, namespace: &str, hash: &str) {
+        for (workload, latency) in [
+            ("slow-primary", 0.1),
+            ("slow", 0.2),
+            ("same-primary", 0.1),
+            ("same", 0.1),
+        ] {
+            let pod = format!("{workload}-{hash}");
+            self.set(Workload {
+                latency,
+                ..Workload::healthy(&pod, namespace, workload)
+            });
+        }
+    }
+
     /// Starts the exporter on a free loopback port.
     pub async fn start() -> anyhow::Result<Self> {
         let state = Arc::new(Mutex::new(State::default()));
@@ -259,16 +290,7 @@ impl Prometheus {
         std::fs::write(dir.join("prometheus.yml"), config)?;
         let port = free_port()?;
         let mut cmd = Command::new(bin);
-        cmd.arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.level=warn");
+        cmd.args(serin::demo::prometheus::server_args(&dir, port));
         if basic_auth {
             let hash =
                 bcrypt::hash_with_result(PASSWORD, 4)?.format_for_version(bcrypt::Version::TwoA);
