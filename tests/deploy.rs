@@ -2,15 +2,11 @@
 //! renders the same objects as deploy/install.yaml, and every overlay sets its provider.
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 #[path = "support/manifests.rs"]
 mod manifests;
+use manifests::root;
 
 /// Objects of a multi-document YAML stream, keyed by apiVersion/kind/namespace/name.
 fn objects(text: &str) -> BTreeMap<String, Value> {

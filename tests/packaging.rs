@@ -4,15 +4,11 @@
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 #[path = "support/manifests.rs"]
 mod manifests;
+use manifests::root;
 
 /// Objects of multi-document YAML, keyed by kind/name.
 fn objects(text: &str) -> BTreeMap<String, Value> {

@@ -2,6 +2,12 @@
 //! and packaging tests).
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The repository root, where deploy/, charts/ and the Dockerfile are.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
 
 /// Parses a multi-document YAML stream, skipping empty documents; each object is keyed by `key`,
 /// and a key seen twice fails the test.
