@@ -199,30 +199,15 @@ async fn generation_increases_only_when_the_spec_changes() {
         .await
         .expect("created");
     assert_eq!(d.metadata.generation, Some(1));
-    let d = api
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
-        )
+    let d = merge(&api, "web", json!({"metadata": {"labels": {"x": "y"}}}))
         .await
         .expect("labels");
     assert_eq!(d.metadata.generation, Some(1));
-    let d = api
-        .patch_status(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"replicas": 1}})),
-        )
+    let d = merge_status(&api, "web", json!({"status": {"replicas": 1}}))
         .await
         .expect("status");
     assert_eq!(d.metadata.generation, Some(1));
-    let d = api
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 2}})),
-        )
+    let d = merge(&api, "web", json!({"spec": {"replicas": 2}}))
         .await
         .expect("spec");
     assert_eq!(d.metadata.generation, Some(2));
@@ -236,12 +221,7 @@ async fn a_write_that_changes_nothing_keeps_the_resource_version() {
         .create(&PostParams::default(), &config_map("a", json!({})))
         .await
         .expect("created");
-    let b = api
-        .patch(
-            "a",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"k": "v"}})),
-        )
+    let b = merge(&api, "a", json!({"data": {"k": "v"}}))
         .await
         .expect("no-op");
     assert_eq!(a.resource_version(), b.resource_version());
@@ -254,24 +234,22 @@ async fn status_subresource_splits_spec_and_status_writes() {
     api.create(&PostParams::default(), &deployment("web", 1))
         .await
         .expect("created");
-    let main = api
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 3}, "status": {"replicas": 9}})),
-        )
-        .await
-        .expect("main");
+    let main = merge(
+        &api,
+        "web",
+        json!({"spec": {"replicas": 3}, "status": {"replicas": 9}}),
+    )
+    .await
+    .expect("main");
     assert_eq!(main.spec.replicas, Some(3));
     assert_eq!(main.status.as_ref().and_then(|s| s.replicas), None);
-    let st = api
-        .patch_status(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 7}, "status": {"replicas": 2}})),
-        )
-        .await
-        .expect("status");
+    let st = merge_status(
+        &api,
+        "web",
+        json!({"spec": {"replicas": 7}, "status": {"replicas": 2}}),
+    )
+    .await
+    .expect("status");
     assert_eq!(st.spec.replicas, Some(3));
     assert_eq!(st.status.as_ref().and_then(|s| s.replicas), Some(2));
 }
@@ -289,13 +267,9 @@ async fn scale_subresource_reads_and_writes_replicas() {
         scale.status.and_then(|s| s.selector).as_deref(),
         Some("app=web")
     );
-    api.patch_scale(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"replicas": 5}})),
-    )
-    .await
-    .expect("patched");
+    merge_scale(&api, "web", json!({"spec": {"replicas": 5}}))
+        .await
+        .expect("patched");
     assert_eq!(api.get("web").await.expect("get").spec.replicas, Some(5));
 
     let w = widgets(&client).await;
@@ -305,13 +279,9 @@ async fn scale_subresource_reads_and_writes_replicas() {
     )
     .await
     .expect("widget");
-    w.patch_scale(
-        "w",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"replicas": 4}})),
-    )
-    .await
-    .expect("cr scale");
+    merge_scale(&w, "w", json!({"spec": {"replicas": 4}}))
+        .await
+        .expect("cr scale");
     assert_eq!(w.get("w").await.expect("get").data["spec"]["replicas"], 4);
 }
 
@@ -330,16 +300,13 @@ async fn merge_patch_follows_rfc_7386() {
     api.create(&PostParams::default(), &cm)
         .await
         .expect("created");
-    let out = api
-        .patch(
-            "a",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"labels": {"x": null}}, "data": {"b": null, "c": "3"}}),
-            ),
-        )
-        .await
-        .expect("patched");
+    let out = merge(
+        &api,
+        "a",
+        json!({"metadata": {"labels": {"x": null}}, "data": {"b": null, "c": "3"}}),
+    )
+    .await
+    .expect("patched");
     assert_eq!(out.labels().get("x"), None);
     assert_eq!(
         out.data,
@@ -528,32 +495,26 @@ async fn finalizers_block_deletion_until_the_last_is_removed() {
     let obj = pending.left().expect("still there");
     assert!(obj.metadata.deletion_timestamp.is_some());
     let s = status_of(
-        api.patch(
+        merge(
+            &api,
             "a",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"finalizers": ["example.com/one", "example.com/two", "new"]}}),
-            ),
+            json!({"metadata": {"finalizers": ["example.com/one", "example.com/two", "new"]}}),
         )
         .await
         .expect_err("no new finalizers"),
     );
     assert_eq!(s.code, 422);
-    api.patch(
+    merge(
+        &api,
         "a",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/two"]}})),
+        json!({"metadata": {"finalizers": ["example.com/two"]}}),
     )
     .await
     .expect("one gone");
     assert!(api.get_opt("a").await.expect("get").is_some());
-    api.patch(
-        "a",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-    )
-    .await
-    .expect("all gone");
+    merge(&api, "a", json!({"metadata": {"finalizers": null}}))
+        .await
+        .expect("all gone");
     assert!(api.get_opt("a").await.expect("get").is_none());
 }
 
@@ -574,50 +535,73 @@ async fn owned_config_map(api: &Api<ConfigMap>, name: &str, owner: &Deployment) 
         .expect("dependent created");
 }
 
+/// A JSON merge patch of `name`.
+async fn merge<K>(api: &Api<K>, name: &str, patch: Value) -> kube::Result<K>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+}
+
+/// A JSON merge patch of `name`'s status subresource.
+async fn merge_status<K>(api: &Api<K>, name: &str, patch: Value) -> kube::Result<K>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+}
+
+/// A JSON merge patch of `name`'s scale subresource.
+async fn merge_scale<K>(
+    api: &Api<K>,
+    name: &str,
+    patch: Value,
+) -> kube::Result<k8s_openapi::api::autoscaling::v1::Scale>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.patch_scale(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+}
+
+/// Creates the Deployment `name` with a dependent ConfigMap `<name>-child`, then deletes the
+/// Deployment with `policy`.
+async fn delete_owner_of_a_child(
+    deploys: &Api<Deployment>,
+    cms: &Api<ConfigMap>,
+    name: &str,
+    policy: DeleteParams,
+) {
+    let owner = deploys
+        .create(&PostParams::default(), &deployment(name, 1))
+        .await
+        .expect("created");
+    owned_config_map(cms, &format!("{name}-child"), &owner).await;
+    deploys.delete(name, &policy).await.expect("deleting");
+}
+
 #[tokio::test]
 async fn garbage_collection_follows_the_propagation_policy() {
     let (_c, client) = cluster().await;
     let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
     let cms: Api<ConfigMap> = Api::default_namespaced(client);
 
-    let bg = deploys
-        .create(&PostParams::default(), &deployment("bg", 1))
-        .await
-        .expect("created");
-    owned_config_map(&cms, "bg-child", &bg).await;
-    deploys
-        .delete("bg", &DeleteParams::background())
-        .await
-        .expect("deleted");
+    delete_owner_of_a_child(&deploys, &cms, "bg", DeleteParams::background()).await;
     eventually("background dependents are collected", || async {
         cms.get_opt("bg-child").await.ok().flatten().is_none()
     })
     .await;
 
-    let fg = deploys
-        .create(&PostParams::default(), &deployment("fg", 1))
-        .await
-        .expect("created");
-    owned_config_map(&cms, "fg-child", &fg).await;
-    deploys
-        .delete("fg", &DeleteParams::foreground())
-        .await
-        .expect("deleting");
+    delete_owner_of_a_child(&deploys, &cms, "fg", DeleteParams::foreground()).await;
     eventually("foreground owner goes after its dependents", || async {
         cms.get_opt("fg-child").await.ok().flatten().is_none()
             && deploys.get_opt("fg").await.ok().flatten().is_none()
     })
     .await;
 
-    let or = deploys
-        .create(&PostParams::default(), &deployment("or", 1))
-        .await
-        .expect("created");
-    owned_config_map(&cms, "or-child", &or).await;
-    deploys
-        .delete("or", &DeleteParams::orphan())
-        .await
-        .expect("deleting");
+    delete_owner_of_a_child(&deploys, &cms, "or", DeleteParams::orphan()).await;
     eventually("orphaned dependent loses its owner reference", || async {
         deploys.get_opt("or").await.ok().flatten().is_none()
             && cms
@@ -676,13 +660,9 @@ async fn namespaces_get_a_root_ca_and_deleting_one_removes_its_contents() {
             .as_deref(),
         Some("Terminating")
     );
-    cms.patch(
-        "held",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
-    )
-    .await
-    .expect("released");
+    merge(&cms, "held", json!({"metadata": {"finalizers": null}}))
+        .await
+        .expect("released");
     eventually("namespace goes once empty", || async {
         nss.get_opt("team").await.ok().flatten().is_none()
     })
@@ -763,12 +743,7 @@ async fn custom_resource_status_is_only_written_through_the_subresource() {
         .await
         .expect("created");
     assert!(created.data.get("status").is_none());
-    let st = w
-        .patch_status(
-            "w",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"phase": "Ready"}})),
-        )
+    let st = merge_status(&w, "w", json!({"status": {"phase": "Ready"}}))
         .await
         .expect("status");
     assert_eq!(st.data["status"]["phase"], "Ready");
@@ -891,22 +866,14 @@ async fn watch_from_zero_lists_current_state_and_selectors_turn_updates_into_add
         matches!(first, Some(WatchEvent::Added(ref o)) if o.name_any() == "a"),
         "{first:?}"
     );
-    api.patch(
-        "a",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"w": "2"}}})),
-    )
-    .await
-    .expect("relabel");
+    merge(&api, "a", json!({"metadata": {"labels": {"w": "2"}}}))
+        .await
+        .expect("relabel");
     let left = stream.try_next().await.expect("event");
     assert!(matches!(left, Some(WatchEvent::Deleted(_))), "{left:?}");
-    api.patch(
-        "a",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"labels": {"w": "1"}}})),
-    )
-    .await
-    .expect("relabel");
+    merge(&api, "a", json!({"metadata": {"labels": {"w": "1"}}}))
+        .await
+        .expect("relabel");
     let back = stream.try_next().await.expect("event");
     assert!(matches!(back, Some(WatchEvent::Added(_))), "{back:?}");
 }
@@ -1242,14 +1209,13 @@ async fn lease_updates_are_optimistic_and_micro_times_keep_six_digits() {
         stored.data["spec"]["renewTime"],
         json!("2024-05-01T10:00:00.000000Z")
     );
-    let bad = raw
-        .patch(
-            "lock",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"renewTime": "2024-05-01T10:00:00Z"}})),
-        )
-        .await
-        .expect_err("seconds-only MicroTime");
+    let bad = merge(
+        &raw,
+        "lock",
+        json!({"spec": {"renewTime": "2024-05-01T10:00:00Z"}}),
+    )
+    .await
+    .expect_err("seconds-only MicroTime");
     assert_eq!(status_of(bad).code, 400);
     // An update of a missing Lease creates it, as the real server allows for Leases.
     let mut fresh = lease.clone();
@@ -1480,13 +1446,7 @@ async fn an_event_written_through_events_k8s_io_is_read_and_watched_through_core
 
     // A patch through events.k8s.io (kube-runtime's Recorder merge-patches a series) changes the
     // one object both APIs show.
-    let patched = new
-        .patch(
-            "web.1",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"series": {"count": 2, "lastObservedTime": "2025-01-01T00:01:00.000000Z"}, "note": "again"})),
-        )
-        .await
+    let patched = merge(&new, "web.1", json!({"series": {"count": 2, "lastObservedTime": "2025-01-01T00:01:00.000000Z"}, "note": "again"})).await
         .expect("merge patch through events.k8s.io");
     let again = core.get("web.1").await.expect("get through core");
     assert_eq!(again.message.as_deref(), Some("again"));
