@@ -1321,15 +1321,21 @@ fn the_canary_copy_is_repaired_in_every_phase() {
     }
 }
 
-#[test]
-fn promoting_a_service_target_copies_its_spec_into_the_primary() {
-    let o = with_status(service_target("v1:b", Some("v1:a")), |s| {
+/// A Service-target run in progress on spec b (the primary copy on a), last tick at 0; `f`
+/// adjusts the status.
+fn service_progressing(f: impl FnOnce(&mut CanaryStatus)) -> Observed {
+    with_status(service_target("v1:b", Some("v1:a")), |s| {
         s.phase = Some(CanaryPhase::Progressing);
         s.last_applied_spec = Some("v1:b".into());
-        s.iterations = 3;
         s.last_analysis_time = Some(to_time(at(0)));
         s.run_start_time = Some(to_time(at(0)));
-    });
+        f(s);
+    })
+}
+
+#[test]
+fn promoting_a_service_target_copies_its_spec_into_the_primary() {
+    let o = service_progressing(|s| s.iterations = 3);
     let p = decide(&o, at(10));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Promoting));
     assert!(applies(&p, "podinfo-primary"), "{:?}", p.actions);
@@ -1354,13 +1360,7 @@ fn promoting_a_service_target_copies_its_spec_into_the_primary() {
 
 #[test]
 fn a_failed_service_canary_leaves_the_primary_copy_alone() {
-    let o = with_status(service_target("v1:b", Some("v1:a")), |s| {
-        s.phase = Some(CanaryPhase::Progressing);
-        s.last_applied_spec = Some("v1:b".into());
-        s.failed_checks = 2;
-        s.last_analysis_time = Some(to_time(at(0)));
-        s.run_start_time = Some(to_time(at(0)));
-    });
+    let o = service_progressing(|s| s.failed_checks = 2);
     let p = decide(&o, at(10));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
     assert!(!applies(&p, "podinfo-primary"), "{:?}", p.actions);
@@ -1435,6 +1435,16 @@ fn every_cel_rule_of_the_crd_is_also_enforced_by_the_controller() {
 fn waiting(p: &Plan) -> Option<(String, String, Option<Time>)> {
     let w = p.status.as_ref()?.waiting_for.clone()?;
     Some((w.reason, w.message, w.since))
+}
+
+/// Asserts that the plan waits for `reason`, explained by `message`.
+#[track_caller]
+fn assert_waits(p: &Plan, reason: &str, message: &str) {
+    assert_eq!(
+        waiting(p).map(|w| (w.0, w.1)),
+        Some((reason.into(), message.into())),
+        "{reason}"
+    );
 }
 
 /// Feeds a plan's status back as the Canary's current status.
@@ -1516,12 +1526,10 @@ fn a_knative_revision_that_is_not_ready_is_named_as_such() {
         t.readiness = Readiness::Waiting("Knative Revision podinfo-00002 is not ready".into());
     }
     let p = decide(&o, at(10));
-    assert_eq!(
-        waiting(&p).map(|w| (w.0, w.1)),
-        Some((
-            "CanaryRevisionNotReady".into(),
-            "canary revision not ready: Knative Revision podinfo-00002 is not ready".into()
-        ))
+    assert_waits(
+        &p,
+        "CanaryRevisionNotReady",
+        "canary revision not ready: Knative Revision podinfo-00002 is not ready",
     );
 }
 
@@ -1581,10 +1589,7 @@ fn a_closed_confirm_rollout_gate_waits_with_gate_closed() {
     let o = new_revision_behind(&["confirm-rollout"]);
     let p = decide_with(&o, confirm_rollout(false), at(0));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Waiting));
-    assert_eq!(
-        waiting(&p).map(|w| (w.0, w.1)),
-        Some(("GateClosed".into(), "confirm-rollout gate is closed".into()))
-    );
+    assert_waits(&p, "GateClosed", "confirm-rollout gate is closed");
 }
 
 /// (what the analysis tick returned, the wait reason, its message, failed checks afterwards).
@@ -1636,11 +1641,7 @@ fn analysis_outcomes_wait_with_their_reason() {
             ..Default::default()
         };
         let p = decide_with(&progressing(1, 0), checks, at(10));
-        assert_eq!(
-            waiting(&p).map(|w| (w.0, w.1)),
-            Some((reason.into(), message.into())),
-            "{reason}"
-        );
+        assert_waits(&p, reason, message);
         if let Some(n) = failed {
             assert_eq!(p.status.map(|s| s.failed_checks), Some(n), "{reason}");
         }
@@ -1655,13 +1656,7 @@ fn a_primary_that_is_not_ready_is_explained_during_initialization_and_promotion(
         ..primary("v1:a")
     });
     let p = decide(&o, at(0));
-    assert_eq!(
-        waiting(&p).map(|w| (w.0, w.1)),
-        Some((
-            "PrimaryNotReady".into(),
-            "primary not ready: 0 of 2 ready".into()
-        ))
-    );
+    assert_waits(&p, "PrimaryNotReady", "primary not ready: 0 of 2 ready");
 
     let mut o = with_status(progressing(3, 0), |s| {
         s.phase = Some(CanaryPhase::Promoting)
@@ -1684,12 +1679,10 @@ fn invalid_and_suspended_canaries_say_why_they_wait() {
         "Deployment podinfo.test not found".into(),
     ));
     let p = decide(&o, at(0));
-    assert_eq!(
-        waiting(&p).map(|w| (w.0, w.1)),
-        Some((
-            "TargetNotFound".into(),
-            "target not found: Deployment podinfo.test not found".into()
-        ))
+    assert_waits(
+        &p,
+        "TargetNotFound",
+        "target not found: Deployment podinfo.test not found",
     );
     assert!(
         normal_events(&p).is_empty(),
