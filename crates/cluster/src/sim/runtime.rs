@@ -258,6 +258,39 @@ async fn delete_pod(client: &Client, ns: &str, name: &str) -> Result<(), kube::E
 }
 
 /// The Deployment controller loop.
+/// Deletes the Pods a ReplicaSet or DaemonSet plan names, as their controllers do: an event and
+/// an expectation per Pod deleted.
+struct PodDeletion<'a> {
+    client: &'a Client,
+    recorder: &'a Recorder,
+}
+
+impl PodDeletion<'_> {
+    /// Deletes `names`, Pods of `owner` (uid `uid`) in `ns`; false when one could not be deleted.
+    async fn delete_owned<K: Resource<DynamicType = ()>>(
+        &self,
+        ns: &str,
+        owner: &K,
+        uid: &str,
+        names: &[String],
+        expectations: &mut Expectations,
+    ) -> bool {
+        let mut all = true;
+        for name in names {
+            match delete_pod(self.client, ns, name).await {
+                Ok(()) => {
+                    self.recorder
+                        .normal(owner, "SuccessfulDelete", format!("Deleted pod: {name}"))
+                        .await;
+                    expectations.expect(uid, None, Some(name.clone()));
+                }
+                Err(_) => all = false,
+            }
+        }
+        all
+    }
+}
+
 pub(super) async fn run_deployments(
     client: Client,
     notify: Arc<Notify>,
@@ -442,6 +475,10 @@ pub(super) async fn run_replica_sets(
 ) {
     let mut expectations = Expectations::default();
     let recorder = Recorder::new(client.clone(), "replicaset-controller");
+    let deletion = PodDeletion {
+        client: &client,
+        recorder: &recorder,
+    };
     let mut synced = Synced::default();
     loop {
         let mut next = None;
@@ -495,17 +532,9 @@ pub(super) async fn run_replica_sets(
                     }
                 }
             }
-            for name in &plan.delete {
-                match delete_pod(&client, &ns, name).await {
-                    Ok(()) => {
-                        recorder
-                            .normal(&*rs, "SuccessfulDelete", format!("Deleted pod: {name}"))
-                            .await;
-                        expectations.expect(&uid, None, Some(name.clone()));
-                    }
-                    Err(_) => failed = true,
-                }
-            }
+            failed |= !deletion
+                .delete_owned(&ns, &*rs, &uid, &plan.delete, &mut expectations)
+                .await;
             if let Some(status) = plan.status
                 && !same(&rs.status, &Some(status.clone()))
             {
@@ -664,6 +693,10 @@ pub(super) async fn run_daemon_sets(
 ) {
     let mut expectations = Expectations::default();
     let recorder = Recorder::new(client.clone(), "daemonset-controller");
+    let deletion = PodDeletion {
+        client: &client,
+        recorder: &recorder,
+    };
     loop {
         let mut next = None;
         let pod_index = by_controller(&pods.state());
@@ -696,17 +729,9 @@ pub(super) async fn run_daemon_sets(
                     Err(_) => failed = true,
                 }
             }
-            for name in &plan.delete {
-                match delete_pod(&client, &ns, name).await {
-                    Ok(()) => {
-                        recorder
-                            .normal(&*ds, "SuccessfulDelete", format!("Deleted pod: {name}"))
-                            .await;
-                        expectations.expect(&uid, None, Some(name.clone()));
-                    }
-                    Err(_) => failed = true,
-                }
-            }
+            failed |= !deletion
+                .delete_owned(&ns, &*ds, &uid, &plan.delete, &mut expectations)
+                .await;
             if let Some(status) = plan.status
                 && !same(&ds.status, &Some(status.clone()))
             {
