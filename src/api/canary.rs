@@ -867,6 +867,10 @@ pub struct CanaryStatus {
     /// Serin: when the current run started (the canary's progress deadline counts from here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_start_time: Option<Time>,
+    /// Serin: when the last run started, kept after it ends (`serin replay` defaults its window
+    /// from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_start_time: Option<Time>,
     /// Serin: why the last run failed, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,

@@ -194,13 +194,18 @@ impl Report {
 }
 
 /// MetricTemplates and Secrets read from files.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct FileObjects {
     templates: Vec<MetricTemplate>,
     secrets: Vec<Secret>,
 }
 
 impl FileObjects {
+    /// Objects read elsewhere (`serin replay` reads them from the cluster once).
+    pub(crate) fn new(templates: Vec<MetricTemplate>, secrets: Vec<Secret>) -> Self {
+        Self { templates, secrets }
+    }
+
     /// The MetricTemplates and Secrets of the given files (none without a file).
     pub(crate) fn read(template: Option<&Path>, secret: Option<&Path>) -> Result<Self, Error> {
         let mut objects = Self::default();

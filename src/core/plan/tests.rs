@@ -476,6 +476,24 @@ fn failed_checks_count_up_and_past_the_threshold_roll_back() {
 }
 
 #[test]
+fn a_run_start_is_kept_as_the_last_run_start_after_a_rollback() {
+    let mut o = fx();
+    o.target = Ok(target("v1:b"));
+    let started = decide(&o, at(5)).status.expect("status");
+    assert_eq!(started.run_start_time, Some(to_time(at(5))));
+    assert_eq!(started.last_run_start_time, Some(to_time(at(5))));
+
+    let o = with_status(progressing(1, 0), |s| {
+        s.failed_checks = 2;
+        s.last_run_start_time = s.run_start_time.clone();
+    });
+    let s = decide(&o, at(10)).status.expect("status");
+    assert_eq!(s.phase, Some(CanaryPhase::Failed));
+    assert_eq!(s.run_start_time, None);
+    assert_eq!(s.last_run_start_time, Some(to_time(at(0))));
+}
+
+#[test]
 fn an_unready_canary_waits_without_failed_checks_until_the_progress_deadline() {
     let mut o = progressing(0, 0);
     o.target = Ok(TargetObs {
