@@ -641,7 +641,8 @@ pub struct CanaryJudge {
     /// How much worse than the primary still passes, in percent (≥ 0); default 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<f64>,
-    /// The metrics judged; default: the builtin checks present in `analysis.metrics`.
+    /// The metrics judged (builtin checks, or metrics whose MetricTemplate declares judge
+    /// queries); default: the builtin checks present in `analysis.metrics`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Vec<String>>,
 }
