@@ -343,6 +343,37 @@ async fn replaying_from_the_cluster_names_a_missing_canary_template_or_secret() 
         &["--canary", "podinfo"],
         "serin replay: no --from given and the Canary's status does not tell it",
     )?;
+    // With a window, the replay runs the template read from the cluster (its provider, at a
+    // closed port, is an Error record at every step), and only reads.
+    let out = replay(&env, &[&with("podinfo")[..], &["-o", "json"]].concat())?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let doc: Value = serde_json::from_slice(&out.stdout)?;
+    let steps = doc["steps"].as_array().cloned().unwrap_or_default();
+    assert_eq!(steps.len(), 21, "one step every 3 s over a minute: {doc:#}");
+    let first: Vec<CheckRecord> = serde_json::from_value(steps[0]["checks"].clone())?;
+    assert_eq!(first.len(), 1, "{first:#?}");
+    assert_eq!(
+        (first[0].name.as_str(), first[0].outcome.as_str()),
+        ("errors", "Error"),
+        "{first:#?}"
+    );
+    assert_eq!(first[0].query.as_deref(), Some("vector(0)"), "{first:#?}");
+    let mut reads: Vec<String> = env
+        .cluster
+        .requests()
+        .snapshot()
+        .iter()
+        .filter(|c| c.key.user_agent.starts_with("kubectl-serin/") && !c.key.resource.is_empty())
+        .map(|c| format!("{} {}", c.key.verb, c.key.resource))
+        .collect();
+    reads.sort();
+    reads.dedup();
+    assert_eq!(
+        reads,
+        ["get canaries", "get metrictemplates", "get secrets"],
+        "the replay only reads"
+    );
     // Files and the cluster do not mix.
     let out = replay(
         &env,
