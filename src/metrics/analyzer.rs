@@ -1,6 +1,6 @@
 //! The real [`MetricsChecker`]: resolves each metric (builtin, MetricTemplate, inline query) to a
 //! query and a provider (Prometheus for builtins and inline queries, the template's type through
-//! [`provider::build`] otherwise), runs it and judges it; network I/O (Kubernetes API for
+//! [`registry::build`] otherwise), runs it and judges it; network I/O (Kubernetes API for
 //! MetricTemplates and Secrets, the metrics backends for queries).
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,6 +13,7 @@ use super::builtin::{self, Observer};
 use super::evaluate::{self, Kind, Reading, Subject};
 use super::prometheus::{Endpoint, Prometheus};
 use super::provider::{self, ProviderConfig, QueryContext};
+use super::registry;
 use super::{AnalysisReport, MetricsChecker};
 use crate::api::canary::{CanaryMetric, CheckRecord};
 use crate::api::duration::parse_duration;
@@ -293,7 +294,7 @@ impl<O: Objects> Analyzer<O> {
                 Err(e) => return (Some(query), Reading::Failed(e), None),
             }
         }
-        let backend = match provider::build(&config, self.kube.as_ref()) {
+        let backend = match registry::build(&config, self.kube.as_ref()) {
             Ok(b) => b,
             Err(e) => {
                 return (
