@@ -900,9 +900,11 @@ pub struct CanaryStatus {
     pub paused_at: Option<Time>,
 }
 
-/// Reads `waitingFor`, taking one without a reason for none. Server-side apply removes the
-/// fields a manager stops applying one by one and can leave their parent behind as `{}`, which
-/// is also why the schema requires none of its fields.
+/// Reads `waitingFor`, taking `null` or one without a reason for none. Server-side apply
+/// removes the fields a manager stops applying one by one and leaves their parent behind as
+/// `null` (the schema marks the field `nullable` for that), or as `{}` on kube-apiserver
+/// 1.36.0–1.36.2 (kubernetes-sigs/structured-merge-diff#331), which is also why the schema
+/// requires none of its fields.
 fn deserialize_waiting_for<'de, D>(d: D) -> Result<Option<WaitingFor>, D::Error>
 where
     D: serde::Deserializer<'de>,

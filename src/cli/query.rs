@@ -83,7 +83,7 @@ pub fn run(args: QueryArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("serin query: cannot start the runtime: {e}");
+            crate::cli::output::stderr_line(&format!("serin query: cannot start the runtime: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -99,7 +99,7 @@ pub fn run(args: QueryArgs) -> ExitCode {
             ExitCode::from(report.exit_code())
         }
         Err(e) => {
-            eprintln!("serin query: {e}");
+            crate::cli::output::stderr_line(&format!("serin query: {e}"));
             ExitCode::from(2)
         }
     }

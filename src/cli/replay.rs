@@ -252,7 +252,9 @@ pub fn run(args: ReplayArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("serin replay: cannot start the runtime: {e}");
+            crate::cli::output::stderr_line(&format!(
+                "serin replay: cannot start the runtime: {e}"
+            ));
             return ExitCode::from(2);
         }
     };
@@ -272,7 +274,7 @@ pub fn run(args: ReplayArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("serin replay: {e}");
+            crate::cli::output::stderr_line(&format!("serin replay: {e}"));
             ExitCode::from(2)
         }
     }

@@ -1,6 +1,6 @@
 //! The real [`MetricsChecker`]: resolves each metric (builtin, MetricTemplate, inline query) to a
 //! query and a provider (Prometheus for builtins and inline queries, the template's type through
-//! [`provider::build`] otherwise), runs it and judges it; network I/O (Kubernetes API for
+//! [`registry::build`] otherwise), runs it and judges it; network I/O (Kubernetes API for
 //! MetricTemplates and Secrets, the metrics backends for queries).
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,15 +13,14 @@ use super::builtin::{self, Observer};
 use super::evaluate::{self, Kind, Reading, Subject};
 use super::prometheus::{Endpoint, Prometheus};
 use super::provider::{self, ProviderConfig, QueryContext};
+use super::registry;
 use super::{AnalysisReport, MetricsChecker};
 use crate::api::canary::{CanaryMetric, CheckRecord};
 use crate::api::duration::parse_duration;
 use crate::api::template::{self, Model};
 use crate::api::{Canary, MetricTemplate};
 
-/// Serin: the MetricTemplate annotation holding a companion sample query (requests in the
-/// window), rendered with the same variables as the template's query.
-pub const SAMPLE_QUERY_ANNOTATION: &str = "serin.dev/sample-query";
+pub use crate::api::metric_template::SAMPLE_QUERY_ANNOTATION;
 
 /// Reads the objects a check needs. A trait so that the checker can run against a real
 /// Prometheus without a Kubernetes API in tests.
@@ -264,7 +263,7 @@ impl<O: Objects> Analyzer<O> {
             }
             config.secret = Some(self.objects.secret_data(&canary_ns, &secret.name).await?);
         }
-        provider::build(&config, self.kube.as_ref())
+        registry::build(&config, self.kube.as_ref())
             .map_err(|e| format!("MetricTemplate {ns}/{name}: {e}"))
     }
 

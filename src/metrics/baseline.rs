@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use super::builtin::{DURATION, Observer, SUCCESS_RATE};
 use crate::api::MetricTemplate;
 use crate::api::canary::{CanaryAnalysis, CanaryJudge, CanaryMetric, CheckRecord};
+pub use crate::api::metric_template::ERRORS_QUERY_ANNOTATION;
+use crate::api::metric_template::SAMPLE_QUERY_ANNOTATION;
 use crate::api::template::{self, Model};
 use crate::core::judge::{Decision, LatencyJudgement, RateJudgement, Settings};
 use crate::core::verdict::Outcome;
@@ -15,12 +17,6 @@ pub const LATENCY_QUANTILE: f64 = 0.99;
 
 /// The `kind` of a judge's decision record (metrics are `metric`, webhooks `webhook`).
 pub const RECORD_KIND: &str = "judge";
-
-/// Serin: the MetricTemplate annotation holding the judge's count of failed requests in the
-/// window. With the template's `serin.dev/sample-query` (all requests in the window) it lets the
-/// judge compare the error rates of the canary and of the primary, whose variant is the same
-/// queries rendered with `{{ target }}` set to `<target>-primary`.
-pub const ERRORS_QUERY_ANNOTATION: &str = "serin.dev/judge-errors-query";
 
 /// Why the judge cannot build a query.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +151,7 @@ pub struct TemplateQueries {
 }
 
 /// The canary's and the primary's (failed, all) request counts of a MetricTemplate that declares
-/// them in its annotations ([`ERRORS_QUERY_ANNOTATION`], `serin.dev/sample-query`). The primary's
+/// them in its annotations ([`ERRORS_QUERY_ANNOTATION`], [`SAMPLE_QUERY_ANNOTATION`]). The primary's
 /// variant renders the same queries with `{{ target }}` set to `<target>-primary`, the primary
 /// workload's name; `collapse` folds whitespace as the template's provider expects.
 pub fn template_queries(
@@ -173,7 +169,7 @@ pub fn template_queries(
     };
     let (Some(errors), Some(total)) = (
         annotation(ERRORS_QUERY_ANNOTATION),
-        annotation(super::analyzer::SAMPLE_QUERY_ANNOTATION),
+        annotation(SAMPLE_QUERY_ANNOTATION),
     ) else {
         return Err(Error::NoTemplateQueries(format!(
             "{}/{}",

@@ -509,6 +509,36 @@ fn an_unready_canary_waits_without_failed_checks_until_the_progress_deadline() {
 }
 
 #[test]
+fn a_canary_scaled_to_zero_mid_run_is_scaled_up_and_gets_no_traffic_until_ready() {
+    // A Deployment that wants no replicas reads as rolled out; it has no Pod to serve.
+    let mut o = progressing(1, 0);
+    o.target = Ok(TargetObs {
+        replicas: 0,
+        readiness: Readiness::Ready,
+        ..target("v1:b")
+    });
+    let p = decide(&o, at(5));
+    assert_eq!(p.actions.first(), Some(&Action::ScaleTarget(2)));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::SetRoutes(r) if r.canary > 0)),
+        "{:?}",
+        p.actions
+    );
+    only_the_wait_changed(&o, &p, "CanaryPodsNotReady");
+    // Past the deadline it rolls back with a single scale-down, not an up-then-down bounce.
+    let p = decide(&o, at(601));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
+    let scales: Vec<_> = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::ScaleTarget(_)))
+        .collect();
+    assert_eq!(scales, vec![&Action::ScaleTarget(0)]);
+}
+
+#[test]
 fn a_deployment_that_exceeded_its_deadline_rolls_back_at_once() {
     let mut o = progressing(1, 0);
     o.target = Ok(TargetObs {
