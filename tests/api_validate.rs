@@ -297,7 +297,14 @@ const KNOWN_FORMATS: &[&str] = &[
     "url",
 ];
 
-/// What a schema node carries that some supported server or kubectl version refuses.
+/// The status structs the controller stops applying, which server-side apply turns into null.
+const NULLABLE: [&str; 2] = [
+    "properties[status].properties[waitingFor]",
+    "properties[status].properties[lastRequest]",
+];
+
+/// What a schema node carries that some supported server or kubectl version refuses, or that
+/// Flagger's schema does not have.
 fn portability_problems(v: &Value, path: &str, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
@@ -306,7 +313,9 @@ fn portability_problems(v: &Value, path: &str, out: &mut Vec<String>) {
             {
                 out.push(format!("{path}.enum: contains null"));
             }
-            if m.contains_key("nullable") {
+            // `nullable` only where server-side apply leaves a null behind (src/api/crd.rs):
+            // everywhere else an explicit null should be pruned, not stored.
+            if m.contains_key("nullable") && !NULLABLE.iter().any(|n| path.ends_with(n)) {
                 out.push(format!("{path}.nullable: present"));
             }
             if let Some(f) = m.get("format").and_then(Value::as_str)

@@ -201,3 +201,158 @@ fn a_wrong_way_import_is_seen() {
     assert!(refs.contains("controller") && refs.contains("router"));
     assert!(crate_refs("use serin_cluster::schema;").contains("cluster"));
 }
+
+/// A source file's module path under `src/` (`core/plan/mod.rs` → `["core", "plan"]`).
+fn module_path(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string()
+        })
+        .collect();
+    if parts
+        .last()
+        .is_some_and(|l| ["mod", "lib", "main"].contains(&l.as_str()))
+    {
+        parts.pop();
+    }
+    parts
+}
+
+/// The module paths a source text names in code (`crate::…`, `super::…`), resolved against
+/// `known` to the longest module prefix. Comments are left out here: a doc link between two
+/// sibling files is not a build dependency (the layer check above still counts them).
+fn file_refs(text: &str, me: &[String], known: &BTreeSet<Vec<String>>) -> BTreeSet<Vec<String>> {
+    let code: String = text
+        .split("#[cfg(test)]\nmod tests")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let resolve = |path: Vec<String>| {
+        (1..=path.len())
+            .rev()
+            .map(|n| path[..n].to_vec())
+            .find(|p| known.contains(p))
+    };
+    let ident = |s: &str| -> Vec<String> {
+        s.split("::")
+            .map(|seg| {
+                seg.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect::<String>()
+            })
+            .take_while(|seg| !seg.is_empty())
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    for (i, _) in code.match_indices("crate::") {
+        if let Some(p) = resolve(ident(&code[i + "crate::".len()..])) {
+            out.insert(p);
+        }
+    }
+    for (i, _) in code.match_indices("super::") {
+        if code[..i].ends_with("super::") {
+            continue; // counted from the first `super::` of the chain
+        }
+        let mut rest = &code[i..];
+        let mut base = me.to_vec();
+        while let Some(r) = rest.strip_prefix("super::") {
+            base.pop();
+            rest = r;
+        }
+        base.extend(ident(rest));
+        if let Some(p) = resolve(base) {
+            out.insert(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn no_two_source_files_import_each_other_even_indirectly() {
+    // Within a layer too: a registry that names every provider lives apart from the trait the
+    // providers implement. A module and its own submodules may refer to each other.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let modules: BTreeMap<Vec<String>, PathBuf> = files
+        .into_iter()
+        .map(|f| (module_path(f.strip_prefix(&src).unwrap_or(&f)), f))
+        .collect();
+    let known: BTreeSet<Vec<String>> = modules.keys().cloned().collect();
+    let related = |a: &[String], b: &[String]| a.starts_with(b) || b.starts_with(a);
+    let edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = modules
+        .iter()
+        .map(|(m, f)| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            let to = file_refs(&text, m, &known)
+                .into_iter()
+                .filter(|t| !related(m, t))
+                .collect();
+            (m.clone(), to)
+        })
+        .collect();
+    // Depth-first search; a grey node met again closes a cycle.
+    fn visit(
+        m: &[String],
+        edges: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
+        path: &mut Vec<Vec<String>>,
+        done: &mut BTreeSet<Vec<String>>,
+        cycles: &mut Vec<String>,
+    ) {
+        if done.contains(m) {
+            return;
+        }
+        if let Some(start) = path.iter().position(|p| p == m) {
+            let names: Vec<String> = path[start..].iter().map(|p| p.join("::")).collect();
+            cycles.push(format!("{} -> {}", names.join(" -> "), m.join("::")));
+            return;
+        }
+        path.push(m.to_vec());
+        for d in edges.get(m).into_iter().flatten() {
+            visit(d, edges, path, done, cycles);
+        }
+        path.pop();
+        done.insert(m.to_vec());
+    }
+    let (mut done, mut cycles) = (BTreeSet::new(), Vec::new());
+    for m in edges.keys() {
+        visit(m, &edges, &mut Vec::new(), &mut done, &mut cycles);
+    }
+    assert!(
+        cycles.is_empty(),
+        "import cycles between files:\n{}",
+        cycles.join("\n")
+    );
+}
+
+#[test]
+fn the_file_scanner_resolves_crate_and_super_paths() {
+    let known: BTreeSet<Vec<String>> = [
+        vec!["metrics"],
+        vec!["metrics", "provider"],
+        vec!["metrics", "datadog"],
+        vec!["core"],
+        vec!["core", "plan"],
+    ]
+    .into_iter()
+    .map(|p| p.into_iter().map(String::from).collect())
+    .collect();
+    let me: Vec<String> = vec!["metrics".into(), "datadog".into()];
+    let refs = file_refs(
+        "use super::provider::{Provider, QueryContext};\nuse crate::core::plan::Routes;\n// crate::metrics::registry\n",
+        &me,
+        &known,
+    );
+    let names: BTreeSet<String> = refs.iter().map(|p| p.join("::")).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["metrics::provider".to_string(), "core::plan".to_string()])
+    );
+}

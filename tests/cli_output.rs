@@ -202,3 +202,28 @@ fn on_a_terminal_logs_are_coloured_unless_no_color_is_set() {
         String::from_utf8_lossy(&plain)
     );
 }
+
+#[test]
+fn an_error_written_to_a_closed_stderr_keeps_its_exit_code_instead_of_panicking() {
+    // `serin query … 2>&1 | head` after the reader has gone: both streams are closed pipes.
+    let mut child = serin(&[
+        "query",
+        "--canary",
+        "/nonexistent/canary.yaml",
+        "--metric",
+        "x",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .stdin(Stdio::null())
+    .spawn()
+    .expect("spawns serin");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let code = wait_at_most(&mut child, Duration::from_secs(120));
+    assert_eq!(
+        code,
+        Some(2),
+        "a missing file is a usage error (2), not a panic (101)"
+    );
+}

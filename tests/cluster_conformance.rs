@@ -77,7 +77,9 @@ const WIDGET_CRD: &str = r#"{
           "replicas": {"type": "integer"},
           "tags": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
           "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}},
-        "status": {"type": "object", "properties": {"replicas": {"type": "integer"}, "phase": {"type": "string"}}}}}}}]}
+        "status": {"type": "object", "properties": {"replicas": {"type": "integer"}, "phase": {"type": "string"},
+          "wait": {"type": "object", "properties": {"reason": {"type": "string"}, "since": {"type": "string"}}},
+          "hold": {"type": "object", "nullable": true, "properties": {"reason": {"type": "string"}}}}}}}}}]}
 }"#;
 
 async fn widgets(client: &Client) -> Api<DynamicObject> {
@@ -730,6 +732,52 @@ async fn creating_a_crd_serves_its_kind_with_pruning_defaults_and_validation() {
         "{}",
         s.message
     );
+}
+
+#[tokio::test]
+async fn an_applier_that_drops_a_whole_struct_leaves_null_which_only_a_nullable_field_accepts() {
+    // structured-merge-diff removes the struct's fields one by one and stores the emptied struct
+    // as null (kubernetes/kubernetes#103011); a CRD field that is not nullable then fails.
+    let (_c, client) = cluster().await;
+    let w = widgets(&client).await;
+    w.create(
+        &PostParams::default(),
+        &widget("w", json!({"color": "red"})),
+    )
+    .await
+    .expect("created");
+    let apply = |status: Value| {
+        let w = w.clone();
+        async move {
+            let body = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                "metadata": {"name": "w"}, "status": status});
+            w.patch_status("w", &PatchParams::apply("ctl"), &Patch::Apply(&body))
+                .await
+        }
+    };
+    apply(
+        json!({"phase": "Waiting", "wait": {"reason": "Pods", "since": "now"},
+        "hold": {"reason": "gate"}}),
+    )
+    .await
+    .expect("first apply");
+    let e = apply(json!({"phase": "Ready", "hold": {"reason": "gate"}}))
+        .await
+        .expect_err("the emptied struct is null, and the field is not nullable");
+    let s = status_of(e);
+    assert_eq!((s.code, s.reason.as_str()), (422, "Invalid"), "{s:?}");
+    assert!(
+        s.message.contains("status.wait") && s.message.contains("null"),
+        "{}",
+        s.message
+    );
+    // Dropping the nullable struct is accepted and stores null.
+    let written = apply(json!({"phase": "Ready", "wait": {"reason": "Pods", "since": "now"}}))
+        .await
+        .expect("a nullable struct may become null");
+    assert_eq!(written.data["status"]["hold"], Value::Null);
+    assert!(written.data["status"].get("hold").is_some());
+    assert_eq!(written.data["status"]["phase"], "Ready");
 }
 
 #[tokio::test]

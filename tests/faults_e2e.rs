@@ -256,10 +256,28 @@ async fn sample(
     s.samples += 1;
     s.inconsistent += inconsistent;
     s.shifted += shifted;
-    for v in found {
-        eprintln!("VIOLATION: {v}");
-        s.violations.push(v);
+    if !found.is_empty() {
+        // The Pods of the offending canaries, to tell a controller bug from a simulator one.
+        let at = chrono::Utc::now().format("%H:%M:%S%.3f");
+        for p in &pods {
+            let app = p.metadata.labels.as_ref().and_then(|l| l.get("app"));
+            if found
+                .iter()
+                .any(|v| app.is_some_and(|a| v.starts_with(&format!("{a}:"))))
+            {
+                eprintln!(
+                    "{at} pod {} ready={} deleting={}",
+                    p.metadata.name.as_deref().unwrap_or_default(),
+                    pod_ready(p),
+                    p.metadata.deletion_timestamp.is_some()
+                );
+            }
+        }
+        for v in &found {
+            eprintln!("{at} VIOLATION: {v}");
+        }
     }
+    s.violations.extend(found);
     Ok(())
 }
 
@@ -454,6 +472,9 @@ async fn rollouts_keep_traffic_on_ready_pods_through_api_errors_watch_cuts_and_c
     );
     for o in &outcomes {
         println!("  {o:?}");
+    }
+    if !s.violations.is_empty() {
+        eprintln!("controller log:\n{}", env.log());
     }
     assert!(s.samples > 0, "the sampler never completed a sample");
     assert!(

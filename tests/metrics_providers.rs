@@ -4,7 +4,8 @@
 use chrono::{TimeZone, Utc};
 use serin::api::metric_template::{MetricProvider, SecretRef};
 use serin::metrics::evaluate::Reading;
-use serin::metrics::provider::{self, Provider, ProviderConfig, QueryContext};
+use serin::metrics::provider::{Provider, ProviderConfig, QueryContext};
+use serin::metrics::registry;
 use serin::metrics::{datadog, dynatrace, graphite, influxdb, newrelic};
 use std::time::Duration;
 
@@ -120,7 +121,7 @@ async fn datadog_sends_both_keys_and_a_ten_interval_window_and_reads_the_first_p
 async fn datadog_defaults_to_the_public_api_and_needs_both_keys() {
     let mut cfg = config("datadog", "", &[("datadog_api_key", "a")]);
     cfg.spec.address = None;
-    let err = provider::build(&cfg, None).err().map(|e| e.to_string());
+    let err = registry::build(&cfg, None).err().map(|e| e.to_string());
     assert_eq!(
         err.as_deref(),
         Some("datadog: the secretRef Secret must contain the key \"datadog_application_key\"")
@@ -160,7 +161,7 @@ async fn newrelic_sends_the_query_key_to_the_accounts_path_with_a_since_clause()
     fails_soundly(&srv, &p, "newrelic", "NRIQ-secret").await;
 
     let missing = config("newrelic", &srv.base, &[("newrelic_query_key", "k")]);
-    assert!(provider::build(&missing, None).is_err());
+    assert!(registry::build(&missing, None).is_err());
 }
 
 #[tokio::test]
@@ -242,7 +243,7 @@ async fn influxdb_posts_flux_with_the_token_and_org_and_reads_the_first_record()
 
     let no_org = config("influxdb", &srv.base, &[("token", "t")]);
     assert!(
-        provider::build(&no_org, None)
+        registry::build(&no_org, None)
             .err()
             .is_some_and(|e| e.to_string().contains("\"org\""))
     );
@@ -288,7 +289,7 @@ async fn dynatrace_sends_the_api_token_and_a_millisecond_window_with_resolution_
 
     let mut no_address = cfg.clone();
     no_address.spec.address = None;
-    assert!(provider::build(&no_address, None).is_err());
+    assert!(registry::build(&no_address, None).is_err());
 }
 
 #[tokio::test]
@@ -305,15 +306,15 @@ async fn the_factory_builds_every_implemented_provider_from_its_type() {
         ("username", "u"),
         ("password", "p"),
     ];
-    for t in provider::IMPLEMENTED {
+    for t in registry::IMPLEMENTED {
         let cfg = config(t, &srv.base, secrets);
-        let built = provider::build(&cfg, None);
+        let built = registry::build(&cfg, None);
         match t {
             // These need cloud credentials, a vendor address or the Kubernetes API (see
             // tests/metrics_providers2.rs); here they must fail as themselves, never as an
             // unknown type.
             "cloudwatch" | "stackdriver" | "splunk" | "keptn" | "externalmetrics" => assert!(
-                !matches!(built, Err(provider::Error::UnknownType(_))),
+                !matches!(built, Err(registry::Error::UnknownType(_))),
                 "{t}: {:?}",
                 built.err()
             ),

@@ -19,7 +19,7 @@ use serin::install::authz::Grant;
 
 /// Every provider family of Flagger's list but Prometheus (tests/metrics_e2e.rs).
 fn providers() -> Vec<&'static str> {
-    serin::metrics::provider::IMPLEMENTED
+    serin::metrics::registry::IMPLEMENTED
         .into_iter()
         .filter(|p| *p != "prometheus")
         .collect()

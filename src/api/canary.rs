@@ -641,7 +641,8 @@ pub struct CanaryJudge {
     /// How much worse than the primary still passes, in percent (≥ 0); default 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<f64>,
-    /// The metrics judged; default: the builtin checks present in `analysis.metrics`.
+    /// The metrics judged (builtin checks, or metrics whose MetricTemplate declares judge
+    /// queries); default: the builtin checks present in `analysis.metrics`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Vec<String>>,
 }
@@ -867,6 +868,10 @@ pub struct CanaryStatus {
     /// Serin: when the current run started (the canary's progress deadline counts from here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_start_time: Option<Time>,
+    /// Serin: when the last run started, kept after it ends (`serin replay` defaults its window
+    /// from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_start_time: Option<Time>,
     /// Serin: why the last run failed, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
@@ -895,9 +900,11 @@ pub struct CanaryStatus {
     pub paused_at: Option<Time>,
 }
 
-/// Reads `waitingFor`, taking one without a reason for none. Server-side apply removes the
-/// fields a manager stops applying one by one and can leave their parent behind as `{}`, which
-/// is also why the schema requires none of its fields.
+/// Reads `waitingFor`, taking `null` or one without a reason for none. Server-side apply
+/// removes the fields a manager stops applying one by one and leaves their parent behind as
+/// `null` (the schema marks the field `nullable` for that), or as `{}` on kube-apiserver
+/// 1.36.0–1.36.2 (kubernetes-sigs/structured-merge-diff#331), which is also why the schema
+/// requires none of its fields.
 fn deserialize_waiting_for<'de, D>(d: D) -> Result<Option<WaitingFor>, D::Error>
 where
     D: serde::Deserializer<'de>,

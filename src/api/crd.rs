@@ -57,9 +57,23 @@ const REF_KINDS: &[(&str, &[&str])] = &[
     ("routeRef", &["ApisixRoute"]),
 ];
 
+/// Status structs the controller stops applying when they no longer hold (a wait that ends).
+/// Server-side apply then removes their fields one by one and stores the emptied struct as
+/// `null` (kubernetes/kubernetes#103011), which a real API server accepts only for a `nullable`
+/// field: without it every later status write of the canary fails with 422.
+const CANARY_NULLABLE: &[&str] = &[
+    "/properties/status/properties/waitingFor",
+    "/properties/status/properties/lastRequest",
+];
+
 /// The Canary CRD.
 pub fn canary() -> CustomResourceDefinition {
     finish(Canary::crd(), |schema| {
+        for ptr in CANARY_NULLABLE {
+            if let Some(obj) = schema.pointer_mut(ptr).and_then(Value::as_object_mut) {
+                obj.insert("nullable".into(), Value::Bool(true));
+            }
+        }
         for (ptr, default) in CANARY_DEFAULTS {
             let parsed: Value = serde_json::from_str(default).unwrap_or(Value::Null);
             if let Some(obj) = schema.pointer_mut(ptr).and_then(Value::as_object_mut) {

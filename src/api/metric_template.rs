@@ -4,6 +4,16 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Serin: the MetricTemplate annotation holding a companion sample query (requests in the
+/// window), rendered with the same variables as the template's query.
+pub const SAMPLE_QUERY_ANNOTATION: &str = "serin.dev/sample-query";
+
+/// Serin: the MetricTemplate annotation holding the judge's count of failed requests in the
+/// window. With [`SAMPLE_QUERY_ANNOTATION`] (all requests in the window) it lets the judge
+/// compare the error rates of the canary and of the primary, whose variant is the same queries
+/// rendered with `{{ target }}` set to `<target>-primary`.
+pub const ERRORS_QUERY_ANNOTATION: &str = "serin.dev/judge-errors-query";
+
 /// The metric provider types the schema accepts.
 pub const METRIC_PROVIDER_TYPES: [&str; 11] = [
     "prometheus",

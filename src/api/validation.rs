@@ -857,7 +857,7 @@ fn check_metrics(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
     }
 }
 
-/// `analysis.judge`: bounds, and judged metrics that exist and are builtin checks.
+/// `analysis.judge`: bounds, and judged metrics that exist and are builtin checks or MetricTemplates.
 fn check_judge(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
     let Some(j) = &a.judge else { return };
     if let Some(c) = j.confidence
@@ -878,18 +878,22 @@ fn check_judge(a: &CanaryAnalysis, out: &mut Vec<Problem>) {
     }
     for (i, name) in j.metrics.iter().flatten().enumerate() {
         let path = format!("spec.analysis.judge.metrics[{i}]");
-        if !BUILTIN_METRICS.contains(&name.as_str()) {
-            out.push(Problem::error(
-                path,
-                format!(
-                    "the judge compares builtin checks only (request-success-rate, request-duration), not {name:?}"
-                ),
-            ));
-        } else if !a.metrics.iter().flatten().any(|m| &m.name == name) {
-            out.push(Problem::error(
+        match a.metrics.iter().flatten().find(|m| &m.name == name) {
+            None => out.push(Problem::error(
                 path,
                 format!("{name:?} is not in spec.analysis.metrics"),
-            ));
+            )),
+            // A MetricTemplate declares its per-version counts in annotations (checked when the
+            // template is read).
+            Some(m) if !BUILTIN_METRICS.contains(&name.as_str()) && m.template_ref.is_none() => {
+                out.push(Problem::error(
+                    path,
+                    format!(
+                        "the judge compares builtin checks (request-success-rate, request-duration) and MetricTemplate metrics only, not the inline query {name:?}"
+                    ),
+                ));
+            }
+            Some(_) => {}
         }
     }
 }
@@ -1233,6 +1237,21 @@ mod tests {
                 "spec.analysis.judge.metrics[0]: \"request-duration\" is not in spec.analysis.metrics",
             ),
             (
+                |s| {
+                    let a = analysis(s);
+                    a.metrics = Some(vec![CanaryMetric {
+                        name: "errors".into(),
+                        query: Some("vector(0)".into()),
+                        ..Default::default()
+                    }]);
+                    a.judge = Some(CanaryJudge {
+                        metrics: Some(vec!["errors".into()]),
+                        ..Default::default()
+                    })
+                },
+                "spec.analysis.judge.metrics[0]: the judge compares builtin checks (request-success-rate, request-duration) and MetricTemplate metrics only, not the inline query \"errors\"",
+            ),
+            (
                 |s| analysis(s).interval = Some("1mx".into()),
                 "spec.analysis.interval: invalid duration \"1mx\"",
             ),
@@ -1567,6 +1586,25 @@ mod tests {
         }]);
         ab(&mut mesh, vec![header("user-agent", suffix("Mobile"))]);
         assert_eq!(errors(&mesh), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_judge_takes_a_metric_of_a_metric_template() {
+        let mut spec = base();
+        let a = analysis(&mut spec);
+        a.metrics = Some(vec![CanaryMetric {
+            name: "errors".into(),
+            template_ref: Some(CrossNamespaceRef {
+                name: "error-rate".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]);
+        a.judge = Some(CanaryJudge {
+            metrics: Some(vec!["errors".into()]),
+            ..Default::default()
+        });
+        assert_eq!(errors(&spec), Vec::<String>::new());
     }
 
     #[test]

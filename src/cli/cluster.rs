@@ -51,7 +51,7 @@ pub fn run(args: ClusterArgs) -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("serin cluster: starting the runtime: {e}");
+            crate::cli::output::stderr_line(&format!("serin cluster: starting the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -82,12 +82,12 @@ pub fn run(args: ClusterArgs) -> ExitCode {
         let (cluster, sims) = match started {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("serin cluster: {e}");
+                crate::cli::output::stderr_line(&format!("serin cluster: {e}"));
                 return ExitCode::FAILURE;
             }
         };
         if let Err(e) = cluster.write_kubeconfig(&args.kubeconfig) {
-            eprintln!("serin cluster: {e}");
+            crate::cli::output::stderr_line(&format!("serin cluster: {e}"));
             return ExitCode::FAILURE;
         }
         let written = super::output::write_stdout(&format!(
@@ -101,7 +101,7 @@ pub fn run(args: ClusterArgs) -> ExitCode {
         if written.is_ok()
             && let Err(e) = tokio::signal::ctrl_c().await
         {
-            eprintln!("serin cluster: waiting for Ctrl-C: {e}");
+            crate::cli::output::stderr_line(&format!("serin cluster: waiting for Ctrl-C: {e}"));
         }
         if let Some(sims) = sims {
             sims.shutdown().await;

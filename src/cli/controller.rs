@@ -260,7 +260,9 @@ pub fn run(args: ControllerArgs) -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("serin controller: cannot start the runtime: {e}");
+            crate::cli::output::stderr_line(&format!(
+                "serin controller: cannot start the runtime: {e}"
+            ));
             return ExitCode::FAILURE;
         }
     };
@@ -348,7 +350,7 @@ pub fn run(args: ControllerArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("serin controller: {e:#}");
+            crate::cli::output::stderr_line(&format!("serin controller: {e:#}"));
             ExitCode::FAILURE
         }
     }

@@ -15,7 +15,7 @@ pub fn run(_args: CrdsArgs) -> ExitCode {
             ExitCode::SUCCESS,
         ),
         Err(e) => {
-            eprintln!("serin crds: cannot render YAML: {e}");
+            crate::cli::output::stderr_line(&format!("serin crds: cannot render YAML: {e}"));
             ExitCode::FAILURE
         }
     }

@@ -32,7 +32,9 @@ pub fn run(args: DemoArgs) -> ExitCode {
     let serin_binary = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("serin demo: cannot find the serin binary to run the controller: {e}");
+            crate::cli::output::stderr_line(&format!(
+                "serin demo: cannot find the serin binary to run the controller: {e}"
+            ));
             return ExitCode::from(2);
         }
     };
@@ -49,7 +51,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("serin demo: starting the runtime: {e}");
+            crate::cli::output::stderr_line(&format!("serin demo: starting the runtime: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -59,7 +61,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
         // The reader has gone (`serin demo | head`); everything was stopped (`cli::output`).
         Err(demo::Error::OutputClosed) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("serin demo: {e}");
+            crate::cli::output::stderr_line(&format!("serin demo: {e}"));
             ExitCode::from(2)
         }
     }

@@ -34,14 +34,16 @@ pub fn run(args: LoadtesterArgs) -> ExitCode {
     let config = match config(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("serin loadtester: {e}");
+            crate::cli::output::stderr_line(&format!("serin loadtester: {e}"));
             return ExitCode::from(2);
         }
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("serin loadtester: cannot start the runtime: {e}");
+            crate::cli::output::stderr_line(&format!(
+                "serin loadtester: cannot start the runtime: {e}"
+            ));
             return ExitCode::FAILURE;
         }
     };
@@ -49,7 +51,7 @@ pub fn run(args: LoadtesterArgs) -> ExitCode {
     match rt.block_on(crate::loadtester::serve(addr, LoadTester::new(config))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("serin loadtester: {e}");
+            crate::cli::output::stderr_line(&format!("serin loadtester: {e}"));
             ExitCode::FAILURE
         }
     }

@@ -28,7 +28,7 @@ pub fn run(args: ManifestsArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("serin manifests: {e:#}");
+            crate::cli::output::stderr_line(&format!("serin manifests: {e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -44,7 +44,7 @@ fn render(args: &ManifestsArgs) -> anyhow::Result<()> {
             }
             std::fs::write(&path, text)
                 .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-            eprintln!("wrote {}", path.display());
+            crate::cli::output::stderr_line(&format!("wrote {}", path.display()));
         }
         return Ok(());
     }

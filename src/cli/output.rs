@@ -17,6 +17,12 @@ pub fn write_stdout(text: &str) -> std::io::Result<()> {
     out.flush()
 }
 
+/// Writes one line to stderr, ignoring write errors: stderr may be a closed pipe too
+/// (`serin validate … 2>&1 | head`), and `eprintln!` would panic there.
+pub fn stderr_line(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// Whether an output error means the reader has gone away.
 pub fn is_closed_pipe(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::BrokenPipe

@@ -83,7 +83,7 @@ pub fn run(args: QueryArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("serin query: cannot start the runtime: {e}");
+            crate::cli::output::stderr_line(&format!("serin query: cannot start the runtime: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -99,7 +99,7 @@ pub fn run(args: QueryArgs) -> ExitCode {
             ExitCode::from(report.exit_code())
         }
         Err(e) => {
-            eprintln!("serin query: {e}");
+            crate::cli::output::stderr_line(&format!("serin query: {e}"));
             ExitCode::from(2)
         }
     }
@@ -194,13 +194,18 @@ impl Report {
 }
 
 /// MetricTemplates and Secrets read from files.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct FileObjects {
     templates: Vec<MetricTemplate>,
     secrets: Vec<Secret>,
 }
 
 impl FileObjects {
+    /// Objects read elsewhere (`serin replay` reads them from the cluster once).
+    pub(crate) fn new(templates: Vec<MetricTemplate>, secrets: Vec<Secret>) -> Self {
+        Self { templates, secrets }
+    }
+
     /// The MetricTemplates and Secrets of the given files (none without a file).
     pub(crate) fn read(template: Option<&Path>, secret: Option<&Path>) -> Result<Self, Error> {
         let mut objects = Self::default();

@@ -1,6 +1,6 @@
 //! The real [`MetricsChecker`]: resolves each metric (builtin, MetricTemplate, inline query) to a
 //! query and a provider (Prometheus for builtins and inline queries, the template's type through
-//! [`provider::build`] otherwise), runs it and judges it; network I/O (Kubernetes API for
+//! [`registry::build`] otherwise), runs it and judges it; network I/O (Kubernetes API for
 //! MetricTemplates and Secrets, the metrics backends for queries).
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,15 +13,14 @@ use super::builtin::{self, Observer};
 use super::evaluate::{self, Kind, Reading, Subject};
 use super::prometheus::{Endpoint, Prometheus};
 use super::provider::{self, ProviderConfig, QueryContext};
+use super::registry;
 use super::{AnalysisReport, MetricsChecker};
 use crate::api::canary::{CanaryMetric, CheckRecord};
 use crate::api::duration::parse_duration;
 use crate::api::template::{self, Model};
 use crate::api::{Canary, MetricTemplate};
 
-/// Serin: the MetricTemplate annotation holding a companion sample query (requests in the
-/// window), rendered with the same variables as the template's query.
-pub const SAMPLE_QUERY_ANNOTATION: &str = "serin.dev/sample-query";
+pub use crate::api::metric_template::SAMPLE_QUERY_ANNOTATION;
 
 /// Reads the objects a check needs. A trait so that the checker can run against a real
 /// Prometheus without a Kubernetes API in tests.
@@ -232,6 +231,112 @@ impl<O: Objects> Analyzer<O> {
         out
     }
 
+    /// The backend of MetricTemplate `ns/name` (`t`), with its Secret when it names one: read
+    /// from the Canary's namespace only.
+    async fn template_backend(
+        &self,
+        canary: &Canary,
+        t: &MetricTemplate,
+        ns: &str,
+        name: &str,
+    ) -> Result<Box<dyn provider::Provider>, String> {
+        let canary_ns = canary.metadata.namespace.clone().unwrap_or_default();
+        let p = &t.spec.provider;
+        let mut config = ProviderConfig {
+            spec: p.clone(),
+            secret: None,
+        };
+        // A Prometheus template without an address queries the canary's metrics server.
+        if matches!(p.type_.as_str(), "" | "prometheus")
+            && p.address.as_deref().is_none_or(str::is_empty)
+        {
+            config.spec.address = Some(self.canary_server(canary).address);
+        }
+        if let Some(secret) = &p.secret_ref {
+            // A template in another namespace must not make the controller read secrets there
+            // on behalf of this canary.
+            if ns != canary_ns {
+                return Err(format!(
+                    "MetricTemplate {ns}/{name}: secretRef {:?} is only read from the Canary's namespace {canary_ns:?}; move the template there",
+                    secret.name
+                ));
+            }
+            config.secret = Some(self.objects.secret_data(&canary_ns, &secret.name).await?);
+        }
+        registry::build(&config, self.kube.as_ref())
+            .map_err(|e| format!("MetricTemplate {ns}/{name}: {e}"))
+    }
+
+    /// Serin: compares the canary's error rate with the primary's for a MetricTemplate that
+    /// declares its per-version counts ([`baseline::template_queries`]).
+    async fn judge_template(
+        &self,
+        canary: &Canary,
+        metric: &CanaryMetric,
+        r: &crate::api::canary::CrossNamespaceRef,
+        judge: &crate::api::canary::CanaryJudge,
+    ) -> CheckRecord {
+        let now = self.now();
+        let interval = match parse_duration(metric.interval_or_default()) {
+            Ok(i) => i,
+            Err(e) => {
+                let msg = format!("metric {}: interval: {e}", metric.name);
+                return baseline::error_record(metric, msg, now);
+            }
+        };
+        let canary_ns = canary.metadata.namespace.clone().unwrap_or_default();
+        let ns = r
+            .namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&canary_ns);
+        let t = match self.objects.metric_template(ns, &r.name).await {
+            Ok(t) => t,
+            Err(e) => return baseline::error_record(metric, e, now),
+        };
+        let collapse = provider::collapses_whitespace(&t.spec.provider.type_);
+        let q = match baseline::template_queries(&t, &Model::for_metric(canary, metric), collapse) {
+            Ok(q) => q,
+            Err(e) => return baseline::error_record(metric, e.to_string(), now),
+        };
+        let backend = match self.template_backend(canary, &t, ns, &r.name).await {
+            Ok(b) => b,
+            Err(e) => return baseline::error_record(metric, e, now),
+        };
+        let ctx = QueryContext { interval, now };
+        let count = |query: String| {
+            let (backend, ctx) = (&backend, &ctx);
+            async move {
+                match backend.query(&query, ctx).await {
+                    Reading::Value(v) if v.is_finite() => Ok(v),
+                    Reading::Value(_) | Reading::Empty => Ok(0.0),
+                    Reading::Failed(e) => Err(format!("{query}: {e}")),
+                }
+            }
+        };
+        let (cf, ct, pf, pt) = futures::join!(
+            count(q.canary.failed.clone()),
+            count(q.canary.total.clone()),
+            count(q.primary.failed.clone()),
+            count(q.primary.total.clone())
+        );
+        match (cf, ct, pf, pt) {
+            (Ok(cf), Ok(ct), Ok(pf), Ok(pt)) => {
+                use crate::core::judge::Proportion;
+                let settings = baseline::settings(judge, metric);
+                let j = crate::core::judge::error_rate(
+                    Proportion::new(cf, ct),
+                    Proportion::new(pf, pt),
+                    &settings,
+                );
+                baseline::rate_record(metric, &j, &q.canary.total, now)
+            }
+            (Err(e), ..) | (_, Err(e), ..) | (.., Err(e), _) | (.., Err(e)) => {
+                baseline::error_record(metric, e, now)
+            }
+        }
+    }
+
     /// Runs a MetricTemplate's query and, when the metric sets `minSamples` and the template
     /// names one (annotation [`SAMPLE_QUERY_ANNOTATION`]), its sample query on the same backend.
     async fn run_template(
@@ -265,43 +370,9 @@ impl<O: Objects> Analyzer<O> {
                 );
             }
         };
-        let mut config = ProviderConfig {
-            spec: p.clone(),
-            secret: None,
-        };
-        // A Prometheus template without an address queries the canary's metrics server.
-        if matches!(p.type_.as_str(), "" | "prometheus")
-            && p.address.as_deref().is_none_or(str::is_empty)
-        {
-            config.spec.address = Some(self.canary_server(canary).address);
-        }
-        if let Some(secret) = &p.secret_ref {
-            // A template in another namespace must not make the controller read secrets there
-            // on behalf of this canary.
-            if ns != canary_ns {
-                return (
-                    Some(query),
-                    Reading::Failed(format!(
-                        "MetricTemplate {ns}/{}: secretRef {:?} is only read from the Canary's namespace {canary_ns:?}; move the template there",
-                        r.name, secret.name
-                    )),
-                    None,
-                );
-            }
-            match self.objects.secret_data(&canary_ns, &secret.name).await {
-                Ok(d) => config.secret = Some(d),
-                Err(e) => return (Some(query), Reading::Failed(e), None),
-            }
-        }
-        let backend = match provider::build(&config, self.kube.as_ref()) {
+        let backend = match self.template_backend(canary, &t, ns, &r.name).await {
             Ok(b) => b,
-            Err(e) => {
-                return (
-                    Some(query),
-                    Reading::Failed(format!("MetricTemplate {ns}/{}: {e}", r.name)),
-                    None,
-                );
-            }
+            Err(e) => return (Some(query), Reading::Failed(e), None),
         };
         let ctx = QueryContext {
             interval: metric_interval,
@@ -334,7 +405,8 @@ impl<O: Objects> Analyzer<O> {
         (Some(query), reading, sample)
     }
 
-    /// Serin: compares the canary with the primary for one builtin metric over its window.
+    /// Serin: compares the canary with the primary for one metric over its window (a builtin
+    /// check, or a MetricTemplate that declares judge queries).
     async fn judge_metric(
         &self,
         canary: &Canary,
@@ -343,6 +415,19 @@ impl<O: Objects> Analyzer<O> {
         subject: &Subject,
     ) -> CheckRecord {
         let now = self.now();
+        if !metric.is_builtin() {
+            return match &metric.template_ref {
+                Some(r) => self.judge_template(canary, metric, r, judge).await,
+                None => baseline::error_record(
+                    metric,
+                    format!(
+                        "the judge compares builtin checks and MetricTemplates that declare judge queries, not {:?}",
+                        metric.name
+                    ),
+                    now,
+                ),
+            };
+        }
         let model = Model::for_metric(canary, metric);
         let observer = Observer::for_provider(&subject.provider);
         let latency = metric.name == builtin::DURATION;

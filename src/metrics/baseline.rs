@@ -4,7 +4,10 @@
 use chrono::{DateTime, Utc};
 
 use super::builtin::{DURATION, Observer, SUCCESS_RATE};
+use crate::api::MetricTemplate;
 use crate::api::canary::{CanaryAnalysis, CanaryJudge, CanaryMetric, CheckRecord};
+pub use crate::api::metric_template::ERRORS_QUERY_ANNOTATION;
+use crate::api::metric_template::SAMPLE_QUERY_ANNOTATION;
 use crate::api::template::{self, Model};
 use crate::core::judge::{Decision, LatencyJudgement, RateJudgement, Settings};
 use crate::core::verdict::Outcome;
@@ -27,6 +30,13 @@ pub enum Error {
     /// Rendering the template failed.
     #[error("rendering the judge's query: {0}")]
     Render(#[from] template::Error),
+    /// A MetricTemplate the judge compares does not declare its per-version queries.
+    #[error(
+        "MetricTemplate {0} declares no judge queries: the judge needs the annotations \
+         {ERRORS_QUERY_ANNOTATION} (failed requests in the window) and serin.dev/sample-query \
+         (all requests in the window)"
+    )]
+    NoTemplateQueries(String),
 }
 
 /// The queries of one version (canary or primary) over the metric's window.
@@ -120,6 +130,75 @@ pub fn queries(o: Observer, model: &Model, latency: bool) -> Result<Queries, Err
         .transpose()?;
     let primary = version(&p_total, &p_ok, p_buckets.as_deref(), &pm)?;
     Ok(Queries { canary, primary })
+}
+
+/// One version's request counts from a MetricTemplate's annotations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CountQueries {
+    /// Failed requests in the window.
+    pub failed: String,
+    /// All requests in the window.
+    pub total: String,
+}
+
+/// The canary's and the primary's counts from a MetricTemplate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TemplateQueries {
+    /// The canary's.
+    pub canary: CountQueries,
+    /// The primary's, over the same window.
+    pub primary: CountQueries,
+}
+
+/// The canary's and the primary's (failed, all) request counts of a MetricTemplate that declares
+/// them in its annotations ([`ERRORS_QUERY_ANNOTATION`], [`SAMPLE_QUERY_ANNOTATION`]). The primary's
+/// variant renders the same queries with `{{ target }}` set to `<target>-primary`, the primary
+/// workload's name; `collapse` folds whitespace as the template's provider expects.
+pub fn template_queries(
+    t: &MetricTemplate,
+    model: &Model,
+    collapse: bool,
+) -> Result<TemplateQueries, Error> {
+    let annotation = |key: &str| {
+        t.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .filter(|q| !q.trim().is_empty())
+            .cloned()
+    };
+    let (Some(errors), Some(total)) = (
+        annotation(ERRORS_QUERY_ANNOTATION),
+        annotation(SAMPLE_QUERY_ANNOTATION),
+    ) else {
+        return Err(Error::NoTemplateQueries(format!(
+            "{}/{}",
+            t.metadata.namespace.as_deref().unwrap_or_default(),
+            t.metadata.name.as_deref().unwrap_or_default()
+        )));
+    };
+    let render = |q: &str, m: &Model| -> Result<String, Error> {
+        let q = template::render(q, m)?;
+        Ok(if collapse {
+            template::collapse_whitespace(&q)
+        } else {
+            q
+        })
+    };
+    let version = |m: &Model| -> Result<CountQueries, Error> {
+        Ok(CountQueries {
+            failed: render(&errors, m)?,
+            total: render(&total, m)?,
+        })
+    };
+    let primary = Model {
+        target: format!("{}-primary", model.target),
+        ..model.clone()
+    };
+    Ok(TemplateQueries {
+        canary: version(model)?,
+        primary: version(&primary)?,
+    })
 }
 
 /// The judge's settings for one metric: the canary's `analysis.judge` and the metric's
@@ -456,5 +535,67 @@ mod tests {
         let j = judge::latency(&primary, &primary, LATENCY_QUANTILE, &s);
         let r = latency_record(&metric(DURATION), &j, primary.total(), "q", now());
         assert_eq!((r.outcome.as_str(), r.effect), ("Pass", Some(0.0)));
+    }
+
+    /// A MetricTemplate with `annotations`.
+    fn template(annotations: serde_json::Value) -> MetricTemplate {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "flagger.app/v1beta1", "kind": "MetricTemplate",
+            "metadata": {"name": "error-rate", "namespace": "test", "annotations": annotations},
+            "spec": {"provider": {"type": "prometheus"}, "query": "vector(0)"}
+        }))
+        .unwrap_or_else(|e| panic!("template fixture: {e}"))
+    }
+
+    #[test]
+    fn a_template_with_judge_queries_renders_the_canary_and_the_primary_variant() {
+        let t = template(serde_json::json!({
+            ERRORS_QUERY_ANNOTATION: "sum(increase(requests{pod=~\"{{ target }}-[a-z0-9]+-[a-z0-9]+\", code=~\"5..\"}[{{ interval }}]))",
+            "serin.dev/sample-query": "sum(increase(requests{namespace=\"{{ namespace }}\",\n  pod=~\"{{ target }}-[a-z0-9]+-[a-z0-9]+\"}[{{ interval }}]))"
+        }));
+        let q = template_queries(&t, &model(), true).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            q.canary,
+            CountQueries {
+                failed: r#"sum(increase(requests{pod=~"podinfo-[a-z0-9]+-[a-z0-9]+", code=~"5.."}[1m]))"#
+                    .into(),
+                total: r#"sum(increase(requests{namespace="test", pod=~"podinfo-[a-z0-9]+-[a-z0-9]+"}[1m]))"#
+                    .into(),
+            }
+        );
+        assert_eq!(
+            q.primary,
+            CountQueries {
+                failed: r#"sum(increase(requests{pod=~"podinfo-primary-[a-z0-9]+-[a-z0-9]+", code=~"5.."}[1m]))"#
+                    .into(),
+                total: r#"sum(increase(requests{namespace="test", pod=~"podinfo-primary-[a-z0-9]+-[a-z0-9]+"}[1m]))"#
+                    .into(),
+            }
+        );
+        // Providers that keep whitespace get the query as rendered.
+        let kept = template_queries(&t, &model(), false).unwrap_or_else(|e| panic!("{e}"));
+        assert!(kept.canary.total.contains(",\n  pod=~"), "{kept:?}");
+    }
+
+    #[test]
+    fn a_template_without_judge_queries_is_refused_by_name() {
+        for annotations in [
+            serde_json::json!({}),
+            serde_json::json!({"serin.dev/sample-query": "sum(x)"}),
+            serde_json::json!({ERRORS_QUERY_ANNOTATION: " ", "serin.dev/sample-query": "sum(x)"}),
+        ] {
+            let e = template_queries(&template(annotations.clone()), &model(), true)
+                .err()
+                .map(|e| e.to_string());
+            assert_eq!(
+                e.as_deref(),
+                Some(
+                    "MetricTemplate test/error-rate declares no judge queries: the judge needs the \
+                     annotations serin.dev/judge-errors-query (failed requests in the window) and \
+                     serin.dev/sample-query (all requests in the window)"
+                ),
+                "{annotations}"
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod keptn;
 pub mod newrelic;
 pub mod prometheus;
 pub mod provider;
+pub mod registry;
 pub mod rest;
 pub mod splunk;
 pub mod stackdriver;

@@ -502,6 +502,13 @@ pub fn apply_merge(
 }
 
 /// Removes the field or list element at `path` (FieldsV1 elements) from `obj`.
+///
+/// For a custom resource, a map or list that the removal leaves empty becomes `null`, as
+/// structured-merge-diff's `RemoveItems` makes it (kube-apiserver 1.24 to 1.35, and again after
+/// the revert in kubernetes-sigs/structured-merge-diff#331): a manager that stops applying the
+/// last fields of a struct leaves `field: null` behind, which the CRD's schema then rejects unless
+/// the field is `nullable` (kubernetes/kubernetes#103011). Built-in kinds decode that `null` into
+/// their Go types, so there the empty value stays; an emptied map of `metadata` is omitted.
 pub fn remove_path(obj: &mut Value, path: &[String], schema: &Schema) {
     remove_at(obj, path, schema, &mut vec![]);
 }
@@ -518,6 +525,18 @@ fn remove_at(obj: &mut Value, path: &[String], schema: &Schema, names: &mut Vec<
             names.push(f.to_string());
             remove_at(c, rest, schema, names);
             names.pop();
+            let emptied = match c {
+                Value::Object(o) => o.is_empty(),
+                Value::Array(a) => a.is_empty(),
+                _ => false,
+            };
+            // ObjectMeta is a Go type for every kind: an emptied map of it is omitted.
+            let in_metadata = names.first().map_or(f == "metadata", |n| n == "metadata");
+            if emptied && in_metadata {
+                m.remove(f);
+            } else if emptied && matches!(schema, Schema::Custom(_)) {
+                *c = Value::Null;
+            }
         }
         return;
     }

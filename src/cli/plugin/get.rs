@@ -171,9 +171,11 @@ pub fn run(args: GetArgs) -> ExitCode {
             .items;
         if list.is_empty() {
             if args.all_namespaces {
-                eprintln!("No canaries found.");
+                crate::cli::output::stderr_line("No canaries found.");
             } else {
-                eprintln!("No canaries found in namespace {namespace}.");
+                crate::cli::output::stderr_line(&format!(
+                    "No canaries found in namespace {namespace}."
+                ));
             }
             return Ok(());
         }

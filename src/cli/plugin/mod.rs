@@ -168,14 +168,14 @@ where
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            crate::cli::output::stderr_line(&format!("error: cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match rt.block_on(f) {
         Ok(()) | Err(Error::OutputClosed) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::output::stderr_line(&format!("error: {e}"));
             ExitCode::from(e.exit_code())
         }
     }

@@ -13,16 +13,19 @@ impl Machine<'_> {
     /// decides (`Some(flow)`): a restart, a rollback, a wait (with its reason) or a question.
     pub(super) fn progressing(&mut self) -> Flow {
         self.adopt_flagger_run();
-        let t = self.target().clone();
+        let mut t = self.target().clone();
+        if let Some(stop) = self.restart_on_new_revision(&t) {
+            return stop;
+        }
+        if t.replicas == 0 && t.is_workload() {
+            // Scaled to zero mid-run (a GitOps sync, or a rollback whose status write failed):
+            // bring it back. The observed status predates the scale-up, and a workload that
+            // wants no replicas reads as rolled out, yet it has no Pod to take traffic.
+            self.scale_target(t.scale_up_replicas.max(1));
+            t.readiness = Readiness::Waiting("the canary is scaled to zero; scaling it up".into());
+        }
         if let Some(stop) = self
-            .restart_on_new_revision(&t)
-            .or_else(|| {
-                if t.replicas == 0 {
-                    // Someone scaled the canary down mid-run (e.g. a GitOps sync): bring it back.
-                    self.scale_target(t.scale_up_replicas.max(1));
-                }
-                self.manual_control()
-            })
+            .manual_control()
             .or_else(|| self.await_canary(&t))
             .or_else(|| self.primary_failed())
             .or_else(|| self.manual_promotion())

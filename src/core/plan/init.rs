@@ -149,6 +149,7 @@ impl Machine<'_> {
         self.status.last_applied_spec = Some(t.fingerprint.clone());
         self.status.tracked_configs = non_empty(t.tracked_configs.clone());
         self.status.run_start_time = Some(to_time(self.now));
+        self.status.last_run_start_time = self.status.run_start_time.clone();
         self.status.last_analysis_time = Some(to_time(self.now));
         self.end_pause();
         self.start_session_cookies();

@@ -155,6 +155,9 @@ impl Machine<'_> {
     /// target KEDA ScaledObject is paused at zero with it, and resumed when it scales up.
     pub(super) fn scale_target(&mut self, replicas: i32) {
         if self.o.target.as_ref().is_ok_and(TargetObs::is_workload) {
+            // One scale decision per plan: a rollback after a scale-up must not bounce the target.
+            self.actions
+                .retain(|a| !matches!(a, Action::ScaleTarget(_)));
             self.actions.push(Action::ScaleTarget(replicas));
             if replicas == 0 {
                 self.pause_target_scaler();

@@ -287,8 +287,10 @@ impl Machine<'_> {
             );
             return Some(self.rollback(super::promotion::Rollback::Manual));
         }
+        let mut just_paused = false;
         if let Some(raw) = self.requested(Verb::Pause) {
             self.request = None;
+            just_paused = true;
             let weight = self.status.canary_weight;
             self.status.paused_at = Some(to_time(self.now));
             self.event(
@@ -320,7 +322,12 @@ impl Machine<'_> {
             self.acknowledge(&raw, Outcome::Applied, "resumed".into());
         }
         if self.status.paused_at.is_some() {
-            return Some(Ok(Requeue::AwaitChange));
+            if just_paused {
+                // The "Paused …" event above announces it.
+                self.wait_announced(Wait::Paused);
+                return Some(Ok(Requeue::AwaitChange));
+            }
+            return Some(self.wait(Wait::Paused, Requeue::AwaitChange));
         }
         None
     }

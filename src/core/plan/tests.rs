@@ -517,6 +517,24 @@ fn failed_checks_count_up_and_past_the_threshold_roll_back() {
 }
 
 #[test]
+fn a_run_start_is_kept_as_the_last_run_start_after_a_rollback() {
+    let mut o = fx();
+    o.target = Ok(target("v1:b"));
+    let started = decide(&o, at(5)).status.expect("status");
+    assert_eq!(started.run_start_time, Some(to_time(at(5))));
+    assert_eq!(started.last_run_start_time, Some(to_time(at(5))));
+
+    let o = with_status(progressing(1, 0), |s| {
+        s.failed_checks = 2;
+        s.last_run_start_time = s.run_start_time.clone();
+    });
+    let s = decide(&o, at(10)).status.expect("status");
+    assert_eq!(s.phase, Some(CanaryPhase::Failed));
+    assert_eq!(s.run_start_time, None);
+    assert_eq!(s.last_run_start_time, Some(to_time(at(0))));
+}
+
+#[test]
 fn an_unready_canary_waits_without_failed_checks_until_the_progress_deadline() {
     let mut o = progressing(0, 0);
     o.target = Ok(TargetObs {
@@ -529,6 +547,36 @@ fn an_unready_canary_waits_without_failed_checks_until_the_progress_deadline() {
     let p = decide(&o, at(601));
     assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
     assert!(failure_reason(&p).is_some_and(|r| r.contains("progressDeadlineSeconds (600s)")));
+}
+
+#[test]
+fn a_canary_scaled_to_zero_mid_run_is_scaled_up_and_gets_no_traffic_until_ready() {
+    // A Deployment that wants no replicas reads as rolled out; it has no Pod to serve.
+    let mut o = progressing(1, 0);
+    o.target = Ok(TargetObs {
+        replicas: 0,
+        readiness: Readiness::Ready,
+        ..target("v1:b")
+    });
+    let p = decide(&o, at(5));
+    assert_eq!(p.actions.first(), Some(&Action::ScaleTarget(2)));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::SetRoutes(r) if r.canary > 0)),
+        "{:?}",
+        p.actions
+    );
+    only_the_wait_changed(&o, &p, "CanaryPodsNotReady");
+    // Past the deadline it rolls back with a single scale-down, not an up-then-down bounce.
+    let p = decide(&o, at(601));
+    assert_eq!(phase_of(&p), Some(CanaryPhase::Failed));
+    let scales: Vec<_> = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::ScaleTarget(_)))
+        .collect();
+    assert_eq!(scales, vec![&Action::ScaleTarget(0)]);
 }
 
 #[test]

@@ -18,6 +18,8 @@ pub enum Wait {
     InvalidTarget(String),
     /// `spec.suspend` is set.
     Suspended,
+    /// A `pause` request holds the run (`kubectl serin resume` ends it).
+    Paused,
     /// The canary workload's Pods are not ready yet (before the progress deadline).
     CanaryPodsNotReady {
         /// Ready Pods out of those wanted, when the target is a workload.
@@ -55,6 +57,7 @@ impl Wait {
             Self::TargetNotFound(_) => "TargetNotFound",
             Self::InvalidTarget(_) => "InvalidTarget",
             Self::Suspended => "Suspended",
+            Self::Paused => "Paused",
             Self::CanaryPodsNotReady { .. } => "CanaryPodsNotReady",
             Self::CanaryRevisionNotReady(_) => "CanaryRevisionNotReady",
             Self::PrimaryNotReady(_) => "PrimaryNotReady",
@@ -76,6 +79,7 @@ impl Wait {
             Self::TargetNotFound(m) => format!("target not found: {m}"),
             Self::InvalidTarget(m) => format!("invalid target: {m}"),
             Self::Suspended => "canary is suspended (spec.suspend)".into(),
+            Self::Paused => "the run is paused by a request; resume it to go on".into(),
             Self::CanaryPodsNotReady {
                 pods: Some(p),
                 detail,

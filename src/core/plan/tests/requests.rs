@@ -176,6 +176,16 @@ fn pause_holds_the_step_without_analysis_until_resume() {
     let status = p.status.clone().expect("status");
     assert_eq!(status.paused_at, Some(to_time(at(3))));
     assert_eq!(status.canary_weight, 20);
+    let waiting = status.waiting_for.clone().expect("the pause is the wait");
+    assert_eq!(
+        (waiting.reason.as_str(), waiting.since),
+        ("Paused", Some(to_time(at(3))))
+    );
+    assert_eq!(
+        events(&p),
+        vec!["Paused podinfo.test at canary weight 20"],
+        "one event announces the pause"
+    );
     assert_eq!(outcome(&p).as_deref(), Some("Applied"));
     assert!(!p.actions.iter().any(|a| matches!(a, Action::SetRoutes(_))));
     assert_eq!(p.requeue, Requeue::AwaitChange);
