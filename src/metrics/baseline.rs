@@ -553,7 +553,7 @@ mod tests {
             ERRORS_QUERY_ANNOTATION: "sum(increase(requests{pod=~\"{{ target }}-[a-z0-9]+-[a-z0-9]+\", code=~\"5..\"}[{{ interval }}]))",
             "serin.dev/sample-query": "sum(increase(requests{namespace=\"{{ namespace }}\",\n  pod=~\"{{ target }}-[a-z0-9]+-[a-z0-9]+\"}[{{ interval }}]))"
         }));
-        let q = template_queries(&t, &model(), true).unwrap_or_else(|e| panic!("{e}"));
+        let q = template_queries(&t, &Model::test(), true).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             q.canary,
             CountQueries {
@@ -573,7 +573,7 @@ mod tests {
             }
         );
         // Providers that keep whitespace get the query as rendered.
-        let kept = template_queries(&t, &model(), false).unwrap_or_else(|e| panic!("{e}"));
+        let kept = template_queries(&t, &Model::test(), false).unwrap_or_else(|e| panic!("{e}"));
         assert!(kept.canary.total.contains(",\n  pod=~"), "{kept:?}");
     }
 
@@ -584,7 +584,7 @@ mod tests {
             serde_json::json!({"serin.dev/sample-query": "sum(x)"}),
             serde_json::json!({ERRORS_QUERY_ANNOTATION: " ", "serin.dev/sample-query": "sum(x)"}),
         ] {
-            let e = template_queries(&template(annotations.clone()), &model(), true)
+            let e = template_queries(&template(annotations.clone()), &Model::test(), true)
                 .err()
                 .map(|e| e.to_string());
             assert_eq!(
