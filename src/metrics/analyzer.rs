@@ -104,6 +104,18 @@ pub struct Analyzer<O> {
     at: Option<DateTime<Utc>>,
 }
 
+/// The namespace of the MetricTemplate `r` names: its own, else the Canary's.
+fn template_namespace<'a>(
+    canary: &'a Canary,
+    r: &'a crate::api::canary::CrossNamespaceRef,
+) -> &'a str {
+    let canary_ns = canary.metadata.namespace.as_deref().unwrap_or_default();
+    r.namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(canary_ns)
+}
+
 impl<O: Objects> Analyzer<O> {
     /// A checker that reads objects through `objects`, queries `default_server` (the
     /// `--metrics-server` flag) unless a canary or template names another, and picks builtin
@@ -284,12 +296,7 @@ impl<O: Objects> Analyzer<O> {
                 return baseline::error_record(metric, msg, now);
             }
         };
-        let canary_ns = canary.metadata.namespace.clone().unwrap_or_default();
-        let ns = r
-            .namespace
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .unwrap_or(&canary_ns);
+        let ns = template_namespace(canary, r);
         let t = match self.objects.metric_template(ns, &r.name).await {
             Ok(t) => t,
             Err(e) => return baseline::error_record(metric, e, now),
@@ -348,12 +355,7 @@ impl<O: Objects> Analyzer<O> {
         metric_interval: Duration,
         now: DateTime<Utc>,
     ) -> (Option<String>, Reading, Option<Reading>) {
-        let canary_ns = canary.metadata.namespace.clone().unwrap_or_default();
-        let ns = r
-            .namespace
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .unwrap_or(&canary_ns);
+        let ns = template_namespace(canary, r);
         let t = match self.objects.metric_template(ns, &r.name).await {
             Ok(t) => t,
             Err(e) => return (None, Reading::Failed(e), None),
