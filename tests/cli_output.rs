@@ -15,15 +15,19 @@ fn serin(args: &[&str]) -> Command {
     c
 }
 
-/// Runs `args` with stdout piped and its reading end closed at once, so the first write fails
-/// with EPIPE whatever its size; returns the exit code and stderr.
-fn with_closed_stdout(mut cmd: Command) -> (Option<i32>, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
+/// Spawns `cmd` with stdout and stderr piped and no stdin.
+fn spawn_piped(cmd: &mut Command) -> std::process::Child {
+    cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(Stdio::null())
         .spawn()
-        .expect("spawns serin");
+        .expect("spawns serin")
+}
+
+/// Runs `args` with stdout piped and its reading end closed at once, so the first write fails
+/// with EPIPE whatever its size; returns the exit code and stderr.
+fn with_closed_stdout(mut cmd: Command) -> (Option<i32>, String) {
+    let mut child = spawn_piped(&mut cmd);
     drop(child.stdout.take());
     let status = wait_at_most(&mut child, Duration::from_secs(120));
     let mut err = String::new();
@@ -206,18 +210,13 @@ fn on_a_terminal_logs_are_coloured_unless_no_color_is_set() {
 #[test]
 fn an_error_written_to_a_closed_stderr_keeps_its_exit_code_instead_of_panicking() {
     // `serin query … 2>&1 | head` after the reader has gone: both streams are closed pipes.
-    let mut child = serin(&[
+    let mut child = spawn_piped(&mut serin(&[
         "query",
         "--canary",
         "/nonexistent/canary.yaml",
         "--metric",
         "x",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .stdin(Stdio::null())
-    .spawn()
-    .expect("spawns serin");
+    ]));
     drop(child.stdout.take());
     drop(child.stderr.take());
     let code = wait_at_most(&mut child, Duration::from_secs(120));
