@@ -158,12 +158,12 @@ async fn replaying_a_rolled_back_run_from_the_cluster_names_the_live_failing_ste
         (secs / INTERVAL as f64).round() as usize
     };
     let (first, rollback) = (step_of(fails[0].time), step_of(fails[1].time));
-    // The known step: tick 1 is the pre-rollout tick, and the tick after the traffic turned bad
-    // is the first to fail.
-    assert_eq!(
-        first,
-        usize::try_from(TURNS_BAD_AFTER + 1)?,
-        "live first failure {fails:#?} from {run_start}"
+    // Tick 1 is the pre-rollout tick, so the tick after the traffic turned bad is the first that
+    // can fail; it usually does, unless Prometheus had not scraped the bad traffic yet (a loaded
+    // machine). Replay must find whichever step the live run failed at.
+    assert!(
+        first > usize::try_from(TURNS_BAD_AFTER)?,
+        "live first failure {fails:#?} from {run_start} before the traffic turned bad"
     );
     assert_eq!(rollback, first + 1, "{fails:#?}");
     assert_eq!(
