@@ -12,7 +12,7 @@ use anyhow::Context;
 use common::e2e::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::{Value, json};
 use serin::api::{Canary, CanaryPhase};
 use serin::cluster::faults::Fault;
@@ -281,41 +281,6 @@ async fn sample(
     Ok(())
 }
 
-/// A Gateway controller stand-in: accepts every HTTPRoute's parents for its generation, retrying
-/// through the injected errors.
-fn gateway(api: Api<DynamicObject>, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        while !stop.load(Ordering::Relaxed) {
-            for r in api.list(&ListParams::default()).await.into_iter().flatten() {
-                let v = serde_json::to_value(&r).unwrap_or_default();
-                let generation = v["metadata"]["generation"].as_i64().unwrap_or(0);
-                let parents: Vec<Value> = v["spec"]["parentRefs"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|p| {
-                        json!({"parentRef": p, "controllerName": "example.com/gateway", "conditions": [{
-                            "type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
-                            "observedGeneration": generation, "lastTransitionTime": "2025-01-01T00:00:00Z"}]})
-                    })
-                    .collect();
-                if v["status"]["parents"] != json!(parents) {
-                    let name = v["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    let patch = json!({"status": {"parents": parents}});
-                    let _ = api
-                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-}
-
 /// Applies `obj`, retrying through injected errors.
 async fn apply_retrying(env: &Env, obj: Value) -> anyhow::Result<()> {
     let mut last = None;
@@ -371,7 +336,11 @@ async fn rollouts_keep_traffic_on_ready_pods_through_api_errors_watch_cuts_and_c
     let mut rng = Rng(seed);
     let mut env = start_env().await?;
     let stop = Arc::new(AtomicBool::new(false));
-    let gw = gateway(env_routes(&env), stop.clone());
+    let gw = common::gateway::spawn(
+        env_routes(&env),
+        Arc::new(AtomicBool::new(true)),
+        stop.clone(),
+    );
     let cases: Vec<Case> = (0..CANARIES).map(Case::new).collect();
     let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
 

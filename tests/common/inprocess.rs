@@ -7,7 +7,7 @@
 use anyhow::Context;
 use async_trait::async_trait;
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 use serin::api::{Canary, CanaryPhase};
 use serin::cluster::sim::{self, SimConfig};
@@ -190,43 +190,8 @@ impl Env {
     /// writes for a route its listeners do not allow), always for the current generation.
     pub fn start_gateway_accepting(&mut self, accept: Arc<std::sync::atomic::AtomicBool>) {
         let api = self.dynamic(GW_V1, "HTTPRoute");
-        self.tasks.push(tokio::spawn(async move {
-            loop {
-                for r in api.list(&ListParams::default()).await.into_iter().flatten() {
-                    let v = serde_json::to_value(&r).unwrap_or_default();
-                    let generation = v["metadata"]["generation"].as_i64().unwrap_or(0);
-                    let parents: Vec<Value> = v["spec"]["parentRefs"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|p| {
-                            let (status, reason, message) =
-                                if accept.load(std::sync::atomic::Ordering::Acquire) {
-                                    ("True", "Accepted", "")
-                                } else {
-                                    (
-                                        "False",
-                                        "NotAllowedByListeners",
-                                        "no listener allows routes from this namespace",
-                                    )
-                                };
-                            json!({"parentRef": p, "controllerName": "example.com/gateway", "conditions": [{
-                                "type": "Accepted", "status": status, "reason": reason, "message": message,
-                                "observedGeneration": generation, "lastTransitionTime": "2025-01-01T00:00:00Z"}]})
-                        })
-                        .collect();
-                    if v["status"]["parents"] != json!(parents) {
-                        let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
-                        let patch = json!({"status": {"parents": parents}});
-                        let _ = api
-                            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                            .await;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }));
+        let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.tasks.push(super::gateway::spawn(api, accept, never));
     }
 
     /// The namespaced objects of `kind` in `api_version`.
