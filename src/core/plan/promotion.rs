@@ -196,24 +196,26 @@ impl Machine<'_> {
         }));
         self.push_promotion_actions();
         self.scale_target(0);
+        self.end_pause();
+        let event = format!(
+            "Promotion completed! Canary analysis was skipped for {}",
+            self.target_id()
+        );
+        self.succeed(event, "Canary analysis was skipped, promotion finished.")
+    }
+
+    /// The run ends promoted: its counters reset, the promoted revision recorded, one event, an
+    /// Info alert and the post-rollout hooks.
+    fn succeed(&mut self, event: String, alert: &str) -> Flow {
         self.status.canary_weight = 0;
         self.status.iterations = 0;
         self.status.run_start_time = None;
         self.end_session_cookies();
         self.status.last_promoted_spec = self.status.last_applied_spec.clone();
-        self.end_pause();
         self.set_phase(CanaryPhase::Succeeded, None);
-        self.event(
-            EventType::Normal,
-            format!(
-                "Promotion completed! Canary analysis was skipped for {}",
-                self.target_id()
-            ),
-        );
-        self.actions.push(Action::Alert(
-            AlertSeverity::Info,
-            "Canary analysis was skipped, promotion finished.".into(),
-        ));
+        self.event(EventType::Normal, event);
+        self.actions
+            .push(Action::Alert(AlertSeverity::Info, alert.into()));
         self.actions
             .push(Action::PostRollout(CanaryPhase::Succeeded));
         Ok(Requeue::AwaitChange)
@@ -358,23 +360,11 @@ impl Machine<'_> {
         if self.target().replicas > 0 {
             self.scale_target(0);
         }
-        self.status.canary_weight = 0;
-        self.status.iterations = 0;
-        self.status.run_start_time = None;
-        self.end_session_cookies();
-        self.status.last_promoted_spec = self.status.last_applied_spec.clone();
-        self.set_phase(CanaryPhase::Succeeded, None);
-        self.event(
-            EventType::Normal,
-            format!("Promotion completed! Scaling down {}", self.target_id()),
-        );
-        self.actions.push(Action::Alert(
-            AlertSeverity::Info,
-            "Canary analysis completed successfully, promotion finished.".into(),
-        ));
-        self.actions
-            .push(Action::PostRollout(CanaryPhase::Succeeded));
-        Ok(Requeue::AwaitChange)
+        let event = format!("Promotion completed! Scaling down {}", self.target_id());
+        self.succeed(
+            event,
+            "Canary analysis completed successfully, promotion finished.",
+        )
     }
 
     /// A run ends or restarts: a pause held only that run.
