@@ -155,6 +155,8 @@ pub struct Telemetry {
     waiting_since: Family<WaitLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     deadline: Family<CanaryLabels, Gauge>,
     decisions: Family<DecisionLabels, Counter>,
+    /// Live heap bytes, exported only by a `heap-stats` build.
+    heap_live: Option<Gauge>,
     exported: Arc<Mutex<BTreeMap<Key, Exported>>>,
     namespaces: Arc<Mutex<BTreeSet<String>>>,
 }
@@ -280,6 +282,14 @@ impl Telemetry {
             "Decisions taken: the phase entered, Advance (a traffic or iteration step) or Wait",
             Family::<DecisionLabels, Counter>::default(),
         );
+        let heap_live = super::heap::live_bytes().map(|_| {
+            register(
+                &mut registry,
+                "serin_heap_live_bytes",
+                "Bytes the process has allocated and not freed (heap-stats builds only)",
+                Gauge::default(),
+            )
+        });
         Self {
             registry: Arc::new(registry),
             status,
@@ -298,6 +308,7 @@ impl Telemetry {
             waiting_since,
             deadline,
             decisions,
+            heap_live,
             exported: Arc::default(),
             namespaces: Arc::default(),
         }
@@ -621,6 +632,9 @@ impl Telemetry {
 
     /// The metrics in Prometheus text format.
     pub fn encode(&self) -> String {
+        if let (Some(g), Some(live)) = (&self.heap_live, super::heap::live_bytes()) {
+            g.set(i64::try_from(live).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
