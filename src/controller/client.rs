@@ -75,7 +75,8 @@ mod tests {
         let client = builder(&config, IDLE_CONNECTIONS)?.build();
         let api: Api<ConfigMap> = Api::namespaced(client, "default");
         // More requests at once than the pool keeps idle: every one still succeeds.
-        let lists = (0..IDLE_CONNECTIONS * 3).map(|_| api.list(&ListParams::default()));
+        let params = ListParams::default();
+        let lists = (0..IDLE_CONNECTIONS * 3).map(|_| api.list(&params));
         for r in futures::future::join_all(lists).await {
             r?;
         }

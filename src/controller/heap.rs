@@ -1,8 +1,16 @@
-//! The process's live heap bytes when built with the `heap-stats` feature, which installs a
-//! counting global allocator; lets `serin bench` split RSS into what is allocated and what the
-//! allocator keeps. No I/O.
+//! The process's global allocator, and its live heap bytes when built with the `heap-stats`
+//! feature (a counting allocator), which lets `serin bench` split RSS into what is allocated and
+//! what the allocator keeps. No I/O.
 
-/// Counts every allocation and free of the process (atomics around the system allocator).
+/// mimalloc: glibc's malloc keeps the memory freed after a burst of reconciles in per-thread
+/// arenas (measured at 1,000 canaries: about 40 MiB above the live heap at rest, against about
+/// 15 MiB with mimalloc), and spent a third of the controller's CPU in a rollout.
+#[cfg(not(feature = "heap-stats"))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Counts every allocation and free of the process (atomics around the system allocator; the
+/// live bytes do not depend on the allocator underneath, its retained memory does).
 #[cfg(feature = "heap-stats")]
 #[global_allocator]
 static COUNTING: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;

@@ -204,7 +204,6 @@ mod tests {
                     api_version: "apps/v1".into(),
                     kind: "Deployment".into(),
                     name: target.into(),
-                    ..Default::default()
                 }),
                 ..Default::default()
             },
