@@ -26,6 +26,10 @@ fn bench_at_three_canaries_reports_every_figure() -> anyhow::Result<()> {
     assert!(r.init_secs > 0.0 && r.rollout_secs > 0.0, "{r:?}");
     assert_eq!(r.ideal_secs, 2.0, "steps × interval");
     assert!(
+        (r.schedule_ratio * 3.0 - r.rollout_secs).abs() < 1e-6,
+        "against (steps + 1) × interval: {r:?}"
+    );
+    assert!(
         r.rss_rest_mib > 0.0 && r.rss_peak_mib >= r.rss_rest_mib,
         "{r:?}"
     );

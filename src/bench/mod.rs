@@ -124,6 +124,13 @@ pub struct Run {
     pub ideal_secs: f64,
     /// `rollout_secs / ideal_secs`.
     pub rollout_ratio: f64,
+    /// `rollout_secs / ((steps + 1) × interval)`: the wall time against the plan's own schedule,
+    /// which, as Flagger's, starts the analysis one interval after it detects the revision and
+    /// promotes one interval after the last step (so a perfectly punctual controller reads 1.0
+    /// here and `(steps + 1) / steps` in `rollout_ratio`). A second figure beside the issue's
+    /// ratio, not a replacement for it.
+    #[serde(default)]
+    pub schedule_ratio: f64,
     /// Canaries that did not succeed (Failed, or still running at the deadline).
     pub not_succeeded: usize,
     /// Analysis tick lag, median, milliseconds (from the controller's histogram).
@@ -145,6 +152,11 @@ pub struct Run {
     pub rss_rest_mib: f64,
     /// Peak controller resident memory during the whole run, MiB.
     pub rss_peak_mib: f64,
+    /// The controller's live heap at rest, MiB: only from a `--features heap-stats` build,
+    /// whose counting allocator exports it (`serin_heap_live_bytes`). RSS minus this is the
+    /// allocator's retained memory plus the code, stacks and runtime.
+    #[serde(default)]
+    pub heap_rest_mib: Option<f64>,
 }
 
 /// A whole `serin bench` result.
@@ -635,6 +647,10 @@ async fn run_one(opts: &Options, n: usize, progress: &(dyn Fn(&str) + Sync)) -> 
     let idle_requests = controller_requests(&cluster);
     let idle_secs = idle_started.elapsed().as_secs_f64();
     let rss_rest = rss_bytes(controller.pid());
+    let heap_rest = controller
+        .scrape(&http)
+        .await
+        .and_then(|t| stats::parse_value(&t, "serin_heap_live_bytes"));
 
     progress(&format!(
         "{n} canaries: idle requests {idle_requests}; rolling out"
@@ -726,6 +742,8 @@ async fn run_one(opts: &Options, n: usize, progress: &(dyn Fn(&str) + Sync)) -> 
         rollout_secs,
         ideal_secs,
         rollout_ratio: rollout_secs / ideal_secs.max(f64::MIN_POSITIVE),
+        schedule_ratio: rollout_secs
+            / (opts.interval.as_secs_f64() * f64::from(opts.steps + 1)).max(f64::MIN_POSITIVE),
         not_succeeded,
         tick_lag_p50_ms: stats::quantile(&lag, 0.5).map(|s| s * 1e3),
         tick_lag_p99_ms: stats::quantile(&lag, 0.99).map(|s| s * 1e3),
@@ -736,6 +754,7 @@ async fn run_one(opts: &Options, n: usize, progress: &(dyn Fn(&str) + Sync)) -> 
         refused_writes: controller_writes.iter().filter(|w| !w.succeeded()).count() as u64,
         rss_rest_mib: rss_rest as f64 / MIB,
         rss_peak_mib: rss_peak as f64 / MIB,
+        heap_rest_mib: heap_rest.map(|b| b / MIB),
     })
 }
 
@@ -746,7 +765,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// The report as a table, one row per size.
 pub fn table(report: &Report) -> String {
     let mut out = format!(
-        "{:>8} {:>14} {:>8} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>6}\n",
+        "{:>8} {:>14} {:>8} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>6}\n",
         "canaries",
         "provider",
         "init s",
@@ -754,17 +773,19 @@ pub fn table(report: &Report) -> String {
         "idle req",
         "rollout s",
         "wall/ideal",
+        "wall/sched",
         "writes/c",
         "writes/st",
         "lag p50ms",
         "lag p99ms",
         "RSS rest",
         "RSS peak",
+        "heap rest",
         "failed"
     );
     for r in &report.runs {
         out.push_str(&format!(
-            "{:>8} {:>14} {:>8.1} {:>9.1} {:>9} {:>10.1} {:>10.2} {:>9.1} {:>9} {:>10} {:>10} {:>7.1}Mi {:>7.1}Mi {:>6}\n",
+            "{:>8} {:>14} {:>8.1} {:>9.1} {:>9} {:>10.1} {:>10.2} {:>9.2} {:>9.1} {:>9} {:>10} {:>10} {:>7.1}Mi {:>7.1}Mi {:>9} {:>6}\n",
             r.canaries,
             r.provider.as_str(),
             r.init_secs,
@@ -772,12 +793,15 @@ pub fn table(report: &Report) -> String {
             r.idle_requests,
             r.rollout_secs,
             r.rollout_ratio,
+            r.schedule_ratio,
             r.writes_per_canary,
             opt(r.writes_per_step, 2),
             opt(r.tick_lag_p50_ms, 1),
             opt(r.tick_lag_p99_ms, 1),
             r.rss_rest_mib,
             r.rss_peak_mib,
+            r.heap_rest_mib
+                .map_or("-".into(), |h| format!("{h:.1}Mi")),
             r.not_succeeded,
         ));
     }

@@ -27,6 +27,13 @@ pub fn parse_histogram(text: &str, name: &str) -> Buckets {
     out
 }
 
+/// The value of the unlabelled gauge or counter `name` in a Prometheus text exposition.
+pub fn parse_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.split_whitespace().next()?.parse().ok())
+}
+
 /// `after − before`, bucket by bucket (`before` may be empty: nothing counted yet).
 pub fn histogram_delta(before: &Buckets, after: &Buckets) -> Buckets {
     after
@@ -116,6 +123,14 @@ mod tests {
     const TEXT: &str = "# HELP x_seconds lag\n# TYPE x_seconds histogram\nx_seconds_sum 1.5\nx_seconds_count 10\n\
 x_seconds_bucket{le=\"0.01\"} 2\nx_seconds_bucket{le=\"0.1\"} 9\nx_seconds_bucket{le=\"1.0\"} 10\nx_seconds_bucket{le=\"+Inf\"} 10\n\
 other_bucket{le=\"0.01\"} 99\n";
+
+    #[test]
+    fn a_gauge_is_read_by_its_exact_name() {
+        let text = "# TYPE heap_bytes gauge\nheap_bytes_total 7\nheap_bytes 12345\n";
+        assert_eq!(parse_value(text, "heap_bytes"), Some(12345.0));
+        assert_eq!(parse_value(text, "heap"), None);
+        assert_eq!(parse_value(TEXT, "x_seconds_count"), Some(10.0));
+    }
 
     #[test]
     fn histograms_parse_by_name_and_subtract_bucket_by_bucket() {

@@ -43,7 +43,7 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 /// Runs `serin bench`.
 pub fn run(args: BenchArgs) -> ExitCode {
     if args.canaries.is_empty() || args.canaries.contains(&0) {
-        eprintln!("serin bench: --canaries needs counts above zero");
+        crate::cli::output::stderr_line("serin bench: --canaries needs counts above zero");
         return ExitCode::from(2);
     }
     let before: Option<Report> = match &args.compare {
@@ -54,7 +54,10 @@ pub fn run(args: BenchArgs) -> ExitCode {
         {
             Ok(r) => Some(r),
             Err(e) => {
-                eprintln!("serin bench: --compare {}: {e}", path.display());
+                crate::cli::output::stderr_line(&format!(
+                    "serin bench: --compare {}: {e}",
+                    path.display()
+                ));
                 return ExitCode::from(2);
             }
         },
@@ -62,7 +65,9 @@ pub fn run(args: BenchArgs) -> ExitCode {
     let controller_exe = match std::env::current_exe() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("serin bench: cannot find the serin binary: {e}");
+            crate::cli::output::stderr_line(&format!(
+                "serin bench: cannot find the serin binary: {e}"
+            ));
             return ExitCode::FAILURE;
         }
     };
@@ -76,15 +81,15 @@ pub fn run(args: BenchArgs) -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("serin bench: starting the runtime: {e}");
+            crate::cli::output::stderr_line(&format!("serin bench: starting the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    let progress = |line: &str| eprintln!("serin bench: {line}");
+    let progress = |line: &str| crate::cli::output::stderr_line(&format!("serin bench: {line}"));
     let report = match rt.block_on(bench::run(&opts, &progress)) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("serin bench: {}", error_chain(&e));
+            crate::cli::output::stderr_line(&format!("serin bench: {}", error_chain(&e)));
             return ExitCode::FAILURE;
         }
     };
@@ -92,7 +97,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         match serde_json::to_string_pretty(&report) {
             Ok(j) => println!("{j}"),
             Err(e) => {
-                eprintln!("serin bench: encoding the report: {e}");
+                crate::cli::output::stderr_line(&format!("serin bench: encoding the report: {e}"));
                 return ExitCode::FAILURE;
             }
         }

@@ -45,6 +45,10 @@ pub struct ControllerArgs {
     /// Smallest analysis interval, in seconds (Flagger: 10). Lower it for tests and demos.
     #[arg(long, default_value_t = 10.0)]
     pub min_interval: f64,
+    /// Idle connections to the API server the client keeps for reuse (more cost memory after a
+    /// burst of reconciles; fewer cost new connections on the next one).
+    #[arg(long, env = "SERIN_API_IDLE_CONNECTIONS", default_value_t = crate::controller::client::IDLE_CONNECTIONS)]
+    pub api_idle_connections: usize,
     /// Annotation prefix of the NGINX ingress controller.
     #[arg(long, default_value = "nginx.ingress.kubernetes.io")]
     pub ingress_annotations_prefix: String,
@@ -286,7 +290,7 @@ pub fn run(args: ControllerArgs) -> ExitCode {
         } else {
             Fence::open_now()
         };
-        let client = kube::client::ClientBuilder::try_from(kube_config.clone())?
+        let client = crate::controller::client::builder(&kube_config, args.api_idle_connections)?
             .with_layer(&fence)
             .build();
         let config = crate::controller::Config {

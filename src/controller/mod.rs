@@ -21,7 +21,10 @@ use crate::notifier::Notifier;
 use crate::webhook::Webhooks;
 
 pub mod act;
+pub mod client;
 pub mod fence;
+pub mod heap;
+pub mod index;
 pub mod leader;
 pub mod observe;
 pub mod telemetry;
@@ -100,6 +103,12 @@ pub struct Config {
     /// Address for /healthz, /readyz and /metrics; none when `None`.
     pub listen: Option<std::net::SocketAddr>,
 }
+
+/// How many reconciles run at once. kube's client speaks HTTP/1, one connection per request in
+/// flight: unbounded, the init of 10,000 Canaries held up to 13,283 open fds and 5,891 reconciles
+/// failed to reach the API server (measured with `serin bench`, docs/performance.md). Reconciles that wait
+/// for slow metric providers or webhooks hold a slot, so the bound is generous.
+pub const MAX_CONCURRENT_RECONCILES: u16 = 512;
 
 /// Shared state of the reconcilers.
 pub struct Context {
@@ -431,12 +440,23 @@ pub async fn run_with_telemetry(
     // The Canary cache is stripped like the others (a Canary's managedFields, with the
     // controller's status ownership, are as large as its spec).
     let (canary_store, canary_writer) = reflector::store::<Canary>();
-    let canary_stream = watcher(canaries, wc.clone())
-        .default_backoff()
-        .modify(strip_unused_metadata)
-        .reflect(canary_writer)
-        .applied_objects();
-    let controller = Controller::for_stream(canary_stream, canary_store.clone());
+    let canary_index = index::CanaryIndex::default();
+    let canary_stream = {
+        let index = canary_index.clone();
+        watcher(canaries, wc.clone())
+            .default_backoff()
+            .modify(strip_unused_metadata)
+            .reflect(canary_writer)
+            .inspect(move |ev| {
+                if let Ok(ev) = ev {
+                    index.apply(ev);
+                }
+            })
+            .applied_objects()
+    };
+    let controller = Controller::for_stream(canary_stream, canary_store.clone()).with_config(
+        kube::runtime::controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES),
+    );
     // Stops with the controller (also when a lost lease drops this future).
     let _metrics_sync = {
         // flagger_canary_total, and a deleted Canary's series leave /metrics.
@@ -500,40 +520,16 @@ pub async fn run_with_telemetry(
         .flatten()
     };
 
+    // Each workload, Service, ConfigMap or Secret event finds its Canaries in the index, not
+    // by scanning every cached Canary (at 10,000 Canaries a rollout's events made that scan
+    // quadratic).
     let by_workload = {
-        let store = canary_store.clone();
-        move |name: String, ns: Option<String>| -> Vec<ObjectRef<Canary>> {
-            store
-                .state()
-                .iter()
-                .filter(|c| c.namespace() == ns)
-                .filter(|c| {
-                    // Compared without allocating: this runs for every cached Canary on
-                    // every workload event.
-                    let primary = name.strip_suffix("-primary");
-                    c.spec
-                        .target_ref
-                        .as_ref()
-                        .is_some_and(|t| t.name == name || primary == Some(t.name.as_str()))
-                        || c.spec
-                            .autoscaler_ref
-                            .as_ref()
-                            .is_some_and(|a| a.name == name || primary == Some(a.name.as_str()))
-                })
-                .map(|c| ObjectRef::from_obj(c.as_ref()))
-                .collect()
-        }
+        let index = canary_index.clone();
+        move |name: String, ns: Option<String>| index.by_workload(ns.as_deref(), &name)
     };
     let in_namespace = {
-        let store = canary_store.clone();
-        move |ns: Option<String>| -> Vec<ObjectRef<Canary>> {
-            store
-                .state()
-                .iter()
-                .filter(|c| c.namespace() == ns)
-                .map(|c| ObjectRef::from_obj(c.as_ref()))
-                .collect()
-        }
+        let index = canary_index.clone();
+        move |ns: Option<String>| index.in_namespace(ns.as_deref())
     };
     let m1 = by_workload.clone();
     let m2 = by_workload.clone();
@@ -543,7 +539,7 @@ pub async fn run_with_telemetry(
     let m6 = by_workload.clone();
     let n1 = in_namespace.clone();
     let n2 = in_namespace.clone();
-    let svc_store = canary_store.clone();
+    let by_service = canary_index.clone();
 
     controller
         .watches_stream(deploy_stream, move |d| m1(d.name_any(), d.namespace()))
@@ -562,21 +558,7 @@ pub async fn run_with_telemetry(
         )
         .watches_stream(svc_stream, move |s| {
             // Generated Services are owned by their Canary; others may be a pre-existing apex.
-            let ns = s.namespace();
-            let name = s.name_any();
-            svc_store
-                .state()
-                .iter()
-                .filter(|c| c.namespace() == ns)
-                .filter(|c| {
-                    let svc = c.spec.service_name();
-                    let base = name
-                        .strip_suffix("-primary")
-                        .or_else(|| name.strip_suffix("-canary"));
-                    name == svc || base == Some(svc.as_str())
-                })
-                .map(|c| ObjectRef::from_obj(c.as_ref()))
-                .collect::<Vec<_>>()
+            by_service.by_service(s.namespace().as_deref(), &s.name_any())
         })
         .watches_stream(cm_stream, move |c| n1(c.namespace()))
         .watches_stream(secret_stream, move |s| n2(s.namespace()))

@@ -158,6 +158,8 @@ pub struct Telemetry {
     waiting_since: Family<WaitLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     deadline: Family<CanaryLabels, Gauge>,
     decisions: Family<DecisionLabels, Counter>,
+    /// Live heap bytes, exported only by a `heap-stats` build.
+    heap_live: Option<Gauge>,
     exported: Arc<Mutex<BTreeMap<Key, Exported>>>,
     namespaces: Arc<Mutex<BTreeSet<String>>>,
 }
@@ -185,7 +187,16 @@ impl Telemetry {
         })
         .set(1);
         registry.register("flagger_info", "Serin version and mesh provider", info);
+        let heap_live = super::heap::live_bytes().map(|_| {
+            register(
+                &mut registry,
+                "serin_heap_live_bytes",
+                "Bytes the process has allocated and not freed (heap-stats builds only)",
+                Gauge::default(),
+            )
+        });
         Self {
+            heap_live,
             status: register(
                 &mut registry,
                 "flagger_canary_status",
@@ -589,6 +600,9 @@ impl Telemetry {
 
     /// The metrics in Prometheus text format.
     pub fn encode(&self) -> String {
+        if let (Some(g), Some(live)) = (&self.heap_live, super::heap::live_bytes()) {
+            g.set(i64::try_from(live).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
