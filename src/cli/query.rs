@@ -286,12 +286,12 @@ pub(crate) fn documents<T: serde::de::DeserializeOwned>(
     Ok(out)
 }
 
-async fn query(args: &QueryArgs) -> Result<Report, Error> {
-    let shown = args.canary.display().to_string();
-    let mut canary: Canary = documents(&args.canary, "Canary")?
+/// The first Canary of a manifest file, in namespace `default` when it names none.
+pub(super) fn first_canary(path: &std::path::Path) -> Result<Canary, Error> {
+    let mut canary: Canary = documents(path, "Canary")?
         .into_iter()
         .next()
-        .ok_or(Error::NoCanary(shown.clone()))?;
+        .ok_or_else(|| Error::NoCanary(path.display().to_string()))?;
     if canary
         .metadata
         .namespace
@@ -300,6 +300,12 @@ async fn query(args: &QueryArgs) -> Result<Report, Error> {
     {
         canary.metadata.namespace = Some("default".into());
     }
+    Ok(canary)
+}
+
+async fn query(args: &QueryArgs) -> Result<Report, Error> {
+    let shown = args.canary.display().to_string();
+    let canary = first_canary(&args.canary)?;
     let metric = canary
         .spec
         .metrics()

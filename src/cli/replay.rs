@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::plugin::{self, KubeArgs};
-use super::query::{FileObjects, Output, documents};
+use super::query::{FileObjects, Output};
 use crate::api::canary::CheckRecord;
 use crate::api::time::from_time;
 use crate::api::{Canary, CanaryPhase, MetricTemplate};
@@ -322,19 +322,7 @@ pub async fn replay(args: &ReplayArgs) -> Result<(String, Vec<Step>), Error> {
 /// The Canary of `--canary FILE` (namespace `default` when it names none) and the objects of
 /// `--template` and `--secret`.
 fn read_files(args: &ReplayArgs) -> Result<(Canary, FileObjects), Error> {
-    let path = std::path::Path::new(&args.canary);
-    let mut canary: Canary = documents(path, "Canary")?
-        .into_iter()
-        .next()
-        .ok_or(super::query::Error::NoCanary(args.canary.clone()))?;
-    if canary
-        .metadata
-        .namespace
-        .as_deref()
-        .is_none_or(str::is_empty)
-    {
-        canary.metadata.namespace = Some("default".into());
-    }
+    let canary = super::query::first_canary(std::path::Path::new(&args.canary))?;
     let objects = FileObjects::read(args.template.as_deref(), args.secret.as_deref())?;
     Ok((canary, objects))
 }

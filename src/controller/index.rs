@@ -194,22 +194,13 @@ impl CanaryIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::canary::{CanarySpec, TargetRef};
 
     fn canary(ns: &str, name: &str, target: &str) -> Canary {
-        let mut c = Canary::new(
-            name,
-            CanarySpec {
-                target_ref: Some(TargetRef {
-                    api_version: "apps/v1".into(),
-                    kind: "Deployment".into(),
-                    name: target.into(),
-                }),
-                ..Default::default()
-            },
-        );
-        c.metadata.namespace = Some(ns.into());
-        c
+        Canary::test()
+            .namespace(ns)
+            .name(name)
+            .target("apps/v1", "Deployment", target)
+            .build()
     }
 
     fn names(refs: Vec<ObjectRef<Canary>>) -> Vec<String> {
