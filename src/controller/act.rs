@@ -109,32 +109,14 @@ impl Applied {
 
 /// The resourceVersion of a generated object in the controller's caches.
 fn cached_rv(stores: &super::observe::Stores, kind: &str, ns: &str, name: &str) -> Option<String> {
-    use kube::runtime::reflector::ObjectRef;
+    use super::observe::cached_version as rv;
     match kind {
-        "Service" => stores
-            .services
-            .get(&ObjectRef::new(name).within(ns))
-            .and_then(|o| o.resource_version()),
-        "ConfigMap" => stores
-            .configmaps
-            .get(&ObjectRef::new(name).within(ns))
-            .and_then(|o| o.resource_version()),
-        "Secret" => stores
-            .secrets
-            .get(&ObjectRef::new(name).within(ns))
-            .and_then(|o| o.resource_version()),
-        "HorizontalPodAutoscaler" => stores
-            .hpas
-            .get(&ObjectRef::new(name).within(ns))
-            .and_then(|o| o.resource_version()),
-        "Deployment" => stores
-            .deployments
-            .get(&ObjectRef::new(name).within(ns))
-            .and_then(|o| o.resource_version()),
-        "DaemonSet" => stores
-            .daemonsets
-            .get(&ObjectRef::new(name).within(ns))
-            .and_then(|o| o.resource_version()),
+        "Service" => rv(&stores.services, ns, name),
+        "ConfigMap" => rv(&stores.configmaps, ns, name),
+        "Secret" => rv(&stores.secrets, ns, name),
+        "HorizontalPodAutoscaler" => rv(&stores.hpas, ns, name),
+        "Deployment" => rv(&stores.deployments, ns, name),
+        "DaemonSet" => rv(&stores.daemonsets, ns, name),
         _ => None,
     }
 }

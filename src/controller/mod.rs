@@ -795,42 +795,41 @@ async fn target_cache_is_fresh(ctx: &Context, canary: &Canary) -> bool {
     };
     let ns = canary.namespace().unwrap_or_default();
     let (cached, live) = match t.kind.as_str() {
-        "Deployment" => (
-            ctx.stores
-                .deployments
-                .get(&ObjectRef::new(&t.name).within(&ns))
-                .and_then(|d| d.resource_version()),
-            Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
-                .get_opt(&t.name)
-                .await
-                .map(|o| o.and_then(|d| d.resource_version())),
-        ),
-        "DaemonSet" => (
-            ctx.stores
-                .daemonsets
-                .get(&ObjectRef::new(&t.name).within(&ns))
-                .and_then(|d| d.resource_version()),
-            Api::<DaemonSet>::namespaced(ctx.client.clone(), &ns)
-                .get_opt(&t.name)
-                .await
-                .map(|o| o.and_then(|d| d.resource_version())),
-        ),
-        "StatefulSet" => (
-            ctx.stores
-                .statefulsets
-                .get(&ObjectRef::new(&t.name).within(&ns))
-                .and_then(|s| s.resource_version()),
-            Api::<StatefulSet>::namespaced(ctx.client.clone(), &ns)
-                .get_opt(&t.name)
-                .await
-                .map(|o| o.and_then(|s| s.resource_version())),
-        ),
+        "Deployment" => {
+            live_version::<Deployment>(ctx, &ctx.stores.deployments, &ns, &t.name).await
+        }
+        "DaemonSet" => live_version::<DaemonSet>(ctx, &ctx.stores.daemonsets, &ns, &t.name).await,
+        "StatefulSet" => {
+            live_version::<StatefulSet>(ctx, &ctx.stores.statefulsets, &ns, &t.name).await
+        }
         _ => return true,
     };
     match live {
         Ok(live) => live == cached,
         Err(_) => false,
     }
+}
+
+/// The cached and the live resourceVersion of `ns/name`.
+async fn live_version<K>(
+    ctx: &Context,
+    store: &kube::runtime::reflector::Store<K>,
+    ns: &str,
+    name: &str,
+) -> (Option<String>, Result<Option<String>, kube::Error>)
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + 'static,
+{
+    let cached = observe::cached_version(store, ns, name);
+    let live = Api::<K>::namespaced(ctx.client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map(|o| o.and_then(|d| d.resource_version()));
+    (cached, live)
 }
 
 async fn answer(ctx: &Context, canary: &Canary, req: CheckRequest, checks: &mut Checks) {

@@ -32,6 +32,16 @@ pub fn keda_resource() -> kube::core::ApiResource {
     }
 }
 
+/// The resourceVersion of `ns/name` in `store`, if it is cached.
+pub fn cached_version<K>(store: &Store<K>, ns: &str, name: &str) -> Option<String>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .get(&ObjectRef::new(name).within(ns))
+        .and_then(|o| o.resource_version())
+}
+
 /// Reflector caches of everything a Canary depends on.
 #[derive(Clone)]
 pub struct Stores {
